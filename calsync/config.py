@@ -1,0 +1,180 @@
+"""Settings: read once from ``calsync.toml`` and ``CALSYNC_*`` environment variables.
+
+Every key is documented in ``config.example.toml``. Environment variables win over the file;
+a key inside a section is ``CALSYNC_<SECTION>__<KEY>`` (for example ``CALSYNC_SYNC__HORIZON_DAYS``).
+A broken file or value raises :class:`ConfigError` naming the key and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_FILE = Path("calsync.toml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and how to fix it."""
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class MailBackend(StrEnum):
+    SMTP = "smtp"
+    DIRECTORY = "directory"
+
+
+class SyncSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    poll_interval_seconds: float = Field(
+        300.0, ge=1, description="Time between polls of one calendar."
+    )
+    poll_jitter_seconds: float = Field(
+        30.0, ge=0, description="Random spread added to each poll time."
+    )
+    horizon_days: int = Field(90, ge=1, le=730, description="How far ahead busy time is mirrored.")
+    lease_seconds: float = Field(
+        120.0, ge=1, description="How long a worker owns a calendar it polls."
+    )
+    tick_seconds: float = Field(
+        5.0, gt=0, description="How often a worker looks for due calendars."
+    )
+    max_parallel_polls: int = Field(
+        4, ge=1, le=64, description="Calendars polled at once per worker."
+    )
+    max_backoff_seconds: float = Field(
+        3600.0, ge=1, description="Longest wait after repeated failures."
+    )
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, description="Timeout of one calendar request."
+    )
+
+
+class MailSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: MailBackend = MailBackend.DIRECTORY
+    from_address: str = "calsync@localhost"
+    directory: Path = Path("mail")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+
+
+class GoogleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str | None = None
+    client_secret: str | None = None
+    api_endpoint: str | None = Field(
+        None, description="Only for tests and proxies: where the Calendar v3 API is reached."
+    )
+
+
+class Settings(BaseSettings):
+    """All settings of one calsync process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALSYNC_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    database_url: str = "sqlite:///calsync.db"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = Field(
+        None, description="Key that encrypts stored passwords and tokens."
+    )
+    admin_api_key: str | None = None
+    log_level: LogLevel = LogLevel.INFO
+    sync: SyncSettings = SyncSettings()
+    mail: MailSettings = MailSettings()
+    google: GoogleSettings = GoogleSettings()
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_supported(cls, value: str) -> str:
+        if value.startswith("postgresql://"):
+            # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        if not value.startswith(("sqlite://", "postgresql+psycopg://")):
+            raise ValueError("must be a sqlite:///path or postgresql://user@host/db URL")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_is_long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("must be at least 32 characters; generate one with `calsync secret`")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML values arrive as init kwargs; the environment must win over them.
+        return env_settings, init_settings
+
+    def require_secret_key(self) -> str:
+        if not self.secret_key:
+            raise ConfigError(
+                "secret_key is not set, and it is needed to store passwords encrypted. Add "
+                f'secret_key = "{secrets.token_urlsafe(32)}" to calsync.toml '
+                "or set CALSYNC_SECRET_KEY (keep it safe: it decrypts stored passwords)."
+            )
+        return self.secret_key
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (see config.example.toml for the keys calsync knows)"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read settings from ``path`` (default ``calsync.toml`` if it exists) and the environment.
+
+    Raises ConfigError for an unreadable file, invalid TOML, unknown keys or invalid values.
+    """
+    explicit = path is not None or "CALSYNC_CONFIG" in os.environ
+    path = path or Path(os.environ.get("CALSYNC_CONFIG", DEFAULT_CONFIG_FILE))
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{path} is not valid TOML: {exc}. Fix that line and retry."
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} cannot be read: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist (copy config.example.toml to start)")
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{path if path.exists() else 'configuration'}: {problems}") from None

@@ -1,0 +1,235 @@
+"""``calsync demo``: everything embedded on this machine.
+
+A Radicale server on loopback holds the owner's calendar, seeded with a realistic week;
+calsync keeps its mirror in a SQLite file, syncs, prints the busy time, and keeps polling
+(every few seconds) until Ctrl-C, saying whenever it picks up an edit.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import threading
+import urllib.request
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.table import Table
+
+from calsync.config import Settings, SyncSettings
+from calsync.sync import services
+from calsync.sync.db import Database
+from calsync.sync.embedded import EmbeddedRadicale
+from calsync.sync.models import CalendarRole
+from calsync.sync.poller import Poller, PollResult
+
+OWNER_EMAIL = "ada@example.org"
+OWNER_ZONE = "Europe/Berlin"
+CALDAV_USER = "demo"
+CALDAV_PASSWORD = "demo"
+
+
+def demo_settings(data_dir: Path) -> Settings:
+    key_file = data_dir / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(32))
+    return Settings(
+        database_url=f"sqlite:///{data_dir / 'calsync.db'}",
+        secret_key=key_file.read_text().strip(),
+        sync=SyncSettings(poll_interval_seconds=5, poll_jitter_seconds=0, tick_seconds=1),
+    )
+
+
+def seed_week(monday: date) -> dict[str, str]:
+    """A realistic working week for the owner, as iCalendar objects keyed by file name."""
+    names = ["mon", "tue", "wed", "thu", "fri"]
+    day = {name: monday + timedelta(days=i) for i, name in enumerate(names)}
+
+    def at(d: date, hhmm: str) -> str:
+        return f"{d:%Y%m%d}T{hhmm.replace(':', '')}00"
+
+    def event(uid: str, body: str) -> str:
+        return (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//demo//EN\r\n"
+            + body.strip().replace("\n", "\r\n")
+            + "\r\nEND:VCALENDAR\r\n"
+        ).replace("@UID@", uid)
+
+    tz = f"TZID={OWNER_ZONE}"
+    return {
+        "standup.ics": event(
+            "standup",
+            f"""BEGIN:VEVENT
+UID:@UID@
+DTSTAMP:20260101T000000Z
+SUMMARY:Daily stand-up
+DTSTART;{tz}:{at(day["mon"], "09:00")}
+DTEND;{tz}:{at(day["mon"], "09:15")}
+RRULE:FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR
+EXDATE;{tz}:{at(day["fri"], "09:00")}
+END:VEVENT""",
+        ),
+        "team.ics": event(
+            "team-meeting",
+            f"""BEGIN:VEVENT
+UID:@UID@
+DTSTAMP:20260101T000000Z
+SUMMARY:Team meeting
+DTSTART;{tz}:{at(day["tue"], "14:00")}
+DTEND;{tz}:{at(day["tue"], "15:00")}
+RRULE:FREQ=WEEKLY
+END:VEVENT
+BEGIN:VEVENT
+UID:@UID@
+DTSTAMP:20260101T000000Z
+RECURRENCE-ID;{tz}:{at(day["tue"], "14:00")}
+SUMMARY:Team meeting (moved this week)
+DTSTART;{tz}:{at(day["tue"], "16:00")}
+DTEND;{tz}:{at(day["tue"], "17:00")}
+END:VEVENT""",
+        ),
+        "conference.ics": event(
+            "conference",
+            f"""BEGIN:VEVENT
+UID:@UID@
+DTSTAMP:20260101T000000Z
+SUMMARY:Conference (all day)
+DTSTART;VALUE=DATE:{day["thu"]:%Y%m%d}
+DTEND;VALUE=DATE:{day["fri"]:%Y%m%d}
+END:VEVENT""",
+        ),
+        "focus.ics": event(
+            "focus",
+            f"""BEGIN:VEVENT
+UID:@UID@
+DTSTAMP:20260101T000000Z
+SUMMARY:Focus time (shown as free)
+TRANSP:TRANSPARENT
+DTSTART;{tz}:{at(day["wed"], "13:00")}
+DTEND;{tz}:{at(day["wed"], "15:00")}
+END:VEVENT""",
+        ),
+        "lunch.ics": event(
+            "lunch",
+            f"""BEGIN:VEVENT
+UID:@UID@
+DTSTAMP:20260101T000000Z
+SUMMARY:Lunch with a client
+DTSTART;{tz}:{at(day["mon"], "12:30")}
+DTEND;{tz}:{at(day["mon"], "13:30")}
+END:VEVENT""",
+        ),
+    }
+
+
+def put(url: str, data: str) -> None:
+    request = urllib.request.Request(
+        url,
+        method="PUT",
+        data=data.encode(),
+        headers={
+            "Content-Type": "text/calendar; charset=utf-8",
+            "Authorization": "Basic ZGVtbzpkZW1v",  # demo:demo
+        },
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def _busy_table(db: Database, calendar_id: int, start: datetime, days: int) -> Table:
+    zone = ZoneInfo(OWNER_ZONE)
+    table = Table(
+        "day", "busy from", "to", title=f"Busy time in the next {days} days ({OWNER_ZONE})"
+    )
+    for interval in services.busy(db, calendar_id, start, start + timedelta(days=days)):
+        s, e = interval.start.astimezone(zone), interval.end.astimezone(zone)
+        table.add_row(
+            f"{s:%a %d %b}",
+            f"{s:%H:%M}",
+            f"{e:%H:%M}" + ("" if e.date() == s.date() else f" ({e:%a})"),
+        )
+    return table
+
+
+def run_demo(data_dir: Path, *, once: bool, console: Console) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = demo_settings(data_dir)
+    radicale = EmbeddedRadicale(data_dir / "radicale")
+    radicale.start()
+    try:
+        calendar_url = radicale.ensure_calendar(CALDAV_USER, "work", "Ada's work calendar")
+        db = Database(settings.database_url)
+        db.migrate()
+        calendar_id = _prepare(db, settings, calendar_url, console)
+        poller = Poller(db, settings)
+        for result in poller.sync_now([calendar_id]):
+            console.print(_say(result))
+        now = datetime.now(ZoneInfo(OWNER_ZONE)).replace(hour=0, minute=0, second=0, microsecond=0)
+        console.print(_busy_table(db, calendar_id, now, 7))
+        if once:
+            poller.stop()
+            return
+        _watch(poller, calendar_url, console)
+    finally:
+        radicale.stop()
+
+
+def _prepare(db: Database, settings: Settings, calendar_url: str, console: Console) -> int:
+    """Seed the calendar and register owner and calendar, once per demo folder."""
+    existing = [
+        c for c in services.list_calendars(db) if c.url.rstrip("/") == calendar_url.rstrip("/")
+    ]
+    if existing:
+        return existing[0].id
+    today = datetime.now(ZoneInfo(OWNER_ZONE)).date()
+    monday = today - timedelta(days=today.weekday())
+    for name, data in seed_week(monday).items():
+        put(calendar_url + name, data)
+    services.add_owner(db, name="Ada Lovelace", email=OWNER_EMAIL, timezone=OWNER_ZONE)
+    (connection,) = services.add_caldav_calendar(
+        db,
+        settings,
+        services.CalDAVRequest(
+            OWNER_EMAIL, calendar_url, CALDAV_USER, CALDAV_PASSWORD, CalendarRole.BOTH
+        ),
+    )
+    console.print(
+        f"Seeded {calendar_url} with a week of events and connected it (id {connection.id})."
+    )
+    return connection.id
+
+
+def _say(result: PollResult) -> str:
+    if result.error:
+        return f"[red]sync failed:[/red] {result.error}"
+    kind = "full sync" if result.full else "incremental poll"
+    return f"{kind}: {result.upserted} event(s) new or changed, {result.removed} removed"
+
+
+def _watch(poller: Poller, calendar_url: str, console: Console) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    example = calendar_url + f"demo-{uuid.uuid4().hex[:6]}.ics"
+    tomorrow = (datetime.now(ZoneInfo(OWNER_ZONE)) + timedelta(days=1)).strftime("%Y%m%d")
+    console.print(
+        "\n[bold]The poller is running[/bold] (every 5 s). Add or edit an event in the calendar "
+        f"and watch it being picked up. For example:\n\n  curl -u demo:demo -X PUT "
+        f"-H 'Content-Type: text/calendar' {example} --data-binary "
+        f"$'BEGIN:VCALENDAR\\r\\nVERSION:2.0\\r\\nPRODID:x\\r\\nBEGIN:VEVENT\\r\\nUID:{example[-15:]}\\r\\n"
+        f"DTSTAMP:20260101T000000Z\\r\\nDTSTART;TZID={OWNER_ZONE}:{tomorrow}T100000\\r\\n"
+        f"DTEND;TZID={OWNER_ZONE}:{tomorrow}T110000\\r\\nSUMMARY:New\\r\\nEND:VEVENT\\r\\nEND:VCALENDAR\\r\\n'\n\n"
+        f"Any CalDAV client works too: {calendar_url} (user demo, password demo).\n"
+        "Ctrl-C stops the demo; its data stays in demo-data/.\n"
+    )
+
+    def report(result: PollResult) -> None:
+        if result.upserted or result.removed or result.error:
+            console.print(f"{datetime.now():%H:%M:%S} picked up: {_say(result)}")
+
+    poller.on_result = report
+    poller.start()
+    stop.wait()
+    poller.stop()

@@ -1,0 +1,158 @@
+"""The mirror: our stored copy of each connected calendar and the busy time expanded from it.
+
+Expansion (CPU work, no database) is kept apart from storing (one transaction), so a poll can
+expand outside the transaction and hold the write lock only briefly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from calsync.calendars.base import CalendarItem, ETag, Href, Interval
+from calsync.calendars.busy import BusyRules, busy_intervals, item_uid
+from calsync.calendars.errors import InvalidCalendarData
+from calsync.sync.models import BusyInterval, CalendarConnection, MirroredEvent
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ExpandedItem:
+    """A remote item with the busy intervals it contributes inside the mirror window."""
+
+    href: Href
+    etag: ETag
+    uid: str | None
+    data: str
+    intervals: list[Interval]
+    problem: str | None = None
+
+
+def rules_for(connection: CalendarConnection) -> BusyRules:
+    return BusyRules(
+        timezone=connection.timezone or connection.owner.timezone,
+        owner_addresses=frozenset({connection.owner.email.lower()}),
+        all_day=connection.all_day,
+    )
+
+
+def expand_item(
+    item: CalendarItem, window: Interval, rules: BusyRules, *, calendar: str
+) -> ExpandedItem:
+    """Expand one item; an unreadable item is kept with its problem and no busy time."""
+    try:
+        intervals = busy_intervals(item.data, window.start, window.end, rules, href=item.href)
+        uid = item_uid(item.data)
+    except InvalidCalendarData as exc:
+        # One broken object must never stop the sync of the rest of the calendar.
+        log.warning("calendar %s: skipping unreadable event %s: %s", calendar, item.href, exc)
+        return ExpandedItem(item.href, item.etag, None, item.data, [], problem=str(exc))
+    return ExpandedItem(item.href, item.etag, uid, item.data, intervals)
+
+
+def known_etags(session: Session, connection_id: int) -> dict[Href, ETag]:
+    rows = session.execute(
+        select(MirroredEvent.href, MirroredEvent.etag).where(
+            MirroredEvent.connection_id == connection_id
+        )
+    )
+    return {href: etag for href, etag in rows}
+
+
+def stored_items(session: Session, connection_id: int) -> list[CalendarItem]:
+    rows = session.execute(
+        select(MirroredEvent.href, MirroredEvent.etag, MirroredEvent.data).where(
+            MirroredEvent.connection_id == connection_id
+        )
+    )
+    return [CalendarItem(href, etag, data) for href, etag, data in rows]
+
+
+def apply_changes(
+    session: Session,
+    connection_id: int,
+    upserted: Sequence[ExpandedItem],
+    removed: Iterable[Href],
+) -> None:
+    """Store upserted items (replacing their busy time) and drop removed ones."""
+    gone = set(removed) | {item.href for item in upserted}
+    if gone:
+        existing = dict(
+            session.execute(
+                select(MirroredEvent.href, MirroredEvent.id).where(
+                    MirroredEvent.connection_id == connection_id
+                )
+            ).all()
+        )
+        stale_ids = [existing[href] for href in gone if href in existing]
+        for chunk in _chunks(stale_ids, 500):
+            session.execute(delete(BusyInterval).where(BusyInterval.event_id.in_(chunk)))
+            session.execute(delete(MirroredEvent).where(MirroredEvent.id.in_(chunk)))
+    if not upserted:
+        return
+    ids = session.scalars(
+        insert(MirroredEvent).returning(MirroredEvent.id, sort_by_parameter_order=True),
+        [
+            {
+                "connection_id": connection_id,
+                "href": item.href,
+                "etag": item.etag,
+                "uid": item.uid,
+                "data": item.data,
+                "problem": item.problem,
+            }
+            for item in upserted
+        ],
+    ).all()
+    rows = [
+        {
+            "event_id": event_id,
+            "connection_id": connection_id,
+            "start": interval.start,
+            "end": interval.end,
+        }
+        for event_id, item in zip(ids, upserted, strict=True)
+        for interval in item.intervals
+    ]
+    for chunk in _chunks(rows, 2000):
+        session.execute(insert(BusyInterval), chunk)
+
+
+def busy_between(
+    session: Session, connection_ids: Iterable[int], start: datetime, end: datetime
+) -> list[Interval]:
+    """The merged busy intervals of the given calendars overlapping [start, end)."""
+    rows = session.execute(
+        select(BusyInterval.start, BusyInterval.end)
+        .where(
+            BusyInterval.connection_id.in_(list(connection_ids)),
+            BusyInterval.start < end,
+            BusyInterval.end > start,
+        )
+        .order_by(BusyInterval.start)
+    )
+    return merge_intervals(Interval(s, e) for s, e in rows)
+
+
+def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for interval in sorted(intervals, key=lambda i: i.start):
+        if merged and interval.start <= merged[-1].end:
+            if interval.end > merged[-1].end:
+                merged[-1] = Interval(merged[-1].start, interval.end)
+        else:
+            merged.append(interval)
+    return merged
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for index in range(0, len(items), size):
+        yield items[index : index + size]

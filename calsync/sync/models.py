@@ -1,0 +1,197 @@
+"""SQLAlchemy models: owners, their calendar connections, and the mirror of those calendars.
+
+The mirror keeps every remote item's iCalendar text (so busy time can be re-expanded when the
+horizon moves, without asking the server again) and the busy intervals expanded from it.
+All datetimes are stored as UTC and come back as aware UTC datetimes on both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from calsync.calendars.busy import AllDayMode
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite otherwise drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def _enum(cls: type[StrEnum]) -> Enum:
+    # Stored as their string values, without native PostgreSQL enum types (easy migrations).
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class ProviderKind(StrEnum):
+    CALDAV = "caldav"
+    GOOGLE = "google"
+
+
+class CalendarRole(StrEnum):
+    CONFLICTS = "conflicts"  # its busy time blocks availability
+    BOOKINGS = "bookings"  # booked sessions are written here
+    BOTH = "both"
+
+
+class ConnectionStatus(StrEnum):
+    NEW = "new"  # never synced yet
+    OK = "ok"
+    FAILING = "failing"  # the last poll failed; retried with backoff
+    AUTH_FAILED = "auth_failed"  # credentials refused; retried rarely, the owner must act
+
+
+class Owner(Base):
+    __tablename__ = "owners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    calendars: Mapped[list[CalendarConnection]] = relationship(back_populates="owner")
+
+
+class CalendarConnection(Base):
+    """One remote calendar of an owner, and the state of its sync."""
+
+    __tablename__ = "calendar_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[ProviderKind] = mapped_column(_enum(ProviderKind))
+    url: Mapped[str] = mapped_column(Text)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    username: Mapped[str | None] = mapped_column(String(200))
+    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[CalendarRole] = mapped_column(_enum(CalendarRole), default=CalendarRole.CONFLICTS)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    all_day: Mapped[AllDayMode] = mapped_column(_enum(AllDayMode), default=AllDayMode.FOLLOW_TRANSP)
+
+    cursor: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[ConnectionStatus] = mapped_column(
+        _enum(ConnectionStatus), default=ConnectionStatus.NEW
+    )
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The window the stored busy intervals were expanded over; re-expanded as time moves on.
+    expanded_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expanded_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    owner: Mapped[Owner] = relationship(back_populates="calendars")
+
+    __table_args__ = (Index("ix_calendar_connections_due", "next_poll_at", "lease_until"),)
+
+
+class MirroredEvent(Base):
+    """One remote item (a VCALENDAR with one UID) as last seen."""
+
+    __tablename__ = "mirrored_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE")
+    )
+    href: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str] = mapped_column(Text)
+    uid: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[str] = mapped_column(Text)
+    # Why the item could not be read (it then contributes no busy time); None when fine.
+    problem: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("connection_id", "href"),)
+
+
+class BusyInterval(Base):
+    __tablename__ = "busy_intervals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("mirrored_events.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE")
+    )
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_busy_intervals_connection_start", "connection_id", "start"),
+        Index("ix_busy_intervals_event", "event_id"),
+    )
+
+
+class SyncOutcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    LEASE_LOST = "lease_lost"  # another worker took the calendar over; our result was dropped
+
+
+class SyncRun(Base):
+    """One poll of one calendar by one worker: for operators, and to prove leases work."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE"), index=True
+    )
+    worker: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[SyncOutcome] = mapped_column(_enum(SyncOutcome))
+    full: Mapped[bool] = mapped_column(default=False)
+    upserted: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)

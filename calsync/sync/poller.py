@@ -1,0 +1,363 @@
+"""The poller: keeps every connected calendar's mirror current, in one or many processes.
+
+A tick claims due calendars with a database lease, polls them on a thread pool, and stores
+each delta together with its new cursor in one transaction that first checks the lease is
+still ours (a fence: a worker that stalled past its lease must not overwrite the work of the
+worker that took over). APScheduler only drives the ticks; its job store lives in memory and
+is never shared between processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, joinedload
+
+from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
+from calsync.calendars.errors import AuthFailed, CursorExpired, ProviderError
+from calsync.config import Settings
+from calsync.sync import mirror
+from calsync.sync.db import Database
+from calsync.sync.models import (
+    CalendarConnection,
+    ConnectionStatus,
+    SyncOutcome,
+    SyncRun,
+    utcnow,
+)
+from calsync.sync.providers import ProviderFactory, open_provider
+
+log = logging.getLogger(__name__)
+
+# Busy time is kept from a day back (events in progress) to the horizon; it is re-expanded
+# from the stored data when the horizon has moved on by this much.
+LOOKBACK = timedelta(days=1)
+REEXPAND_AFTER = timedelta(hours=12)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What one poll brought back, expanded and ready to store."""
+
+    expanded: list[mirror.ExpandedItem]
+    changed: int  # how many of ``expanded`` came from the server (the rest were re-expanded)
+    removed: list[str]
+    cursor: str | None
+    full: bool
+    window: Interval
+    reexpanded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    connection_id: int
+    outcome: SyncOutcome
+    upserted: int = 0
+    removed: int = 0
+    full: bool = False
+    problems: int = 0
+    error: str | None = None
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Poller:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        provider_factory: ProviderFactory | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.sync = settings.sync
+        self.worker_id = worker_id or default_worker_id()
+        self.open_provider = provider_factory or open_provider(settings)
+        self.clock = clock
+        self._pool = ThreadPoolExecutor(self.sync.max_parallel_polls, thread_name_prefix="poll")
+        self._scheduler: BackgroundScheduler | None = None
+        self.on_result: Callable[[PollResult], None] | None = None
+
+    # -- leases -------------------------------------------------------------------------
+
+    def claim_due(self, limit: int, only: Iterable[int] | None = None) -> list[int]:
+        """Lease up to ``limit`` calendars that are due (or, with ``only``, those if free)."""
+        now = self.clock()
+        with self.db.writing() as session:
+            query = (
+                select(CalendarConnection.id)
+                .where(
+                    (CalendarConnection.lease_until.is_(None))
+                    | (CalendarConnection.lease_until < now)
+                )
+                .order_by(CalendarConnection.next_poll_at)
+                .limit(limit)
+                # PostgreSQL: concurrent workers skip each other's rows instead of waiting.
+                # SQLite ignores this; its IMMEDIATE transaction already excludes other writers.
+                .with_for_update(skip_locked=True)
+            )
+            if only is None:
+                query = query.where(CalendarConnection.next_poll_at <= now)
+            else:
+                query = query.where(CalendarConnection.id.in_(list(only)))
+            ids = list(session.scalars(query))
+            if ids:
+                session.execute(
+                    update(CalendarConnection)
+                    .where(CalendarConnection.id.in_(ids))
+                    .values(
+                        lease_owner=self.worker_id,
+                        lease_until=now + timedelta(seconds=self.sync.lease_seconds),
+                    )
+                )
+        return ids
+
+    def _holds_lease(self, session: Session, connection_id: int) -> CalendarConnection | None:
+        return session.scalars(
+            select(CalendarConnection)
+            .options(joinedload(CalendarConnection.owner))
+            .where(
+                CalendarConnection.id == connection_id,
+                CalendarConnection.lease_owner == self.worker_id,
+            )
+            .with_for_update()
+        ).one_or_none()
+
+    def _next_poll(self, now: datetime, failures: int) -> datetime:
+        base = self.sync.poll_interval_seconds
+        if failures:
+            base = min(self.sync.max_backoff_seconds, base * 2 ** min(failures - 1, 20))
+        return now + timedelta(seconds=base + random.uniform(0, self.sync.poll_jitter_seconds))
+
+    # -- one poll -------------------------------------------------------------------------
+
+    def poll(self, connection_id: int, progress: Progress | None = None) -> PollResult:
+        """Poll one calendar whose lease we hold, and store the result."""
+        started = self.clock()
+        with self.db.reading() as session:
+            connection = session.scalars(
+                select(CalendarConnection)
+                .options(joinedload(CalendarConnection.owner))
+                .where(CalendarConnection.id == connection_id)
+            ).one()
+            known = mirror.known_etags(session, connection_id)
+            session.expunge(connection)
+        name = f"#{connection.id} ({connection.display_name or connection.url})"
+        try:
+            provider = self.open_provider(connection)
+            try:
+                fetched = self._fetch(provider, connection, known, name, progress)
+            finally:
+                provider.close()
+        except ProviderError as exc:
+            return self._record_failure(connection, started, exc)
+        return self._store(connection, started, fetched)
+
+    def _fetch(
+        self,
+        provider: CalendarProvider,
+        connection: CalendarConnection,
+        known: dict[str, str],
+        name: str,
+        progress: Progress | None,
+    ) -> Fetched:
+        if progress:
+            progress("fetching", 0, 0)
+        try:
+            delta = provider.changes(connection.cursor, known)
+        except CursorExpired:
+            log.info("calendar %s: sync cursor expired, doing a full resync", name)
+            delta = provider.changes(None, known)
+        now = self.clock()
+        horizon_end = now + timedelta(days=self.sync.horizon_days)
+        rules = mirror.rules_for(connection)
+        reexpand = (
+            connection.expanded_until is None
+            or connection.expanded_until < horizon_end - REEXPAND_AFTER
+        )
+        if reexpand:
+            window = Interval(now - LOOKBACK, horizon_end + REEXPAND_AFTER)
+        else:
+            assert connection.expanded_from is not None
+            window = Interval(connection.expanded_from, connection.expanded_until)
+        items: list[CalendarItem] = list(delta.upserted)
+        if reexpand:
+            # Items not in the delta are re-expanded from their stored text over the new window.
+            changed = {item.href for item in items} | set(delta.removed)
+            with self.db.reading() as session:
+                items += [
+                    item
+                    for item in mirror.stored_items(session, connection.id)
+                    if item.href not in changed
+                ]
+        expanded = []
+        for done, item in enumerate(items, start=1):
+            expanded.append(mirror.expand_item(item, window, rules, calendar=name))
+            if progress and (done % 100 == 0 or done == len(items)):
+                progress("expanding", done, len(items))
+        return Fetched(
+            expanded,
+            len(delta.upserted),
+            list(delta.removed),
+            delta.cursor,
+            delta.full,
+            window,
+            reexpand,
+        )
+
+    def _store(
+        self, connection: CalendarConnection, started: datetime, fetched: Fetched
+    ) -> PollResult:
+        problems = sum(1 for item in fetched.expanded if item.problem)
+        with self.db.writing() as session:
+            current = self._holds_lease(session, connection.id)
+            if current is None:
+                log.warning(
+                    "calendar #%s: lease lost during the poll; result dropped", connection.id
+                )
+                outcome = SyncOutcome.LEASE_LOST
+            else:
+                mirror.apply_changes(session, connection.id, fetched.expanded, fetched.removed)
+                now = self.clock()
+                current.cursor = fetched.cursor
+                current.status = ConnectionStatus.OK
+                current.last_error = (
+                    f"{problems} event(s) could not be read and were skipped" if problems else None
+                )
+                current.failures = 0
+                current.last_polled_at = current.last_success_at = now
+                if fetched.reexpanded:
+                    current.expanded_from = fetched.window.start
+                    current.expanded_until = fetched.window.end
+                current.next_poll_at = self._next_poll(now, 0)
+                current.lease_owner = current.lease_until = None
+                outcome = SyncOutcome.OK
+            session.add(
+                SyncRun(
+                    connection_id=connection.id,
+                    worker=self.worker_id,
+                    started_at=started,
+                    finished_at=self.clock(),
+                    outcome=outcome,
+                    full=fetched.full,
+                    upserted=fetched.changed,
+                    removed=len(fetched.removed),
+                )
+            )
+        return PollResult(
+            connection.id,
+            outcome,
+            fetched.changed,
+            len(fetched.removed),
+            fetched.full,
+            problems,
+        )
+
+    def _record_failure(
+        self, connection: CalendarConnection, started: datetime, exc: ProviderError
+    ) -> PollResult:
+        message = str(exc)
+        log.warning("calendar #%s: poll failed: %s", connection.id, message)
+        with self.db.writing() as session:
+            current = self._holds_lease(session, connection.id)
+            outcome = SyncOutcome.LEASE_LOST
+            if current is not None:
+                now = self.clock()
+                current.failures += 1
+                current.status = (
+                    ConnectionStatus.AUTH_FAILED
+                    if isinstance(exc, AuthFailed)
+                    else ConnectionStatus.FAILING
+                )
+                current.last_error = message
+                current.last_polled_at = now
+                current.next_poll_at = self._next_poll(now, current.failures)
+                current.lease_owner = current.lease_until = None
+                outcome = SyncOutcome.FAILED
+            session.add(
+                SyncRun(
+                    connection_id=connection.id,
+                    worker=self.worker_id,
+                    started_at=started,
+                    finished_at=self.clock(),
+                    outcome=outcome,
+                    error=message,
+                )
+            )
+        return PollResult(connection.id, outcome, error=message)
+
+    # -- driving polls --------------------------------------------------------------------
+
+    def sync_now(
+        self, connection_ids: Iterable[int] | None = None, progress: Progress | None = None
+    ) -> list[PollResult]:
+        """Poll the given calendars (default: all) now, in this thread; for the CLI."""
+        with self.db.reading() as session:
+            wanted = (
+                list(connection_ids)
+                if connection_ids is not None
+                else list(
+                    session.scalars(select(CalendarConnection.id).order_by(CalendarConnection.id))
+                )
+            )
+        claimed = self.claim_due(len(wanted) or 1, only=wanted)
+        return [self.poll(cid, progress) for cid in claimed]
+
+    def tick(self) -> list[PollResult]:
+        """Claim due calendars and poll them in parallel; never raises."""
+        try:
+            ids = self.claim_due(self.sync.max_parallel_polls)
+            results = list(self._pool.map(self._poll_safely, ids))
+        except Exception:
+            log.exception("poller tick failed; will try again at the next tick")
+            return []
+        for result in results:
+            if self.on_result:
+                self.on_result(result)
+        return results
+
+    def _poll_safely(self, connection_id: int) -> PollResult:
+        try:
+            return self.poll(connection_id)
+        except Exception as exc:
+            # A bug or database hiccup in one calendar's poll must not stop the others;
+            # the lease simply expires and the calendar is polled again later.
+            log.exception("calendar #%s: unexpected error while polling", connection_id)
+            return PollResult(connection_id, SyncOutcome.FAILED, error=repr(exc))
+
+    def start(self) -> None:
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.sync.tick_seconds,
+            id="calsync-poll-tick",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            next_run_time=utcnow(),
+        )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,184 @@
+"""Owner-facing operations shared by the CLI and the admin API: owners and calendars.
+
+Each function takes the database and plain values, validates them, and raises
+:class:`ServiceError` (or a provider error) with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from calsync.calendars.base import CalendarInfo, Interval
+from calsync.calendars.busy import AllDayMode
+from calsync.calendars.caldav import discover_calendars
+from calsync.config import Settings
+from calsync.secretbox import SecretBox
+from calsync.sync import mirror
+from calsync.sync.db import Database
+from calsync.sync.models import (
+    CalendarConnection,
+    CalendarRole,
+    MirroredEvent,
+    Owner,
+    ProviderKind,
+    utcnow,
+)
+
+
+class ServiceError(Exception):
+    """A request that cannot be carried out as given; the message says why and what to do."""
+
+
+class NotFoundError(ServiceError):
+    pass
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ServiceError(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
+        ) from None
+    return name
+
+
+def add_owner(db: Database, *, name: str, email: str, timezone: str) -> Owner:
+    email = email.strip().lower()
+    if "@" not in email:
+        raise ServiceError(f"{email!r} is not an email address")
+    check_timezone(timezone)
+    try:
+        with db.writing() as session:
+            owner = Owner(name=name, email=email, timezone=timezone)
+            session.add(owner)
+    except IntegrityError:
+        raise ServiceError(f"an owner with email {email} exists already") from None
+    return owner
+
+
+def find_owner(db: Database, email: str) -> Owner:
+    with db.reading() as session:
+        owner = session.scalars(select(Owner).where(Owner.email == email.strip().lower())).first()
+    if owner is None:
+        raise NotFoundError(f"no owner with email {email}: add one with `calsync owner add`")
+    return owner
+
+
+def list_owners(db: Database) -> list[Owner]:
+    with db.reading() as session:
+        return list(session.scalars(select(Owner).order_by(Owner.id)))
+
+
+@dataclass(frozen=True, slots=True)
+class CalDAVRequest:
+    owner_email: str
+    url: str
+    username: str | None = None
+    password: str | None = None
+    role: CalendarRole = CalendarRole.CONFLICTS
+    timezone: str | None = None
+    all_day: AllDayMode = AllDayMode.FOLLOW_TRANSP
+
+
+def add_caldav_calendar(
+    db: Database, settings: Settings, request: CalDAVRequest
+) -> list[CalendarConnection]:
+    """Connect the calendar at ``request.url``, or every calendar of the principal there.
+
+    The server is asked first, so a wrong URL or password fails here with a clear message
+    instead of later in the poller. Raises ServiceError or a ProviderError.
+    """
+    owner = find_owner(db, request.owner_email)
+    if request.timezone:
+        check_timezone(request.timezone)
+    secret = None
+    if request.password:
+        secret = SecretBox(settings.require_secret_key()).encrypt(request.password)
+    found = discover_calendars(
+        request.url,
+        username=request.username,
+        password=request.password,
+        timeout=settings.sync.request_timeout_seconds,
+    )
+    if not found:
+        raise ServiceError(f"{request.url} is a CalDAV server, but it has no event calendars")
+    connections = []
+    with db.writing() as session:
+        for info in found:
+            connection = CalendarConnection(
+                owner_id=owner.id,
+                provider=ProviderKind.CALDAV,
+                url=info.url,
+                display_name=info.name,
+                username=request.username,
+                secret_encrypted=secret,
+                role=request.role,
+                timezone=request.timezone or _calendar_zone(info),
+                all_day=request.all_day,
+                next_poll_at=utcnow(),
+            )
+            session.add(connection)
+            connections.append(connection)
+    return connections
+
+
+def _calendar_zone(info: CalendarInfo) -> str | None:
+    if info.timezone is None:
+        return None
+    try:
+        return check_timezone(info.timezone)
+    except ServiceError:
+        return None
+
+
+def list_calendars(db: Database) -> list[CalendarConnection]:
+    with db.reading() as session:
+        return list(
+            session.scalars(
+                select(CalendarConnection)
+                .options(joinedload(CalendarConnection.owner))
+                .order_by(CalendarConnection.id)
+            )
+        )
+
+
+def get_calendar(db: Database, connection_id: int) -> CalendarConnection:
+    with db.reading() as session:
+        connection = session.get(
+            CalendarConnection, connection_id, options=[joinedload(CalendarConnection.owner)]
+        )
+    if connection is None:
+        raise NotFoundError(f"no calendar with id {connection_id}: see `calsync calendar list`")
+    return connection
+
+
+def remove_calendar(db: Database, connection_id: int) -> None:
+    get_calendar(db, connection_id)
+    with db.writing() as session:
+        session.execute(delete(CalendarConnection).where(CalendarConnection.id == connection_id))
+
+
+def event_counts(db: Database) -> dict[int, int]:
+    from sqlalchemy import func
+
+    with db.reading() as session:
+        rows = session.execute(
+            select(MirroredEvent.connection_id, func.count()).group_by(MirroredEvent.connection_id)
+        )
+        return {cid: count for cid, count in rows}
+
+
+def busy(db: Database, connection_id: int, start: datetime, end: datetime) -> list[Interval]:
+    """Busy time of one calendar as calsync sees it (from the mirror, merged)."""
+    get_calendar(db, connection_id)
+    if end <= start:
+        raise ServiceError("the end of the range must be after its start")
+    with db.reading() as session:
+        return mirror.busy_between(session, [connection_id], start, end)
