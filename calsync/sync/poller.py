@@ -137,7 +137,8 @@ class Poller:
                 CalendarConnection.id == connection_id,
                 CalendarConnection.lease_owner == self.worker_id,
             )
-            .with_for_update()
+            # Lock only the connection row (the owner is joined outer, which cannot be locked).
+            .with_for_update(of=CalendarConnection)
         ).one_or_none()
 
     def _next_poll(self, now: datetime, failures: int) -> datetime:
