@@ -208,7 +208,13 @@ class _Boundary:
                 f"({exc}). Use an app password with Basic or Digest authentication.",
                 url=url,
             )
-        log.warning("unexpected error from caldav while %s at %s", doing, url, exc_info=True)
+        log.warning(
+            "unexpected error from caldav while %s at %s: %r",
+            doing,
+            url,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
         return ProviderError(
             f"The CalDAV server at {url} gave an answer calsync does not understand while "
             f"{doing} ({type(exc).__name__}: {exc}). calsync will try again later.",
@@ -352,7 +358,12 @@ class CalDAVProvider(CalendarProvider):
                     # caldav could not make sense of the answer (e.g. an HTML page that
                     # happens to be well-formed XML). The ETag listing either works, then
                     # it is the safer way to poll this server, or raises the real problem.
-                    log.warning("%s: unreadable sync-collection answer", self.url, exc_info=True)
+                    log.warning(
+                        "%s: unreadable sync-collection answer: %r",
+                        self.url,
+                        exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
                     raise _SyncUnusable from exc
                 for obj in result:
                     href = href_of(str(obj.url))

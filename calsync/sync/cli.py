@@ -27,7 +27,7 @@ from rich.table import Table
 
 from calsync.calendars.busy import AllDayMode
 from calsync.calendars.errors import CalendarError
-from calsync.config import ConfigError, Settings, load_settings
+from calsync.config import ConfigError, LogLevel, Settings, load_settings
 from calsync.secretbox import SecretKeyMismatch
 from calsync.sync import services
 from calsync.sync.db import Database, DatabaseUnavailable
@@ -54,11 +54,7 @@ class CliState:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config)
-            logging.basicConfig(
-                level=self._settings.log_level.value,
-                format="%(message)s",
-                handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
-            )
+            configure_logging(self._settings)
         return self._settings
 
     def db(self, *, migrated: bool = True) -> Database:
@@ -72,6 +68,25 @@ class CliState:
 
 
 state = CliState()
+
+
+def configure_logging(settings: Settings) -> None:
+    """calsync's own messages at the configured level; libraries only from WARNING up.
+
+    Libraries (alembic, caldav) are chatty at INFO, and caldav logs some of its parse failures
+    with tracebacks through the root logger; calsync reports each such failure as a sentence,
+    so library detail is only shown when log_level is DEBUG.
+    """
+    debug = settings.log_level is LogLevel.DEBUG
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    logging.getLogger("calsync").setLevel(settings.log_level.value)
+    if not debug:
+        logging.getLogger("caldav").setLevel(logging.CRITICAL)
 
 
 @app.callback()
@@ -372,7 +387,10 @@ FRIENDLY_ERRORS = (
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except FRIENDLY_ERRORS as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         sys.exit(1)

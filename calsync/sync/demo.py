@@ -156,7 +156,12 @@ def _busy_table(db: Database, calendar_id: int, start: datetime, days: int) -> T
 def run_demo(data_dir: Path, *, once: bool, console: Console) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(data_dir)
-    radicale = EmbeddedRadicale(data_dir / "radicale")
+    # The calendar's URL is stored with the connection, so the port must survive restarts.
+    port_file = data_dir / "radicale_port"
+    radicale = EmbeddedRadicale(
+        data_dir / "radicale", int(port_file.read_text()) if port_file.exists() else None
+    )
+    port_file.write_text(str(radicale.port))
     radicale.start()
     try:
         calendar_url = radicale.ensure_calendar(CALDAV_USER, "work", "Ada's work calendar")
@@ -166,12 +171,16 @@ def run_demo(data_dir: Path, *, once: bool, console: Console) -> None:
         poller = Poller(db, settings)
         for result in poller.sync_now([calendar_id]):
             console.print(_say(result))
-        now = datetime.now(ZoneInfo(OWNER_ZONE)).replace(hour=0, minute=0, second=0, microsecond=0)
-        console.print(_busy_table(db, calendar_id, now, 7))
+        today = datetime.now(ZoneInfo(OWNER_ZONE)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        # Up to the end of the seeded week (next week), so every kind of event shows.
+        days = 14 - today.weekday()
+        console.print(_busy_table(db, calendar_id, today, days))
         if once:
             poller.stop()
             return
-        _watch(poller, calendar_url, console)
+        _watch(poller, calendar_url, data_dir, console)
     finally:
         radicale.stop()
 
@@ -184,7 +193,7 @@ def _prepare(db: Database, settings: Settings, calendar_url: str, console: Conso
     if existing:
         return existing[0].id
     today = datetime.now(ZoneInfo(OWNER_ZONE)).date()
-    monday = today - timedelta(days=today.weekday())
+    monday = today + timedelta(days=7 - today.weekday())  # next week: all of it is ahead
     for name, data in seed_week(monday).items():
         put(calendar_url + name, data)
     services.add_owner(db, name="Ada Lovelace", email=OWNER_EMAIL, timezone=OWNER_ZONE)
@@ -208,21 +217,34 @@ def _say(result: PollResult) -> str:
     return f"{kind}: {result.upserted} event(s) new or changed, {result.removed} removed"
 
 
-def _watch(poller: Poller, calendar_url: str, console: Console) -> None:
+def _watch(poller: Poller, calendar_url: str, data_dir: Path, console: Console) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    example = calendar_url + f"demo-{uuid.uuid4().hex[:6]}.ics"
+    example = data_dir / "example-event.ics"
     tomorrow = (datetime.now(ZoneInfo(OWNER_ZONE)) + timedelta(days=1)).strftime("%Y%m%d")
+    uid = f"example-{uuid.uuid4().hex[:8]}"
+    example.write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//demo//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:Added while the demo runs\r\n"
+        f"DTSTART;TZID={OWNER_ZONE}:{tomorrow}T100000\r\n"
+        f"DTEND;TZID={OWNER_ZONE}:{tomorrow}T110000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        newline="",
+    )
     console.print(
-        "\n[bold]The poller is running[/bold] (every 5 s). Add or edit an event in the calendar "
-        f"and watch it being picked up. For example:\n\n  curl -u demo:demo -X PUT "
-        f"-H 'Content-Type: text/calendar' {example} --data-binary "
-        f"$'BEGIN:VCALENDAR\\r\\nVERSION:2.0\\r\\nPRODID:x\\r\\nBEGIN:VEVENT\\r\\nUID:{example[-15:]}\\r\\n"
-        f"DTSTAMP:20260101T000000Z\\r\\nDTSTART;TZID={OWNER_ZONE}:{tomorrow}T100000\\r\\n"
-        f"DTEND;TZID={OWNER_ZONE}:{tomorrow}T110000\\r\\nSUMMARY:New\\r\\nEND:VEVENT\\r\\nEND:VCALENDAR\\r\\n'\n\n"
-        f"Any CalDAV client works too: {calendar_url} (user demo, password demo).\n"
-        "Ctrl-C stops the demo; its data stays in demo-data/.\n"
+        "\n[bold]The poller is running[/bold] (every 5 s). Change the calendar and watch the "
+        "change being picked up. To add an event tomorrow 10:00-11:00, in another terminal:\n"
+    )
+    console.print(
+        f"  curl -u demo:demo -T {example} {calendar_url}{uid}.ics", soft_wrap=True, highlight=False
+    )
+    console.print(
+        f"\nAny CalDAV client works too: {calendar_url} (user demo, password demo).",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(
+        f"Ctrl-C stops the demo; its data stays in {data_dir}/.\n", soft_wrap=True, highlight=False
     )
 
     def report(result: PollResult) -> None:

@@ -1,0 +1,221 @@
+"""The ``calsync`` command as a user runs it: a real process, a config file, a real server.
+
+Bad input must end in one clear line and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SECRET_KEY
+from tests.servers import PASSWORD, USER, ServerProcess, put_event
+
+
+class Cli:
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.cwd = tmp_path
+        (tmp_path / "calsync.toml").write_text(
+            f'database_url = "{database_url}"\nsecret_key = "{SECRET_KEY}"\n'
+        )
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "calsync", *args],
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+        )
+
+    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
+        result = self.run(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def fails(self, *args: str, env: dict[str, str] | None = None) -> str:
+        result = self.run(*args, env=env)
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+        return " ".join(result.stderr.split())
+
+
+@pytest.fixture
+def cli(tmp_path: Path, database_url: str) -> Cli:
+    runner = Cli(tmp_path, database_url)
+    runner.ok("init")
+    runner.ok("owner", "add", "--name", "Ada", "--email", "ada@example.org", "--timezone", "UTC")
+    return runner
+
+
+def vevent(uid: str, start: datetime) -> str:
+    end = start + timedelta(hours=1)
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:x\r\n"
+        f"DTSTART:{start:%Y%m%dT%H%M%SZ}\r\nDTEND:{end:%Y%m%dT%H%M%SZ}\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+
+def test_connect_sync_and_read_busy_time(cli: Cli, radicale_auth_server: ServerProcess) -> None:
+    url = radicale_auth_server.new_calendar()
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    put_event(url, vevent("meeting", start), auth=radicale_auth_server.auth)
+    env = {"CAL_PW": PASSWORD}
+    added = json.loads(
+        cli.ok(
+            "calendar",
+            "add",
+            "--owner",
+            "ada@example.org",
+            "--caldav",
+            url,
+            "--username",
+            USER,
+            "--password-env",
+            "CAL_PW",
+            "--json",
+            env=env,
+        )
+    )
+    (calendar_id,) = [entry["id"] for entry in added]
+    assert "1 changed" in cli.ok("sync", "--once")
+    busy = json.loads(
+        cli.ok(
+            "busy",
+            "--calendar",
+            str(calendar_id),
+            "--from",
+            f"{start:%Y-%m-%d}",
+            "--to",
+            f"{start + timedelta(days=1):%Y-%m-%d}",
+            "--tz",
+            "America/New_York",
+            "--json",
+        )
+    )
+    assert busy == [
+        {
+            "start": start.astimezone(_ny()).isoformat(),
+            "end": (start + timedelta(hours=1)).astimezone(_ny()).isoformat(),
+        }
+    ]
+    (listed,) = json.loads(cli.ok("calendar", "list", "--json"))
+    assert (listed["status"], listed["events"], listed["error"]) == ("ok", 1, None)
+    # The password is stored encrypted, never in clear.
+    assert (
+        PASSWORD.encode() not in (cli.cwd / "calsync.db").read_bytes()
+        if (cli.cwd / "calsync.db").exists()
+        else True
+    )
+
+
+def _ny():
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo("America/New_York")
+
+
+def test_wrong_password_is_refused_with_a_clear_message(
+    cli: Cli, radicale_auth_server: ServerProcess
+) -> None:
+    url = radicale_auth_server.new_calendar()
+    message = cli.fails(
+        "calendar",
+        "add",
+        "--owner",
+        "ada@example.org",
+        "--caldav",
+        url,
+        "--username",
+        USER,
+        "--password-env",
+        "CAL_PW",
+        env={"CAL_PW": "wrong"},
+    )
+    assert "password" in message.lower()
+    assert "wrong" not in message, "the password must never be echoed"
+    assert json.loads(cli.ok("calendar", "list", "--json")) == []
+
+
+@pytest.fixture(scope="module")
+def web_page() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_a_url_that_is_not_caldav_is_explained(cli: Cli, web_page: str) -> None:
+    message = cli.fails("calendar", "add", "--owner", "ada@example.org", "--caldav", web_page)
+    assert "CalDAV" in message
+
+
+def test_an_unreachable_calendar_is_reported_and_others_still_sync(
+    cli: Cli, radicale_server: ServerProcess, tmp_path: Path
+) -> None:
+    from tests.servers import free_port
+
+    good = radicale_server.new_calendar()
+    cli.ok("calendar", "add", "--owner", "ada@example.org", "--caldav", good)
+    # A second server that is reachable when connected, and then goes away for good.
+    from tests.servers import _radicale
+
+    (tmp_path / "doomed").mkdir()
+    doomed = _radicale(tmp_path / "doomed")
+    doomed.start()
+    try:
+        cli.ok("calendar", "add", "--owner", "ada@example.org", "--caldav", doomed.new_calendar())
+    finally:
+        doomed.stop()
+    assert free_port()  # the machine is fine; only that server is gone
+    result = cli.run("sync", "--once")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    listed = {entry["url"]: entry for entry in json.loads(cli.ok("calendar", "list", "--json"))}
+    assert listed[good]["status"] == "ok"
+    failing = next(entry for url, entry in listed.items() if url != good)
+    assert failing["status"] == "failing"
+    assert "reach" in failing["error"].lower() or "connect" in failing["error"].lower()
+
+
+def test_bad_arguments_and_broken_config_give_one_clear_line(cli: Cli) -> None:
+    assert "unknown time zone 'Mars/Base'" in cli.fails(
+        "owner", "add", "--name", "B", "--email", "b@example.org", "--timezone", "Mars/Base"
+    )
+    assert "exists already" in cli.fails(
+        "owner", "add", "--name", "A", "--email", "ada@example.org", "--timezone", "UTC"
+    )
+    assert "no owner with email nobody@example.org" in cli.fails(
+        "calendar", "add", "--owner", "nobody@example.org", "--caldav", "http://127.0.0.1:9/"
+    )
+    assert "no calendar with id 99" in cli.fails(
+        "busy", "--calendar", "99", "--from", "2026-12-01", "--to", "2026-12-02"
+    )
+    (cli.cwd / "calsync.toml").write_text("[sync]\nhorizon_days = -3\n")
+    assert "sync.horizon_days" in cli.fails("calendar", "list")
+
+
+def test_commands_before_init_say_to_run_init(tmp_path: Path) -> None:
+    fresh = Cli(tmp_path, f"sqlite:///{tmp_path}/fresh.db")
+    assert "run `calsync init` first" in fresh.fails("calendar", "list")
+
+
+@pytest.mark.slow
+def test_demo_once_seeds_syncs_and_prints_busy_time(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, "sqlite:///unused.db")
+    output = cli.ok("demo", "--once", "--data-dir", str(tmp_path / "demo"))
+    assert "full sync: 5 event(s) new or changed" in output
+    assert "09:00" in output and "09:15" in output  # the daily stand-up
+    again = cli.ok("demo", "--once", "--data-dir", str(tmp_path / "demo"))
+    assert "incremental poll: 0 event(s) new or changed" in again
