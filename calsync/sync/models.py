@@ -12,6 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    Column,
     DateTime,
     Enum,
     ForeignKey,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -195,3 +198,52 @@ class SyncRun(Base):
     upserted: Mapped[int] = mapped_column(Integer, default=0)
     removed: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+event_type_conflicts = Table(
+    "event_type_conflicts",
+    Base.metadata,
+    Column("event_type_id", ForeignKey("event_types.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "connection_id",
+        ForeignKey("calendar_connections.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)
+
+
+class EventType(Base):
+    """What an owner sells and when: the rules availability is computed from, and the
+    cancel/reschedule policy (stored as plain data, see ``policy.change_policy``)."""
+
+    __tablename__ = "event_types"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    slot_step_minutes: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    # {"mon": [["09:00", "17:00"]], ...} and {"2026-12-24": []} (see policy.hours)
+    weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSON)
+    date_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    minimum_notice_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    horizon_days: Mapped[int] = mapped_column(Integer, default=60)
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    booking_calendar_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="SET NULL")
+    )
+    price: Mapped[str] = mapped_column(String(32), default="0")  # a decimal, as text
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[Owner] = relationship()
+    # Empty means: every calendar of the owner whose role is conflicts or both.
+    conflict_calendars: Mapped[list[CalendarConnection]] = relationship(
+        secondary=event_type_conflicts
+    )

@@ -1,0 +1,214 @@
+"""``calsync calendar …``, ``sync``, ``worker`` and ``busy``: connected calendars and polling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from calsync.calendars.busy import AllDayMode
+from calsync.sync import services
+from calsync.sync.cli_common import (
+    JsonOption,
+    app,
+    calendar_app,
+    err,
+    iso,
+    out,
+    parse_instant,
+    print_json,
+    state,
+)
+from calsync.sync.models import CalendarRole
+from calsync.sync.poller import Poller, PollResult
+
+
+@calendar_app.command("add")
+def calendar_add(
+    owner: Annotated[str, typer.Option(help="Email of the owner the calendar belongs to.")],
+    caldav: Annotated[str, typer.Option(help="CalDAV calendar URL, or server URL to discover.")],
+    username: Annotated[str | None, typer.Option(help="CalDAV username.")] = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Name of the environment variable that holds the password."),
+    ] = None,
+    role: Annotated[CalendarRole, typer.Option(help="What the calendar is for.")] = (
+        CalendarRole.CONFLICTS
+    ),
+    timezone: Annotated[
+        str | None, typer.Option(help="Zone for floating times (default: server's, or owner's).")
+    ] = None,
+    all_day: Annotated[AllDayMode, typer.Option(help="How all-day events count.")] = (
+        AllDayMode.FOLLOW_TRANSP
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """Connect a CalDAV calendar (or every calendar of the account at a server URL)."""
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if password is None:
+            raise services.ServiceError(
+                f"the environment variable {password_env} is not set: export it with the password"
+            )
+    request = services.CalDAVRequest(owner, caldav, username, password, role, timezone, all_day)
+    connections = services.add_caldav_calendar(state.db(), state.settings, request)
+    if as_json:
+        print_json([{"id": c.id, "url": c.url, "name": c.display_name} for c in connections])
+        return
+    for connection in connections:
+        out.print(f"Connected calendar {connection.display_name!r} (id {connection.id}).")
+    out.print("It is synced by `calsync sync --once`, `calsync worker` or `calsync serve`.")
+
+
+@calendar_app.command("list")
+def calendar_list(as_json: JsonOption = False) -> None:
+    """List connected calendars with their sync state and last error."""
+    db = state.db()
+    counts = services.event_counts(db)
+    rows = [
+        {
+            "id": c.id,
+            "owner": c.owner.email,
+            "name": c.display_name,
+            "url": c.url,
+            "role": c.role.value,
+            "status": c.status.value,
+            "events": counts.get(c.id, 0),
+            "last_success_at": iso(c.last_success_at),
+            "next_poll_at": iso(c.next_poll_at),
+            "failures": c.failures,
+            "error": c.last_error,
+        }
+        for c in services.list_calendars(db)
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "owner", "name", "role", "status", "events", "last sync", "error")
+    for row in rows:
+        style = "red" if row["status"] in ("failing", "auth_failed") else None
+        table.add_row(
+            str(row["id"]),
+            row["owner"],
+            row["name"],
+            row["role"],
+            row["status"],
+            str(row["events"]),
+            (row["last_success_at"] or "never")[:19],
+            row["error"] or "",
+            style=style,
+        )
+    out.print(table)
+
+
+@calendar_app.command("remove")
+def calendar_remove(calendar_id: int) -> None:
+    """Disconnect a calendar and forget its mirrored events (nothing changes on the server)."""
+    services.remove_calendar(state.db(), calendar_id)
+    out.print(f"Removed calendar {calendar_id}.")
+
+
+def _describe(result: PollResult) -> str:
+    if result.error:
+        return f"calendar {result.connection_id}: [red]failed[/red]: {result.error}"
+    kind = "full sync" if result.full else "incremental"
+    text = f"calendar {result.connection_id}: {kind}, {result.upserted} changed"
+    text += f", {result.removed} removed"
+    if result.problems:
+        text += f", [yellow]{result.problems} unreadable event(s) skipped[/yellow]"
+    if result.outcome.value == "lease_lost":
+        text += " [yellow](another worker took over; result dropped)[/yellow]"
+    return text
+
+
+@app.command()
+def sync(
+    once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
+    calendar: Annotated[int | None, typer.Option(help="Only this calendar id.")] = None,
+) -> None:
+    """Poll calendars now (with --once), or keep polling them in the foreground."""
+    db = state.db()
+    poller = Poller(db, state.settings)
+    ids = [services.get_calendar(db, calendar).id] if calendar is not None else None
+    if not once:
+        _run_poller(poller, ids)
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("fetching", total=None)
+
+        def report(phase: str, done: int, total: int) -> None:
+            progress.update(task, description=phase, completed=done, total=total or None)
+
+        results = poller.sync_now(ids, progress=report)
+    poller.stop()
+    for result in results:
+        out.print(_describe(result))
+    if not results:
+        out.print("Nothing to poll (no calendars, or another worker is polling them right now).")
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def _run_poller(poller: Poller, only: list[int] | None = None) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    poller.on_result = lambda result: (
+        err.print(_describe(result))
+        if (result.upserted or result.removed or result.error)
+        else None
+    )
+    if only:
+        # Polling chosen calendars in the foreground: simple loop, no scheduler.
+        while not stop.wait(0):
+            for result in poller.sync_now(only):
+                err.print(_describe(result))
+            stop.wait(poller.sync.poll_interval_seconds)
+    else:
+        poller.start()
+        err.print(f"Worker {poller.worker_id} polling; Ctrl-C to stop.")
+        stop.wait()
+    poller.stop()
+
+
+@app.command()
+def worker() -> None:
+    """Run the poller until stopped (many workers may share one PostgreSQL database)."""
+    _run_poller(Poller(state.db(), state.settings))
+
+
+@app.command()
+def busy(
+    calendar: Annotated[int, typer.Option(help="Calendar id (see `calsync calendar list`).")],
+    from_: Annotated[str, typer.Option("--from", help="Start: date or ISO datetime.")],
+    to: Annotated[str, typer.Option(help="End: date or ISO datetime.")],
+    tz: Annotated[str | None, typer.Option(help="Zone to read and show times in.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Busy intervals of a calendar as calsync sees them."""
+    db = state.db()
+    connection = services.get_calendar(db, calendar)
+    zone = ZoneInfo(services.check_timezone(tz or connection.owner.timezone))
+    start, end = parse_instant(from_, zone), parse_instant(to, zone)
+    intervals = services.busy(db, calendar, start, end)
+    if as_json:
+        print_json([{"start": iso(i.start, zone), "end": iso(i.end, zone)} for i in intervals])
+        return
+    table = Table("start", "end", title=f"Busy in calendar {calendar} ({zone.key})")
+    for interval in intervals:
+        s, e = interval.start.astimezone(zone), interval.end.astimezone(zone)
+        table.add_row(s.strftime("%a %Y-%m-%d %H:%M"), e.strftime("%a %Y-%m-%d %H:%M"))
+    out.print(table)
