@@ -208,7 +208,7 @@ def test_bad_arguments_and_broken_config_give_one_clear_line(cli: Cli) -> None:
 
 def test_commands_before_init_say_to_run_init(tmp_path: Path) -> None:
     fresh = Cli(tmp_path, f"sqlite:///{tmp_path}/fresh.db")
-    assert "run `calsync init` first" in fresh.fails("calendar", "list")
+    assert "run `calsync init` to create or upgrade it" in fresh.fails("calendar", "list")
 
 
 @pytest.mark.slow

@@ -16,10 +16,13 @@ from rich.logging import RichHandler
 
 from calsync.config import LogLevel, Settings, load_settings
 from calsync.sync.db import Database, DatabaseUnavailable
+from calsync.sync.services import ServiceError
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    # Errors are turned into one-line messages by cli.main; no tracebacks for users.
+    pretty_exceptions_enable=False,
     help="calsync: booking links that move events in your own calendars.",
 )
 owner_app = typer.Typer(no_args_is_help=True, help="Owners: the people whose calendars we keep.")
@@ -51,7 +54,8 @@ class CliState:
             self._db = Database(self.settings.database_url)
         if migrated and not self._db.is_current():
             raise DatabaseUnavailable(
-                f"the database {self._db.safe_url} is not set up yet: run `calsync init` first"
+                f"the database {self._db.safe_url} is not set up for this version of calsync: "
+                "run `calsync init` to create or upgrade it"
             )
         return self._db
 
@@ -105,7 +109,7 @@ def parse_instant(text: str, zone: ZoneInfo) -> datetime:
             return datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(
+        raise ServiceError(
             f"{text!r} is not a date or time: use e.g. 2026-12-01 or 2026-12-01T09:30+01:00"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)

@@ -21,6 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def _newest_revision() -> str:
+    # The migrations are named 0001_…, 0002_…: the newest is the highest number.
+    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("0*.py"))
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or opened."""
 
@@ -104,7 +109,12 @@ class Database:
             )
 
     def is_current(self) -> bool:
-        return inspect(self.engine).has_table("alembic_version")
+        """True when the schema is at the newest migration this version of calsync has."""
+        if not inspect(self.engine).has_table("alembic_version"):
+            return False
+        with self.engine.connect() as connection:
+            current = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        return current == _newest_revision()
 
     @property
     def safe_url(self) -> str:
