@@ -21,7 +21,8 @@ from urllib.parse import unquote
 import pytest
 
 from calsync.calendars.base import Cursor, Delta
-from calsync.calendars.caldav import CalDAVProvider, discover_calendars
+from calsync.calendars.caldav import CalDAVProvider
+from calsync.calendars.caldav_discovery import discover_calendars
 from calsync.calendars.errors import (
     AuthFailed,
     Conflict,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload
 
 from calsync.calendars.base import CalendarInfo, Interval
 from calsync.calendars.busy import AllDayMode
-from calsync.calendars.caldav import discover_calendars
+from calsync.calendars.caldav_discovery import discover_calendars
 from calsync.config import Settings
 from calsync.secretbox import SecretBox
 from calsync.sync import mirror
