@@ -51,6 +51,8 @@ try:
 except ImportError:  # icalendar < 7 never guesses such TZIDs, so it has no warning for it
     GloballyUniqueTZIDGuessed = UserWarning  # type: ignore[assignment,misc]
 
+from calsync.calendars.ics_scan import item_uid
+
 __all__ = ["AllDayMode", "BusyRules", "busy_intervals", "item_uid", "parse_calendar"]
 
 logger = logging.getLogger(__name__)
@@ -90,10 +92,6 @@ _DAY_PARTS = ("BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH")
 # Guessing is what we want, so the warning is silenced, but only for texts that have such
 # a TZID: catch_warnings() swaps process-wide state and is best kept rare.
 _PREFIXED_TZID = re.compile(r'TZID="?/', re.IGNORECASE)
-
-# For item_uid's scan: the line breaks RFC 5545 allows, and a property name.
-_LINE_BREAK = re.compile(r"\r\n|\n|\r")
-_PROPERTY_NAME = re.compile(r"[A-Za-z0-9-]+(?=[;:])")
 
 
 class AllDayMode(StrEnum):
@@ -151,26 +149,6 @@ def parse_calendar(data: str, *, href: str | None = None) -> icalendar.Calendar:
     if not any(component.name in _ITEM_COMPONENTS for component in calendar.subcomponents):
         raise InvalidCalendarData("The VCALENDAR holds no VEVENT, VTODO or VJOURNAL", href=href)
     return calendar
-
-
-def item_uid(data: str) -> str | None:
-    """The UID of the first VEVENT in ``data``, or None if there is none.
-
-    A light scan of the text instead of a full parse, because it is asked for every item of
-    every sync. It does not validate: use ``parse_calendar`` for that. Never raises.
-    """
-    stack: list[str] = []
-    for line in _unfolded_lines(data):
-        match = _PROPERTY_NAME.match(line)
-        name = match[0].upper() if match else ""
-        if name == "BEGIN":
-            stack.append(_content_value(line).strip().upper())
-        elif name == "END":
-            if stack:
-                stack.pop()
-        elif name == "UID" and stack[-1:] == ["VEVENT"] and stack[:1] == ["VCALENDAR"]:
-            return _unescape_text(_content_value(line))
-    return None
 
 
 def busy_intervals(
@@ -520,32 +498,3 @@ def _address(value: str) -> str:
     if value[:7].lower() == "mailto:":
         value = value[7:]
     return value.strip().lower()
-
-
-def _unfolded_lines(data: str) -> Iterator[str]:
-    """Content lines with RFC 5545 folding (CRLF or LF, then a space or tab) undone."""
-    current: list[str] = []
-    for raw in _LINE_BREAK.split(data):
-        if raw[:1] in (" ", "\t") and current:
-            current.append(raw[1:])
-            continue
-        if current:
-            yield "".join(current)
-        current = [raw]
-    if current:
-        yield "".join(current)
-
-
-def _content_value(line: str) -> str:
-    """The raw value: what follows the first colon that is not inside a quoted parameter."""
-    quoted = False
-    for position, char in enumerate(line):
-        if char == '"':
-            quoted = not quoted
-        elif char == ":" and not quoted:
-            return line[position + 1 :]
-    return ""
-
-
-def _unescape_text(value: str) -> str:
-    return re.sub(r"\\([\\;,nN])", lambda m: "\n" if m[1] in "nN" else m[1], value)

@@ -1,0 +1,217 @@
+"""The one place where errors become HTTP answers (the CLI is the other place they become words).
+
+Every answer is JSON with a ``detail``: a list of ``{"field", "message"}`` when the request
+itself is at fault field by field (422), else one sentence saying what happened and what to do.
+No answer ever carries a traceback, the rejected input, or a secret.
+
+    422  request validation (pydantic), InvalidInput, RulesError
+    400  other ServiceError; provider AuthFailed, NotACalendar, NotFound (the URL or the
+         credentials given are wrong: the caller must change them)
+    401  Unauthorized (missing or wrong API key), with ``WWW-Authenticate: Bearer``
+    404  NotFoundError (unknown id)
+    409  AvailabilityUnknown, PollInProgress, provider Conflict
+    502  provider Unavailable and any other ProviderError (the calendar server failed us)
+    503  ApiSwitchedOff (no admin_api_key), ConfigError (a setting the request needs is
+         missing), the database cannot be reached
+    500  anything else: logged with its traceback, answered with one sentence
+
+AvailabilityUnknown is 409, not 503: it is about the state of one event type's calendars (one
+has never been synced), not about the service being down. A 503 would look like an outage to
+load balancers and monitors and invite blind retries, while the fix is an action
+(``POST /api/calendars/{id}/sync``, or waiting for the poller).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from calsync.calendars.errors import (
+    AuthFailed,
+    Conflict,
+    NotACalendar,
+    NotFound,
+    ProviderError,
+)
+from calsync.config import ConfigError
+from calsync.policy.types import RulesError
+from calsync.sync.db import DatabaseUnavailable
+from calsync.sync.event_types import AvailabilityUnknown, InvalidInput
+from calsync.sync.services import NotFoundError, ServiceError
+
+log = logging.getLogger(__name__)
+
+# The services name a few fields by their domain names; the API spells them in its own units.
+API_FIELD_NAMES = {
+    "duration": "duration_minutes",
+    "slot_step": "slot_step_minutes",
+    "buffer_before": "buffer_before_minutes",
+    "buffer_after": "buffer_after_minutes",
+    "minimum_notice": "minimum_notice_minutes",
+    "horizon": "horizon_days",
+    "time_range": "weekly_hours",
+    "policy.cancel.notice": "policy.cancel.notice_minutes",
+    "policy.reschedule.notice": "policy.reschedule.notice_minutes",
+}
+
+_PYDANTIC_SUBJECT = re.compile(
+    r"^(Input|String|List|Dictionary|Value|Decimal input|Decimal|Object) should "
+)
+
+
+# -- errors raised by the web layer itself ------------------------------------------------------
+
+
+class Unauthorized(Exception):
+    """The request has no API key, or the wrong one."""
+
+
+class ApiSwitchedOff(Exception):
+    """No admin_api_key is configured, so the admin API refuses every request."""
+
+
+class PollInProgress(Exception):
+    """Another worker is polling the calendar right now."""
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def problems_response(problems: Iterable[tuple[str, str]]) -> JSONResponse:
+    detail = [
+        {"field": API_FIELD_NAMES.get(field, field), "message": message}
+        for field, message in problems
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def message_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": message}, headers=headers)
+
+
+def _field(location: Sequence[int | str]) -> str:
+    """``("body", "weekly_hours", "mon", 0, "end")`` → ``weekly_hours.mon.0.end``."""
+    parts = list(location)
+    source = parts.pop(0) if parts and parts[0] in ("body", "query", "path", "header") else None
+    names = [str(part) for part in parts if part != "[key]"]
+    return ".".join(names) or str(source or "body")
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    location = error["loc"]
+    if kind == "missing":
+        return "a JSON body is required" if tuple(location) == ("body",) else "is required"
+    if kind == "extra_forbidden":
+        return "is not a field of this request (check its spelling)"
+    if kind == "json_invalid":
+        return f"is not valid JSON ({error.get('ctx', {}).get('error', 'cannot be parsed')})"
+    if kind in ("model_attributes_type", "dict_type", "model_type"):
+        return "must be a JSON object"
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return _PYDANTIC_SUBJECT.sub("must ", message)
+
+
+def validation_problems(errors: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Pydantic's errors as (field, message); the rejected input is never repeated."""
+    problems = []
+    for error in errors:
+        location = error["loc"]
+        # A JSON syntax error's location ends in a character offset, not a field.
+        field = "body" if error["type"] == "json_invalid" else _field(location)
+        problems.append((field, _message(error)))
+    return problems
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+
+async def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return problems_response(validation_problems(exc.errors()))
+
+
+async def _invalid_input(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidInput)
+    return problems_response(exc.problems)
+
+
+async def _rules_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RulesError)
+    return problems_response([(exc.field, exc.message)])
+
+
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    return message_response(404, str(exc))
+
+
+async def _availability_unknown(_request: Request, exc: Exception) -> JSONResponse:
+    return message_response(409, str(exc))
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    return message_response(400, str(exc))
+
+
+async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProviderError)
+    if isinstance(exc, AuthFailed | NotACalendar | NotFound):
+        return message_response(400, str(exc))
+    if isinstance(exc, Conflict):
+        return message_response(409, str(exc))
+    log.warning("%s %s: calendar server failed: %s", request.method, request.url.path, exc)
+    return message_response(502, str(exc))
+
+
+async def _poll_in_progress(_request: Request, exc: Exception) -> JSONResponse:
+    return message_response(409, str(exc))
+
+
+async def _unauthorized(_request: Request, exc: Exception) -> JSONResponse:
+    return message_response(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _unconfigured(_request: Request, exc: Exception) -> JSONResponse:
+    return message_response(503, str(exc))
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    # The driver's message can name the host and user; it goes to the log only.
+    log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+    return message_response(503, "the database cannot be reached; try again shortly")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed unexpectedly", request.method, request.url.path, exc_info=exc)
+    return message_response(500, "internal error: the server log has the details")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers; Starlette picks the one for the most specific class."""
+    handlers = {
+        RequestValidationError: _request_invalid,
+        InvalidInput: _invalid_input,
+        RulesError: _rules_error,
+        NotFoundError: _not_found,
+        AvailabilityUnknown: _availability_unknown,
+        ServiceError: _service_error,
+        ProviderError: _provider_error,
+        PollInProgress: _poll_in_progress,
+        Unauthorized: _unauthorized,
+        ApiSwitchedOff: _unconfigured,
+        ConfigError: _unconfigured,
+        DatabaseUnavailable: _database_down,
+        OperationalError: _database_down,
+        Exception: _unexpected,
+    }
+    for error_class, handler in handlers.items():
+        app.add_exception_handler(error_class, handler)
