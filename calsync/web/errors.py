@@ -7,13 +7,14 @@ No answer ever carries a traceback, the rejected input, or a secret.
     422  request validation (pydantic), InvalidInput, RulesError
     400  other ServiceError; provider AuthFailed, NotACalendar, NotFound (the URL or the
          credentials given are wrong: the caller must change them)
-    401  Unauthorized (missing or wrong API key), with ``WWW-Authenticate: Bearer``
+    401  Unauthorized (missing or wrong API key), with ``WWW-Authenticate: Bearer``; this
+         and ApiSwitchedOff are answered by ``refusal`` in the app's key-checking middleware
     404  NotFoundError (unknown id)
     409  AvailabilityUnknown, PollInProgress, provider Conflict
     502  provider Unavailable and any other ProviderError (the calendar server failed us)
     503  ApiSwitchedOff (no admin_api_key), ConfigError (a setting the request needs is
-         missing), the database cannot be reached
-    500  anything else: logged with its traceback, answered with one sentence
+         missing), the database cannot be used (OperationalError)
+    500  anything else: answered with one sentence (the server logs the traceback)
 
 AvailabilityUnknown is 409, not 503: it is about the state of one event type's calendars (one
 has never been synced), not about the service being down. A 503 would look like an outage to
@@ -56,7 +57,6 @@ API_FIELD_NAMES = {
     "buffer_after": "buffer_after_minutes",
     "minimum_notice": "minimum_notice_minutes",
     "horizon": "horizon_days",
-    "time_range": "weekly_hours",
     "policy.cancel.notice": "policy.cancel.notice_minutes",
     "policy.reschedule.notice": "policy.reschedule.notice_minutes",
 }
@@ -85,11 +85,13 @@ class PollInProgress(Exception):
 
 
 def problems_response(problems: Iterable[tuple[str, str]]) -> JSONResponse:
-    detail = [
-        {"field": API_FIELD_NAMES.get(field, field), "message": message}
-        for field, message in problems
-    ]
+    detail = [{"field": field, "message": message} for field, message in problems]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _in_api_terms(problems: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Service problems, with their fields named as the API names them."""
+    return [(API_FIELD_NAMES.get(field, field), message) for field, message in problems]
 
 
 def message_response(
@@ -142,12 +144,12 @@ async def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _invalid_input(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InvalidInput)
-    return problems_response(exc.problems)
+    return problems_response(_in_api_terms(exc.problems))
 
 
 async def _rules_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RulesError)
-    return problems_response([(exc.field, exc.message)])
+    return problems_response(_in_api_terms([(exc.field, exc.message)]))
 
 
 async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
@@ -176,8 +178,11 @@ async def _poll_in_progress(_request: Request, exc: Exception) -> JSONResponse:
     return message_response(409, str(exc))
 
 
-async def _unauthorized(_request: Request, exc: Exception) -> JSONResponse:
-    return message_response(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
+def refusal(exc: Unauthorized | ApiSwitchedOff) -> JSONResponse:
+    """The answer to a request refused by the API key check."""
+    if isinstance(exc, Unauthorized):
+        return message_response(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
+    return message_response(503, str(exc))
 
 
 async def _unconfigured(_request: Request, exc: Exception) -> JSONResponse:
@@ -187,11 +192,13 @@ async def _unconfigured(_request: Request, exc: Exception) -> JSONResponse:
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     # The driver's message can name the host and user; it goes to the log only.
     log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-    return message_response(503, "the database cannot be reached; try again shortly")
+    return message_response(
+        503, "the database cannot be used right now (the server log says why); try again shortly"
+    )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s failed unexpectedly", request.method, request.url.path, exc_info=exc)
+async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+    # Starlette re-raises the exception after this answer, and the server logs its traceback.
     return message_response(500, "internal error: the server log has the details")
 
 
@@ -206,8 +213,6 @@ def install(app: FastAPI) -> None:
         ServiceError: _service_error,
         ProviderError: _provider_error,
         PollInProgress: _poll_in_progress,
-        Unauthorized: _unauthorized,
-        ApiSwitchedOff: _unconfigured,
         ConfigError: _unconfigured,
         DatabaseUnavailable: _database_down,
         OperationalError: _database_down,

@@ -152,7 +152,15 @@ class ValidationFailed(BaseModel):
 
 
 class Failed(BaseModel):
-    detail: str
+    detail: str = Field(description="What happened and what to do.")
+
+
+def failure(description: str) -> dict[str, Any]:
+    """An entry of a route's ``responses``: an error answered with one sentence."""
+    return {"model": Failed, "description": description}
+
+
+NOT_FOUND = {404: failure("No such id.")}
 
 
 # -- health ---------------------------------------------------------------------------------------

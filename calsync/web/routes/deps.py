@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBearer
 
 from calsync.config import Settings
 from calsync.sync.db import Database
@@ -35,24 +35,28 @@ def get_poller(request: Request) -> Poller:
     return poller
 
 
-def require_admin_key(
-    settings: Annotated[Settings, Depends(get_settings)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Refuse the request unless it carries ``Authorization: Bearer <admin_api_key>``."""
+def check_admin_key(settings: Settings, authorization: str | None) -> None:
+    """Pass if ``authorization`` is ``Bearer <admin_api_key>``; else raise ApiSwitchedOff (no
+    key configured) or Unauthorized."""
     key = settings.admin_api_key
     if not key:
         raise ApiSwitchedOff(
             "the admin API is switched off because no key is configured: set admin_api_key "
             "in calsync.toml (or the environment variable CALSYNC_ADMIN_API_KEY) and restart"
         )
-    given = credentials.credentials if credentials is not None else ""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
     # Compared as bytes in constant time: how long a wrong key took says nothing about the key.
-    if not secrets.compare_digest(given.encode(), key.encode()):
+    if not secrets.compare_digest(given.strip().encode(), key.encode()):
         raise Unauthorized(
             "a valid API key is required: send the header 'Authorization: Bearer <admin_api_key>'"
         )
 
+
+# Only describes the scheme in the OpenAPI document; AdminKeyMiddleware enforces it, before
+# anything reads the request (a dependency would run after the body is parsed).
+bearer_scheme = Security(_bearer)
 
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,123 @@
+"""The app factory: ``create_app(settings)`` builds the FastAPI app; nothing starts at import.
+
+The lifespan opens the database (unless one is given, as tests do), makes the poller that
+``POST /api/calendars/{id}/sync`` uses, and with ``run_poller`` starts it polling in the
+background (``calsync serve``); shutdown stops it and closes the database. The web tier keeps
+no other state, so any number of ``calsync web`` processes can share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.exc import OperationalError
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from calsync import __version__
+from calsync.config import Settings, load_settings
+from calsync.sync.db import Database, DatabaseUnavailable
+from calsync.sync.poller import Poller
+from calsync.web import errors
+from calsync.web.routes import calendars, event_types, health, owners
+from calsync.web.routes.deps import bearer_scheme, check_admin_key
+from calsync.web.schemas import Failed, ValidationFailed
+
+API_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": Failed, "description": "Missing or wrong API key."},
+    422: {"model": ValidationFailed, "description": "The request has problems, field by field."},
+    503: {"model": Failed, "description": "No admin_api_key configured, or no database."},
+}
+
+
+DOCS_URL = "/api/docs"
+OPENAPI_URL = "/api/openapi.json"
+# The API's description is no secret, and a browser cannot send the key to open the docs.
+PUBLIC_API_PATHS = frozenset({DOCS_URL, OPENAPI_URL, f"{DOCS_URL}/oauth2-redirect"})
+
+
+class AdminKeyMiddleware:
+    """Refuses every ``/api`` request without the admin key before anything else reads it
+    (unknown paths and malformed bodies included), so callers without the key learn nothing."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        protected = path == "/api" or path.startswith("/api/")
+        if scope["type"] == "http" and protected and path not in PUBLIC_API_PATHS:
+            try:
+                check_admin_key(self.settings, Headers(scope=scope).get("authorization"))
+            except (errors.Unauthorized, errors.ApiSwitchedOff) as exc:
+                await errors.refusal(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def open_database(settings: Settings) -> Database:
+    """The configured database; DatabaseUnavailable when it cannot be reached or has not been
+    set up yet."""
+    db = Database(settings.database_url)
+    try:
+        current = db.is_current()
+    except OperationalError as exc:
+        db.dispose()
+        raise DatabaseUnavailable(f"cannot open the database {db.safe_url}: {exc.orig}") from exc
+    if not current:
+        db.dispose()
+        raise DatabaseUnavailable(
+            f"the database {db.safe_url} is not set up yet: run `calsync init` first"
+        )
+    return db
+
+
+def create_app(
+    settings: Settings, *, db: Database | None = None, run_poller: bool = False
+) -> FastAPI:
+    """The web app; with ``db`` it uses (and leaves open) that database instead of its own."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = db or await to_thread.run_sync(open_database, settings)
+        poller = Poller(database, settings)
+        if run_poller:
+            poller.start()
+        app.state.db = database
+        app.state.poller = poller
+        try:
+            yield
+        finally:
+            # Waits for a poll in progress to finish, so off the event loop.
+            await to_thread.run_sync(poller.stop)
+            if db is None:
+                database.dispose()
+
+    app = FastAPI(
+        title="calsync admin API",
+        version=__version__,
+        description="Owners, calendars, event types and availability. Every /api route needs "
+        "`Authorization: Bearer <admin_api_key>`.",
+        lifespan=lifespan,
+        docs_url=DOCS_URL,
+        openapi_url=OPENAPI_URL,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.add_middleware(AdminKeyMiddleware, settings=settings)
+    errors.install(app)
+    app.include_router(health.router)
+    api = APIRouter(prefix="/api", dependencies=[bearer_scheme], responses=API_RESPONSES)
+    for module in (owners, calendars, event_types):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """For ``uvicorn --factory calsync.web.app:app_from_environment`` (reads calsync.toml)."""
+    return create_app(load_settings())

@@ -1,0 +1,32 @@
+"""``/api/owners``: the people whose calendars calsync keeps."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from calsync.sync import services
+from calsync.web.routes.deps import DbDep
+from calsync.web.schemas import NOT_FOUND, OwnerCreate, OwnerOut, failure
+
+router = APIRouter(prefix="/owners", tags=["owners"])
+
+
+@router.post("", status_code=201, responses={400: failure("The email is taken.")})
+def create_owner(body: OwnerCreate, db: DbDep) -> OwnerOut:
+    """Add an owner. 400 when the email is taken."""
+    owner = services.add_owner(db, name=body.name, email=body.email, timezone=body.timezone)
+    return OwnerOut.from_row(owner)
+
+
+@router.get("")
+def list_owners(db: DbDep) -> list[OwnerOut]:
+    return [OwnerOut.from_row(owner) for owner in services.list_owners(db)]
+
+
+@router.get("/{owner_id}", responses=NOT_FOUND)
+def get_owner(owner_id: int, db: DbDep) -> OwnerOut:
+    # services has no lookup by id; owners are few, so the list is searched.
+    for owner in services.list_owners(db):
+        if owner.id == owner_id:
+            return OwnerOut.from_row(owner)
+    raise services.NotFoundError(f"no owner with id {owner_id}: see GET /api/owners")
