@@ -16,11 +16,12 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
         "demo-data"
     ),
+    port: Annotated[int, typer.Option(help="Port of the web tier.")] = 8000,
 ) -> None:
     """Run everything embedded on this machine: a CalDAV server, a database, the poller."""
     from calsync.sync.demo import run_demo
 
-    run_demo(data_dir, once=once, console=out)
+    run_demo(data_dir, once=once, console=out, port=port)
 
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]

@@ -8,11 +8,10 @@ calsync keeps its mirror in a SQLite file, syncs, prints the busy time, and keep
 from __future__ import annotations
 
 import secrets
-import signal
-import threading
 import urllib.request
 import uuid
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,11 +19,16 @@ from rich.console import Console
 from rich.table import Table
 
 from calsync.config import Settings, SyncSettings
+from calsync.policy.change_policy import ActionRule, ChangePolicy, Permission, ReasonRule
+from calsync.policy.hours import parse_weekly_hours
 from calsync.sync import services
+from calsync.sync.cli_common import configure_logging
 from calsync.sync.db import Database
 from calsync.sync.embedded import EmbeddedRadicale
-from calsync.sync.models import CalendarRole
+from calsync.sync.event_types import EventTypeSpec, find_slots, get_event_type, save_event_type
+from calsync.sync.models import CalendarRole, EventType
 from calsync.sync.poller import Poller, PollResult
+from calsync.sync.services import NotFoundError
 
 OWNER_EMAIL = "ada@example.org"
 OWNER_ZONE = "Europe/Berlin"
@@ -32,13 +36,19 @@ CALDAV_USER = "demo"
 CALDAV_PASSWORD = "demo"
 
 
-def demo_settings(data_dir: Path) -> Settings:
-    key_file = data_dir / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(32))
+def _kept_secret(path: Path) -> str:
+    """A random value made on the first run and kept in the demo folder."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def demo_settings(data_dir: Path, port: int) -> Settings:
     return Settings(
         database_url=f"sqlite:///{data_dir / 'calsync.db'}",
-        secret_key=key_file.read_text().strip(),
+        base_url=f"http://127.0.0.1:{port}",
+        secret_key=_kept_secret(data_dir / "secret_key"),
+        admin_api_key=_kept_secret(data_dir / "admin_api_key"),
         sync=SyncSettings(poll_interval_seconds=5, poll_jitter_seconds=0, tick_seconds=1),
     )
 
@@ -153,9 +163,9 @@ def _busy_table(db: Database, calendar_id: int, start: datetime, days: int) -> T
     return table
 
 
-def run_demo(data_dir: Path, *, once: bool, console: Console) -> None:
+def run_demo(data_dir: Path, *, once: bool, console: Console, port: int = 8000) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = demo_settings(data_dir)
+    settings = demo_settings(data_dir, port)
     # The calendar's URL is stored with the connection, so the port must survive restarts.
     port_file = data_dir / "radicale_port"
     radicale = EmbeddedRadicale(
@@ -177,10 +187,13 @@ def run_demo(data_dir: Path, *, once: bool, console: Console) -> None:
         # Up to the end of the seeded week (next week), so every kind of event shows.
         days = 14 - today.weekday()
         console.print(_busy_table(db, calendar_id, today, days))
+        poller.stop()
+        event_type = _event_type(db, calendar_id)
+        for zone in (OWNER_ZONE, "America/New_York"):
+            console.print(_slots_table(db, event_type, zone))
         if once:
-            poller.stop()
             return
-        _watch(poller, calendar_url, data_dir, console)
+        _serve(settings, calendar_url, data_dir, port, console)
     finally:
         radicale.stop()
 
@@ -210,6 +223,51 @@ def _prepare(db: Database, settings: Settings, calendar_url: str, console: Conso
     return connection.id
 
 
+def _event_type(db: Database, calendar_id: int) -> EventType:
+    """The demo's event type: hour-long coaching sessions in the owner's working hours."""
+    try:
+        return get_event_type(db, "coaching")
+    except NotFoundError:
+        pass
+    return save_event_type(
+        db,
+        EventTypeSpec(
+            owner_email=OWNER_EMAIL,
+            slug="coaching",
+            title="Coaching session",
+            duration=timedelta(minutes=60),
+            slot_step=timedelta(minutes=30),
+            timezone=OWNER_ZONE,
+            weekly_hours=parse_weekly_hours(["mon-fri 09:00-12:00,13:00-17:00"]),
+            buffer_after=timedelta(minutes=15),
+            minimum_notice=timedelta(hours=2),
+            horizon_days=30,
+            booking_calendar_id=calendar_id,
+            price=Decimal("300"),
+            policy=ChangePolicy(
+                cancel=ActionRule(Permission.UNTIL, timedelta(hours=24), ReasonRule.OPTIONAL),
+                reschedule=ActionRule(Permission.UNTIL, timedelta(hours=12), ReasonRule.OFF),
+                max_reschedules=2,
+                text="Cancel up to 24 hours before a session; reschedule up to 12 hours before.",
+            ),
+        ),
+    )
+
+
+def _slots_table(db: Database, event_type: EventType, zone_name: str) -> Table:
+    zone = ZoneInfo(zone_name)
+    start = datetime.now(zone)
+    slots = find_slots(db, event_type, start, start + timedelta(days=7))
+    table = Table("day", "next free slots", title=f"{event_type.title}: free times in {zone_name}")
+    by_day: dict[str, list[str]] = {}
+    for slot in slots:
+        local = slot.start.astimezone(zone)
+        by_day.setdefault(f"{local:%a %d %b}", []).append(f"{local:%H:%M}")
+    for day, starts in list(by_day.items())[:4]:
+        table.add_row(day, " ".join(starts))
+    return table
+
+
 def _say(result: PollResult) -> str:
     if result.error:
         return f"[red]sync failed:[/red] {result.error}"
@@ -217,10 +275,9 @@ def _say(result: PollResult) -> str:
     return f"{kind}: {result.upserted} event(s) new or changed, {result.removed} removed"
 
 
-def _watch(poller: Poller, calendar_url: str, data_dir: Path, console: Console) -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+def _serve(
+    settings: Settings, calendar_url: str, data_dir: Path, port: int, console: Console
+) -> None:
     example = data_dir / "example-event.ics"
     tomorrow = (datetime.now(ZoneInfo(OWNER_ZONE)) + timedelta(days=1)).strftime("%Y%m%d")
     uid = f"example-{uuid.uuid4().hex[:8]}"
@@ -232,8 +289,9 @@ def _watch(poller: Poller, calendar_url: str, data_dir: Path, console: Console) 
         newline="",
     )
     console.print(
-        "\n[bold]The poller is running[/bold] (every 5 s). Change the calendar and watch the "
-        "change being picked up. To add an event tomorrow 10:00-11:00, in another terminal:\n"
+        "\n[bold]calsync is running[/bold]: the API and the poller (every 5 s). Change the "
+        "calendar and watch the change being picked up. To add an event tomorrow 10:00-11:00, "
+        "in another terminal:\n"
     )
     console.print(
         f"  curl -u demo:demo -T {example} {calendar_url}{uid}.ics", soft_wrap=True, highlight=False
@@ -243,15 +301,19 @@ def _watch(poller: Poller, calendar_url: str, data_dir: Path, console: Console) 
         soft_wrap=True,
         highlight=False,
     )
+    key = settings.admin_api_key
+    console.print(
+        f"\nAPI docs: [bold]{settings.base_url}/api/docs[/bold] (admin key: {key})\n"
+        f"  curl -H 'Authorization: Bearer {key}' "
+        f"'{settings.base_url}/api/event-types/1/availability?tz=America/New_York'",
+        soft_wrap=True,
+        highlight=False,
+    )
     console.print(
         f"Ctrl-C stops the demo; its data stays in {data_dir}/.\n", soft_wrap=True, highlight=False
     )
+    # The demo is a process entry point: the one place in sync/ that starts the web tier.
+    from calsync.web.server import run_server
 
-    def report(result: PollResult) -> None:
-        if result.upserted or result.removed or result.error:
-            console.print(f"{datetime.now():%H:%M:%S} picked up: {_say(result)}")
-
-    poller.on_result = report
-    poller.start()
-    stop.wait()
-    poller.stop()
+    configure_logging(settings)
+    run_server(settings, host="127.0.0.1", port=port, run_poller=True)

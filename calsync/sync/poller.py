@@ -250,6 +250,13 @@ class Poller:
                 current.next_poll_at = self._next_poll(now, 0)
                 current.lease_owner = current.lease_until = None
                 outcome = SyncOutcome.OK
+                if fetched.changed or fetched.removed:
+                    log.info(
+                        "calendar #%s: %d event(s) new or changed, %d removed",
+                        connection.id,
+                        fetched.changed,
+                        len(fetched.removed),
+                    )
             session.add(
                 SyncRun(
                     connection_id=connection.id,
