@@ -63,6 +63,17 @@ class SyncSettings(BaseModel):
     )
 
 
+class BookingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    link_grace_days: int = Field(
+        14, ge=0, le=365, description="How long a manage link works after the last session."
+    )
+    write_attempts: int = Field(
+        3, ge=1, le=10, description="Tries of a conditional write that keeps meeting owner edits."
+    )
+
+
 class MailSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -98,6 +109,7 @@ class Settings(BaseSettings):
     admin_api_key: str | None = None
     log_level: LogLevel = LogLevel.INFO
     sync: SyncSettings = SyncSettings()
+    bookings: BookingSettings = BookingSettings()
     mail: MailSettings = MailSettings()
     google: GoogleSettings = GoogleSettings()
 

@@ -8,6 +8,7 @@ turns an event type plus the mirror of its conflict calendars into free slots.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -38,6 +39,7 @@ from calsync.policy.types import (
     rules_problems,
 )
 from calsync.sync import mirror
+from calsync.sync.booked import booked_spans
 from calsync.sync.db import Database
 from calsync.sync.models import CalendarConnection, CalendarRole, EventType, Owner, utcnow
 from calsync.sync.services import NotFoundError, ServiceError, find_owner
@@ -225,7 +227,7 @@ def save_event_type(
                 event_type = EventType()
                 session.add(event_type)
             else:
-                event_type = _load(session, event_type_id)
+                event_type = load_event_type(session, event_type_id)
             _apply(event_type, spec, owner, calendars)
             session.flush()
             saved_id = event_type.id
@@ -236,7 +238,7 @@ def save_event_type(
     return get_event_type(db, saved_id)
 
 
-def _load(session: Session, key: int | str) -> EventType:
+def load_event_type(session: Session, key: int | str) -> EventType:
     query = select(EventType).options(
         selectinload(EventType.owner), selectinload(EventType.conflict_calendars)
     )
@@ -250,7 +252,7 @@ def _load(session: Session, key: int | str) -> EventType:
 def get_event_type(db: Database, key: int | str) -> EventType:
     """By id, or by slug when given a string."""
     with db.reading() as session:
-        return _load(session, key)
+        return load_event_type(session, key)
 
 
 def list_event_types(db: Database) -> list[EventType]:
@@ -266,7 +268,7 @@ def list_event_types(db: Database) -> list[EventType]:
 
 def delete_event_type(db: Database, event_type_id: int) -> None:
     with db.writing() as session:
-        session.delete(_load(session, event_type_id))
+        session.delete(load_event_type(session, event_type_id))
 
 
 def conflict_calendars(session: Session, event_type: EventType) -> list[CalendarConnection]:
@@ -289,6 +291,7 @@ def find_slots(
     end: datetime,
     *,
     now: datetime | None = None,
+    ignore: Collection[str] = frozenset(),
 ) -> list[Slot]:
     """Free slots of ``event_type`` in [start, end), from the mirror of its conflict calendars.
 
@@ -310,7 +313,6 @@ def find_slots(
                 )
             ]
         )
-    rules = rules_of(event_type)
     with db.reading() as session:
         calendars = conflict_calendars(session, event_type)
         unsynced = [c for c in calendars if c.last_success_at is None]
@@ -320,14 +322,47 @@ def find_slots(
                 f"calendar {names} has not been synced yet, so free times are not known: "
                 "run `calsync sync --once` or wait for the worker"
             )
-        busy = mirror.busy_between(
-            session,
-            [c.id for c in calendars],
-            start - rules.buffer_before,
-            end + rules.buffer_after,
+        return slots_within(session, event_type, start, end, now=now or utcnow(), ignore=ignore)
+
+
+def slots_within(
+    session: Session,
+    event_type: EventType,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    ignore: Collection[str] = frozenset(),
+    extra_booked: Sequence[Span] = (),
+) -> list[Slot]:
+    """Free slots from what this transaction sees: the mirror plus our own bookings.
+
+    ``ignore`` holds session UIDs that must not block (the sessions being rescheduled);
+    ``extra_booked`` adds spans not stored yet (other sessions of the same request).
+    """
+    rules = rules_of(event_type)
+    # Anything that could touch a slot inside the window, buffers included.
+    reach_start, reach_end = start - rules.buffer_before, end + rules.buffer_after
+    calendars = conflict_calendars(session, event_type)
+    busy = [
+        Span(s, e, uid)
+        for s, e, uid in mirror.busy_spans(
+            session, [c.id for c in calendars], reach_start, reach_end
         )
-    spans = [Span(interval.start, interval.end) for interval in busy]
-    return free_slots(rules, busy=spans, booked=[], now=now or utcnow(), start=start, end=end)
+    ]
+    # The cap counts whole local days, so bookings are read for the days around the window.
+    booked = booked_spans(
+        session, event_type.owner_id, reach_start - timedelta(days=1), reach_end + timedelta(days=1)
+    )
+    return free_slots(
+        rules,
+        busy=busy,
+        booked=[*booked, *extra_booked],
+        now=now,
+        start=start,
+        end=end,
+        ignore=ignore,
+    )
 
 
 def describe_rules_error(exc: RulesError) -> InvalidInput:

@@ -142,6 +142,23 @@ def busy_between(
     return merge_intervals(Interval(s, e) for s, e in rows)
 
 
+def busy_spans(
+    session: Session, connection_ids: Iterable[int], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime, str | None]]:
+    """Unmerged busy intervals overlapping [start, end), each with its event's UID, so a
+    session being rescheduled can leave its own event out."""
+    rows = session.execute(
+        select(BusyInterval.start, BusyInterval.end, MirroredEvent.uid)
+        .join(MirroredEvent, MirroredEvent.id == BusyInterval.event_id)
+        .where(
+            BusyInterval.connection_id.in_(list(connection_ids)),
+            BusyInterval.start < end,
+            BusyInterval.end > start,
+        )
+    )
+    return [(s, e, uid) for s, e, uid in rows]
+
+
 def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
     merged: list[Interval] = []
     for interval in sorted(intervals, key=lambda i: i.start):

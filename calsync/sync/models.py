@@ -82,6 +82,13 @@ class CalendarRole(StrEnum):
     BOTH = "both"
 
 
+class AdoptionRule(StrEnum):
+    OFF = "off"
+    ALL = "all"  # every event (a calendar used only for bookings)
+    ATTENDEES = "attendees"  # events with at least one attendee other than the owner
+    CATEGORY = "category"  # events carrying the category ``adopt_category``
+
+
 class ConnectionStatus(StrEnum):
     NEW = "new"  # never synced yet
     OK = "ok"
@@ -116,6 +123,12 @@ class CalendarConnection(Base):
     role: Mapped[CalendarRole] = mapped_column(_enum(CalendarRole), default=CalendarRole.CONFLICTS)
     timezone: Mapped[str | None] = mapped_column(String(64))
     all_day: Mapped[AllDayMode] = mapped_column(_enum(AllDayMode), default=AllDayMode.FOLLOW_TRANSP)
+    # Adoption: which of the owner's existing events become bookings (off until turned on).
+    adopt: Mapped[AdoptionRule] = mapped_column(
+        _enum(AdoptionRule), default=lambda: AdoptionRule.OFF
+    )
+    adopt_category: Mapped[str | None] = mapped_column(String(200))
+    adopt_event_type_id: Mapped[int | None] = mapped_column(Integer)
 
     cursor: Mapped[str | None] = mapped_column(Text)
     status: Mapped[ConnectionStatus] = mapped_column(
@@ -247,3 +260,120 @@ class EventType(Base):
     conflict_calendars: Mapped[list[CalendarConnection]] = relationship(
         secondary=event_type_conflicts
     )
+
+
+class BookingStatus(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"  # every session is cancelled
+    FAILED = "failed"  # its events could not be written; it holds no time
+
+
+class BookingSource(StrEnum):
+    BOOKED = "booked"  # made through calsync (CLI, API)
+    ADOPTED = "adopted"  # an event the owner already had, taken over by an adoption rule
+
+
+class SessionStatus(StrEnum):
+    BOOKED = "booked"
+    RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"
+
+
+class Actor(StrEnum):
+    CUSTOMER = "customer"
+    OWNER = "owner"  # through the CLI or the admin API
+    OWNER_CALENDAR = "owner_calendar"  # seen by the poller in the owner's calendar
+    SYSTEM = "system"
+
+
+class Booking(Base):
+    """A customer's package of sessions of one event type."""
+
+    __tablename__ = "bookings"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # stable, random, not secret
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    event_type_id: Mapped[int | None] = mapped_column(
+        ForeignKey("event_types.id", ondelete="SET NULL")
+    )
+    customer_name: Mapped[str] = mapped_column(String(200))
+    customer_email: Mapped[str] = mapped_column(String(320))
+    customer_timezone: Mapped[str] = mapped_column(String(64))
+    stakeholders: Mapped[list[str]] = mapped_column(JSON, default=list)
+    title: Mapped[str] = mapped_column(String(200))
+    # Snapshots taken when the booking was made: later edits of the event type don't apply.
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    price: Mapped[str] = mapped_column(String(32), default="0")
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    status: Mapped[BookingStatus] = mapped_column(
+        _enum(BookingStatus), default=BookingStatus.ACTIVE
+    )
+    source: Mapped[BookingSource] = mapped_column(
+        _enum(BookingSource), default=BookingSource.BOOKED
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)  # compare-and-swap on changes
+    # The manage link: only its hash is used to find the booking; the token itself is kept
+    # encrypted so the owner can be shown the link again.
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_encrypted: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[Owner] = relationship()
+    sessions: Mapped[list[BookedSession]] = relationship(
+        back_populates="booking", order_by="BookedSession.position", cascade="all, delete-orphan"
+    )
+    history: Mapped[list[BookingChange]] = relationship(
+        back_populates="booking", order_by="BookingChange.id", cascade="all, delete-orphan"
+    )
+
+
+class BookedSession(Base):
+    """One session of a booking, and where its event lives in the owner's calendar."""
+
+    __tablename__ = "booked_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)  # 1-based place in the package
+    uid: Mapped[str] = mapped_column(String(255), unique=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[SessionStatus] = mapped_column(
+        _enum(SessionStatus), default=SessionStatus.BOOKED
+    )
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    reschedule_count: Mapped[int] = mapped_column(Integer, default=0)
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="SET NULL")
+    )
+    href: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(Text)
+
+    booking: Mapped[Booking] = relationship(back_populates="sessions")
+
+    __table_args__ = (Index("ix_booked_sessions_event", "connection_id", "href"),)
+
+
+class BookingChange(Base):
+    """The history of a booking: who did what, when, and why."""
+
+    __tablename__ = "booking_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("booked_sessions.id", ondelete="SET NULL")
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[Actor] = mapped_column(_enum(Actor))
+    action: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    booking: Mapped[Booking] = relationship(back_populates="history")

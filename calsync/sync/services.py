@@ -22,6 +22,7 @@ from calsync.secretbox import SecretBox
 from calsync.sync import mirror
 from calsync.sync.db import Database
 from calsync.sync.models import (
+    AdoptionRule,
     CalendarConnection,
     CalendarRole,
     MirroredEvent,
@@ -182,3 +183,24 @@ def busy(db: Database, connection_id: int, start: datetime, end: datetime) -> li
         raise ServiceError("the end of the range must be after its start")
     with db.reading() as session:
         return mirror.busy_between(session, [connection_id], start, end)
+
+
+def set_adoption(
+    db: Database,
+    connection_id: int,
+    rule: AdoptionRule,
+    event_type_id: int | None,
+    category: str | None,
+) -> None:
+    """Turn adoption on or off for a calendar (see ``sync.adoption``)."""
+    connection = get_calendar(db, connection_id)
+    if rule is not AdoptionRule.OFF and event_type_id is None:
+        raise ServiceError("say which event type adopted bookings get (--event-type)")
+    if rule is AdoptionRule.CATEGORY and not category:
+        raise ServiceError("say which category marks bookings (--category)")
+    with db.writing() as session:
+        stored = session.get(CalendarConnection, connection.id)
+        assert stored is not None
+        stored.adopt = rule
+        stored.adopt_event_type_id = event_type_id
+        stored.adopt_category = category
