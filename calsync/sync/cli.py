@@ -17,11 +17,18 @@ from calsync.calendars.errors import CalendarError
 from calsync.config import ConfigError
 from calsync.policy.types import RulesError
 from calsync.secretbox import SecretKeyMismatch
-from calsync.sync import cli_calendars, cli_event_types, cli_serve, cli_setup, services
+from calsync.sync import (
+    cli_bookings,
+    cli_calendars,
+    cli_event_types,
+    cli_serve,
+    cli_setup,
+    services,
+)
 from calsync.sync.cli_common import app, err
 from calsync.sync.db import DatabaseUnavailable
 
-COMMAND_MODULES = (cli_setup, cli_calendars, cli_event_types, cli_serve)
+COMMAND_MODULES = (cli_setup, cli_calendars, cli_event_types, cli_bookings, cli_serve)
 
 FRIENDLY_ERRORS = (
     ConfigError,

@@ -26,16 +26,19 @@ from sqlalchemy.orm import Session, joinedload
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
 from calsync.calendars.errors import AuthFailed, CursorExpired, ProviderError
 from calsync.config import Settings
-from calsync.sync import mirror
+from calsync.sync import adoption, mirror
 from calsync.sync.db import Database
 from calsync.sync.models import (
+    AdoptionRule,
     CalendarConnection,
     ConnectionStatus,
     SyncOutcome,
     SyncRun,
     utcnow,
 )
+from calsync.sync.owner_changes import apply_owner_changes
 from calsync.sync.providers import ProviderFactory, open_provider
+from calsync.sync.services import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +172,21 @@ class Poller:
                 provider.close()
         except ProviderError as exc:
             return self._record_failure(connection, started, exc)
-        return self._store(connection, started, fetched)
+        result = self._store(connection, started, fetched)
+        if result.outcome is SyncOutcome.OK and connection.adopt is not AdoptionRule.OFF:
+            self._adopt(connection.id)
+        return result
+
+    def _adopt(self, connection_id: int) -> None:
+        try:
+            adopted = adoption.adopt(
+                self.db, self.settings, connection_id, provider_factory=self.open_provider
+            )
+        except (ProviderError, ServiceError) as exc:
+            log.warning("calendar #%s: adoption failed: %s", connection_id, exc)
+            return
+        if adopted:
+            log.info("calendar #%s: adopted %d event(s)", connection_id, len(adopted))
 
     def _fetch(
         self,
@@ -236,6 +253,12 @@ class Poller:
                 outcome = SyncOutcome.LEASE_LOST
             else:
                 mirror.apply_changes(session, connection.id, fetched.expanded, fetched.removed)
+                apply_owner_changes(
+                    session,
+                    connection.id,
+                    fetched.expanded[: fetched.changed],
+                    fetched.removed,
+                )
                 now = self.clock()
                 current.cursor = fetched.cursor
                 current.status = ConnectionStatus.OK
