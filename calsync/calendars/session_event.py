@@ -44,6 +44,7 @@ __all__ = [
     "SessionEvent",
     "build_event",
     "description_with_link",
+    "escape_text",
     "find_link_blocks",
     "is_marker_line",
     "is_utc_zone",
@@ -136,10 +137,10 @@ def build_event(session: SessionEvent, *, now: datetime) -> str:
     event.add("sequence", session.sequence)
     event.add("status", session.status)
     event.add("transp", "OPAQUE")
-    event.add("summary", session.summary)
-    event.add("description", description_with_link(session.description, session.link))
+    event.add("summary", _Text(session.summary))
+    event.add("description", _Text(description_with_link(session.description, session.link)))
     event.add("url", session.link)
-    event.add("x-calsync-booking", icalendar.vText(session.booking_id))
+    event.add("x-calsync-booking", _Text(session.booking_id))
     event.add("organizer", _address(session.organizer))
     for position, person in enumerate(session.attendees):
         # In the organizer's own copy PARTSTAT is what the organizer knows: the customer
@@ -153,6 +154,22 @@ def build_event(session: SessionEvent, *, now: datetime) -> str:
         event.add("attendee", attendee)
     cal.add_component(event)
     return cal.to_ical().decode("utf-8")
+
+
+class _Text(icalendar.vText):
+    """A TEXT value escaped by ``escape_text``: icalendar 7.3's own escaping turns a
+    backslash followed by "N" (as in "C:\\Notes") into a line break."""
+
+    def to_ical(self) -> bytes:
+        return escape_text(str(self)).encode("utf-8")
+
+
+def escape_text(text: str) -> str:
+    """``text`` as an RFC 5545 TEXT value. Line breaks of any kind become ``\\n``; other
+    control characters, which TEXT cannot hold, are dropped."""
+    text = re.sub(r"\r\n?", "\n", text)
+    text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", text)
+    return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
 
 
 def _address(person: Person) -> icalendar.vCalAddress:
