@@ -218,5 +218,7 @@ def test_demo_once_seeds_syncs_and_prints_busy_time(tmp_path: Path) -> None:
     assert "full sync: 5 event(s) new or changed" in output
     assert "09:00" in output and "09:15" in output  # the daily stand-up
     assert "Coaching session: free times in America/New_York" in output
+    assert "Booked 3 sessions for Grace Hopper" in output
+    assert "Her manage link: http://127.0.0.1:8000/m/" in output
     again = cli.ok("demo", "--once", "--data-dir", str(tmp_path / "demo"))
     assert "incremental poll: 0 event(s) new or changed" in again

@@ -17,16 +17,18 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from calsync.config import Settings, SyncSettings
 from calsync.policy.change_policy import ActionRule, ChangePolicy, Permission, ReasonRule
 from calsync.policy.hours import parse_weekly_hours
-from calsync.sync import services
+from calsync.sync import links, services
+from calsync.sync.bookings import BookingRequest, book, get_booking
 from calsync.sync.cli_common import configure_logging
 from calsync.sync.db import Database
 from calsync.sync.embedded import EmbeddedRadicale
 from calsync.sync.event_types import EventTypeSpec, find_slots, get_event_type, save_event_type
-from calsync.sync.models import CalendarRole, EventType
+from calsync.sync.models import Booking, BookingStatus, CalendarRole, EventType
 from calsync.sync.poller import Poller, PollResult
 from calsync.sync.services import NotFoundError
 
@@ -191,6 +193,8 @@ def run_demo(data_dir: Path, *, once: bool, console: Console, port: int = 8000) 
         event_type = _event_type(db, calendar_id)
         for zone in (OWNER_ZONE, "America/New_York"):
             console.print(_slots_table(db, event_type, zone))
+        booking, url = _demo_booking(db, settings, event_type)
+        _print_booking(console, booking, url, calendar_url)
         if once:
             return
         _serve(settings, calendar_url, data_dir, port, console)
@@ -251,6 +255,54 @@ def _event_type(db: Database, calendar_id: int) -> EventType:
                 text="Cancel up to 24 hours before a session; reschedule up to 12 hours before.",
             ),
         ),
+    )
+
+
+def _demo_booking(db: Database, settings: Settings, event_type: EventType) -> tuple[Booking, str]:
+    """A package of three sessions for a demo customer, on the next three free days."""
+    with db.reading() as session:
+        existing = session.scalars(
+            select(Booking).where(Booking.status == BookingStatus.ACTIVE)
+        ).first()
+    if existing is not None:
+        return get_booking(db, existing.id), links.current_link(settings, existing) or ""
+    start = datetime.now(ZoneInfo(OWNER_ZONE))
+    first_of_day: dict[date, datetime] = {}
+    for slot in find_slots(db, event_type, start, start + timedelta(days=14)):
+        local = slot.start.astimezone(ZoneInfo(OWNER_ZONE))
+        if local.hour >= 14:  # afternoon in Berlin is morning for the customer in New York
+            first_of_day.setdefault(local.date(), slot.start)
+    starts = tuple(sorted(first_of_day.values())[:3])
+    result = book(
+        db,
+        settings,
+        BookingRequest(
+            event_type.id,
+            "Grace Hopper",
+            "grace@example.org",
+            starts,
+            customer_timezone="America/New_York",
+            stakeholders=("assistant@example.org",),
+        ),
+    )
+    return result.booking, result.manage_url
+
+
+def _print_booking(console: Console, booking: Booking, url: str, calendar_url: str) -> None:
+    zone = ZoneInfo(booking.customer_timezone)
+    console.print(
+        f"\n[bold]Booked[/bold] {len(booking.sessions)} sessions for {booking.customer_name} "
+        f"(booking {booking.id}), in her zone ({zone.key}):"
+    )
+    for s in booking.sessions:
+        console.print(
+            f"  {s.position}. {s.start.astimezone(zone):%a %d %b %H:%M} ({s.status.value})"
+        )
+    console.print(f"Her manage link: [bold]{url}[/bold]", soft_wrap=True, highlight=False)
+    console.print(
+        f"The events are in the calendar at {calendar_url} (user demo, password demo).",
+        soft_wrap=True,
+        highlight=False,
     )
 
 
