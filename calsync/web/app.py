@@ -8,6 +8,7 @@ no other state, so any number of ``calsync web`` processes can share one Postgre
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +23,7 @@ from calsync.config import Settings, load_settings
 from calsync.sync.db import Database, DatabaseUnavailable
 from calsync.sync.poller import Poller
 from calsync.web import errors
-from calsync.web.routes import calendars, event_types, health, owners
+from calsync.web.routes import bookings, calendars, event_types, health, manage, owners
 from calsync.web.routes.deps import bearer_scheme, check_admin_key
 from calsync.web.schemas import Failed, ValidationFailed
 
@@ -89,9 +90,13 @@ def create_app(
             poller.start()
         app.state.db = database
         app.state.poller = poller
+        # uvicorn's access log writes every path: manage tokens are replaced by a short hash.
+        redaction = manage.RedactManageTokens()
+        logging.getLogger("uvicorn.access").addFilter(redaction)
         try:
             yield
         finally:
+            logging.getLogger("uvicorn.access").removeFilter(redaction)
             # Waits for a poll in progress to finish, so off the event loop.
             await to_thread.run_sync(poller.stop)
             if db is None:
@@ -100,8 +105,8 @@ def create_app(
     app = FastAPI(
         title="calsync admin API",
         version=__version__,
-        description="Owners, calendars, event types and availability. Every /api route needs "
-        "`Authorization: Bearer <admin_api_key>`.",
+        description="Owners, calendars, event types, availability and bookings. Every /api route "
+        "needs `Authorization: Bearer <admin_api_key>`.",
         lifespan=lifespan,
         docs_url=DOCS_URL,
         openapi_url=OPENAPI_URL,
@@ -111,8 +116,9 @@ def create_app(
     app.add_middleware(AdminKeyMiddleware, settings=settings)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(manage.router)
     api = APIRouter(prefix="/api", dependencies=[bearer_scheme], responses=API_RESPONSES)
-    for module in (owners, calendars, event_types):
+    for module in (owners, calendars, event_types, bookings):
         api.include_router(module.router)
     app.include_router(api)
     return app
