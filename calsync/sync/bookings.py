@@ -61,9 +61,10 @@ EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 class SlotTaken(ServiceError):
     """A chosen time is no longer free."""
 
-    def __init__(self, message: str, start: datetime) -> None:
+    def __init__(self, message: str, start: datetime, session_id: int | None = None) -> None:
         super().__init__(message)
         self.start = start
+        self.session_id = session_id
 
 
 class CalendarWriteFailed(ServiceError):
@@ -112,7 +113,7 @@ def _problems(request: BookingRequest) -> list[tuple[str, str]]:
     return problems
 
 
-def _refresh_conflicts(
+def refresh_conflicts(
     db: Database, settings: Settings, event_type: EventType, factory: ProviderFactory
 ) -> None:
     """An incremental poll of the conflict calendars, so the check sees fresh busy time.
@@ -173,7 +174,7 @@ def book(
             [("event_type", f"{event_type.slug} has no booking calendar: give it one first")]
         )
     factory = provider_factory or open_provider(settings)
-    _refresh_conflicts(db, settings, event_type, factory)
+    refresh_conflicts(db, settings, event_type, factory)
     now = now or utcnow()
     starts = sorted(request.starts)
     duration = timedelta(minutes=event_type.duration_minutes)

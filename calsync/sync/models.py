@@ -89,6 +89,11 @@ class AdoptionRule(StrEnum):
     CATEGORY = "category"  # events carrying the category ``adopt_category``
 
 
+class CancelMode(StrEnum):
+    MARK = "mark"  # keep the event, marked cancelled and free, its title prefixed
+    DELETE = "delete"  # delete the event
+
+
 class ConnectionStatus(StrEnum):
     NEW = "new"  # never synced yet
     OK = "ok"
@@ -129,6 +134,7 @@ class CalendarConnection(Base):
     )
     adopt_category: Mapped[str | None] = mapped_column(String(200))
     adopt_event_type_id: Mapped[int | None] = mapped_column(Integer)
+    cancel_mode: Mapped[CancelMode] = mapped_column(_enum(CancelMode), default=CancelMode.MARK)
 
     cursor: Mapped[str | None] = mapped_column(Text)
     status: Mapped[ConnectionStatus] = mapped_column(
@@ -377,3 +383,47 @@ class BookingChange(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     booking: Mapped[Booking] = relationship(back_populates="history")
+
+
+class ChangeKind(StrEnum):
+    RESCHEDULE = "reschedule"
+    CANCEL = "cancel"
+
+
+class ChangeStatus(StrEnum):
+    PENDING = "pending"  # recorded; the calendar has not (fully) taken it yet
+    APPLIED = "applied"
+    CONFLICT = "conflict"  # the owner changed the event first; we stopped
+
+
+class Change(Base):
+    """One reschedule or cancel of some sessions of a booking, recorded before it is applied.
+
+    ``items`` lists each session touched: ``{"session_id", "uid", "from": [start, end],
+    "to": [start, end] | None, "applied": bool}``. The idempotency key makes a replayed request
+    return this change instead of making another. These rows are also what notifications are
+    made from.
+    """
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[ChangeKind] = mapped_column(_enum(ChangeKind))
+    actor: Mapped[Actor] = mapped_column(_enum(Actor))
+    status: Mapped[ChangeStatus] = mapped_column(_enum(ChangeStatus), default=ChangeStatus.PENDING)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    fee: Mapped[str | None] = mapped_column(String(32))  # reschedule fee or cancellation refund
+    message: Mapped[str | None] = mapped_column(Text)  # what went wrong, for the customer
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("booking_id", "idempotency_key"),)

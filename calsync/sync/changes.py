@@ -1,0 +1,617 @@
+"""The change engine: reschedule and cancel sessions of a booking (DESIGN.md §5.3).
+
+A change is *recorded* first, in one transaction that holds the owner's lock: the booking's
+version is compared and bumped (so a page showing an old state cannot overwrite a newer one),
+every new slot is re-checked against fresh busy time with the moved sessions not blocking
+themselves, the sessions take their new times and SEQUENCE, and a ``Change`` row remembers
+what to do. A package change is all-or-nothing at this step. Then the change is *applied* to
+the owner's calendar, one event at a time, each a conditional write that changes only the
+times (or the cancellation marks). If a calendar cannot be reached the change stays pending
+and a worker applies it later; applying is idempotent, so nothing happens twice. If the owner
+moved or deleted the event meanwhile, we stop for that event and say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from calsync.calendars.base import CalendarProvider
+from calsync.calendars.errors import NotFound, ProviderError
+from calsync.calendars.event_edit import event_times, with_cancelled, with_times
+from calsync.config import Settings
+from calsync.policy.change_policy import policy_from_data
+from calsync.policy.change_rules import (
+    Action,
+    SessionState,
+    cancel_refund,
+    reason_problem,
+    reschedule_fee,
+    verdict,
+)
+from calsync.policy.types import Slot, Span
+from calsync.sync.booked import lock_owner
+from calsync.sync.bookings import SlotTaken, get_booking, refresh_conflicts
+from calsync.sync.calendar_writes import patch_event
+from calsync.sync.db import Database
+from calsync.sync.event_types import find_slots, get_event_type, load_event_type, slots_within
+from calsync.sync.models import (
+    Actor,
+    BookedSession,
+    Booking,
+    BookingChange,
+    BookingStatus,
+    CalendarConnection,
+    CancelMode,
+    Change,
+    ChangeKind,
+    ChangeStatus,
+    SessionStatus,
+    utcnow,
+)
+from calsync.sync.providers import ProviderFactory, open_provider
+from calsync.sync.services import ServiceError
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(minutes=30)
+APPLY_LEASE = timedelta(minutes=2)
+
+
+class ChangeRefused(ServiceError):
+    """The change is not allowed as asked; ``field`` names the input at fault, if any."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class StaleBooking(ServiceError):
+    """The booking changed since the customer looked at it."""
+
+
+class ReplayMismatch(ServiceError):
+    """An idempotency key was used again for a different request."""
+
+
+class OwnerChangedEvent(ProviderError):
+    """The owner moved or deleted the event before our change reached it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    change: Change
+    booking: Booking
+    fee: Decimal | None = None
+    replayed: bool = False
+    sessions: list[BookedSession] = field(default_factory=list)
+
+
+def _fingerprint(
+    kind: ChangeKind, targets: Mapping[int, datetime | None], reason: str | None
+) -> str:
+    body = {
+        "kind": kind.value,
+        "targets": sorted((sid, t.isoformat() if t else None) for sid, t in targets.items()),
+        "reason": (reason or "").strip(),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _replayed(db: Database, booking_id: str, key: str | None, fingerprint: str) -> Change | None:
+    if not key:
+        return None
+    with db.reading() as session:
+        change = session.scalars(
+            select(Change).where(Change.booking_id == booking_id, Change.idempotency_key == key)
+        ).one_or_none()
+    if change is not None and change.fingerprint != fingerprint:
+        raise ReplayMismatch(
+            "this form was already sent with other choices; reload the page and try again"
+        )
+    return change
+
+
+def _state(session: BookedSession) -> SessionState:
+    return SessionState(
+        session.start, session.status is SessionStatus.CANCELLED, session.reschedule_count
+    )
+
+
+def _check_request(
+    booking: Booking,
+    session_ids: Collection[int],
+    action: Action,
+    actor: Actor,
+    reason: str | None,
+    now: datetime,
+) -> dict[int, BookedSession]:
+    """The sessions asked for, after the customer-facing checks (the owner skips the policy)."""
+    if not session_ids:
+        raise ChangeRefused("choose at least one session", field="sessions")
+    mine = {s.id: s for s in booking.sessions}
+    chosen = {}
+    for session_id in session_ids:
+        if session_id not in mine:
+            raise ChangeRefused("a chosen session is not part of this booking", field="sessions")
+        chosen[session_id] = mine[session_id]
+    if booking.status is not BookingStatus.ACTIVE:
+        raise ChangeRefused("this booking is no longer active")
+    if actor is Actor.CUSTOMER:
+        policy = policy_from_data(booking.policy)
+        for booked in chosen.values():
+            decision = verdict(policy, action, _state(booked), now)
+            if not decision.allowed:
+                raise ChangeRefused(
+                    f"Session {booked.position}: {decision.reason}", field="sessions"
+                )
+        problem = reason_problem(policy, action, reason)
+        if problem:
+            raise ChangeRefused(problem, field="reason")
+    elif any(s.status is SessionStatus.CANCELLED for s in chosen.values()):
+        raise ChangeRefused("a chosen session is already cancelled", field="sessions")
+    return chosen
+
+
+def _fee(booking: Booking, action: Action, count: int) -> Decimal | None:
+    policy = policy_from_data(booking.policy)
+    price, size = Decimal(booking.price), len(booking.sessions)
+    if action is Action.RESCHEDULE:
+        return reschedule_fee(policy, price, size, count)
+    return cancel_refund(policy, price, size, count)
+
+
+def _cas(session: Session, booking_id: str, expected_version: int | None) -> Booking:
+    stored = session.scalars(
+        select(Booking).options(selectinload(Booking.sessions)).where(Booking.id == booking_id)
+    ).one()
+    if expected_version is not None and stored.version != expected_version:
+        raise StaleBooking(
+            "this booking changed while you were choosing (perhaps the owner moved a session); "
+            "please look at it again"
+        )
+    return stored
+
+
+def reschedule(
+    db: Database,
+    settings: Settings,
+    booking_id: str,
+    moves: Mapping[int, datetime],
+    *,
+    actor: Actor,
+    reason: str | None = None,
+    idempotency_key: str | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+    provider_factory: ProviderFactory | None = None,
+) -> ChangeOutcome:
+    """Move sessions (session id → new start). Raises ChangeRefused, SlotTaken, StaleBooking,
+    ReplayMismatch, AvailabilityUnknown; a calendar outage leaves the change pending."""
+    now = now or utcnow()
+    factory = provider_factory or open_provider(settings)
+    fingerprint = _fingerprint(ChangeKind.RESCHEDULE, moves, reason)
+    replay = _replayed(db, booking_id, idempotency_key, fingerprint)
+    if replay is not None:
+        return _finish(db, settings, replay.id, factory, replayed=True)
+    booking = get_booking(db, booking_id)
+    _check_request(booking, moves, Action.RESCHEDULE, actor, reason, now)
+    if any(start.tzinfo is None for start in moves.values()):
+        raise ChangeRefused("new times need a UTC offset", field="starts")
+    if len(set(moves.values())) != len(moves):
+        raise ChangeRefused("two sessions cannot move to the same time", field="starts")
+    event_type = booking.event_type_id
+    if event_type is None:
+        raise ChangeRefused("this booking's event type was deleted; the owner must move it")
+    with db.reading() as session:
+        refresh_target = load_event_type(session, event_type)
+    refresh_conflicts(db, settings, refresh_target, factory)
+
+    try:
+        with db.writing() as session:
+            lock_owner(session, booking.owner_id)
+            stored = _cas(session, booking_id, expected_version)
+            current = {s.id: s for s in stored.sessions}
+            fresh_type = load_event_type(session, event_type)
+            ignore = {current[sid].uid for sid in moves}
+            held: list[Span] = []
+            items = []
+            for session_id, start in sorted(moves.items(), key=lambda m: m[1]):
+                booked = current[session_id]
+                slot = Slot(start, start + (booked.end - booked.start))
+                if actor is Actor.CUSTOMER:
+                    free = slots_within(
+                        session,
+                        fresh_type,
+                        slot.start,
+                        slot.end,
+                        now=now,
+                        ignore=ignore,
+                        extra_booked=held,
+                    )
+                    if slot not in free:
+                        local = start.astimezone(ZoneInfo(stored.customer_timezone))
+                        raise SlotTaken(
+                            f"{local:%a %d %b %H:%M} was just taken. Your other choices are "
+                            "kept; please pick another time for this session.",
+                            start,
+                            session_id,
+                        )
+                held.append(Span(slot.start, slot.end))
+                items.append(_move_item(booked, slot))
+                booked.start, booked.end = slot.start, slot.end
+                booked.sequence += 1
+                booked.reschedule_count += 1
+                booked.status = SessionStatus.RESCHEDULED
+                stored.history.append(
+                    BookingChange(
+                        actor=actor,
+                        action="rescheduled",
+                        session_id=booked.id,
+                        reason=reason,
+                        details={"from": items[-1]["from"], "to": items[-1]["to"]},
+                    )
+                )
+            change = _record(
+                session,
+                stored,
+                ChangeKind.RESCHEDULE,
+                actor,
+                idempotency_key,
+                fingerprint,
+                reason,
+                items,
+                _fee(stored, Action.RESCHEDULE, len(items)),
+            )
+    except IntegrityError:
+        # The same idempotency key won a race a moment ago: answer with that change.
+        replay = _replayed(db, booking_id, idempotency_key, fingerprint)
+        if replay is None:
+            raise
+        return _finish(db, settings, replay.id, factory, replayed=True)
+    return _finish(db, settings, change.id, factory)
+
+
+def cancel(
+    db: Database,
+    settings: Settings,
+    booking_id: str,
+    session_ids: Collection[int],
+    *,
+    actor: Actor,
+    reason: str | None = None,
+    idempotency_key: str | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+    provider_factory: ProviderFactory | None = None,
+) -> ChangeOutcome:
+    """Cancel sessions. Raises ChangeRefused, StaleBooking, ReplayMismatch."""
+    now = now or utcnow()
+    factory = provider_factory or open_provider(settings)
+    fingerprint = _fingerprint(ChangeKind.CANCEL, dict.fromkeys(session_ids), reason)
+    replay = _replayed(db, booking_id, idempotency_key, fingerprint)
+    if replay is not None:
+        return _finish(db, settings, replay.id, factory, replayed=True)
+    booking = get_booking(db, booking_id)
+    _check_request(booking, session_ids, Action.CANCEL, actor, reason, now)
+    try:
+        with db.writing() as session:
+            lock_owner(session, booking.owner_id)
+            stored = _cas(session, booking_id, expected_version)
+            current = {s.id: s for s in stored.sessions}
+            items = []
+            for session_id in sorted(session_ids):
+                booked = current[session_id]
+                items.append(_move_item(booked, None))
+                booked.status = SessionStatus.CANCELLED
+                booked.sequence += 1
+                stored.history.append(
+                    BookingChange(
+                        actor=actor,
+                        action="cancelled",
+                        session_id=booked.id,
+                        reason=reason,
+                        details={"from": items[-1]["from"]},
+                    )
+                )
+            if all(s.status is SessionStatus.CANCELLED for s in stored.sessions):
+                stored.status = BookingStatus.CANCELLED
+            change = _record(
+                session,
+                stored,
+                ChangeKind.CANCEL,
+                actor,
+                idempotency_key,
+                fingerprint,
+                reason,
+                items,
+                _fee(stored, Action.CANCEL, len(items)),
+            )
+    except IntegrityError:
+        replay = _replayed(db, booking_id, idempotency_key, fingerprint)
+        if replay is None:
+            raise
+        return _finish(db, settings, replay.id, factory, replayed=True)
+    return _finish(db, settings, change.id, factory)
+
+
+def _move_item(booked: BookedSession, to: Slot | None) -> dict[str, object]:
+    return {
+        "session_id": booked.id,
+        "uid": booked.uid,
+        "position": booked.position,
+        "from": [booked.start.isoformat(), booked.end.isoformat()],
+        "to": [to.start.isoformat(), to.end.isoformat()] if to else None,
+        "applied": False,
+    }
+
+
+def _record(
+    session: Session,
+    booking: Booking,
+    kind: ChangeKind,
+    actor: Actor,
+    key: str | None,
+    fingerprint: str,
+    reason: str | None,
+    items: list[dict[str, object]],
+    fee: Decimal | None,
+) -> Change:
+    booking.version += 1
+    change = Change(
+        booking_id=booking.id,
+        kind=kind,
+        actor=actor,
+        idempotency_key=key,
+        fingerprint=fingerprint,
+        reason=(reason or "").strip() or None,
+        items=items,
+        fee=None if fee is None else str(fee),
+        next_attempt_at=utcnow(),
+    )
+    session.add(change)
+    session.flush()
+    return change
+
+
+def _finish(
+    db: Database,
+    settings: Settings,
+    change_id: int,
+    factory: ProviderFactory,
+    *,
+    replayed: bool = False,
+) -> ChangeOutcome:
+    change = apply_change(db, settings, change_id, factory)
+    booking = get_booking(db, change.booking_id)
+    fee = Decimal(change.fee) if change.fee is not None else None
+    touched = {int(str(item["session_id"])) for item in change.items}
+    return ChangeOutcome(
+        change, booking, fee, replayed, [s for s in booking.sessions if s.id in touched]
+    )
+
+
+# -- applying to the calendar ---------------------------------------------------------------
+
+
+def apply_change(
+    db: Database, settings: Settings, change_id: int, factory: ProviderFactory
+) -> Change:
+    """Carry a recorded change into the owner's calendar as far as possible; idempotent."""
+    with db.reading() as session:
+        change = session.get(Change, change_id)
+        assert change is not None
+        if change.status is not ChangeStatus.PENDING:
+            return change
+        sessions = {
+            s.id: s
+            for s in session.scalars(
+                select(BookedSession).where(BookedSession.booking_id == change.booking_id)
+            )
+        }
+        calendars = {
+            c.id: c
+            for c in session.scalars(
+                select(CalendarConnection).where(
+                    CalendarConnection.id.in_(
+                        {s.connection_id for s in sessions.values() if s.connection_id}
+                    )
+                )
+            )
+        }
+    items = [dict(item) for item in change.items]
+    problem: str | None = None
+    status = ChangeStatus.APPLIED
+    providers: dict[int, CalendarProvider] = {}
+    try:
+        for item in items:
+            if item["applied"]:
+                continue
+            booked = sessions[int(item["session_id"])]
+            if booked.href is None or booked.connection_id is None:
+                item["applied"] = True  # no event in any calendar (nothing to change there)
+                continue
+            calendar = calendars[booked.connection_id]
+            if booked.connection_id not in providers:
+                providers[booked.connection_id] = factory(calendar)
+            provider = providers[booked.connection_id]
+            try:
+                etag = _apply_item(provider, settings, change.kind, calendar, booked, item)
+            except OwnerChangedEvent as exc:
+                status, problem = ChangeStatus.CONFLICT, str(exc)
+                item["applied"] = True  # nothing more to do for this event
+                continue
+            item["applied"] = True
+            _store_etag(db, booked.id, etag)
+    except ProviderError as exc:
+        return _still_pending(db, change_id, items, exc)
+    finally:
+        for provider in providers.values():
+            provider.close()
+    with db.writing() as session:
+        stored = session.get(Change, change_id)
+        assert stored is not None
+        stored.items, stored.status, stored.message = items, status, problem
+        stored.applied_at, stored.lease_until = utcnow(), None
+        stored.attempts += 1
+    return _load_change(db, change_id)
+
+
+def _apply_item(
+    provider: CalendarProvider,
+    settings: Settings,
+    kind: ChangeKind,
+    calendar: CalendarConnection,
+    booked: BookedSession,
+    item: dict[str, object],
+) -> str | None:
+    old = tuple(datetime.fromisoformat(t) for t in item["from"])  # type: ignore[union-attr]
+    new = tuple(datetime.fromisoformat(t) for t in item["to"]) if item["to"] else None  # type: ignore[union-attr]
+    href = booked.href
+    assert href is not None
+
+    def unchanged_by_owner(data: str, allowed: tuple[tuple[datetime, ...] | None, ...]) -> None:
+        times = event_times(data)
+        if times not in allowed:
+            raise OwnerChangedEvent(
+                f"The owner changed session {booked.position} in their calendar just now, so it "
+                "was not changed. Please look at the booking again.",
+                url=href,
+            )
+
+    try:
+        if kind is ChangeKind.RESCHEDULE:
+            assert new is not None
+
+            def move(data: str) -> str:
+                unchanged_by_owner(data, (old, new))
+                return with_times(
+                    data,
+                    uid=booked.uid,
+                    start=new[0],
+                    end=new[1],
+                    timezone=_zone_of(calendar, booked),
+                    sequence=booked.sequence,
+                    now=utcnow(),
+                )
+
+            return patch_event(provider, href, move, attempts=settings.bookings.write_attempts).etag
+        if calendar.cancel_mode is CancelMode.DELETE:
+            current = provider.get(href)
+            unchanged_by_owner(current.data, (old,))
+            provider.delete(href, current.etag)
+            return None
+
+        def mark(data: str) -> str:
+            unchanged_by_owner(data, (old,))
+            return with_cancelled(data, sequence=booked.sequence, now=utcnow())
+
+        return patch_event(provider, href, mark, attempts=settings.bookings.write_attempts).etag
+    except NotFound:
+        if kind is ChangeKind.CANCEL:
+            return None  # already gone: a cancel is done either way
+        raise OwnerChangedEvent(
+            f"Session {booked.position} was deleted from the owner's calendar meanwhile, so "
+            "it was not moved. Please contact the owner.",
+            url=href,
+        ) from None
+
+
+def _zone_of(calendar: CalendarConnection, booked: BookedSession) -> str:
+    return calendar.timezone or "UTC"
+
+
+def _store_etag(db: Database, session_id: int, etag: str | None) -> None:
+    with db.writing() as session:
+        stored = session.get(BookedSession, session_id)
+        assert stored is not None
+        if etag is None:
+            stored.href = None
+        stored.etag = etag
+
+
+def _still_pending(
+    db: Database, change_id: int, items: list[dict[str, object]], exc: ProviderError
+) -> Change:
+    log.warning("change %s stays pending: %s", change_id, exc)
+    with db.writing() as session:
+        stored = session.get(Change, change_id)
+        assert stored is not None
+        stored.items = items
+        stored.attempts += 1
+        stored.message = str(exc)
+        wait = min(RETRY_CAP, RETRY_BASE * 2 ** min(stored.attempts - 1, 10))
+        stored.next_attempt_at = utcnow() + wait
+        stored.lease_until = None
+    return _load_change(db, change_id)
+
+
+def _load_change(db: Database, change_id: int) -> Change:
+    with db.reading() as session:
+        change = session.get(Change, change_id)
+        assert change is not None
+        return change
+
+
+def apply_pending(db: Database, settings: Settings, factory: ProviderFactory | None = None) -> int:
+    """Apply changes left pending by an outage; for the worker. Returns how many it tried."""
+    factory = factory or open_provider(settings)
+    now = utcnow()
+    with db.writing() as session:
+        due = list(
+            session.scalars(
+                select(Change.id)
+                .where(
+                    Change.status == ChangeStatus.PENDING,
+                    Change.next_attempt_at <= now,
+                    or_(Change.lease_until.is_(None), Change.lease_until < now),
+                )
+                .limit(20)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if due:
+            session.execute(
+                update(Change).where(Change.id.in_(due)).values(lease_until=now + APPLY_LEASE)
+            )
+    for change_id in due:
+        apply_change(db, settings, change_id, factory)
+    return len(due)
+
+
+def changes_of(db: Database, booking_id: str) -> list[Change]:
+    with db.reading() as session:
+        return list(
+            session.scalars(
+                select(Change).where(Change.booking_id == booking_id).order_by(Change.id)
+            )
+        )
+
+
+def available_for(
+    db: Database,
+    booking: Booking,
+    session_ids: Collection[int],
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime | None = None,
+) -> list[Slot]:
+    """Free slots the chosen sessions may move to: the sessions being moved don't block
+    themselves. Raises AvailabilityUnknown before the first sync, InvalidInput for a bad window."""
+    if booking.event_type_id is None:
+        return []
+    uids = {s.uid for s in booking.sessions if s.id in set(session_ids)}
+    event_type = get_event_type(db, booking.event_type_id)
+    return find_slots(db, event_type, start, end, now=now, ignore=uids)
