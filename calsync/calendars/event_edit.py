@@ -299,7 +299,7 @@ class _Document:
             if not stack and (seen_calendar or (line.name, value) != ("BEGIN", "VCALENDAR")):
                 raise InvalidCalendarData(
                     "This is not one iCalendar object: expected BEGIN:VCALENDAR, found "
-                    f"{line.text[:40]!r} on line {index + 1}."
+                    f"{line.text[:40]!r} at content line {index + 1}."
                 )
             if line.name == "BEGIN":
                 stack.append(value)
@@ -311,8 +311,8 @@ class _Document:
             elif line.name == "END":
                 if stack[-1] != value:
                     raise InvalidCalendarData(
-                        f"Broken iCalendar data: END:{value} on line {index + 1} does not close "
-                        f"BEGIN:{stack[-1]}."
+                        f"Broken iCalendar data: END:{value} at content line {index + 1} "
+                        f"does not close BEGIN:{stack[-1]}."
                     )
                 stack.pop()
                 if event is not None and value == "VEVENT" and len(stack) == 1:
@@ -547,7 +547,7 @@ class _ZoneReader:
     def _zone(self, tzid: str) -> tzinfo:
         # IANA names go to zoneinfo (it knows their history); any other TZID is defined by
         # the object's own VTIMEZONE first, as RFC 5545 says, then by the name tables.
-        zone = iana_zone(tzid)
+        zone: tzinfo | None = iana_zone(tzid)
         if zone is None:
             if self._defined is None:
                 self._defined = vtimezone_zones(self._data)

@@ -43,6 +43,7 @@ __all__ = [
     "Person",
     "SessionEvent",
     "build_event",
+    "check_link",
     "description_with_link",
     "escape_text",
     "find_link_blocks",
@@ -64,7 +65,7 @@ LINK_BLOCK_END = "-- end calsync --"
 # Zones whose times are written as UTC ("...Z"), which needs no VTIMEZONE at all.
 _UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu"})
 
-# Control characters have no place in a parameter or a URI; in text they are escaped or refused.
+# Control characters, which a parameter value (such as CN) cannot hold.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -153,7 +154,7 @@ def build_event(session: SessionEvent, *, now: datetime) -> str:
         attendee.params["SCHEDULE-AGENT"] = "CLIENT"
         event.add("attendee", attendee)
     cal.add_component(event)
-    return cal.to_ical().decode("utf-8")
+    return bytes(cal.to_ical()).decode("utf-8")
 
 
 class _Text(icalendar.vText):
@@ -293,8 +294,9 @@ def wall_time(instant: datetime, zone: tzinfo) -> datetime:
 
 
 def vtimezone_text(tzid: str, first: datetime, last: datetime) -> str:
-    """A VTIMEZONE (CRLF text) for IANA zone ``tzid``, right from a year before ``first`` until
-    years after ``last``. Raises ValueError for a name zoneinfo does not know."""
+    """A VTIMEZONE (CRLF text) for IANA zone ``tzid``: right from the year before ``first``
+    (from its first change, for a zone with DST) until at least seven years after ``last``.
+    Raises ValueError for a name zoneinfo does not know."""
     if iana_zone(tzid) is None:
         raise ValueError(f"Not an IANA time zone: {tzid!r}")
     first_year, last_year = first.astimezone(UTC).year - 1, last.astimezone(UTC).year
@@ -347,7 +349,7 @@ def _vtimezone_text(tzid: str, first_year: int, last_year: int) -> str:
         # The usual case: a yearly STANDARD/DAYLIGHT pair.
         for key, group in groups.items():
             result.add_component(_observance(group[0], rrule=rules[key]))
-        return result.to_ical().decode("utf-8")
+        return bytes(result.to_ical()).decode("utf-8")
 
     # No yearly rule fits (no DST, a zone that changed its rules, Morocco's Ramadan, ...):
     # the state at the start of the window, then every transition in it.
@@ -357,7 +359,7 @@ def _vtimezone_text(tzid: str, first_year: int, last_year: int) -> str:
     result.add_component(_observance(initial))
     for group in groups.values():
         result.add_component(_observance(group[0], rdates=[t.onset for t in group[1:]]))
-    return result.to_ical().decode("utf-8")
+    return bytes(result.to_ical()).decode("utf-8")
 
 
 def _observance(

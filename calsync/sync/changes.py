@@ -26,9 +26,15 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from calsync.calendars.base import CalendarProvider
+from calsync.calendars.base import CalendarItem, CalendarProvider
 from calsync.calendars.errors import NotFound, ProviderError
-from calsync.calendars.event_edit import event_times, with_cancelled, with_times
+from calsync.calendars.event_edit import (
+    event_times,
+    is_cancelled,
+    sequence_of,
+    with_cancelled,
+    with_times,
+)
 from calsync.config import Settings
 from calsync.policy.change_policy import policy_from_data
 from calsync.policy.change_rules import (
@@ -447,13 +453,13 @@ def apply_change(
                 providers[booked.connection_id] = factory(calendar)
             provider = providers[booked.connection_id]
             try:
-                etag = _apply_item(provider, settings, change.kind, calendar, booked, item)
+                written = _apply_item(provider, settings, change.kind, calendar, booked, item)
             except OwnerChangedEvent as exc:
                 status, problem = ChangeStatus.CONFLICT, str(exc)
                 item["applied"] = True  # nothing more to do for this event
                 continue
             item["applied"] = True
-            _store_etag(db, booked.id, etag)
+            _store_written(db, booked.id, written)
     except ProviderError as exc:
         return _still_pending(db, change_id, items, exc)
     finally:
@@ -475,7 +481,8 @@ def _apply_item(
     calendar: CalendarConnection,
     booked: BookedSession,
     item: dict[str, object],
-) -> str | None:
+) -> CalendarItem | None:
+    """Apply one session's part of a change; returns what is stored now (None: deleted)."""
     old = tuple(datetime.fromisoformat(t) for t in item["from"])  # type: ignore[union-attr]
     new = tuple(datetime.fromisoformat(t) for t in item["to"]) if item["to"] else None  # type: ignore[union-attr]
     href = booked.href
@@ -496,17 +503,21 @@ def _apply_item(
 
             def move(data: str) -> str:
                 unchanged_by_owner(data, (old, new))
+                if event_times(data) == new:
+                    return data  # applied before (a retry after a lost answer)
+                # Never below what the owner's own client may have raised it to.
+                sequence = max(booked.sequence, sequence_of(data) + 1)
                 return with_times(
                     data,
                     uid=booked.uid,
                     start=new[0],
                     end=new[1],
                     timezone=_zone_of(calendar, booked),
-                    sequence=booked.sequence,
+                    sequence=sequence,
                     now=utcnow(),
                 )
 
-            return patch_event(provider, href, move, attempts=settings.bookings.write_attempts).etag
+            return patch_event(provider, href, move, attempts=settings.bookings.write_attempts)
         if calendar.cancel_mode is CancelMode.DELETE:
             current = provider.get(href)
             unchanged_by_owner(current.data, (old,))
@@ -514,10 +525,13 @@ def _apply_item(
             return None
 
         def mark(data: str) -> str:
+            if is_cancelled(data):
+                return data  # applied before
             unchanged_by_owner(data, (old,))
-            return with_cancelled(data, sequence=booked.sequence, now=utcnow())
+            sequence = max(booked.sequence, sequence_of(data) + 1)
+            return with_cancelled(data, sequence=sequence, now=utcnow())
 
-        return patch_event(provider, href, mark, attempts=settings.bookings.write_attempts).etag
+        return patch_event(provider, href, mark, attempts=settings.bookings.write_attempts)
     except NotFound:
         if kind is ChangeKind.CANCEL:
             return None  # already gone: a cancel is done either way
@@ -532,13 +546,17 @@ def _zone_of(calendar: CalendarConnection, booked: BookedSession) -> str:
     return calendar.timezone or "UTC"
 
 
-def _store_etag(db: Database, session_id: int, etag: str | None) -> None:
+def _store_written(db: Database, session_id: int, written: CalendarItem | None) -> None:
     with db.writing() as session:
         stored = session.get(BookedSession, session_id)
         assert stored is not None
-        if etag is None:
-            stored.href = None
-        stored.etag = etag
+        if written is None:
+            stored.href = stored.etag = None  # the event was deleted
+            return
+        stored.etag = written.etag
+        # The event may carry a higher SEQUENCE than ours (the owner's client raised it):
+        # invites must follow what the calendar has.
+        stored.sequence = max(stored.sequence, sequence_of(written.data))
 
 
 def _still_pending(

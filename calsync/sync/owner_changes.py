@@ -14,9 +14,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from calsync.calendars.busy import parse_calendar
 from calsync.calendars.errors import InvalidCalendarData
-from calsync.calendars.event_edit import event_times
+from calsync.calendars.event_edit import event_times, is_cancelled
 from calsync.sync.mirror import ExpandedItem
 from calsync.sync.models import (
     Actor,
@@ -69,7 +68,7 @@ def apply_owner_changes(
 
 def _follow_edit(booked: BookedSession, item: ExpandedItem) -> int:
     try:
-        cancelled = _is_cancelled(item.data)
+        cancelled = is_cancelled(item.data)
         times = event_times(item.data)
     except InvalidCalendarData as exc:
         log.warning(
@@ -110,8 +109,3 @@ def _cancel(booked: BookedSession, action: str, details: dict[str, str]) -> None
     booking.version += 1
     if all(s.status is SessionStatus.CANCELLED for s in booking.sessions):
         booking.status = BookingStatus.CANCELLED
-
-
-def _is_cancelled(data: str) -> bool:
-    calendar = parse_calendar(data)
-    return any(str(e.get("STATUS", "")).upper() == "CANCELLED" for e in calendar.walk("VEVENT"))
