@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -221,4 +222,8 @@ def test_demo_once_seeds_syncs_and_prints_busy_time(tmp_path: Path) -> None:
     assert "Booked 3 sessions for Grace Hopper" in output
     assert "Her manage link: http://127.0.0.1:8000/m/" in output
     again = cli.ok("demo", "--once", "--data-dir", str(tmp_path / "demo"))
-    assert "incremental poll: 0 event(s) new or changed" in again
+    # The second run continues: the three booked events (written after the first run's sync)
+    # arrive incrementally, and the same booking is shown, not a new one.
+    assert "incremental poll: 3 event(s) new or changed, 0 removed" in again
+    link = re.search(r"Her manage link: (\S+)", output)
+    assert link and link.group(1) in again

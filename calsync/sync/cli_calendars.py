@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from calsync.calendars.busy import AllDayMode
+from calsync.config import Settings
 from calsync.sync import services
 from calsync.sync.cli_common import (
     JsonOption,
@@ -25,8 +26,10 @@ from calsync.sync.cli_common import (
     print_json,
     state,
 )
+from calsync.sync.db import Database
 from calsync.sync.models import CalendarRole
 from calsync.sync.poller import Poller, PollResult
+from calsync.sync.worker import start_background
 
 
 @calendar_app.command("add")
@@ -138,7 +141,8 @@ def sync(
     poller = Poller(db, state.settings)
     ids = [services.get_calendar(db, calendar).id] if calendar is not None else None
     if not once:
-        _run_poller(poller, ids)
+        poller.stop()
+        _run_poller(db, state.settings, ids)
         return
     with Progress(
         TextColumn("{task.description}"),
@@ -162,23 +166,25 @@ def sync(
         raise typer.Exit(1)
 
 
-def _run_poller(poller: Poller, only: list[int] | None = None) -> None:
+def _report(result: PollResult) -> None:
+    if result.upserted or result.removed or result.error:
+        err.print(_describe(result))
+
+
+def _run_poller(db: Database, settings: Settings, only: list[int] | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    poller.on_result = lambda result: (
-        err.print(_describe(result))
-        if (result.upserted or result.removed or result.error)
-        else None
-    )
     if only:
-        # Polling chosen calendars in the foreground: simple loop, no scheduler.
-        while not stop.wait(0):
+        # Polling chosen calendars in the foreground: a simple loop, no scheduler.
+        poller = Poller(db, settings)
+        while not stop.is_set():
             for result in poller.sync_now(only):
                 err.print(_describe(result))
-            stop.wait(poller.sync.poll_interval_seconds)
+            stop.wait(settings.sync.poll_interval_seconds)
     else:
-        poller.start()
+        poller = start_background(db, settings)
+        poller.on_result = _report
         err.print(f"Worker {poller.worker_id} polling; Ctrl-C to stop.")
         stop.wait()
     poller.stop()
@@ -187,7 +193,7 @@ def _run_poller(poller: Poller, only: list[int] | None = None) -> None:
 @app.command()
 def worker() -> None:
     """Run the poller until stopped (many workers may share one PostgreSQL database)."""
-    _run_poller(Poller(state.db(), state.settings))
+    _run_poller(state.db(), state.settings)
 
 
 @app.command()

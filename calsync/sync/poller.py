@@ -373,18 +373,20 @@ class Poller:
             log.exception("calendar #%s: unexpected error while polling", connection_id)
             return PollResult(connection_id, SyncOutcome.FAILED, error=repr(exc))
 
-    def start(self) -> None:
+    def start(self, extra_jobs: Iterable[tuple[str, Callable[[], object]]] = ()) -> None:
+        """Run ticks in the background; ``extra_jobs`` (id, function) run on the same beat."""
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        self._scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=self.sync.tick_seconds,
-            id="calsync-poll-tick",
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-            next_run_time=utcnow(),
-        )
+        for job_id, function in [("calsync-poll-tick", self.tick), *extra_jobs]:
+            self._scheduler.add_job(
+                function,
+                "interval",
+                seconds=self.sync.tick_seconds,
+                id=job_id,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                next_run_time=utcnow(),
+            )
         self._scheduler.start()
 
     def stop(self) -> None:

@@ -22,6 +22,7 @@ from calsync import __version__
 from calsync.config import Settings, load_settings
 from calsync.sync.db import Database, DatabaseUnavailable
 from calsync.sync.poller import Poller
+from calsync.sync.worker import start_background
 from calsync.web import errors
 from calsync.web.routes import bookings, calendars, event_types, health, manage, owners
 from calsync.web.routes.deps import bearer_scheme, check_admin_key
@@ -85,9 +86,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = db or await to_thread.run_sync(open_database, settings)
+        # One poller for polls asked for through the API, and with run_poller the background
+        # work (polling and pending changes) on its own scheduler.
         poller = Poller(database, settings)
-        if run_poller:
-            poller.start()
+        background = start_background(database, settings) if run_poller else None
         app.state.db = database
         app.state.poller = poller
         # uvicorn's access log writes every path: manage tokens are replaced by a short hash.
@@ -99,6 +101,8 @@ def create_app(
             logging.getLogger("uvicorn.access").removeFilter(redaction)
             # Waits for a poll in progress to finish, so off the event loop.
             await to_thread.run_sync(poller.stop)
+            if background is not None:
+                await to_thread.run_sync(background.stop)
             if db is None:
                 database.dispose()
 

@@ -1,0 +1,27 @@
+"""The background work of a calsync process: polling calendars, and applying changes that a
+calendar outage left pending. Used by ``calsync worker``, ``calsync serve`` and the demo."""
+
+from __future__ import annotations
+
+import logging
+
+from calsync.config import Settings
+from calsync.sync import changes
+from calsync.sync.db import Database
+from calsync.sync.poller import Poller
+
+log = logging.getLogger(__name__)
+
+
+def start_background(db: Database, settings: Settings) -> Poller:
+    """Start polling and retrying in background threads; stop with ``.stop()``."""
+    poller = Poller(db, settings)
+
+    def retry_pending() -> None:
+        try:
+            changes.apply_pending(db, settings, poller.open_provider)
+        except Exception:  # one bad change must not stop the job; it is logged and retried
+            log.exception("applying pending changes failed; will try again")
+
+    poller.start(extra_jobs=[("calsync-apply-pending", retry_pending)])
+    return poller
