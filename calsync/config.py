@@ -74,14 +74,37 @@ class BookingSettings(BaseModel):
     )
 
 
+class SmtpSecurity(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    SSL = "ssl"
+
+
 class MailSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: MailBackend = MailBackend.DIRECTORY
     from_address: str = "calsync@localhost"
+    # ORGANIZER of the invites; default: the owner's address. Keep From aligned with it, or
+    # receivers may distrust the invite.
+    organizer_address: str | None = None
     directory: Path = Path("mail")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_security: SmtpSecurity = SmtpSecurity.NONE
+    smtp_username: str | None = None
+    smtp_password_env: str | None = Field(
+        None, description="Name of the environment variable holding the SMTP password."
+    )
+    per_session: bool = Field(
+        False, description="One email per session instead of one per change (picky clients)."
+    )
+    templates_dir: Path | None = Field(
+        None, description="Folder with templates that replace the built-in ones, by name."
+    )
+    notify_owner_calendar_changes: bool = Field(
+        True, description="Tell the customer when the owner moves or deletes a session."
+    )
 
 
 class GoogleSettings(BaseModel):
