@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ("availability", "sync", "api_load")
+BENCHMARKS = ("availability", "sync", "api_load", "reschedule")
 
 
 def main(names: list[str]) -> None:
