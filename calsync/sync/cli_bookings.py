@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
-from calsync.sync import adoption, bookings, event_types, links, services
+from calsync.sync import adoption, bookings, changes, event_types, links, services
 from calsync.sync.cli_common import (
     JsonOption,
     app,
@@ -19,7 +20,7 @@ from calsync.sync.cli_common import (
     print_json,
     state,
 )
-from calsync.sync.models import AdoptionRule, Booking
+from calsync.sync.models import Actor, AdoptionRule, Booking, Change
 
 booking_app = typer.Typer(no_args_is_help=True, help="Bookings and their manage links.")
 app.add_typer(booking_app, name="booking")
@@ -58,7 +59,7 @@ def book(
     out.print(f"Manage link: {result.manage_url}", soft_wrap=True, highlight=False)
 
 
-def describe(booking: Booking, link: str | None) -> dict[str, Any]:
+def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()) -> dict[str, Any]:
     zone = ZoneInfo(booking.customer_timezone)
     return {
         "id": booking.id,
@@ -88,6 +89,22 @@ def describe(booking: Booking, link: str | None) -> dict[str, Any]:
             }
             for s in booking.sessions
         ],
+        "changes": [
+            {
+                "id": c.id,
+                "kind": c.kind.value,
+                "actor": c.actor.value,
+                "status": c.status.value,
+                "reason": c.reason,
+                "fee": c.fee,
+                "message": c.message,
+                "sessions": [
+                    {"position": i["position"], "from": i["from"], "to": i["to"]} for i in c.items
+                ],
+                "at": iso(c.created_at),
+            }
+            for c in recorded
+        ],
         "history": [
             {
                 "at": iso(h.at),
@@ -104,8 +121,11 @@ def describe(booking: Booking, link: str | None) -> dict[str, Any]:
 @booking_app.command("show")
 def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     """A booking with its sessions (in the customer's zone), its link and its history."""
-    booking = bookings.get_booking(state.db(), booking_id)
-    data = describe(booking, links.current_link(state.settings, booking))
+    db = state.db()
+    booking = bookings.get_booking(db, booking_id)
+    data = describe(
+        booking, links.current_link(state.settings, booking), changes.changes_of(db, booking_id)
+    )
     if as_json:
         print_json(data)
         return
@@ -117,11 +137,75 @@ def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     for s in data["sessions"]:
         table.add_row(str(s["position"]), s["start"], s["end"], s["status"])
     out.print(table)
+    for c in data["changes"]:
+        moved = ", ".join(
+            f"#{i['position']} {i['from'][0][:16]} → {i['to'][0][:16] if i['to'] else 'cancelled'}"
+            for i in c["sessions"]
+        )
+        out.print(f"change {c['id']} ({c['kind']} by {c['actor']}, {c['status']}): {moved}")
     for h in data["history"]:
         out.print(
             f"{h['at'][:19]}  {h['actor']}: {h['action']}"
             + (f" ({h['reason']})" if h["reason"] else "")
         )
+
+
+def _session_ids(booking: Booking, positions: list[int]) -> list[int]:
+    by_position = {s.position: s.id for s in booking.sessions}
+    missing = [p for p in positions if p not in by_position]
+    if missing:
+        raise services.ServiceError(
+            f"the booking has no session {missing[0]} (it has 1 to {len(by_position)})"
+        )
+    return [by_position[p] for p in positions]
+
+
+@booking_app.command("reschedule")
+def booking_reschedule(
+    booking_id: str,
+    session: Annotated[list[int], typer.Option(help="Session number (1 = first); repeatable.")],
+    to: Annotated[list[str], typer.Option(help="New start, one per --session, in order.")],
+    reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
+) -> None:
+    """Move sessions as the owner (not bound by the cancel/reschedule policy)."""
+    db = state.db()
+    booking = bookings.get_booking(db, booking_id)
+    if len(session) != len(to):
+        raise services.ServiceError("give one --to for every --session")
+    zone = ZoneInfo(booking.customer_timezone)
+    moves = dict(
+        zip(_session_ids(booking, session), (parse_instant(t, zone) for t in to), strict=True)
+    )
+    outcome = changes.reschedule(
+        db, state.settings, booking_id, moves, actor=Actor.OWNER, reason=reason
+    )
+    out.print(
+        f"Change {outcome.change.id}: {outcome.change.status.value}. "
+        + (outcome.change.message or "")
+    )
+
+
+@booking_app.command("cancel")
+def booking_cancel(
+    booking_id: str,
+    session: Annotated[list[int], typer.Option(help="Session number (1 = first); repeatable.")],
+    reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
+) -> None:
+    """Cancel sessions as the owner (not bound by the cancel/reschedule policy)."""
+    db = state.db()
+    booking = bookings.get_booking(db, booking_id)
+    outcome = changes.cancel(
+        db,
+        state.settings,
+        booking_id,
+        _session_ids(booking, session),
+        actor=Actor.OWNER,
+        reason=reason,
+    )
+    out.print(
+        f"Change {outcome.change.id}: {outcome.change.status.value}. "
+        + (outcome.change.message or "")
+    )
 
 
 @booking_app.command("relink")
