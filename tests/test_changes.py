@@ -400,3 +400,31 @@ def test_a_calendar_outage_leaves_the_change_pending_then_applies_it_once(
     assert int(event["SEQUENCE"]) == 1
     Poller(db, settings).sync_now()
     assert get_booking(db, booking.id).sessions[0].start == at(setup.monday, 15)
+
+
+def test_a_poll_that_read_the_calendar_before_our_move_does_not_undo_it(setup: Setup) -> None:
+    from calsync.sync.mirror import ExpandedItem
+    from calsync.sync.owner_changes import apply_owner_changes
+
+    booking = setup.book(at(setup.monday, 9))
+    (booked,) = booking.sessions
+    provider = setup.provider()
+    stale = provider.get(booked.href)  # what a concurrent poll read a moment before our move
+    provider.close()
+    changes.reschedule(
+        setup.db,
+        setup.settings,
+        booking.id,
+        {booked.id: at(setup.monday, 14)},
+        actor=Actor.CUSTOMER,
+    )
+    with setup.db.writing() as session:
+        moved = apply_owner_changes(
+            session,
+            setup.settings,
+            setup.calendar.id,
+            [ExpandedItem(stale.href, stale.etag, booked.uid, stale.data, [])],
+            [],
+        )
+    assert moved == 0
+    assert get_booking(setup.db, booking.id).sessions[0].start == at(setup.monday, 14)

@@ -25,7 +25,7 @@ from calsync.calendars.event_edit import with_link
 from calsync.calendars.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
 from calsync.policy.types import Slot, Span
-from calsync.sync import links
+from calsync.sync import links, notices, outbox
 from calsync.sync.booked import lock_owner
 from calsync.sync.calendar_writes import patch_event
 from calsync.sync.db import Database
@@ -221,6 +221,7 @@ def book(
         session.add(booking)
         session.flush()
         owner = fresh.owner
+        notices.queue_booked(session, settings, booking, owner)
         booking_calendar = session.get(CalendarConnection, fresh.booking_calendar_id)
         assert booking_calendar is not None
         session.expunge(booking_calendar)
@@ -295,6 +296,7 @@ def _write_events(
             failed.history.append(
                 BookingChange(actor=Actor.SYSTEM, action="failed", details={"error": str(exc)})
             )
+            outbox.drop(session, booking_id=booking.id)
         raise CalendarWriteFailed(
             f"the sessions could not be written to the calendar "
             f"{calendar.display_name or calendar.url}: {exc} Nothing was booked."
@@ -304,6 +306,7 @@ def _write_events(
             stored = session.get(BookedSession, booked.id)
             assert stored is not None
             stored.href, stored.etag = item.href, item.etag
+        outbox.release(session, booking_id=booking.id)
 
 
 def get_booking(db: Database, booking_id: str) -> Booking:

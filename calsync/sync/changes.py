@@ -46,6 +46,7 @@ from calsync.policy.change_rules import (
     verdict,
 )
 from calsync.policy.types import Slot, Span
+from calsync.sync import notices, outbox
 from calsync.sync.booked import lock_owner
 from calsync.sync.bookings import SlotTaken, get_booking, refresh_conflicts
 from calsync.sync.calendar_writes import patch_event
@@ -62,6 +63,7 @@ from calsync.sync.models import (
     Change,
     ChangeKind,
     ChangeStatus,
+    Owner,
     SessionStatus,
     utcnow,
 )
@@ -271,6 +273,7 @@ def reschedule(
                 )
             change = _record(
                 session,
+                settings,
                 stored,
                 ChangeKind.RESCHEDULE,
                 actor,
@@ -335,6 +338,7 @@ def cancel(
                 stored.status = BookingStatus.CANCELLED
             change = _record(
                 session,
+                settings,
                 stored,
                 ChangeKind.CANCEL,
                 actor,
@@ -365,6 +369,7 @@ def _move_item(booked: BookedSession, to: Slot | None) -> dict[str, object]:
 
 def _record(
     session: Session,
+    settings: Settings,
     booking: Booking,
     kind: ChangeKind,
     actor: Actor,
@@ -388,6 +393,9 @@ def _record(
     )
     session.add(change)
     session.flush()
+    owner = session.get(Owner, booking.owner_id)
+    assert owner is not None
+    notices.queue_change(session, settings, booking, owner, change)
     return change
 
 
@@ -471,6 +479,12 @@ def apply_change(
         stored.items, stored.status, stored.message = items, status, problem
         stored.applied_at, stored.lease_until = utcnow(), None
         stored.attempts += 1
+        # The emails go once the calendar has the change; a change the owner overtook is
+        # reported on the customer's page instead.
+        if status is ChangeStatus.APPLIED:
+            outbox.release(session, booking_id=stored.booking_id, change_id=change_id)
+        else:
+            outbox.drop(session, booking_id=stored.booking_id, change_id=change_id)
     return _load_change(db, change_id)
 
 
@@ -554,9 +568,10 @@ def _store_written(db: Database, session_id: int, written: CalendarItem | None) 
             stored.href = stored.etag = None  # the event was deleted
             return
         stored.etag = written.etag
+        stored.calendar_sequence = sequence_of(written.data)
         # The event may carry a higher SEQUENCE than ours (the owner's client raised it):
         # invites must follow what the calendar has.
-        stored.sequence = max(stored.sequence, sequence_of(written.data))
+        stored.sequence = max(stored.sequence, stored.calendar_sequence)
 
 
 def _still_pending(

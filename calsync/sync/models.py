@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -351,7 +352,10 @@ class BookedSession(Base):
     status: Mapped[SessionStatus] = mapped_column(
         _enum(SessionStatus), default=SessionStatus.BOOKED
     )
-    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)  # of the invites we send
+    # The SEQUENCE of the event as calsync last wrote it; a poll that returns an older one
+    # read the calendar before our write landed.
+    calendar_sequence: Mapped[int] = mapped_column(Integer, default=0)
     reschedule_count: Mapped[int] = mapped_column(Integer, default=0)
     connection_id: Mapped[int | None] = mapped_column(
         ForeignKey("calendar_connections.id", ondelete="SET NULL")
@@ -427,3 +431,38 @@ class Change(Base):
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("booking_id", "idempotency_key"),)
+
+
+class OutboxStatus(StrEnum):
+    HELD = "held"  # written with its change; waits until the calendar has taken the change
+    READY = "ready"  # to be sent
+    SENT = "sent"
+    FAILED = "failed"  # refused for good (e.g. the address does not exist); see last_error
+    DROPPED = "dropped"  # its change did not happen (booking failed, owner got there first)
+
+
+class OutboxMessage(Base):
+    """One email, rendered and stored before anything is sent (see ``sync.outbox``)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id", ondelete="SET NULL"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.HELD)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from calsync.calendars.errors import InvalidCalendarData
-from calsync.calendars.event_edit import event_times, is_cancelled
+from calsync.calendars.event_edit import event_times, is_cancelled, sequence_of
+from calsync.config import Settings
+from calsync.sync import notices
 from calsync.sync.mirror import ExpandedItem
 from calsync.sync.models import (
     Actor,
@@ -23,6 +26,8 @@ from calsync.sync.models import (
     Booking,
     BookingChange,
     BookingStatus,
+    Change,
+    ChangeStatus,
     SessionStatus,
 )
 
@@ -47,23 +52,74 @@ def _sessions_at(session: Session, connection_id: int, hrefs: Iterable[str]) -> 
 
 
 def apply_owner_changes(
-    session: Session, connection_id: int, changed: Sequence[ExpandedItem], removed: Iterable[str]
+    session: Session,
+    settings: Settings,
+    connection_id: int,
+    changed: Sequence[ExpandedItem],
+    removed: Iterable[str],
 ) -> int:
-    """Carry the owner's moves and deletions of booked events over to their sessions.
-
-    Returns how many sessions changed.
-    """
+    """Carry the owner's moves and deletions of booked events over to their sessions, and
+    queue the updates the customer's calendar needs. Returns how many sessions changed."""
     count = 0
     by_href = {item.href: item for item in changed}
-    for booked in _sessions_at(session, connection_id, by_href):
+    sessions = _sessions_at(session, connection_id, by_href)
+    in_flight = _being_changed(session, {b.booking_id for b in sessions})
+    for booked in sessions:
         item = by_href[booked.href or ""]
+        if booked.id in in_flight or _older_than_ours(booked, item.data):
+            # A poll can read an event just before our own change reaches it: what it saw
+            # is our past, not an edit by the owner.
+            continue
         booked.etag = item.etag
-        count += _follow_edit(booked, item)
+        before = (booked.start, booked.end)
+        if _follow_edit(booked, item):
+            _tell(session, settings, booked, before, item.data)
+            count += 1
     for booked in _sessions_at(session, connection_id, removed):
         # The server confirmed the deletion: the owner deleted the event.
         _cancel(booked, "deleted_by_owner", {})
+        _tell(session, settings, booked, None, None)
         count += 1
     return count
+
+
+def _being_changed(session: Session, booking_ids: set[str]) -> set[int]:
+    """Sessions with a change that is recorded but not yet (fully) in the calendar."""
+    if not booking_ids:
+        return set()
+    pending = session.scalars(
+        select(Change).where(
+            Change.booking_id.in_(booking_ids), Change.status == ChangeStatus.PENDING
+        )
+    )
+    return {int(item["session_id"]) for change in pending for item in change.items}
+
+
+def _older_than_ours(booked: BookedSession, data: str) -> bool:
+    try:
+        return sequence_of(data) < booked.calendar_sequence
+    except InvalidCalendarData:
+        return False
+
+
+def _tell(
+    session: Session,
+    settings: Settings,
+    booked: BookedSession,
+    before: tuple[datetime, datetime] | None,
+    data: str | None,
+) -> None:
+    # Receivers ignore an update whose SEQUENCE is not higher than the last one they got.
+    booked.sequence = max(booked.sequence + 1, sequence_of(data) if data else 0)
+    moved = before if booked.status is not SessionStatus.CANCELLED else None
+    notices.queue_owner_calendar_change(
+        session,
+        settings,
+        booked.booking,
+        booked,
+        moved,
+        key=f"owner-calendar-{booked.uid}-{booked.sequence}",
+    )
 
 
 def _follow_edit(booked: BookedSession, item: ExpandedItem) -> int:

@@ -255,6 +255,7 @@ class Poller:
                 mirror.apply_changes(session, connection.id, fetched.expanded, fetched.removed)
                 apply_owner_changes(
                     session,
+                    self.settings,
                     connection.id,
                     fetched.expanded[: fetched.changed],
                     fetched.removed,

@@ -1,12 +1,14 @@
-"""The background work of a calsync process: polling calendars, and applying changes that a
-calendar outage left pending. Used by ``calsync worker``, ``calsync serve`` and the demo."""
+"""The background work of a calsync process: polling calendars, applying changes that a
+calendar outage left pending, and delivering the outbox. Used by ``calsync worker``,
+``calsync serve`` and the demo."""
 
 from __future__ import annotations
 
 import logging
 
 from calsync.config import Settings
-from calsync.sync import changes
+from calsync.notify.transport import transport_from_settings
+from calsync.sync import changes, outbox
 from calsync.sync.db import Database
 from calsync.sync.poller import Poller
 
@@ -23,5 +25,15 @@ def start_background(db: Database, settings: Settings) -> Poller:
         except Exception:  # one bad change must not stop the job; it is logged and retried
             log.exception("applying pending changes failed; will try again")
 
-    poller.start(extra_jobs=[("calsync-apply-pending", retry_pending)])
+    transport = transport_from_settings(settings.mail)
+
+    def deliver() -> None:
+        try:
+            outbox.deliver_due(db, transport, poller.worker_id)
+        except Exception:  # the database may be briefly away; the next beat tries again
+            log.exception("delivering the outbox failed; will try again")
+
+    poller.start(
+        extra_jobs=[("calsync-apply-pending", retry_pending), ("calsync-deliver", deliver)]
+    )
     return poller
