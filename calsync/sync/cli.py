@@ -21,6 +21,7 @@ from calsync.sync import (
     cli_bookings,
     cli_calendars,
     cli_event_types,
+    cli_outbox,
     cli_serve,
     cli_setup,
     services,
@@ -28,7 +29,14 @@ from calsync.sync import (
 from calsync.sync.cli_common import app, err
 from calsync.sync.db import DatabaseUnavailable
 
-COMMAND_MODULES = (cli_setup, cli_calendars, cli_event_types, cli_bookings, cli_serve)
+COMMAND_MODULES = (
+    cli_setup,
+    cli_calendars,
+    cli_event_types,
+    cli_bookings,
+    cli_outbox,
+    cli_serve,
+)
 
 FRIENDLY_ERRORS = (
     ConfigError,

@@ -19,10 +19,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from calsync.config import Settings, SyncSettings
+from calsync.config import MailBackend, MailSettings, Settings, SyncSettings
+from calsync.notify.transport import transport_from_settings
 from calsync.policy.change_policy import ActionRule, ChangePolicy, Permission, ReasonRule
 from calsync.policy.hours import parse_weekly_hours
-from calsync.sync import links, services
+from calsync.sync import links, outbox, services
 from calsync.sync.bookings import BookingRequest, book, get_booking
 from calsync.sync.cli_common import configure_logging
 from calsync.sync.db import Database
@@ -51,6 +52,11 @@ def demo_settings(data_dir: Path, port: int) -> Settings:
         base_url=f"http://127.0.0.1:{port}",
         secret_key=_kept_secret(data_dir / "secret_key"),
         admin_api_key=_kept_secret(data_dir / "admin_api_key"),
+        mail=MailSettings(
+            backend=MailBackend.DIRECTORY,
+            directory=data_dir / "mail",
+            from_address="bookings@calsync.example",
+        ),
         sync=SyncSettings(poll_interval_seconds=5, poll_jitter_seconds=0, tick_seconds=1),
     )
 
@@ -195,6 +201,13 @@ def run_demo(data_dir: Path, *, once: bool, console: Console, port: int = 8000) 
             console.print(_slots_table(db, event_type, zone))
         booking, url = _demo_booking(db, settings, event_type)
         _print_booking(console, booking, url, calendar_url)
+        sent = outbox.deliver_due(db, transport_from_settings(settings.mail), "demo")
+        console.print(
+            f"Emails (.eml files: open them in any mail program): {settings.mail.directory}/"
+            + (f" ({sent} new)" if sent else ""),
+            soft_wrap=True,
+            highlight=False,
+        )
         if once:
             return
         _serve(settings, calendar_url, data_dir, port, console)

@@ -133,7 +133,8 @@ def queue_booked(session: Session, settings: Settings, booking: Booking, owner: 
         booking,
         owner,
         NoticeKind.BOOKED,
-        Actor.OWNER,
+        # Made through the API or CLI on the customer's behalf: told as the customer's booking.
+        Actor.CUSTOMER,
         [_session_notice(s, zone) for s in booking.sessions],
         change_key=f"booking-{booking.id}",
         settings=settings,

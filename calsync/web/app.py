@@ -24,6 +24,8 @@ from calsync.sync.db import Database, DatabaseUnavailable
 from calsync.sync.poller import Poller
 from calsync.sync.worker import start_background
 from calsync.web import errors
+from calsync.web.manage_render import StaticAssets
+from calsync.web.rate_limit import RateLimits, SlidingWindowLimiter
 from calsync.web.routes import bookings, calendars, event_types, health, manage, owners
 from calsync.web.routes.deps import bearer_scheme, check_admin_key
 from calsync.web.schemas import Failed, ValidationFailed
@@ -79,9 +81,17 @@ def open_database(settings: Settings) -> Database:
 
 
 def create_app(
-    settings: Settings, *, db: Database | None = None, run_poller: bool = False
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    run_poller: bool = False,
+    manage_limits: RateLimits | None = None,
 ) -> FastAPI:
-    """The web app; with ``db`` it uses (and leaves open) that database instead of its own."""
+    """The web app; with ``db`` it uses (and leaves open) that database instead of its own.
+
+    ``manage_limits``: the manage page's rate limits (default ``RateLimits()``: 120 reads and
+    20 changes a minute per token and per client address, counted in this process).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,10 +127,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.manage_limiter = SlidingWindowLimiter(manage_limits or RateLimits())
     app.add_middleware(AdminKeyMiddleware, settings=settings)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(manage.router)
+    app.mount("/static", StaticAssets(), name="static")
     api = APIRouter(prefix="/api", dependencies=[bearer_scheme], responses=API_RESPONSES)
     for module in (owners, calendars, event_types, bookings):
         api.include_router(module.router)

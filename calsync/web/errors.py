@@ -10,11 +10,20 @@ No answer ever carries a traceback, the rejected input, or a secret.
     401  Unauthorized (missing or wrong API key), with ``WWW-Authenticate: Bearer``; this
          and ApiSwitchedOff are answered by ``refusal`` in the app's key-checking middleware
     404  NotFoundError (unknown id)
-    409  AvailabilityUnknown, PollInProgress, provider Conflict
+    409  AvailabilityUnknown, PollInProgress, provider Conflict, StaleBooking (the booking
+         changed since the caller read it), ReplayMismatch (an idempotency key reused for
+         another request), SlotTaken (a chosen time is no longer free: ``start`` names it,
+         and ``session_id`` the session when moving one)
+    422  also ChangeRefused (the change breaks a rule), naming its field
+    429  RateLimited (the manage page's limits), with ``Retry-After``
     502  provider Unavailable and any other ProviderError (the calendar server failed us)
     503  ApiSwitchedOff (no admin_api_key), ConfigError (a setting the request needs is
          missing), the database cannot be used (OperationalError)
     500  anything else: answered with one sentence (the server logs the traceback)
+
+The customer's manage page (``/m/…``) gets the same statuses as short HTML pages with its
+security headers instead of JSON; its routes answer the errors a customer can fix (a time
+taken meanwhile, a missing reason) themselves, on the page the customer came from.
 
 AvailabilityUnknown is 409, not 503: it is about the state of one event type's calendars (one
 has never been synced), not about the service being down. A 503 would look like an outage to
@@ -26,12 +35,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
 from calsync.calendars.errors import (
@@ -43,9 +52,13 @@ from calsync.calendars.errors import (
 )
 from calsync.config import ConfigError
 from calsync.policy.types import RulesError
+from calsync.sync.bookings import SlotTaken
+from calsync.sync.changes import ChangeRefused, ReplayMismatch, StaleBooking
 from calsync.sync.db import DatabaseUnavailable
 from calsync.sync.event_types import AvailabilityUnknown, InvalidInput
 from calsync.sync.services import NotFoundError, ServiceError
+from calsync.web.manage_render import message_page
+from calsync.web.rate_limit import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +73,8 @@ API_FIELD_NAMES = {
     "policy.cancel.notice": "policy.cancel.notice_minutes",
     "policy.reschedule.notice": "policy.reschedule.notice_minutes",
 }
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 _PYDANTIC_SUBJECT = re.compile(
     r"^(Input|String|List|Dictionary|Value|Decimal input|Decimal|Object) should "
@@ -174,6 +189,28 @@ async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
     return message_response(502, str(exc))
 
 
+async def _change_refused(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ChangeRefused)
+    return problems_response([(exc.field or "body", str(exc))])
+
+
+async def _slot_taken(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SlotTaken)
+    content: dict[str, object] = {"detail": str(exc), "start": exc.start.isoformat()}
+    if exc.session_id is not None:
+        content["session_id"] = exc.session_id
+    return JSONResponse(status_code=409, content=content)
+
+
+async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
+    return message_response(409, str(exc))
+
+
+async def _rate_limited(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    return message_response(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+
 async def _poll_in_progress(_request: Request, exc: Exception) -> JSONResponse:
     return message_response(409, str(exc))
 
@@ -202,11 +239,56 @@ async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
     return message_response(500, "internal error: the server log has the details")
 
 
+# -- the manage page: the same answers as pages -------------------------------------------------
+
+CUSTOMER_PAGES = {
+    429: (
+        "Too many requests",
+        "There have been many requests from here in a short time. Nothing was changed; please "
+        "wait a minute and try again.",
+    ),
+    503: (
+        "Temporarily unavailable",
+        "The booking service cannot be used right now. Nothing was changed; please try again "
+        "in a few minutes.",
+    ),
+}
+SOMETHING_WRONG = (
+    "Something went wrong",
+    "Something went wrong on our side, and nothing was changed. Please try again in a few "
+    "minutes; if it keeps happening, contact the person you booked with.",
+)
+_PASSED_ON = ("Retry-After",)
+
+
+def _for_customers(handler: Handler) -> Handler:
+    """``handler``, answering manage page requests with a page instead of JSON."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        path = request.scope.get("path", "").removeprefix(request.scope.get("root_path", ""))
+        if not path.startswith("/m/"):
+            return response
+        title, message = CUSTOMER_PAGES.get(response.status_code, SOMETHING_WRONG)
+        headers = {k: response.headers[k] for k in _PASSED_ON if k in response.headers}
+        settings = request.app.state.settings
+        return message_page(
+            request, settings, response.status_code, title, message, headers=headers
+        )
+
+    return handle
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers; Starlette picks the one for the most specific class."""
-    handlers = {
+    handlers: dict[type[Exception], Handler] = {
         RequestValidationError: _request_invalid,
         InvalidInput: _invalid_input,
+        ChangeRefused: _change_refused,
+        SlotTaken: _slot_taken,
+        StaleBooking: _conflict,
+        ReplayMismatch: _conflict,
+        RateLimited: _rate_limited,
         RulesError: _rules_error,
         NotFoundError: _not_found,
         AvailabilityUnknown: _availability_unknown,
@@ -219,4 +301,4 @@ def install(app: FastAPI) -> None:
         Exception: _unexpected,
     }
     for error_class, handler in handlers.items():
-        app.add_exception_handler(error_class, handler)
+        app.add_exception_handler(error_class, _for_customers(handler))

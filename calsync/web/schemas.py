@@ -169,7 +169,7 @@ def failure(description: str) -> dict[str, Any]:
     return {"model": Failed, "description": description}
 
 
-NOT_FOUND = {404: failure("No such id.")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: failure("No such id.")}
 
 
 # -- health ---------------------------------------------------------------------------------------
@@ -666,3 +666,6 @@ class ManageUrlOut(BaseModel):
 class SlotTakenOut(BaseModel):
     detail: str = Field(description="What happened and what to do.")
     start: Instant = Field(description="The start that is no longer free, as it was given.")
+    session_id: int | None = Field(
+        None, description="When moving sessions: the session whose new start was taken."
+    )

@@ -1,20 +1,27 @@
-"""``/api/bookings``: book a package of sessions, read a booking, and manage its link.
+"""``/api/bookings``: book a package of sessions, read a booking, manage its link, and move or
+cancel its sessions as the owner (never bound by the cancel/reschedule policy).
 
-Two outcomes of booking carry more than errors.py's default for a ServiceError (400), so they
-are answered here: a start that is no longer free is a 409 naming that start, and a calendar
-that refused the events is a 502 (nothing was booked). Everything else (422 field lists, 404,
-409 for busy time not known yet, provider failures while relinking) goes through errors.py.
+A calendar that refused the events of a new booking is answered here (502: nothing was booked).
+Everything else goes through errors.py: 422 field lists (and ChangeRefused naming its field),
+404, 409 for a start that is no longer free (naming it), for busy time not known yet, for a
+booking that changed since ``expected_version`` and for an idempotency key reused with another
+body; provider failures while relinking.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from calsync.sync import bookings, links, services
+from calsync.sync import bookings, changes, links, services
 from calsync.sync.event_types import InvalidInput, get_event_type
+from calsync.sync.models import Actor
+from calsync.web.change_schemas import CancelIn, ChangeResultOut, RescheduleIn, change_result
 from calsync.web.errors import message_response
 from calsync.web.routes.deps import DbDep, SettingsDep
 from calsync.web.schemas import (
@@ -23,6 +30,7 @@ from calsync.web.schemas import (
     BookingOut,
     ManageUrlOut,
     SlotTakenOut,
+    ValidationFailed,
     failure,
 )
 
@@ -67,9 +75,6 @@ def create_booking(
     )
     try:
         result = bookings.book(db, settings, request)
-    except bookings.SlotTaken as exc:
-        taken = SlotTakenOut(detail=str(exc), start=exc.start)
-        return JSONResponse(status_code=409, content=taken.model_dump(mode="json"))
     except bookings.CalendarWriteFailed as exc:
         log.warning("booking %s: calendar write failed: %s", event_type.slug, exc)
         return message_response(502, str(exc))
@@ -97,3 +102,72 @@ def revoke_booking_link(booking_id: str, db: DbDep) -> Response:
     """The manage link stops working at once; ``relink`` issues a new one."""
     bookings.revoke_link(db, booking_id)
     return Response(status_code=204)
+
+
+# -- the owner moves and cancels sessions -------------------------------------------------------
+
+CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    409: failure(
+        "The booking changed since expected_version, or the idempotency key was used for "
+        "another request, or a conflict calendar has never been synced."
+    ),
+    422: {
+        "model": ValidationFailed,
+        "description": "The request has problems, or the change is not possible (a session "
+        "of another booking, or already cancelled).",
+    },
+}
+
+
+@contextmanager
+def _fields_named(names: dict[str, str]) -> Iterator[None]:
+    """The engine's field names (``sessions``, ``starts``) as this request names them."""
+    try:
+        yield
+    except changes.ChangeRefused as exc:
+        raise changes.ChangeRefused(str(exc), names.get(exc.field or "", exc.field)) from exc
+
+
+@router.post("/{booking_id}/reschedule", responses=CHANGE_RESPONSES)
+def reschedule_sessions(
+    booking_id: str, body: RescheduleIn, db: DbDep, settings: SettingsDep
+) -> ChangeResultOut:
+    """Move sessions to new starts, in the owner's calendar too (same UID, SEQUENCE + 1).
+
+    The owner is not bound by the policy nor by the offered times. ``change.status`` is
+    ``pending`` while a calendar cannot be reached (a worker finishes it), ``conflict`` when
+    the owner changed the event in their calendar meanwhile.
+    """
+    with _fields_named({"sessions": "moves", "starts": "moves"}):
+        outcome = changes.reschedule(
+            db,
+            settings,
+            booking_id,
+            {move.session_id: move.start for move in body.moves},
+            actor=Actor.OWNER,
+            reason=body.reason,
+            idempotency_key=body.idempotency_key,
+            expected_version=body.expected_version,
+        )
+    return change_result(outcome, links.current_link(settings, outcome.booking))
+
+
+@router.post("/{booking_id}/cancel", responses=CHANGE_RESPONSES)
+def cancel_sessions(
+    booking_id: str, body: CancelIn, db: DbDep, settings: SettingsDep
+) -> ChangeResultOut:
+    """Cancel sessions (the booking is cancelled once all of its sessions are). The owner is
+    not bound by the policy."""
+    with _fields_named({"sessions": "session_ids"}):
+        outcome = changes.cancel(
+            db,
+            settings,
+            booking_id,
+            body.session_ids,
+            actor=Actor.OWNER,
+            reason=body.reason,
+            idempotency_key=body.idempotency_key,
+            expected_version=body.expected_version,
+        )
+    return change_result(outcome, links.current_link(settings, outcome.booking))
