@@ -122,6 +122,8 @@ def _page_load(database_url: str, manage_url: str, workdir: Path) -> list[tuple[
     import os
 
     os.environ["CALSYNC_SECRET_KEY"] = SECRET
+    # Measure the page itself, not the rate limiter (which would answer most requests 429).
+    os.environ["CALSYNC_WEB__MANAGE_READS_PER_MINUTE"] = "0"
     server = Server(database_url, workdir / "server.log")
     try:
         server.wait_until_ready()

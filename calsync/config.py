@@ -74,6 +74,17 @@ class BookingSettings(BaseModel):
     )
 
 
+class WebSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    manage_reads_per_minute: int = Field(
+        120, ge=0, description="Page views per link and per client address a minute; 0: no limit."
+    )
+    manage_changes_per_minute: int = Field(
+        20, ge=0, description="Change requests per link and per client address a minute; 0: none."
+    )
+
+
 class SmtpSecurity(StrEnum):
     NONE = "none"
     STARTTLS = "starttls"
@@ -133,6 +144,7 @@ class Settings(BaseSettings):
     log_level: LogLevel = LogLevel.INFO
     sync: SyncSettings = SyncSettings()
     bookings: BookingSettings = BookingSettings()
+    web: WebSettings = WebSettings()
     mail: MailSettings = MailSettings()
     google: GoogleSettings = GoogleSettings()
 

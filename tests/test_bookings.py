@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
-from calsync.calendars.event_edit import description_outside_block, link_of
 
 from calsync.calendars.caldav import CalDAVProvider
+from calsync.calendars.event_edit import description_outside_block, link_of
 from calsync.config import Settings
 from calsync.policy.hours import parse_weekly_hours
 from calsync.sync import links, services

@@ -30,7 +30,7 @@ from calsync.sync.db import Database
 from calsync.sync.event_types import EventTypeSpec, save_event_type
 from calsync.sync.models import Actor, CalendarRole, CancelMode, ChangeStatus, SessionStatus
 from calsync.sync.poller import Poller
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, put_event
 
 OWNER = "coach@example.org"
 ZONE = ZoneInfo("Europe/Berlin")
@@ -428,3 +428,48 @@ def test_a_poll_that_read_the_calendar_before_our_move_does_not_undo_it(setup: S
         )
     assert moved == 0
     assert get_booking(setup.db, booking.id).sessions[0].start == at(setup.monday, 14)
+
+
+class OwnerMovesFirst(CalDAVProvider):
+    """The real provider, with the owner's calendar app moving the event right before our
+    first read of it: our change then meets the owner's version on the real server."""
+
+    def __init__(self, setup: Setup, new_start: datetime) -> None:
+        username, password = setup.server.auth or (None, None)
+        super().__init__(setup.url, username=username, password=password)
+        self.setup, self.new_start, self.moved = setup, new_start, False
+
+    def get(self, href: str):
+        if not self.moved:
+            self.moved = True
+            item = super().get(href)
+            calendar = icalendar.Calendar.from_ical(item.data)
+            event = next(iter(calendar.walk("VEVENT")))
+            event["DTSTART"].dt = self.new_start
+            event["DTEND"].dt = self.new_start + timedelta(hours=1)
+            put_event(
+                self.setup.server.url + href,
+                calendar.to_ical().decode(),
+                auth=self.setup.server.auth,
+            )
+        return super().get(href)
+
+
+def test_an_owner_move_landing_just_before_our_write_stops_the_reschedule(setup: Setup) -> None:
+    booking = setup.book(at(setup.monday, 9))
+    (booked,) = booking.sessions
+    racing = OwnerMovesFirst(setup, at(setup.monday, 16))
+    outcome = changes.reschedule(
+        setup.db,
+        setup.settings,
+        booking.id,
+        {booked.id: at(setup.monday, 11)},
+        actor=Actor.CUSTOMER,
+        provider_factory=lambda connection: racing,
+    )
+    assert outcome.change.status is ChangeStatus.CONFLICT
+    assert "changed session 1 in their calendar" in (outcome.change.message or "")
+    assert setup.event(booked.href)["DTSTART"].dt == at(setup.monday, 16)
+    # The next poll brings the session to where the owner put it.
+    Poller(setup.db, setup.settings).sync_now([setup.calendar.id])
+    assert get_booking(setup.db, booking.id).sessions[0].start == at(setup.monday, 16)

@@ -180,7 +180,34 @@ def _fee(booking: Booking, action: Action, count: int) -> Decimal | None:
     return cancel_refund(policy, price, size, count)
 
 
-def _cas(session: Session, booking_id: str, expected_version: int | None) -> Booking:
+class _AlreadyRecorded(Exception):
+    """The same request (same idempotency key) was recorded before: answer with that."""
+
+    def __init__(self, change_id: int) -> None:
+        super().__init__(change_id)
+        self.change_id = change_id
+
+
+def _cas(
+    session: Session,
+    booking_id: str,
+    expected_version: int | None,
+    key: str | None,
+    fingerprint: str,
+) -> Booking:
+    """The booking, locked by the caller; raises if this request was already recorded (checked
+    here, under the owner's lock, so two copies sent at once cannot both pass) or if the booking
+    changed since the customer looked at it."""
+    if key:
+        earlier = session.scalars(
+            select(Change).where(Change.booking_id == booking_id, Change.idempotency_key == key)
+        ).one_or_none()
+        if earlier is not None:
+            if earlier.fingerprint != fingerprint:
+                raise ReplayMismatch(
+                    "this form was already sent with other choices; reload the page and try again"
+                )
+            raise _AlreadyRecorded(earlier.id)
     stored = session.scalars(
         select(Booking).options(selectinload(Booking.sessions)).where(Booking.id == booking_id)
     ).one()
@@ -229,7 +256,7 @@ def reschedule(
     try:
         with db.writing() as session:
             lock_owner(session, booking.owner_id)
-            stored = _cas(session, booking_id, expected_version)
+            stored = _cas(session, booking_id, expected_version, idempotency_key, fingerprint)
             current = {s.id: s for s in stored.sessions}
             fresh_type = load_event_type(session, event_type)
             ignore = {current[sid].uid for sid in moves}
@@ -283,6 +310,8 @@ def reschedule(
                 items,
                 _fee(stored, Action.RESCHEDULE, len(items)),
             )
+    except _AlreadyRecorded as done:
+        return _finish(db, settings, done.change_id, factory, replayed=True)
     except IntegrityError:
         # The same idempotency key won a race a moment ago: answer with that change.
         replay = _replayed(db, booking_id, idempotency_key, fingerprint)
@@ -317,7 +346,7 @@ def cancel(
     try:
         with db.writing() as session:
             lock_owner(session, booking.owner_id)
-            stored = _cas(session, booking_id, expected_version)
+            stored = _cas(session, booking_id, expected_version, idempotency_key, fingerprint)
             current = {s.id: s for s in stored.sessions}
             items = []
             for session_id in sorted(session_ids):
@@ -348,6 +377,8 @@ def cancel(
                 items,
                 _fee(stored, Action.CANCEL, len(items)),
             )
+    except _AlreadyRecorded as done:
+        return _finish(db, settings, done.change_id, factory, replayed=True)
     except IntegrityError:
         replay = _replayed(db, booking_id, idempotency_key, fingerprint)
         if replay is None:
@@ -532,16 +563,16 @@ def _apply_item(
                 )
 
             return patch_event(provider, href, move, attempts=settings.bookings.write_attempts)
+        # A cancel stands whatever time the owner gave the event meanwhile: the customer
+        # does not want the session at all.
         if calendar.cancel_mode is CancelMode.DELETE:
             current = provider.get(href)
-            unchanged_by_owner(current.data, (old,))
             provider.delete(href, current.etag)
             return None
 
         def mark(data: str) -> str:
             if is_cancelled(data):
                 return data  # applied before
-            unchanged_by_owner(data, (old,))
             sequence = max(booked.sequence, sequence_of(data) + 1)
             return with_cancelled(data, sequence=sequence, now=utcnow())
 

@@ -89,8 +89,8 @@ def create_app(
 ) -> FastAPI:
     """The web app; with ``db`` it uses (and leaves open) that database instead of its own.
 
-    ``manage_limits``: the manage page's rate limits (default ``RateLimits()``: 120 reads and
-    20 changes a minute per token and per client address, counted in this process).
+    ``manage_limits``: the manage page's rate limits (default: from ``settings.web``, 120 reads
+    and 20 changes a minute per token and per client address, counted in this process).
     """
 
     @asynccontextmanager
@@ -127,7 +127,11 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.manage_limiter = SlidingWindowLimiter(manage_limits or RateLimits())
+    configured = RateLimits(
+        settings.web.manage_reads_per_minute or None,
+        settings.web.manage_changes_per_minute or None,
+    )
+    app.state.manage_limiter = SlidingWindowLimiter(manage_limits or configured)
     app.add_middleware(AdminKeyMiddleware, settings=settings)
     errors.install(app)
     app.include_router(health.router)
