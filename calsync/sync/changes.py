@@ -23,7 +23,6 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider
@@ -312,12 +311,6 @@ def reschedule(
             )
     except _AlreadyRecorded as done:
         return _finish(db, settings, done.change_id, factory, replayed=True)
-    except IntegrityError:
-        # The same idempotency key won a race a moment ago: answer with that change.
-        replay = _replayed(db, booking_id, idempotency_key, fingerprint)
-        if replay is None:
-            raise
-        return _finish(db, settings, replay.id, factory, replayed=True)
     return _finish(db, settings, change.id, factory)
 
 
@@ -379,11 +372,6 @@ def cancel(
             )
     except _AlreadyRecorded as done:
         return _finish(db, settings, done.change_id, factory, replayed=True)
-    except IntegrityError:
-        replay = _replayed(db, booking_id, idempotency_key, fingerprint)
-        if replay is None:
-            raise
-        return _finish(db, settings, replay.id, factory, replayed=True)
     return _finish(db, settings, change.id, factory)
 
 
