@@ -224,3 +224,74 @@ def test_a_worker_that_dies_mid_delivery_loses_nothing(
     assert recipients_of(mail_server.inbox.received) == Counter(
         {CUSTOMER: 1, OWNER: 1, **{s: 1 for s in STAKEHOLDERS}}
     )
+
+
+def test_an_owner_move_in_their_calendar_tells_the_customer_not_the_owner(
+    db: Database,
+    mail_settings: Settings,
+    mail_server: MailServer,
+    radicale_server: ServerProcess,
+    booked: Any,
+) -> None:
+    from calsync.calendars.caldav import CalDAVProvider
+    from calsync.calendars.event_edit import with_times
+    from calsync.sync.models import CalendarConnection
+    from calsync.sync.poller import Poller
+
+    deliver(db, mail_settings)
+    mail_server.inbox.received.clear()
+    booking = booked.booking
+    first = booking.sessions[0]
+    with db.reading() as session:
+        url = session.get(CalendarConnection, first.connection_id).url
+    provider = CalDAVProvider(url)
+    item = provider.get(first.href)
+    new_start = first.start + timedelta(days=1)
+    moved = with_times(
+        item.data,
+        uid=first.uid,
+        start=new_start,
+        end=new_start + timedelta(hours=1),
+        timezone="Europe/Berlin",
+        sequence=0,
+        now=datetime.now(ZONE),
+    )
+    provider.update(first.href, moved, item.etag)  # the owner's app keeps SEQUENCE as it was
+    provider.close()
+    Poller(db, mail_settings).sync_now([first.connection_id])
+    assert deliver(db, mail_settings) == 3
+    assert recipients_of(mail_server.inbox.received) == Counter(
+        {CUSTOMER: 1, **{s: 1 for s in STAKEHOLDERS}}
+    )
+    (to_customer,) = [
+        m for m in mail_server.inbox.received if m["To"].addresses[0].addr_spec == CUSTOMER
+    ]
+    (part,) = [p for p in calendar_parts(to_customer) if not p.attachment]
+    checked = check_itip(part.text)
+    assert (checked.uid, checked.sequence, checked.start) == (first.uid, 1, new_start)
+
+    # With the setting off, the owner's own moves are not announced.
+    quiet = mail_settings.model_copy(
+        update={
+            "mail": mail_settings.mail.model_copy(update={"notify_owner_calendar_changes": False})
+        }
+    )
+    provider = CalDAVProvider(url)
+    item = provider.get(first.href)
+    later = new_start + timedelta(hours=2)
+    provider.update(
+        first.href,
+        with_times(
+            item.data,
+            uid=first.uid,
+            start=later,
+            end=later + timedelta(hours=1),
+            timezone="Europe/Berlin",
+            sequence=0,
+            now=datetime.now(ZONE),
+        ),
+        item.etag,
+    )
+    provider.close()
+    Poller(db, quiet).sync_now([first.connection_id])
+    assert deliver(db, quiet) == 0
