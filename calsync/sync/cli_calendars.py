@@ -27,7 +27,7 @@ from calsync.sync.cli_common import (
     state,
 )
 from calsync.sync.db import Database
-from calsync.sync.models import CalendarRole
+from calsync.sync.models import CalendarRole, CancelMode
 from calsync.sync.poller import Poller, PollResult
 from calsync.sync.worker import start_background
 
@@ -50,6 +50,9 @@ def calendar_add(
     all_day: Annotated[AllDayMode, typer.Option(help="How all-day events count.")] = (
         AllDayMode.FOLLOW_TRANSP
     ),
+    cancel_mode: Annotated[
+        CancelMode, typer.Option(help="Cancelled sessions: keep the event marked, or delete it.")
+    ] = CancelMode.MARK,
     as_json: JsonOption = False,
 ) -> None:
     """Connect a CalDAV calendar (or every calendar of the account at a server URL)."""
@@ -60,7 +63,9 @@ def calendar_add(
             raise services.ServiceError(
                 f"the environment variable {password_env} is not set: export it with the password"
             )
-    request = services.CalDAVRequest(owner, caldav, username, password, role, timezone, all_day)
+    request = services.CalDAVRequest(
+        owner, caldav, username, password, role, timezone, all_day, cancel_mode
+    )
     connections = services.add_caldav_calendar(state.db(), state.settings, request)
     if as_json:
         print_json([{"id": c.id, "url": c.url, "name": c.display_name} for c in connections])

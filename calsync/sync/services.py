@@ -25,6 +25,7 @@ from calsync.sync.models import (
     AdoptionRule,
     CalendarConnection,
     CalendarRole,
+    CancelMode,
     MirroredEvent,
     Owner,
     ProviderKind,
@@ -86,6 +87,7 @@ class CalDAVRequest:
     role: CalendarRole = CalendarRole.CONFLICTS
     timezone: str | None = None
     all_day: AllDayMode = AllDayMode.FOLLOW_TRANSP
+    cancel_mode: CancelMode = CancelMode.MARK
 
 
 def add_caldav_calendar(
@@ -123,6 +125,7 @@ def add_caldav_calendar(
                 role=request.role,
                 timezone=request.timezone or _calendar_zone(info),
                 all_day=request.all_day,
+                cancel_mode=request.cancel_mode,
                 next_poll_at=utcnow(),
             )
             session.add(connection)
