@@ -194,6 +194,12 @@ def test_bad_arguments_and_broken_config_give_one_clear_line(cli: Cli) -> None:
     assert "unknown time zone 'Mars/Base'" in cli.fails(
         "owner", "add", "--name", "B", "--email", "b@example.org", "--timezone", "Mars/Base"
     )
+    assert "unknown time zone 'Europe'" in cli.fails(
+        "owner", "add", "--name", "B", "--email", "b@example.org", "--timezone", "Europe"
+    )
+    assert "--password-env" in cli.fails(
+        "calendar", "add", "--owner", "ada@example.org", "--caldav", "http://ada:pw@127.0.0.1:9/"
+    )
     assert "exists already" in cli.fails(
         "owner", "add", "--name", "A", "--email", "ada@example.org", "--timezone", "UTC"
     )

@@ -77,7 +77,9 @@ PATCHED_FIELDS = (
     "sequence",
     "extendedProperties",
 )
-RECONNECT = "Google refused calsync's access to the calendar; reconnect it (calsync calendar add --google)"
+RECONNECT = (
+    "Google refused calsync's access to the calendar; reconnect it (calsync calendar add --google)"
+)
 
 
 def reasons_of(exc: HttpError) -> list[str]:
@@ -131,7 +133,9 @@ class Caller:
                 if not last:
                     self._wait(attempt, f"{what}: {exc}")
                     continue
-                raise Unavailable(f"Google Calendar unreachable ({what}): {exc}", url=self.label) from exc
+                raise Unavailable(
+                    f"Google Calendar unreachable ({what}): {exc}", url=self.label
+                ) from exc
             except google.auth.exceptions.GoogleAuthError as exc:
                 raise AuthFailed(f"{RECONNECT}: {exc}", url=self.label) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -180,9 +184,7 @@ class Caller:
         )
 
 
-def new_service(
-    credentials: Any, *, api_endpoint: str | None = None, timeout: float = 30.0
-) -> Any:
+def new_service(credentials: Any, *, api_endpoint: str | None = None, timeout: float = 30.0) -> Any:
     """A Calendar v3 service object, offline (static discovery, no discovery cache)."""
     http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout))
     options = {"api_endpoint": api_endpoint} if api_endpoint else None
@@ -253,7 +255,10 @@ class GoogleProvider(CalendarProvider):
         events: list[Event] = []
         next_cursor: str | None = None
         for page in self._pages(
-            "incremental sync", syncToken=cursor, singleEvents=False, showDeleted=True,
+            "incremental sync",
+            syncToken=cursor,
+            singleEvents=False,
+            showDeleted=True,
             maxResults=PAGE_SIZE,
         ):
             events.extend(page.get("items", []))
@@ -271,10 +276,10 @@ class GoogleProvider(CalendarProvider):
             else:
                 dirty[key] = {"id": key, "refetch": True}
         upserted: list[CalendarItem] = []
-        for key, event in dirty.items():
+        for key, latest in dirty.items():
             item = None
-            if event is not None:
-                item = self._group_item(key) if event.get("refetch") else _item(event, [])
+            if latest is not None:
+                item = self._group_item(key) if latest.get("refetch") else _item(latest, [])
             if item is None:
                 if key in known:
                     removed.append(key)
@@ -285,8 +290,9 @@ class GoogleProvider(CalendarProvider):
     def _full(self, known: Mapping[Href, ETag]) -> Delta:
         events: list[Event] = []
         cursor: str | None = None
-        for page in self._pages("full sync", singleEvents=False, showDeleted=False,
-                                maxResults=PAGE_SIZE):
+        for page in self._pages(
+            "full sync", singleEvents=False, showDeleted=False, maxResults=PAGE_SIZE
+        ):
             events.extend(page.get("items", []))
             cursor = page.get("nextSyncToken") or cursor
         items = _groups(events)
@@ -305,9 +311,13 @@ class GoogleProvider(CalendarProvider):
             return None
         exceptions: list[Event] = []
         if master.get("recurrence") and master.get("iCalUID"):
-            for page in self._pages(f"instances of {href}", iCalUID=master["iCalUID"],
-                                    singleEvents=False, showDeleted=False,
-                                    maxResults=PAGE_SIZE):
+            for page in self._pages(
+                f"instances of {href}",
+                iCalUID=master["iCalUID"],
+                singleEvents=False,
+                showDeleted=False,
+                maxResults=PAGE_SIZE,
+            ):
                 exceptions += [
                     e for e in page.get("items", []) if e.get("recurringEventId") == href
                 ]

@@ -209,7 +209,7 @@ def ics_to_event(data: str) -> Event:
     transp = str(vevent.get("TRANSP", "OPAQUE")).upper()
     body["transparency"] = "transparent" if transp == "TRANSPARENT" else "opaque"
     if "SEQUENCE" in vevent:
-        body["sequence"] = int(vevent["SEQUENCE"])
+        body["sequence"] = int(vevent.decoded("SEQUENCE"))
     private: dict[str, str] = {}
     if _BOOKING_PROP in vevent:
         private[BOOKING_KEY] = str(vevent[_BOOKING_PROP])

@@ -389,4 +389,5 @@ def revoke_link(db: Database, booking_id: str) -> None:
         stored = session.get(Booking, booking_id)
         assert stored is not None
         stored.token_hash = stored.token_encrypted = None
+        stored.version += 1
         stored.history.append(BookingChange(actor=Actor.OWNER, action="link_revoked"))

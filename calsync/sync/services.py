@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
@@ -44,7 +45,7 @@ class NotFoundError(ServiceError):
 def check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a folder: OSError
         raise ServiceError(
             f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
         ) from None
@@ -99,6 +100,11 @@ def add_caldav_calendar(
     instead of later in the poller. Raises ServiceError or a ProviderError.
     """
     owner = find_owner(db, request.owner_email)
+    if urlsplit(request.url).password is not None:
+        raise ServiceError(
+            "put the password in an environment variable and name it with --password-env, "
+            "not in the URL (a password in a URL ends up in logs and shell history)"
+        )
     if request.timezone:
         check_timezone(request.timezone)
     secret = None
