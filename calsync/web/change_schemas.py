@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, field_validator
 from calsync.sync.bookings import MAX_SESSIONS
 from calsync.sync.changes import ChangeOutcome
 from calsync.sync.models import Actor, ChangeKind, ChangeStatus
-from calsync.web.schemas import BookingOut, Instant, Request, SessionStart
+from calsync.web.booking_schemas import BookingOut, SessionStart
+from calsync.web.schemas import Instant, Request
 
 IdempotencyKey = Field(
     None,

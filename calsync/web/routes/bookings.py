@@ -21,18 +21,11 @@ from fastapi.responses import JSONResponse
 from calsync.sync import bookings, changes, links, services
 from calsync.sync.event_types import InvalidInput, get_event_type
 from calsync.sync.models import Actor
+from calsync.web.booking_schemas import BookingCreate, BookingOut, ManageUrlOut, SlotTakenOut
 from calsync.web.change_schemas import CancelIn, ChangeResultOut, RescheduleIn, change_result
 from calsync.web.errors import message_response
 from calsync.web.routes.deps import DbDep, SettingsDep
-from calsync.web.schemas import (
-    NOT_FOUND,
-    BookingCreate,
-    BookingOut,
-    ManageUrlOut,
-    SlotTakenOut,
-    ValidationFailed,
-    failure,
-)
+from calsync.web.schemas import NOT_FOUND, ValidationFailed, failure
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/bookings", tags=["bookings"])

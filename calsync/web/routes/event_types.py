@@ -28,9 +28,7 @@ from calsync.sync.event_types import (
     spec_of,
 )
 from calsync.sync.models import utcnow
-from calsync.web.routes.deps import DbDep
-from calsync.web.schemas import (
-    NOT_FOUND,
+from calsync.web.event_type_schemas import (
     AvailabilityOut,
     EventTypeCreate,
     EventTypeOut,
@@ -38,9 +36,9 @@ from calsync.web.schemas import (
     PolicyModel,
     SlotOut,
     TimeRangeIn,
-    failure,
-    zone_problem,
 )
+from calsync.web.routes.deps import DbDep
+from calsync.web.schemas import NOT_FOUND, failure, zone_problem
 
 router = APIRouter(prefix="/event-types", tags=["event types"])
 
