@@ -78,8 +78,12 @@ PATCHED_FIELDS = (
     "extendedProperties",
 )
 RECONNECT = (
-    "Google refused calsync's access to the calendar; reconnect it (calsync calendar add --google)"
+    "Google refused calsync's access to the calendar; reconnect it: run "
+    "`calsync calendar add --google` again"
 )
+# Private extended property that says "calsync marked this event cancelled" (see ``update``).
+MARKED_CANCELLED_KEY = "calsyncStatus"
+MARKED_CANCELLED = "cancelled"
 
 
 def reasons_of(exc: HttpError) -> list[str]:
@@ -349,6 +353,15 @@ class GoogleProvider(CalendarProvider):
     def update(self, href: Href, data: str, etag: ETag) -> ETag:
         full = ics_to_event(data)
         body = {k: full[k] for k in PATCHED_FIELDS if k in full}
+        if body.get("status") == "cancelled":
+            # Patching status "cancelled" onto a Google event deletes it (it comes back only as
+            # a tombstone), but calsync's "mark" cancel mode keeps the event, marked and free.
+            # So it stays confirmed on Google (summary prefix, transparent, higher sequence),
+            # and a private property carries the mark; ``_item`` renders it as STATUS:CANCELLED
+            # again, so calsync reads back what it wrote.
+            body["status"] = "confirmed"
+            private = body.setdefault("extendedProperties", {}).setdefault("private", {})
+            private[MARKED_CANCELLED_KEY] = MARKED_CANCELLED
         if_match = self._master_etag(href, etag)
         request = self._events.patch(**self._q(eventId=href, body=body, sendUpdates="none"))
         event = self.call(request, f"update {href}", if_match=if_match)
@@ -447,6 +460,12 @@ def _item(master: Event, exceptions: list[Event]) -> CalendarItem:
             "\n".join([etag, *(f"{e['id']}={e['etag']}" for e in exceptions)]).encode()
         ).hexdigest()[:24]
         etag = f'"g-{digest}"'
+    private = master.get("extendedProperties", {}).get("private", {})
+    if (
+        private.get(MARKED_CANCELLED_KEY) == MARKED_CANCELLED
+        and master.get("status") != "cancelled"
+    ):
+        master = {**master, "status": "cancelled"}  # marked by calsync (see ``update``)
     return CalendarItem(href=master["id"], etag=etag, data=group_to_ics(master, exceptions))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from calsync.calendars.busy import AllDayMode
 from calsync.config import Settings
-from calsync.sync import services
+from calsync.sync import google_connect, services
 from calsync.sync.cli_common import (
     JsonOption,
     app,
@@ -27,7 +28,7 @@ from calsync.sync.cli_common import (
     state,
 )
 from calsync.sync.db import Database
-from calsync.sync.models import CalendarRole, CancelMode
+from calsync.sync.models import CalendarConnection, CalendarRole, CancelMode
 from calsync.sync.poller import Poller, PollResult
 from calsync.sync.worker import start_background
 
@@ -35,7 +36,9 @@ from calsync.sync.worker import start_background
 @calendar_app.command("add")
 def calendar_add(
     owner: Annotated[str, typer.Option(help="Email of the owner the calendar belongs to.")],
-    caldav: Annotated[str, typer.Option(help="CalDAV calendar URL, or server URL to discover.")],
+    caldav: Annotated[
+        str | None, typer.Option(help="CalDAV calendar URL, or server URL to discover.")
+    ] = None,
     username: Annotated[str | None, typer.Option(help="CalDAV username.")] = None,
     password_env: Annotated[
         str | None,
@@ -53,9 +56,43 @@ def calendar_add(
     cancel_mode: Annotated[
         CancelMode, typer.Option(help="Cancelled sessions: keep the event marked, or delete it.")
     ] = CancelMode.MARK,
+    google: Annotated[
+        bool, typer.Option("--google", help="Connect a Google calendar (asks for access).")
+    ] = False,
+    calendar_id: Annotated[
+        str, typer.Option(help="Google calendar id: primary, or the id from its settings.")
+    ] = "primary",
+    google_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Google: use this authorized-user token JSON instead of asking for access.",
+            hidden=True,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Connect a CalDAV calendar (or every calendar of the account at a server URL)."""
+    """Connect a CalDAV calendar (or every calendar of the account at a server URL), or with
+    --google a Google calendar."""
+    if google or google_token_file is not None:
+        if caldav is not None:
+            raise services.ServiceError("use either --caldav or --google, not both")
+        connections = [
+            services.add_google_calendar(
+                state.db(),
+                state.settings,
+                owner,
+                credentials_json=_google_token(google_token_file),
+                calendar_id=calendar_id,
+                role=role,
+                timezone=timezone,
+                all_day=all_day,
+                cancel_mode=cancel_mode,
+            )
+        ]
+        _print_added(connections, as_json)
+        return
+    if caldav is None:
+        raise services.ServiceError("say which calendar to connect: --caldav URL or --google")
     password = None
     if password_env:
         password = os.environ.get(password_env)
@@ -67,6 +104,20 @@ def calendar_add(
         owner, caldav, username, password, role, timezone, all_day, cancel_mode
     )
     connections = services.add_caldav_calendar(state.db(), state.settings, request)
+    _print_added(connections, as_json)
+
+
+def _google_token(token_file: Path | None) -> str:
+    """The token JSON: read from ``token_file``, or obtained by the console/loopback flow."""
+    if token_file is None:
+        return google_connect.console_flow(state.settings)
+    try:
+        return token_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise services.ServiceError(f"cannot read the Google token file: {exc}") from None
+
+
+def _print_added(connections: list[CalendarConnection], as_json: bool) -> None:
     if as_json:
         print_json([{"id": c.id, "url": c.url, "name": c.display_name} for c in connections])
         return

@@ -9,6 +9,7 @@ from calsync.calendars.caldav import CalDAVProvider
 from calsync.calendars.errors import AuthFailed
 from calsync.config import Settings
 from calsync.secretbox import SecretBox, SecretKeyMismatch
+from calsync.sync import google_connect
 from calsync.sync.models import CalendarConnection, ProviderKind
 
 ProviderFactory = Callable[[CalendarConnection], CalendarProvider]
@@ -32,6 +33,21 @@ def open_provider(settings: Settings) -> ProviderFactory:
                 password=password,
                 timeout=settings.sync.request_timeout_seconds,
             )
+        if connection.provider is ProviderKind.GOOGLE:
+            # The stored secret is the owner's OAuth grant (see ``google_connect``).
+            if password is None:
+                raise AuthFailed(
+                    google_connect.reconnect_message("no Google token is stored"),
+                    url=connection.url,
+                )
+            try:
+                return google_connect.open_calendar(
+                    settings, connection.url, password, quota_user=f"owner-{connection.owner_id}"
+                )
+            except google_connect.TokenError as exc:
+                raise AuthFailed(
+                    google_connect.reconnect_message(str(exc)), url=connection.url
+                ) from exc
         raise NotImplementedError(f"provider {connection.provider} is not available yet")
 
     return factory

@@ -18,9 +18,10 @@ from sqlalchemy.orm import joinedload
 from calsync.calendars.base import CalendarInfo, Interval
 from calsync.calendars.busy import AllDayMode
 from calsync.calendars.caldav_discovery import discover_calendars
+from calsync.calendars.errors import NotFound
 from calsync.config import Settings
 from calsync.secretbox import SecretBox
-from calsync.sync import mirror
+from calsync.sync import google_connect, mirror
 from calsync.sync.db import Database
 from calsync.sync.models import (
     AdoptionRule,
@@ -137,6 +138,81 @@ def add_caldav_calendar(
             session.add(connection)
             connections.append(connection)
     return connections
+
+
+def add_google_calendar(
+    db: Database,
+    settings: Settings,
+    owner_email: str,
+    *,
+    credentials_json: str,
+    calendar_id: str = "primary",
+    role: CalendarRole = CalendarRole.CONFLICTS,
+    timezone: str | None = None,
+    all_day: AllDayMode = AllDayMode.FOLLOW_TRANSP,
+    cancel_mode: CancelMode = CancelMode.MARK,
+) -> CalendarConnection:
+    """Connect the Google calendar ``calendar_id`` with the owner's OAuth token JSON.
+
+    The token (``Credentials.to_json()``: refresh token, client id/secret, token URI) is
+    stored encrypted. Google is asked first, so a revoked grant or a wrong calendar id fails
+    here with a clear message. Raises ServiceError or a ProviderError.
+    """
+    owner = find_owner(db, owner_email)
+    calendar_id = calendar_id.strip()
+    if not calendar_id:
+        raise ServiceError("say which Google calendar to connect (--calendar-id, e.g. primary)")
+    if timezone:
+        check_timezone(timezone)
+    try:
+        token = google_connect.normalize_token(credentials_json, settings)
+    except google_connect.TokenError as exc:
+        raise ServiceError(str(exc)) from None
+    secret = SecretBox(settings.require_secret_key()).encrypt(token)
+    try:
+        provider = google_connect.open_calendar(
+            settings, calendar_id, token, quota_user=f"owner-{owner.id}"
+        )
+    except google_connect.TokenError as exc:
+        raise ServiceError(str(exc)) from None
+    try:
+        info = google_connect.describe_calendar(provider)
+    except NotFound:
+        raise ServiceError(
+            f"the Google account has no calendar {calendar_id!r} (or it is not shared with it): "
+            "use primary, or a calendar id from Google Calendar's settings "
+            "(Integrate calendar > Calendar ID)"
+        ) from None
+    finally:
+        provider.close()
+    zone = timezone
+    if zone is None and info.get("timeZone"):
+        zone = _zone_or_none(str(info["timeZone"]))
+    with db.writing() as session:
+        connection = CalendarConnection(
+            owner_id=owner.id,
+            provider=ProviderKind.GOOGLE,
+            url=calendar_id,
+            display_name=str(info.get("summaryOverride") or info.get("summary") or calendar_id)[
+                :200
+            ],
+            username=None,
+            secret_encrypted=secret,
+            role=role,
+            timezone=zone,
+            all_day=all_day,
+            cancel_mode=cancel_mode,
+            next_poll_at=utcnow(),
+        )
+        session.add(connection)
+    return connection
+
+
+def _zone_or_none(name: str) -> str | None:
+    try:
+        return check_timezone(name)
+    except ServiceError:
+        return None
 
 
 def _calendar_zone(info: CalendarInfo) -> str | None:

@@ -1,0 +1,196 @@
+"""Connecting Google calendars: the owner's OAuth grant, stored tokens, and opening the provider.
+
+The grant is an "authorized user" token JSON (what ``Credentials.to_json()`` writes): refresh
+token, client id/secret and token URI. calsync stores it encrypted and builds short-lived
+credentials from it for every poll or write; google-auth refreshes the access token itself.
+
+``console_flow`` runs google-auth-oauthlib's loopback flow for ``calsync calendar add
+--google``: it prints a URL, the owner opens it in any browser on this machine, and Google
+redirects to a one-shot server on 127.0.0.1. Scopes are limited to reading calendars (their
+names and free/busy) and writing events.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from google.oauth2.credentials import Credentials
+
+from calsync.calendars.errors import NotFound, ProviderError
+from calsync.calendars.google import RECONNECT, GoogleProvider
+from calsync.config import ConfigError, Settings
+
+SCOPES = (
+    "https://www.googleapis.com/auth/calendar.events",
+    "https://www.googleapis.com/auth/calendar.readonly",
+)
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
+
+
+class TokenError(ValueError):
+    """A token JSON that cannot be used; the message says what is wrong and what to do."""
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """The "installed app" client configuration from ``[google]`` client_id/client_secret."""
+    google = settings.google
+    if not google.client_id or not google.client_secret:
+        raise ConfigError(
+            "google.client_id and google.client_secret are not set: create an OAuth client of "
+            'type "Desktop app" in the Google Cloud console and put its id and secret in the '
+            "[google] section of the config file (or CALSYNC_GOOGLE__CLIENT_ID and "
+            "CALSYNC_GOOGLE__CLIENT_SECRET)"
+        )
+    return {
+        "installed": {
+            "client_id": google.client_id,
+            "client_secret": google.client_secret,
+            "auth_uri": GOOGLE_AUTH_URI,
+            "token_uri": GOOGLE_TOKEN_URI,
+            "redirect_uris": ["http://127.0.0.1"],
+        }
+    }
+
+
+def console_flow(settings: Settings, *, open_browser: bool = False) -> str:
+    """Ask the owner for access (loopback flow) and return the token JSON to store.
+
+    Prints the consent URL and waits for Google's redirect to 127.0.0.1 on a free port.
+    ``access_type=offline`` and ``prompt=consent`` make Google hand out a refresh token even
+    when the owner granted access before. Raises ConfigError without a client id/secret.
+    """
+    from google_auth_oauthlib.flow import InstalledAppFlow  # only needed here
+
+    flow = InstalledAppFlow.from_client_config(client_config(settings), scopes=list(SCOPES))
+    credentials = flow.run_local_server(
+        host="127.0.0.1",
+        port=0,
+        open_browser=open_browser,
+        authorization_prompt_message=(
+            "Open this URL in a browser on this machine and allow calsync access:\n{url}"
+        ),
+        success_message="calsync has access to the calendar now; you may close this window.",
+        access_type="offline",
+        prompt="consent",
+    )
+    return str(credentials.to_json())
+
+
+def normalize_token(text: str, settings: Settings) -> str:
+    """The token JSON to store: the grant only (no short-lived access token).
+
+    A token without client id/secret gets the configured ones (a refresh token only works with
+    the client it was issued to). Raises TokenError when it is unusable.
+    """
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        raise TokenError(f"the Google token is not JSON: {exc}") from None
+    if not isinstance(info, dict):
+        raise TokenError("the Google token must be a JSON object (Credentials.to_json())")
+    if not info.get("refresh_token"):
+        raise TokenError(
+            "the Google token has no refresh_token, so calsync could not keep access: connect "
+            "with `calsync calendar add --google` (it asks for offline access)"
+        )
+    info.setdefault("client_id", settings.google.client_id)
+    info.setdefault("client_secret", settings.google.client_secret)
+    if not info.get("client_id") or not info.get("client_secret"):
+        raise TokenError(
+            "the Google token names no client_id/client_secret and google.client_id/"
+            "client_secret are not configured: a refresh token works only with its client"
+        )
+    keep = ("refresh_token", "client_id", "client_secret", "token_uri", "scopes", "account")
+    stored = {k: info[k] for k in keep if info.get(k)}
+    stored["token_uri"] = _token_uri(stored, settings)
+    return json.dumps(stored, sort_keys=True)
+
+
+def _token_uri(info: dict[str, Any], settings: Settings) -> str:
+    """Where the refresh token is sent: Google's endpoint, or one on the configured
+    ``google.api_endpoint`` host (tests, proxies). A token JSON naming any other place is
+    refused: it would receive the refresh token and the client secret."""
+    uri = str(info.get("token_uri") or GOOGLE_TOKEN_URI)
+    if uri == GOOGLE_TOKEN_URI:
+        return uri
+    endpoint = settings.google.api_endpoint
+    if endpoint and _origin(uri) == _origin(endpoint):
+        return uri
+    raise TokenError(
+        f"the Google token names token_uri {uri!r}: calsync sends refresh tokens only to "
+        f"{GOOGLE_TOKEN_URI} (or to the host of google.api_endpoint)"
+    )
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def credentials_from_token(text: str, settings: Settings) -> Credentials:
+    """Credentials (refreshed on first use) from a stored token JSON. Raises TokenError.
+
+    Built by hand rather than with ``Credentials.from_authorized_user_info``, which always
+    uses Google's token URI and so cannot work against a test server or proxy.
+    """
+    try:
+        info = json.loads(text)
+        if not isinstance(info, dict):
+            raise TypeError("not a JSON object")
+        missing = [k for k in ("refresh_token", "client_id", "client_secret") if not info.get(k)]
+        if missing:
+            raise KeyError(", ".join(missing))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TokenError(f"the stored Google token is unusable ({exc})") from None
+    scopes = info.get("scopes")
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    return Credentials(  # type: ignore[no-untyped-call]
+        token=None,
+        refresh_token=info["refresh_token"],
+        token_uri=_token_uri(info, settings),
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        scopes=scopes,
+    )
+
+
+def open_calendar(
+    settings: Settings, calendar_id: str, token: str, *, quota_user: str | None = None
+) -> GoogleProvider:
+    """A GoogleProvider for ``calendar_id`` with the stored ``token``. Raises TokenError."""
+    return GoogleProvider(
+        calendar_id,
+        credentials=credentials_from_token(token, settings),
+        api_endpoint=settings.google.api_endpoint,
+        quota_user=quota_user,
+        timeout=settings.sync.request_timeout_seconds,
+    )
+
+
+def reconnect_message(detail: str) -> str:
+    """The message for a connection whose grant is gone (shown by ``calendar list``)."""
+    return f"{RECONNECT} ({detail})"
+
+
+def describe_calendar(provider: GoogleProvider) -> dict[str, Any]:
+    """Check that the calendar can be read, and return its metadata (``summary``, ``timeZone``).
+
+    Listing one event proves access; the name comes from the owner's calendar list, or from
+    the calendar itself, and is left out when neither answers. Raises ProviderError (NotFound
+    for an unknown calendar id, AuthFailed for a refused grant).
+    """
+    call, service, cid = provider.call, provider.service, provider.calendar_id
+    extra = {"quotaUser": provider.quota_user} if provider.quota_user else {}
+    call(service.events().list(calendarId=cid, maxResults=1, **extra), "check access")
+    for resource in (service.calendarList(), service.calendars()):
+        try:
+            return dict(call(resource.get(calendarId=cid, **extra), "calendar name"))
+        except NotFound:
+            continue
+        except ProviderError:
+            break
+    return {}
