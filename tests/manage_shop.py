@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
@@ -29,16 +29,6 @@ OWNER_ZONE = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 WORKING_HOURS = ("mon-fri 09:00-17:00",)
 ALWAYS = ("mon-sun 00:00-24:00",)
-
-
-def next_monday() -> date:
-    today = datetime.now(OWNER_ZONE).date()
-    return today + timedelta(days=7 - today.weekday())
-
-
-def at(day: date, hour: int, minute: int = 0) -> datetime:
-    """A wall time in the owner's zone (Berlin)."""
-    return datetime.combine(day, time(hour, minute), OWNER_ZONE)
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,15 @@ from calsync.calendars.base import CalendarProvider
 from calsync.calendars.caldav import CalDAVProvider
 from calsync.calendars.event_edit import description_outside_block, link_of
 from calsync.config import Settings
-from calsync.policy.hours import parse_weekly_hours
 from calsync.sync import adoption, services
 from calsync.sync.bookings import get_booking
 from calsync.sync.db import Database
-from calsync.sync.event_types import EventTypeSpec, save_event_type
+from calsync.sync.event_types import save_event_type
 from calsync.sync.models import AdoptionRule, BookingSource, CalendarConnection
 from calsync.sync.poller import Poller
 from tests.servers import ServerProcess, put_event
+from tests.world import OWNER, coaching
 
-OWNER = "coach@example.org"
 OWNER_TEXT = "Bring the signed contract; parking: level -2, spot 14.\nAsk for Zoë, 東京 office."
 
 
@@ -56,14 +55,7 @@ class Owner:
         )
         self.event_type = save_event_type(
             db,
-            EventTypeSpec(
-                owner_email=OWNER,
-                slug="coaching",
-                title="Coaching",
-                duration=timedelta(minutes=60),
-                timezone="Europe/Berlin",
-                weekly_hours=parse_weekly_hours(["mon-fri 09:00-17:00"]),
-            ),
+            coaching(),
         )
         self.start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(
             days=3

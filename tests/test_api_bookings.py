@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,13 +17,13 @@ import pytest
 
 from calsync.config import Settings
 from calsync.policy.change_policy import ActionRule, ChangePolicy, Permission
-from calsync.policy.hours import parse_weekly_hours
 from calsync.sync import services
 from calsync.sync.db import Database
-from calsync.sync.event_types import EventTypeSpec, save_event_type
+from calsync.sync.event_types import save_event_type
 from calsync.sync.models import CalendarRole
 from calsync.web.app import create_app
 from tests.servers import ServerProcess, delete_event
+from tests.world import OWNER, at, coaching, next_monday
 
 with warnings.catch_warnings():
     # Starlette warns when it finds httpx rather than httpx2; the tests work with either.
@@ -32,19 +32,9 @@ with warnings.catch_warnings():
 
 API_KEY = "test-admin-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-OWNER = "coach@example.org"
 ZONE = ZoneInfo("Europe/Berlin")
 CUSTOMER_ZONE = ZoneInfo("America/New_York")
 POLICY_TEXT = "Cancel up to a day ahead.\nNo refunds after that. <b>Really.</b>"
-
-
-def next_monday() -> date:
-    today = datetime.now(ZONE).date()
-    return today + timedelta(days=7 - today.weekday())
-
-
-def at(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), ZONE)
 
 
 def add_owner_and_calendar(
@@ -63,13 +53,7 @@ def add_event_type(db: Database, booking_calendar_id: int) -> None:
     """Coaching: an hour, weekdays 9 to 17 in Berlin, cancel until a day ahead."""
     save_event_type(
         db,
-        EventTypeSpec(
-            owner_email=OWNER,
-            slug="coaching",
-            title="Coaching",
-            duration=timedelta(minutes=60),
-            timezone="Europe/Berlin",
-            weekly_hours=parse_weekly_hours(["mon-fri 09:00-17:00"]),
+        coaching(
             booking_calendar_id=booking_calendar_id,
             policy=ChangePolicy(
                 cancel=ActionRule(Permission.UNTIL, timedelta(hours=24)),

@@ -16,8 +16,9 @@ from calsync.config import Settings
 from calsync.policy.change_policy import ActionRule, ChangePolicy, Permission
 from calsync.sync.db import Database
 from calsync.web.app import create_app
-from tests.manage_shop import NEW_YORK, Shop, at, next_monday
+from tests.manage_shop import NEW_YORK, Shop
 from tests.servers import ServerProcess
+from tests.world import at, next_monday
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)

@@ -4,7 +4,7 @@ the personal link, races for one slot, relinking, and what the owner does to boo
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -13,26 +13,16 @@ import pytest
 from calsync.calendars.caldav import CalDAVProvider
 from calsync.calendars.event_edit import description_outside_block, link_of
 from calsync.config import Settings
-from calsync.policy.hours import parse_weekly_hours
 from calsync.sync import links, services
 from calsync.sync.bookings import BookingRequest, SlotTaken, book, get_booking, relink, revoke_link
 from calsync.sync.db import Database
-from calsync.sync.event_types import EventTypeSpec, save_event_type
+from calsync.sync.event_types import save_event_type
 from calsync.sync.models import BookingStatus, CalendarRole, SessionStatus
 from calsync.sync.poller import Poller
 from tests.servers import ServerProcess, delete_event, put_event
+from tests.world import OWNER, at, coaching, next_monday
 
-OWNER = "coach@example.org"
 ZONE = ZoneInfo("Europe/Berlin")
-
-
-def next_monday() -> date:
-    today = datetime.now(ZONE).date()
-    return today + timedelta(days=7 - today.weekday())
-
-
-def at(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), ZONE)
 
 
 class Setup:
@@ -47,13 +37,7 @@ class Setup:
         )
         self.event_type = save_event_type(
             db,
-            EventTypeSpec(
-                owner_email=OWNER,
-                slug="coaching",
-                title="Coaching",
-                duration=timedelta(minutes=60),
-                timezone="Europe/Berlin",
-                weekly_hours=parse_weekly_hours(["mon-fri 09:00-17:00"]),
+            coaching(
                 booking_calendar_id=self.calendar.id,
             ),
         )

@@ -4,7 +4,7 @@ races, replays, owner edits at the same moment, and a calendar server that goes 
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -22,27 +22,17 @@ from calsync.policy.change_policy import (
     Permission,
     ReasonRule,
 )
-from calsync.policy.hours import parse_weekly_hours
 from calsync.sync import changes, services
 from calsync.sync.bookings import BookingRequest, SlotTaken, book, get_booking
 from calsync.sync.changes import ChangeRefused, ReplayMismatch, StaleBooking
 from calsync.sync.db import Database
-from calsync.sync.event_types import EventTypeSpec, save_event_type
+from calsync.sync.event_types import save_event_type
 from calsync.sync.models import Actor, CalendarRole, CancelMode, ChangeStatus, SessionStatus
 from calsync.sync.poller import Poller
 from tests.servers import ServerProcess, put_event
+from tests.world import OWNER, at, coaching, next_monday
 
-OWNER = "coach@example.org"
 ZONE = ZoneInfo("Europe/Berlin")
-
-
-def next_monday() -> date:
-    today = datetime.now(ZONE).date()
-    return today + timedelta(days=7 - today.weekday())
-
-
-def at(day: date, hour: int) -> datetime:
-    return datetime.combine(day, time(hour), ZONE)
 
 
 class Setup:
@@ -66,13 +56,7 @@ class Setup:
         )
         self.event_type = save_event_type(
             db,
-            EventTypeSpec(
-                owner_email=OWNER,
-                slug="coaching",
-                title="Coaching",
-                duration=timedelta(minutes=60),
-                timezone="Europe/Berlin",
-                weekly_hours=parse_weekly_hours(["mon-fri 09:00-17:00"]),
+            coaching(
                 booking_calendar_id=self.calendar.id,
                 conflict_calendar_ids=conflicts,
                 price=Decimal("300"),

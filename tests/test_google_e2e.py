@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,12 +17,11 @@ import pytest
 from calsync.calendars.errors import AuthFailed
 from calsync.calendars.google_ics import BOOKING_KEY
 from calsync.config import ConfigError, GoogleSettings, Settings
-from calsync.policy.hours import parse_weekly_hours
 from calsync.secretbox import SecretBox
 from calsync.sync import changes, google_connect, services
 from calsync.sync.bookings import BookingRequest, book, get_booking
 from calsync.sync.db import Database
-from calsync.sync.event_types import EventTypeSpec, find_slots, get_event_type, save_event_type
+from calsync.sync.event_types import find_slots, get_event_type, save_event_type
 from calsync.sync.models import (
     Actor,
     CalendarConnection,
@@ -38,19 +37,10 @@ from calsync.sync.providers import open_provider
 from tests.google_fake import FakeGoogle
 from tests.servers import ServerProcess, put_event
 from tests.test_cli import Cli
+from tests.world import OWNER, at, coaching, next_monday
 
-OWNER = "coach@example.org"
 ZONE = ZoneInfo("Europe/Berlin")
 REFRESH = "refresh-token-1"
-
-
-def next_monday() -> date:
-    today = datetime.now(ZONE).date()
-    return today + timedelta(days=7 - today.weekday())
-
-
-def at(day: date, hour: int) -> datetime:
-    return datetime.combine(day, time(hour), ZONE)
 
 
 def utc(value: datetime) -> str:
@@ -111,13 +101,7 @@ def connect(
 def event_type(db: Database, booking_calendar: int, conflicts: tuple[int, ...] = ()) -> None:
     save_event_type(
         db,
-        EventTypeSpec(
-            owner_email=OWNER,
-            slug="coaching",
-            title="Coaching",
-            duration=timedelta(minutes=60),
-            timezone="Europe/Berlin",
-            weekly_hours=parse_weekly_hours(["mon-fri 09:00-17:00"]),
+        coaching(
             booking_calendar_id=booking_calendar,
             conflict_calendar_ids=conflicts,
             price=Decimal("300"),

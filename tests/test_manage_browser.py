@@ -22,8 +22,9 @@ from calsync.sync.models import utcnow
 from calsync.web.manage_text import clock_words, format_span
 from tests.browser import LiveServer, launch_chromium, live_server, serving_settings
 from tests.conftest import make_settings
-from tests.manage_shop import ALWAYS, NEW_YORK, Booked, Shop, at, next_monday
+from tests.manage_shop import ALWAYS, NEW_YORK, Booked, Shop
 from tests.servers import ServerProcess
+from tests.world import at, next_monday
 
 pytest.importorskip("playwright.sync_api", reason="the browser tests need Playwright")
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page

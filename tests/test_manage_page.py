@@ -41,18 +41,9 @@ from calsync.web.app import create_app
 from calsync.web.manage_text import format_span
 from calsync.web.rate_limit import RateLimits
 from tests.conftest import make_settings
-from tests.manage_shop import (
-    ALWAYS,
-    NEW_YORK,
-    Booked,
-    Form,
-    Shop,
-    at,
-    get_form,
-    next_monday,
-    post_form,
-)
+from tests.manage_shop import ALWAYS, NEW_YORK, Booked, Form, Shop, get_form, post_form
 from tests.servers import ServerProcess, put_event
+from tests.world import at, next_monday
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import email
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from typing import Any
@@ -19,16 +19,15 @@ from sqlalchemy import update
 
 from calsync.config import MailBackend, MailSettings, Settings, SmtpSecurity
 from calsync.notify.transport import transport_from_settings
-from calsync.policy.hours import parse_weekly_hours
 from calsync.sync import changes, outbox, services
 from calsync.sync.bookings import BookingRequest, book
 from calsync.sync.db import Database
-from calsync.sync.event_types import EventTypeSpec, save_event_type
+from calsync.sync.event_types import save_event_type
 from calsync.sync.models import Actor, CalendarRole, OutboxMessage, OutboxStatus
 from tests.itip_client import apply_message, calendar_parts, check_itip, stored_events
 from tests.servers import ServerProcess, free_port
+from tests.world import OWNER, at, coaching, next_monday
 
-OWNER = "coach@example.org"
 CUSTOMER = "zoe@example.org"
 STAKEHOLDERS = ("parent@example.org", "assistant@example.org")
 ZONE = ZoneInfo("Europe/Berlin")
@@ -68,15 +67,6 @@ def mail_server() -> Iterator[MailServer]:
     server.stop()
 
 
-def next_monday() -> date:
-    today = datetime.now(ZONE).date()
-    return today + timedelta(days=7 - today.weekday())
-
-
-def at(day: date, hour: int) -> datetime:
-    return datetime.combine(day, time(hour), ZONE)
-
-
 @pytest.fixture
 def mail_settings(settings: Settings, mail_server: MailServer) -> Settings:
     mail = MailSettings(
@@ -110,13 +100,7 @@ def booked(db: Database, mail_settings: Settings, radicale_server: ServerProcess
     )
     save_event_type(
         db,
-        EventTypeSpec(
-            owner_email=OWNER,
-            slug="coaching",
-            title="Coaching",
-            duration=timedelta(minutes=60),
-            timezone="Europe/Berlin",
-            weekly_hours=parse_weekly_hours(["mon-fri 09:00-17:00"]),
+        coaching(
             booking_calendar_id=calendar.id,
         ),
     )
