@@ -113,6 +113,8 @@ def test_rescheduling_two_of_three_moves_exactly_those_events(setup: Setup) -> N
         assert str(event["UID"]) == booked.uid
         assert event["DTSTART"].dt == expected
         assert event["DTEND"].dt == expected + timedelta(hours=1)
+        # Still written in the event type's zone, as it was booked (not in UTC).
+        assert event["DTSTART"].params.get("TZID") == "Europe/Berlin"
         assert int(event["SEQUENCE"]) == int(before[booked.uid].get("SEQUENCE", 0)) + 1
     untouched = setup.event(second.href)
     assert untouched.to_ical() == before[second.uid].to_ical()

@@ -13,7 +13,14 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from calsync.policy.types import Span
-from calsync.sync.models import BookedSession, Booking, BookingStatus, SessionStatus
+from calsync.sync.models import (
+    BookedSession,
+    Booking,
+    BookingStatus,
+    EventType,
+    Owner,
+    SessionStatus,
+)
 
 # The first half of PostgreSQL's two-key advisory lock: "bookings of owner <id>".
 OWNER_LOCK_CLASS = 0x0CA1
@@ -47,3 +54,18 @@ def booked_spans(session: Session, owner_id: int, start: datetime, end: datetime
         )
     )
     return [Span(s, e, uid) for s, e, uid in rows]
+
+
+def event_zone(session: Session, booking: Booking) -> str:
+    """The zone a booking's events are written in: its event type's, else the owner's.
+
+    One answer for creating, moving and announcing a session, so an event never changes its
+    TZID when it moves.
+    """
+    if booking.event_type_id is not None:
+        event_type = session.get(EventType, booking.event_type_id)
+        if event_type is not None:
+            return event_type.timezone
+    owner = session.get(Owner, booking.owner_id)
+    assert owner is not None
+    return owner.timezone

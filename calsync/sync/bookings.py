@@ -26,7 +26,7 @@ from calsync.calendars.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
 from calsync.policy.types import Slot, Span
 from calsync.sync import links, notices, outbox
-from calsync.sync.booked import lock_owner
+from calsync.sync.booked import event_zone, lock_owner
 from calsync.sync.calendar_writes import patch_event
 from calsync.sync.db import Database
 from calsync.sync.event_types import (
@@ -267,10 +267,8 @@ def _write_events(
     url: str,
     now: datetime,
 ) -> None:
-    zone = calendar.timezone or booking.customer_timezone
     with db.reading() as session:
-        event_type = session.get(EventType, booking.event_type_id)
-        zone = event_type.timezone if event_type else zone
+        zone = event_zone(session, booking)
     written = []
     try:
         provider = factory(calendar)

@@ -26,10 +26,12 @@ from calsync.calendars.event_edit import (
 )
 from calsync.config import Settings
 from calsync.sync import outbox
+from calsync.sync.booked import event_zone
 from calsync.sync.calendar_writes import patch_event
 from calsync.sync.db import Database
 from calsync.sync.models import (
     BookedSession,
+    Booking,
     CalendarConnection,
     CancelMode,
     Change,
@@ -59,6 +61,9 @@ def apply_change(
         assert change is not None
         if change.status is not ChangeStatus.PENDING:
             return change
+        booking = session.get(Booking, change.booking_id)
+        assert booking is not None
+        zone = event_zone(session, booking)
         sessions = {
             s.id: s
             for s in session.scalars(
@@ -92,7 +97,7 @@ def apply_change(
                 providers[booked.connection_id] = factory(calendar)
             provider = providers[booked.connection_id]
             try:
-                written = _apply_item(provider, settings, change.kind, calendar, booked, item)
+                written = _apply_item(provider, settings, change.kind, calendar, booked, item, zone)
             except OwnerChangedEvent as exc:
                 status, problem = ChangeStatus.CONFLICT, str(exc)
                 item["applied"] = True  # nothing more to do for this event
@@ -126,6 +131,7 @@ def _apply_item(
     calendar: CalendarConnection,
     booked: BookedSession,
     item: dict[str, object],
+    zone: str,
 ) -> CalendarItem | None:
     """Apply one session's part of a change; returns what is stored now (None: deleted)."""
     old = tuple(datetime.fromisoformat(t) for t in item["from"])  # type: ignore[union-attr]
@@ -157,7 +163,7 @@ def _apply_item(
                     uid=booked.uid,
                     start=new[0],
                     end=new[1],
-                    timezone=_zone_of(calendar, booked),
+                    timezone=zone,
                     sequence=sequence,
                     now=utcnow(),
                 )
@@ -185,10 +191,6 @@ def _apply_item(
             "it was not moved. Please contact the owner.",
             url=href,
         ) from None
-
-
-def _zone_of(calendar: CalendarConnection, booked: BookedSession) -> str:
-    return calendar.timezone or "UTC"
 
 
 def _store_written(db: Database, session_id: int, written: CalendarItem | None) -> None:

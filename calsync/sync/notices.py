@@ -27,13 +27,13 @@ from calsync.notify.values import (
     SessionNotice,
 )
 from calsync.sync import links, outbox
+from calsync.sync.booked import event_zone
 from calsync.sync.models import (
     Actor,
     BookedSession,
     Booking,
     Change,
     ChangeKind,
-    EventType,
     Owner,
     SessionStatus,
     utcnow,
@@ -121,14 +121,9 @@ def _messages(
     ]
 
 
-def event_zone(session: Session, booking: Booking, owner: Owner) -> str:
-    event_type = session.get(EventType, booking.event_type_id) if booking.event_type_id else None
-    return event_type.timezone if event_type else owner.timezone
-
-
 def queue_booked(session: Session, settings: Settings, booking: Booking, owner: Owner) -> None:
     """The confirmation of a new booking (held until its events are written)."""
-    zone = event_zone(session, booking, owner)
+    zone = event_zone(session, booking)
     notice = _notice(
         booking,
         owner,
@@ -148,7 +143,7 @@ def queue_change(
     session: Session, settings: Settings, booking: Booking, owner: Owner, change: Change
 ) -> None:
     """The update for a recorded reschedule or cancel (held until the calendar took it)."""
-    zone = event_zone(session, booking, owner)
+    zone = event_zone(session, booking)
     by_id = {s.id: s for s in booking.sessions}
     sessions = []
     for item in change.items:
@@ -193,7 +188,7 @@ def queue_owner_calendar_change(
         return
     owner = session.get(Owner, booking.owner_id)
     assert owner is not None
-    zone = event_zone(session, booking, owner)
+    zone = event_zone(session, booking)
     kind = (
         NoticeKind.CANCELLED if booked.status is SessionStatus.CANCELLED else NoticeKind.RESCHEDULED
     )
