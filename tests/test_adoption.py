@@ -178,3 +178,26 @@ def test_an_owner_edit_between_our_read_and_write_is_kept(owner: Owner) -> None:
     after = owner.data(written.href)
     assert "SUMMARY:Coaching with Zoë (room 4)" in after
     assert link_of(after) is not None
+
+
+def test_the_poller_adopts_new_events_and_adopt_takes_the_ones_already_there(owner: Owner) -> None:
+    old = put_event(owner.url, existing_event("already-there", owner.start), auth=owner.server.auth)
+    owner.poll()  # mirrored while adoption is still off
+    services.set_adoption(
+        owner.db, owner.calendar.id, AdoptionRule.ATTENDEES, owner.event_type.id, None
+    )
+    owner.poll()  # nothing changed: nothing looked at, nothing adopted
+    assert link_of(owner.data(old.href)) is None
+
+    new = put_event(
+        owner.url,
+        existing_event("added-later", owner.start + timedelta(days=1)),
+        auth=owner.server.auth,
+    )
+    owner.poll()
+    assert link_of(owner.data(new.href)) is not None
+    assert link_of(owner.data(old.href)) is None
+
+    (adopted,) = adoption.adopt(owner.db, owner.settings, owner.calendar.id)
+    assert adopted.sessions[0].uid == "already-there"
+    assert link_of(owner.data(old.href)) is not None

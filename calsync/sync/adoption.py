@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -122,17 +123,26 @@ def _has_category(event: icalendar.Event, wanted: str | None) -> bool:
 
 
 def find_candidates(
-    db: Database, connection_id: int, *, now: datetime | None = None
+    db: Database,
+    connection_id: int,
+    *,
+    hrefs: Collection[str] | None = None,
+    now: datetime | None = None,
 ) -> list[Candidate]:
-    """What adoption would take over in this calendar now (for ``adopt --dry-run``)."""
+    """What adoption would take over in this calendar now (``adopt --dry-run``); with
+    ``hrefs``, only among those events (the ones a poll just brought in)."""
     connection = get_calendar(db, connection_id)
+    query = select(MirroredEvent.href, MirroredEvent.uid, MirroredEvent.data).where(
+        MirroredEvent.connection_id == connection_id, MirroredEvent.problem.is_(None)
+    )
+    if hrefs is not None:
+        if not hrefs:
+            return []
+        query = query.where(MirroredEvent.href.in_(list(hrefs)))
     with db.reading() as session:
-        taken = set(session.scalars(select(BookedSession.uid)))
-        rows = session.execute(
-            select(MirroredEvent.href, MirroredEvent.uid, MirroredEvent.data).where(
-                MirroredEvent.connection_id == connection_id, MirroredEvent.problem.is_(None)
-            )
-        ).all()
+        rows = session.execute(query).all()
+        uids = [uid for _, uid, _ in rows if uid]
+        taken = set(session.scalars(select(BookedSession.uid).where(BookedSession.uid.in_(uids))))
     now = now or utcnow()
     found = [candidate(data, href, connection, now) for href, uid, data in rows if uid not in taken]
     return sorted((c for c in found if c is not None), key=lambda c: c.start)
@@ -143,10 +153,12 @@ def adopt(
     settings: Settings,
     connection_id: int,
     *,
+    hrefs: Collection[str] | None = None,
     provider_factory: ProviderFactory | None = None,
     now: datetime | None = None,
 ) -> list[Booking]:
-    """Adopt every candidate of the calendar now; returns the new bookings."""
+    """Adopt the calendar's candidates (with ``hrefs``: among those events only) and write
+    the links still missing; returns the new bookings."""
     connection = get_calendar(db, connection_id)
     if connection.adopt is AdoptionRule.OFF:
         raise ServiceError(
@@ -158,7 +170,7 @@ def adopt(
     if event_type is None:
         raise ServiceError(f"calendar {connection_id} has no event type for adopted bookings")
     adopted = []
-    for found in find_candidates(db, connection_id, now=now):
+    for found in find_candidates(db, connection_id, hrefs=hrefs, now=now):
         booking = _reserve(db, settings, connection, event_type, found)
         if booking is not None:
             adopted.append(booking)

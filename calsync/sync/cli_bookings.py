@@ -239,6 +239,11 @@ def calendar_adoption(
         chosen = event_types.get_event_type(db, key)
     services.set_adoption(db, calendar_id, rule, chosen.id if chosen else None, category)
     out.print(f"Calendar {calendar_id}: adoption rule {rule.value}.")
+    if rule is not AdoptionRule.OFF:
+        out.print(
+            "The poller adopts events as they are added or changed. For the ones already "
+            f"there: `calsync adopt --calendar {calendar_id} --dry-run`, then without --dry-run."
+        )
 
 
 @app.command()

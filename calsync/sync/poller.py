@@ -174,13 +174,19 @@ class Poller:
             return self._record_failure(connection, started, exc)
         result = self._store(connection, started, fetched)
         if result.outcome is SyncOutcome.OK and connection.adopt is not AdoptionRule.OFF:
-            self._adopt(connection.id)
+            # Only what this poll brought in: the existing events are adopted by `calsync adopt`.
+            arrived = [item.href for item in fetched.expanded[: fetched.changed]]
+            self._adopt(connection.id, arrived)
         return result
 
-    def _adopt(self, connection_id: int) -> None:
+    def _adopt(self, connection_id: int, hrefs: list[str]) -> None:
         try:
             adopted = adoption.adopt(
-                self.db, self.settings, connection_id, provider_factory=self.open_provider
+                self.db,
+                self.settings,
+                connection_id,
+                hrefs=hrefs,
+                provider_factory=self.open_provider,
             )
         except (ProviderError, ServiceError) as exc:
             log.warning("calendar #%s: adoption failed: %s", connection_id, exc)
