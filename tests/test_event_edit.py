@@ -535,3 +535,23 @@ READERS = {
 def test_malformed_input_raises_invalid_calendar_data(case: str, reader: str) -> None:
     with pytest.raises(InvalidCalendarData):
         READERS[reader](MALFORMED[case])
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("DTSTART:20261201T100000Z", "DURATION:P9999999999D"),
+        ("DTSTART:20261201T100000Z", "DURATION:PT99999999999999999999H"),
+        ("DTSTART;VALUE=DATE:99991231", ""),
+        ("DTSTART;TZID=Europe/Berlin:00010101T000000", "DTEND;TZID=Europe/Berlin:00010101T010000"),
+    ],
+)
+def test_times_out_of_range_are_invalid_data_not_a_crash(start: str, end: str) -> None:
+    data = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:far\r\n"
+        f"DTSTAMP:20260101T000000Z\r\n{start}\r\n"
+        + (f"{end}\r\n" if end else "")
+        + "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    with pytest.raises(InvalidCalendarData):
+        event_times(data, floating_zone=ZoneInfo("UTC"))

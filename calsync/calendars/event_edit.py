@@ -215,7 +215,14 @@ def event_times(
     start_line = event.first("DTSTART")
     if start_line is None:
         return None
-    zones = _ZoneReader(data, floating_zone)
+    try:
+        return _times(event, start_line, _ZoneReader(data, floating_zone))
+    except (OverflowError, ValueError) as exc:
+        # Dates past year 9999 or durations of millions of days: the owner's data, not ours.
+        raise InvalidCalendarData(f"the event's times cannot be used: {exc}") from exc
+
+
+def _times(event: _Event, start_line: _Line, zones: _ZoneReader) -> tuple[datetime, datetime]:
     start_wall = zones.wall(start_line.text)
     start = zones.instant(start_wall)
     end_line, duration_line = event.first("DTEND"), event.first("DURATION")
