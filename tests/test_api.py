@@ -481,3 +481,34 @@ def test_availability_is_read_and_written_in_the_zone_asked_for(api: TestClient)
         "end": "must be after start"
     }
     assert api.get("/api/event-types/9999/availability").status_code == 404
+
+
+def test_numbers_and_dates_out_of_range_are_field_errors_not_crashes(api: TestClient) -> None:
+    too_big = "99999999999999999999"
+    for path in (
+        f"/api/calendars/{too_big}",
+        f"/api/event-types/{too_big}",
+        f"/api/owners/{too_big}",
+    ):
+        response = api.get(path)
+        assert response.status_code == 422, (path, response.text)
+    owner = api.post("/api/owners", json=OWNER)
+    assert owner.status_code == 201
+    created = api.post("/api/event-types", json=event_type_body())
+    assert created.status_code == 201, created.text
+    availability = f"/api/event-types/{created.json()['id']}/availability"
+    for value in ("9999-12-31", "0001-01-01", "9999-12-31T23:00+00:00"):
+        response = api.get(availability, params={"start": value})
+        assert response.status_code == 422, (value, response.text)
+        assert "start" in problems(response)
+    booking = api.post(
+        "/api/bookings",
+        json={
+            "event_type": 10**30,
+            "customer_name": "Zoë",
+            "customer_email": "zoe@example.org",
+            "starts": ["2026-12-01T09:00:00+01:00"],
+        },
+    )
+    assert booking.status_code == 422
+    assert "event_type" in problems(booking)

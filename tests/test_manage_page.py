@@ -550,3 +550,20 @@ def test_a_database_that_cannot_be_used_gets_a_page_not_json(tmp_path: Path) -> 
     assert answer.headers["referrer-policy"] == "no-referrer"
     assert "Temporarily unavailable" in answer.text and "Nothing was changed" in answer.text
     assert "sqlite" not in answer.text.lower()
+
+
+def test_odd_numbers_in_the_address_get_the_page_not_a_crash(
+    shop: Shop, client: TestClient
+) -> None:
+    shop.event_type()
+    monday = next_monday()
+    booked = shop.book(at(monday, 9), at(monday, 11))
+    for path, params in (
+        (booked.path, {"session": "²"}),
+        (f"{booked.path}/times", {"session": "²"}),
+        (f"{booked.path}/times", {"session": "99999999999999999999"}),
+        (f"{booked.path}/changes/²", {}),
+        (f"{booked.path}/changes/99999999999999999999", {}),
+    ):
+        response = client.get(path, params=params)
+        assert response.status_code < 500, (path, params, response.status_code)

@@ -106,10 +106,14 @@ def parse_instant(text: str, zone: ZoneInfo) -> datetime:
     """An ISO date or datetime; a date means its midnight and a naive time is in ``zone``."""
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
-        parsed = datetime.fromisoformat(text)
+            parsed = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
+        else:
+            parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ServiceError(
             f"{text!r} is not a date or time: use e.g. 2026-12-01 or 2026-12-01T09:30+01:00"
         ) from None
+    if not 1900 <= parsed.year <= 9000:
+        # Arithmetic near year 1 or 9999 overflows; no calendar needs such dates.
+        raise ServiceError(f"{text!r} is too far away: give a date between 1900 and 9000")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)

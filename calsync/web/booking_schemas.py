@@ -24,6 +24,7 @@ from calsync.sync.models import (
     SessionStatus,
 )
 from calsync.web.schemas import (
+    MAX_ID,
     Email,
     Instant,
     Request,
@@ -40,6 +41,8 @@ MINUTES_PER_DAY = 24 * 60
 def _event_type_key(value: Any) -> int | str:
     # A number is an id, a string a slug; true/false and 5.0 are neither.
     if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_ID:
+            raise ValueError("no event type has that id")
         return value
     if isinstance(value, str) and value.strip():
         return value.strip()

@@ -164,13 +164,25 @@ def idempotency_key(fields: Fields) -> str:
     return key
 
 
+def small_int(text: str) -> int | None:
+    """A plain decimal number that fits an integer column, else None.
+
+    ``str.isdigit`` alone also accepts digits like "²" that ``int`` refuses, and a long number
+    would overflow the database's integer columns.
+    """
+    text = text.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 9:
+        return int(text)
+    return None
+
+
 def expected_version(fields: Fields) -> int:
-    text = (fields.get("version") or "").strip()
-    if not text.isdigit() or len(text) > 9:
+    version = small_int(fields.get("version") or "")
+    if version is None:
         raise FormProblems(
             {"form": "This form is incomplete. Go back to your booking and start again."}, 400
         )
-    return int(text)
+    return version
 
 
 def reason(fields: Fields) -> str | None:
@@ -194,9 +206,10 @@ def chosen_sessions(fields: Fields, booking: Booking) -> list[int]:
         text = raw.strip()
         if not text:
             continue
-        if not text.isdigit() or int(text) not in mine:
+        session_id = small_int(text)
+        if session_id is None or session_id not in mine:
             raise FormProblems({"sessions": "A chosen session is not part of this booking."})
-        chosen.add(int(text))
+        chosen.add(session_id)
     if not chosen:
         raise FormProblems({"sessions": "Choose at least one session."})
     return sorted(chosen, key=mine.__getitem__)

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from fastapi import Path
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -114,6 +115,10 @@ Instant = Annotated[
     PlainSerializer(_iso, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+# Ids are the database's integer columns: a larger number cannot name anything (and would
+# make the database refuse the query), so it is a 422 like any other bad value.
+MAX_ID = 2**31 - 1
+DbId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Duration = Annotated[int, Field(ge=1, le=MINUTES_PER_DAY, description="minutes")]
 Buffer = Annotated[int, Field(ge=0, le=MINUTES_PER_DAY, description="minutes")]

@@ -8,7 +8,7 @@ from calsync.sync import services
 from calsync.sync.event_types import InvalidInput
 from calsync.web.errors import PollInProgress
 from calsync.web.routes.deps import DbDep, PollerDep, SettingsDep
-from calsync.web.schemas import NOT_FOUND, CalendarCreate, CalendarOut, SyncResultOut, failure
+from calsync.web.schemas import NOT_FOUND, CalendarCreate, CalendarOut, DbId, SyncResultOut, failure
 
 router = APIRouter(prefix="/calendars", tags=["calendars"])
 
@@ -56,14 +56,14 @@ def list_calendars(db: DbDep) -> list[CalendarOut]:
 
 
 @router.get("/{calendar_id}", responses=NOT_FOUND)
-def get_calendar(calendar_id: int, db: DbDep) -> CalendarOut:
+def get_calendar(calendar_id: DbId, db: DbDep) -> CalendarOut:
     connection = services.get_calendar(db, calendar_id)
     events = services.event_counts(db).get(calendar_id, 0)
     return CalendarOut.from_row(connection, owner_email=connection.owner.email, events=events)
 
 
 @router.delete("/{calendar_id}", status_code=204, responses=NOT_FOUND)
-def remove_calendar(calendar_id: int, db: DbDep) -> Response:
+def remove_calendar(calendar_id: DbId, db: DbDep) -> Response:
     """Disconnect a calendar and forget its mirror; nothing changes on the server."""
     services.remove_calendar(db, calendar_id)
     return Response(status_code=204)
@@ -73,7 +73,7 @@ def remove_calendar(calendar_id: int, db: DbDep) -> Response:
     "/{calendar_id}/sync",
     responses=NOT_FOUND | {409: failure("Another worker is polling it right now.")},
 )
-def sync_calendar(calendar_id: int, db: DbDep, poller: PollerDep) -> SyncResultOut:
+def sync_calendar(calendar_id: DbId, db: DbDep, poller: PollerDep) -> SyncResultOut:
     """Poll the calendar now and return what the poll did.
 
     A poll that reached the server but failed is still a 200, with ``outcome: failed`` and the

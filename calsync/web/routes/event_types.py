@@ -38,7 +38,7 @@ from calsync.web.event_type_schemas import (
     TimeRangeIn,
 )
 from calsync.web.routes.deps import DbDep
-from calsync.web.schemas import NOT_FOUND, failure, zone_problem
+from calsync.web.schemas import NOT_FOUND, DbId, failure, zone_problem
 
 router = APIRouter(prefix="/event-types", tags=["event types"])
 
@@ -120,12 +120,12 @@ def list_all_event_types(db: DbDep) -> list[EventTypeOut]:
 
 
 @router.get("/{event_type_id}", responses=NOT_FOUND)
-def get_one_event_type(event_type_id: int, db: DbDep) -> EventTypeOut:
+def get_one_event_type(event_type_id: DbId, db: DbDep) -> EventTypeOut:
     return EventTypeOut.from_row(get_event_type(db, event_type_id))
 
 
 @router.patch("/{event_type_id}", responses=NOT_FOUND)
-def update_event_type(event_type_id: int, body: EventTypeUpdate, db: DbDep) -> EventTypeOut:
+def update_event_type(event_type_id: DbId, body: EventTypeUpdate, db: DbDep) -> EventTypeOut:
     """Change only the fields given. ``policy`` is merged into the current policy; every other
     field (``weekly_hours`` included) is replaced whole."""
     current = spec_of(get_event_type(db, event_type_id))
@@ -140,7 +140,7 @@ def update_event_type(event_type_id: int, body: EventTypeUpdate, db: DbDep) -> E
 
 
 @router.delete("/{event_type_id}", status_code=204, responses=NOT_FOUND)
-def remove_event_type(event_type_id: int, db: DbDep) -> Response:
+def remove_event_type(event_type_id: DbId, db: DbDep) -> Response:
     delete_event_type(db, event_type_id)
     return Response(status_code=204)
 
@@ -148,25 +148,33 @@ def remove_event_type(event_type_id: int, db: DbDep) -> Response:
 # -- availability -------------------------------------------------------------------------------
 
 
+def _fromisoformat(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        # An unescaped '+' in a query string arrives as a space: 09:00 01:00 → 09:00+01:00.
+        head, space, tail = text.rpartition(" ")
+        if not space:
+            raise
+        return datetime.fromisoformat(f"{head}+{tail}")
+
+
 def _parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
     """An ISO date (its midnight) or datetime; a date or naive time is read in ``zone``."""
     text = text.strip()
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            # An unescaped '+' in a query string arrives as a space: 09:00 01:00 → 09:00+01:00.
-            head, space, tail = text.rpartition(" ")
-            if not space:
-                raise
-            parsed = datetime.fromisoformat(f"{head}+{tail}")
+            parsed = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
+        else:
+            parsed = _fromisoformat(text)
     except ValueError:
         example = "2026-12-01 or 2026-12-01T09:30+01:00"
         raise InvalidInput(
             [(name, f"{text!r} is not a date or time: use e.g. {example}")]
         ) from None
+    if not 1900 <= parsed.year <= 9000:
+        # Arithmetic near year 1 or 9999 overflows; no calendar needs such dates.
+        raise InvalidInput([(name, "give a date between the years 1900 and 9000")])
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
 
 
@@ -175,7 +183,7 @@ def _parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
     responses=NOT_FOUND | {409: failure("A conflict calendar has never been synced yet.")},
 )
 def availability(
-    event_type_id: int,
+    event_type_id: DbId,
     db: DbDep,
     start: Annotated[
         str | None,

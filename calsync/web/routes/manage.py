@@ -35,6 +35,7 @@ from calsync.web.manage_forms import (
     Purpose,
     chosen_sessions,
     chosen_starts,
+    small_int,
 )
 from calsync.web.manage_pages import (
     Visit,
@@ -86,7 +87,7 @@ def manage_page(token: str, request: Request, db: DbDep, settings: SettingsDep) 
 
 def _ticked(values: list[str]) -> list[int]:
     """Session ids to show ticked (coming back from a later step); anything else is ignored."""
-    return [int(v) for v in values if v.isdigit() and len(v) < 10]
+    return [n for n in map(small_int, values) if n is not None]
 
 
 @router.api_route("/m/{token}/times", methods=READ)
@@ -159,11 +160,12 @@ def change_outcome(
     """What a change did: old → new times (or what was cancelled), its fee or refund, and
     whether it has reached the owner's calendar yet. Only this booking's changes are shown."""
     visit = _visit(request, settings, db, token)
-    if visit is None or not change_id.isdigit() or len(change_id) > 18:
+    number = small_int(change_id)
+    if visit is None or number is None:
         return not_valid(request, settings, token)
     with db.reading() as session:
         change = session.scalars(
-            select(Change).where(Change.id == int(change_id), Change.booking_id == visit.booking.id)
+            select(Change).where(Change.id == number, Change.booking_id == visit.booking.id)
         ).one_or_none()
     if change is None:
         return not_valid(request, settings, token)

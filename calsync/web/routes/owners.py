@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from calsync.sync import services
 from calsync.web.routes.deps import DbDep
-from calsync.web.schemas import NOT_FOUND, OwnerCreate, OwnerOut, failure
+from calsync.web.schemas import NOT_FOUND, DbId, OwnerCreate, OwnerOut, failure
 
 router = APIRouter(prefix="/owners", tags=["owners"])
 
@@ -24,7 +24,7 @@ def list_owners(db: DbDep) -> list[OwnerOut]:
 
 
 @router.get("/{owner_id}", responses=NOT_FOUND)
-def get_owner(owner_id: int, db: DbDep) -> OwnerOut:
+def get_owner(owner_id: DbId, db: DbDep) -> OwnerOut:
     # services has no lookup by id; owners are few, so the list is searched.
     for owner in services.list_owners(db):
         if owner.id == owner_id:
