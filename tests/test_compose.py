@@ -421,3 +421,15 @@ def test_applying_the_messages_in_order_leaves_the_right_sessions(
                 assert events[uid].start == expected.start.astimezone(UTC)
                 assert events[uid].end == expected.end.astimezone(UTC)
                 assert events[uid].sequence == expected.sequence
+
+
+@pytest.mark.parametrize("address", ["@example.org", "zoe@@example.org", "a@b@c.org", "zoe@"])
+def test_a_malformed_address_is_a_value_error_as_documented(address: str) -> None:
+    with pytest.raises(ValueError, match="Not an address"):
+        compose(
+            BOOKED,
+            Recipient(address, "Zoë", Role.CUSTOMER, "UTC"),
+            mail=MAIL,
+            now=NOW,
+            organizer=OWNER,
+        )

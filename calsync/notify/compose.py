@@ -35,6 +35,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import policy
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
@@ -239,7 +240,11 @@ def _address(name: str, email: str) -> Address:
     local, _, domain = email.rpartition("@")
     # Parsing an ASCII stand-in checks the address's shape ("a@b>,c@d" fails here).
     shape = "".join(ch if ch.isascii() else "x" for ch in email)
-    if Address(addr_spec=shape).addr_spec != shape:
+    try:
+        parsed = Address(addr_spec=shape).addr_spec
+    except (HeaderParseError, IndexError):  # "@x.org", "a@@b", "a@" and the like
+        parsed = None
+    if parsed != shape or not local or not domain:
         raise ValueError(f"Not an address a header can hold: {email!r}")
     return Address(one_line(name), username=local, domain=_ascii_domain(domain))
 

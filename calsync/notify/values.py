@@ -69,10 +69,6 @@ class Recipient:
     role: Role
     timezone: str
 
-    @property
-    def person(self) -> Person:
-        return Person(self.email, self.name)
-
     def __post_init__(self) -> None:
         Person(self.email, self.name)  # the same address rules as everywhere else
 

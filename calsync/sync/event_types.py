@@ -32,7 +32,6 @@ from calsync.policy.hours import (
 )
 from calsync.policy.types import (
     AvailabilityRules,
-    RulesError,
     Slot,
     Span,
     TimeRange,
@@ -363,10 +362,6 @@ def slots_within(
         end=end,
         ignore=ignore,
     )
-
-
-def describe_rules_error(exc: RulesError) -> InvalidInput:
-    return InvalidInput([(exc.field, exc.message)])
 
 
 def parse_decimal(text: str, field_name: str) -> Decimal:

@@ -32,9 +32,6 @@ from calsync.web.schemas import (
     ZoneName,
 )
 
-MINUTES_PER_DAY = 24 * 60
-
-
 # -- bookings -------------------------------------------------------------------------------------
 
 

@@ -40,9 +40,6 @@ from calsync.web.schemas import (
     ZoneName,
 )
 
-MINUTES_PER_DAY = 24 * 60
-
-
 # -- event types ----------------------------------------------------------------------------------
 
 

@@ -244,7 +244,11 @@ def check_moves(
             continue
         try:
             free = available_for(visit.db, visit.booking, session_ids, start, end)
-        except (AvailabilityUnknown, NotFoundError, InvalidInput):
+        except AvailabilityUnknown:
+            # Not the customer's fault: say that free times cannot be checked right now.
+            problems[start_field(session_id)] = UNKNOWN_TIMES
+            continue
+        except (NotFoundError, InvalidInput):
             free = []
         if not any(slot.start == start and slot.end == end for slot in free):
             problems[start_field(session_id)] = (
