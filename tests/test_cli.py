@@ -14,16 +14,24 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
+from calsync.secretbox import SecretBox
+from calsync.sync.db import Database
+from calsync.sync.models import CalendarConnection
 from tests.conftest import SECRET_KEY
 from tests.servers import PASSWORD, USER, ServerProcess, put_event
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 class Cli:
     def __init__(self, tmp_path: Path, database_url: str) -> None:
         self.cwd = tmp_path
+        self.database_url = database_url
         (tmp_path / "calsync.toml").write_text(
             f'database_url = "{database_url}"\nsecret_key = "{SECRET_KEY}"\n'
         )
@@ -107,24 +115,19 @@ def test_connect_sync_and_read_busy_time(cli: Cli, radicale_auth_server: ServerP
     )
     assert busy == [
         {
-            "start": start.astimezone(_ny()).isoformat(),
-            "end": (start + timedelta(hours=1)).astimezone(_ny()).isoformat(),
+            "start": start.astimezone(NEW_YORK).isoformat(),
+            "end": (start + timedelta(hours=1)).astimezone(NEW_YORK).isoformat(),
         }
     ]
     (listed,) = json.loads(cli.ok("calendar", "list", "--json"))
     assert (listed["status"], listed["events"], listed["error"]) == ("ok", 1, None)
-    # The password is stored encrypted, never in clear.
-    assert (
-        PASSWORD.encode() not in (cli.cwd / "calsync.db").read_bytes()
-        if (cli.cwd / "calsync.db").exists()
-        else True
-    )
-
-
-def _ny():
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo("America/New_York")
+    # The password is stored encrypted, never in clear (read back on either database).
+    db = Database(cli.database_url)
+    with db.reading() as session:
+        stored = session.scalars(select(CalendarConnection.secret_encrypted)).one()
+    db.dispose()
+    assert stored and PASSWORD not in stored
+    assert SecretBox(SECRET_KEY).decrypt(stored) == PASSWORD
 
 
 def test_wrong_password_is_refused_with_a_clear_message(

@@ -130,16 +130,9 @@ def busy_between(
     session: Session, connection_ids: Iterable[int], start: datetime, end: datetime
 ) -> list[Interval]:
     """The merged busy intervals of the given calendars overlapping [start, end)."""
-    rows = session.execute(
-        select(BusyInterval.start, BusyInterval.end)
-        .where(
-            BusyInterval.connection_id.in_(list(connection_ids)),
-            BusyInterval.start < end,
-            BusyInterval.end > start,
-        )
-        .order_by(BusyInterval.start)
+    return merge_intervals(
+        Interval(s, e) for s, e, _ in busy_spans(session, connection_ids, start, end)
     )
-    return merge_intervals(Interval(s, e) for s, e in rows)
 
 
 def busy_spans(
