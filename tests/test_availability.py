@@ -614,3 +614,12 @@ def test_policy_imports_only_the_standard_library_and_itself() -> None:
                 top = name.split(".")[0]
                 allowed = top in sys.stdlib_module_names or name.startswith("calsync.policy")
                 assert allowed and top not in IO_MODULES, f"{module.name} imports {name}"
+
+
+def test_absurdly_long_durations_are_refused_not_overflowed() -> None:
+    from calsync.policy.types import validate_rules
+
+    rules = rules_for("Europe/Berlin", horizon=timedelta(days=999_999_999))
+    with pytest.raises(RulesError) as caught:
+        validate_rules(rules)
+    assert caught.value.field == "horizon"

@@ -34,6 +34,7 @@ ZoneName: TypeAlias = str  # an IANA zone name such as "Europe/Berlin"
 SpanKey: TypeAlias = str  # what a span is, e.g. the UID of a session
 
 MIDNIGHT = time(0)
+LONGEST = timedelta(days=3660)  # the longest duration any rule may have
 
 
 class RulesError(ValueError):
@@ -227,6 +228,9 @@ def _length_problems(rules: AvailabilityRules) -> list[RulesError]:
             problems.append(RulesError(name, f"must be longer than zero, got {value}", value=value))
         elif value < timedelta(0):
             problems.append(RulesError(name, f"cannot be negative, got {value}", value=value))
+        elif value > LONGEST:
+            # Far past any booking need, and date arithmetic near year 9999 would overflow.
+            problems.append(RulesError(name, "can be at most 10 years", value=value))
     if not problems and rules.horizon < rules.minimum_notice + rules.duration:
         # A slot must start after the notice and end before the horizon: no room, no slots.
         problems.append(
