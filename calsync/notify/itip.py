@@ -172,13 +172,19 @@ def _text(value: str) -> str:
     return escape_text(clean_text(value))
 
 
+_READ_AS_ESCAPE = re.compile(r"\\(?=[,;:\\])")
+
+
 def _cn(person: Person) -> str:
     """``;CN="…"`` or "" for a person without a name.
 
     A parameter value cannot hold control characters or DQUOTE. A name is one line; DQUOTE
     becomes an apostrophe (RFC 6868's ``^'`` is shown raw by clients that lack it, which
     includes Outlook); a caret is written ``^^`` so that RFC 6868 readers don't take it for
-    an escape.
+    an escape. A backslash before ``,;:\\`` becomes a slash: parameters have no backslash
+    escapes (RFC 5545), but icalendar and clients built like it unescape those pairs anyway,
+    so a name "\\," would be read as ",".
     """
-    name = one_line(person.name).replace('"', "'").replace("^", "^^")
+    name = _READ_AS_ESCAPE.sub("/", one_line(person.name).replace('"', "'"))
+    name = name.replace("^", "^^")
     return f';CN="{name}"' if name else ""
