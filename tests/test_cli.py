@@ -78,7 +78,10 @@ def vevent(uid: str, start: datetime) -> str:
 
 def test_connect_sync_and_read_busy_time(cli: Cli, radicale_auth_server: ServerProcess) -> None:
     url = radicale_auth_server.new_calendar()
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    # Noon UTC: the same calendar date in UTC and in New York, whatever the time of day now.
+    start = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) + timedelta(
+        days=2
+    )
     put_event(url, vevent("meeting", start), auth=radicale_auth_server.auth)
     env = {"CAL_PW": PASSWORD}
     added = json.loads(
