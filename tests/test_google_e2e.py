@@ -34,7 +34,7 @@ from calsync.sync.models import (
 )
 from calsync.sync.poller import Poller
 from calsync.sync.providers import open_provider
-from tests.google_fake import FakeGoogle
+from calsync.testing.google_fake import FakeGoogle
 from tests.servers import ServerProcess, put_event
 from tests.test_cli import Cli
 from tests.world import OWNER, at, coaching, next_monday

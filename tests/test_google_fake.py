@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.google_fake import FakeGoogle
+from calsync.testing.google_fake import FakeGoogle
 
 EVENT = {
     "summary": "x",

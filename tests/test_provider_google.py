@@ -20,7 +20,7 @@ from calsync.calendars.errors import (
     Unavailable,
 )
 from calsync.calendars.google import GoogleProvider
-from tests.google_fake import FakeGoogle
+from calsync.testing.google_fake import FakeGoogle
 from tests.provider_contract import ProviderContract, make_ics
 
 
