@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -135,3 +138,69 @@ def test_injected_faults_and_revoked_tokens(fake: FakeGoogle) -> None:
     assert call(fake, "GET", "calendars/primary/events")[0] == 200
     fake.revoked.add("t")
     assert call(fake, "GET", "calendars/primary/events")[0] == 401
+
+
+def test_the_calendar_list_names_the_account_and_filters_by_access_role(fake: FakeGoogle) -> None:
+    fake.add_calendar("team@group.calendar.google.com", summary="Team", access_role="reader")
+    status, page = call(fake, "GET", "users/me/calendarList")
+    assert status == 200
+    entries = {e["id"]: e for e in page["items"]}
+    assert entries[fake.account]["primary"] is True
+    assert entries["team@group.calendar.google.com"]["accessRole"] == "reader"
+    status, page = call(fake, "GET", "users/me/calendarList?minAccessRole=writer")
+    assert [e["id"] for e in page["items"]] == [fake.account]
+    # The account's address reaches the primary calendar, as at Google.
+    assert call(fake, "GET", f"calendars/{fake.account}/events")[0] == 200
+    assert call(fake, "GET", "users/me/calendarList?bogus=1")[0] == 400
+
+
+def consent(fake: FakeGoogle, **params: str) -> dict[str, str]:
+    """Follow the consent screen as a browser would, and return the redirect's query."""
+    query = urllib.parse.urlencode(
+        {"response_type": "code", "client_id": "cid", "redirect_uri": "http://x/cb", **params}
+    )
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(f"{fake.auth_uri}?{query}")
+    assert answer.value.code == 302
+    location = answer.value.headers["Location"]
+    assert location.startswith("http://x/cb?")
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
+
+
+def exchange(fake: FakeGoogle, **form: str) -> tuple[int, dict[str, Any]]:
+    data = urllib.parse.urlencode({"grant_type": "authorization_code", **form}).encode()
+    try:
+        with urllib.request.urlopen(fake.token_uri, data=data) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_consent_code_is_good_once_for_its_client_redirect_and_verifier(
+    fake: FakeGoogle,
+) -> None:
+    verifier = "v" * 50
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    answer = consent(fake, state="s1", code_challenge=challenge, code_challenge_method="S256")
+    assert answer["state"] == "s1"
+    good = {"code": answer["code"], "client_id": "cid", "redirect_uri": "http://x/cb"}
+    assert exchange(fake, **good, code_verifier="wrong")[0] == 400  # and the code is spent
+    answer = consent(fake, state="s2", code_challenge=challenge, code_challenge_method="S256")
+    good["code"] = answer["code"]
+    status, tokens = exchange(fake, **good, code_verifier=verifier)
+    assert status == 200 and tokens["refresh_token"]
+    assert exchange(fake, **good, code_verifier=verifier)[0] == 400
+
+
+def test_a_refused_consent_comes_back_as_access_denied(fake: FakeGoogle) -> None:
+    fake.consent = False
+    answer = consent(fake, state="s")
+    assert answer == {"state": "s", "error": "access_denied"}

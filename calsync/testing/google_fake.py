@@ -19,6 +19,11 @@ semantics where calsync depends on them:
 - ``inject(status, reason)`` queues faults answered to the next API requests; bearer tokens
   in ``revoked`` get 401; POST /token refreshes, answering ``invalid_grant`` for a refresh
   token in ``revoked``.
+- calendarList.list/get and calendars.get: the account's calendars with ``accessRole``
+  (``add_calendar``); the primary calendar's id is the account's address, as at Google.
+- OAuth: ``/o/oauth2/auth`` is a consent screen that answers at once (``consent`` says
+  whether the owner allows) by redirecting back with a one-time code; POST /token exchanges
+  it (checking client, redirect URI and the PKCE verifier) for a new refresh token.
 - ``owner_insert/owner_patch/owner_delete`` change events behind calsync's back.
 - ``requests`` logs every API request (method, path, query, headers, body).
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import itertools
 import json
 import threading
@@ -36,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import googleapiclient
 
@@ -114,7 +120,20 @@ class _Stored:
 
 @dataclass
 class _Calendar:
+    summary: str = "Calendar"
+    time_zone: str = "UTC"
+    access_role: str = "owner"  # owner, writer, reader or freeBusyReader
     events: dict[str, _Stored] = field(default_factory=dict)
+
+
+@dataclass
+class _Grant:
+    """An authorization code handed out by the consent screen, until it is exchanged."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    code_challenge: str | None
 
 
 @dataclass
@@ -131,7 +150,12 @@ class FakeGoogle:
 
     def __init__(self, calendars: tuple[str, ...] = ("primary",), page_size: int = PAGE_SIZE):
         self.page_size = page_size
-        self.calendars: dict[str, _Calendar] = {c: _Calendar() for c in calendars}
+        self.account = (
+            "owner@example.org"  # the signed-in Google account; "primary" is its calendar
+        )
+        self.calendars: dict[str, _Calendar] = {c: _Calendar(summary=c) for c in calendars}
+        if "primary" in self.calendars:
+            self.calendars["primary"].summary = self.account
         self.requests: list[LoggedRequest] = []
         self.revoked: set[str] = set()
         self.faults: list[ApiError] = []
@@ -142,6 +166,9 @@ class FakeGoogle:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._token_counter = itertools.count(1)
+        self._codes: dict[str, _Grant] = {}
+        # The consent screen's answer: True allows, False is the owner pressing "Cancel".
+        self.consent = True
         # Called with the request before a page after the first is served (tests use it to
         # change events between pages).
         self.before_page: Any = None
@@ -202,9 +229,27 @@ class FakeGoogle:
         with self._lock:
             self._epoch = uuid.uuid4().hex[:8]
 
-    def add_calendar(self, calendar_id: str) -> None:
+    def add_calendar(
+        self,
+        calendar_id: str,
+        *,
+        summary: str | None = None,
+        time_zone: str = "UTC",
+        access_role: str = "owner",
+    ) -> None:
+        """Add a calendar to the account's calendar list (``accessRole`` as Google names it)."""
         with self._lock:
-            self.calendars.setdefault(calendar_id, _Calendar())
+            self.calendars.setdefault(
+                calendar_id,
+                _Calendar(
+                    summary=summary or calendar_id, time_zone=time_zone, access_role=access_role
+                ),
+            )
+
+    @property
+    def auth_uri(self) -> str:
+        """The consent screen (``google.auth_uri``); it consents at once, as ``consent`` says."""
+        return f"{self.base_url}/o/oauth2/auth"
 
     def writes(self) -> list[LoggedRequest]:
         """Logged requests that change events."""
@@ -235,6 +280,8 @@ class FakeGoogle:
     # -- the model ----------------------------------------------------------------------------
 
     def _calendar(self, calendar_id: str) -> _Calendar:
+        if calendar_id == self.account:  # the primary calendar's id is the account's address
+            calendar_id = "primary"
         if calendar_id not in self.calendars:
             raise ApiError(404, "notFound", "Not Found")
         return self.calendars[calendar_id]
@@ -377,6 +424,83 @@ class FakeGoogle:
             answer["nextSyncToken"] = self._token("sync", seq=snapshot)
         return answer
 
+    # -- the calendar list --------------------------------------------------------------------
+
+    def _list_entry(self, calendar_id: str) -> dict[str, Any]:
+        cal = self._calendar(calendar_id)
+        primary = calendar_id in ("primary", self.account)
+        entry: dict[str, Any] = {
+            "kind": "calendar#calendarListEntry",
+            "etag": f'"{abs(hash((calendar_id, cal.summary))) % 10**12}"',
+            "id": self.account if primary else calendar_id,
+            "summary": cal.summary,
+            "timeZone": cal.time_zone,
+            "accessRole": cal.access_role,
+        }
+        if primary:
+            entry["primary"] = True
+        return entry
+
+    def _calendar_list(self, query: dict[str, str]) -> dict[str, Any]:
+        rank = ["freeBusyReader", "reader", "writer", "owner"]
+        least = rank.index(query.get("minAccessRole", "freeBusyReader"))
+        entries = [
+            self._list_entry(cid)
+            for cid, cal in self.calendars.items()
+            if rank.index(cal.access_role) >= least
+        ]
+        size = int(query.get("maxResults") or 100)
+        start = int(query["pageToken"]) if query.get("pageToken") else 0
+        page: dict[str, Any] = {
+            "kind": "calendar#calendarList",
+            "etag": '"list"',
+            "items": entries[start : start + size],
+        }
+        if start + size < len(entries):
+            page["nextPageToken"] = str(start + size)
+        return page
+
+    # -- OAuth: the consent screen and the token endpoint -------------------------------------
+
+    def _consent(self, query: dict[str, str]) -> str:
+        """Where the consent screen sends the browser: back to ``redirect_uri`` with a code."""
+        redirect = query.get("redirect_uri", "")
+        if not redirect or query.get("response_type") != "code" or not query.get("client_id"):
+            raise ApiError(400, "invalid_request", "Missing redirect_uri, client_id or code")
+        answer = {"state": query.get("state", "")}
+        if self.consent:
+            code = f"code-{uuid.uuid4().hex}"
+            self._codes[code] = _Grant(
+                client_id=query["client_id"],
+                redirect_uri=redirect,
+                scope=query.get("scope", ""),
+                code_challenge=query.get("code_challenge"),
+            )
+            answer.update(code=code, scope=query.get("scope", ""))
+        else:
+            answer["error"] = "access_denied"
+        return f"{redirect}{'&' if '?' in redirect else '?'}{urlencode(answer)}"
+
+    def _exchange(self, form: dict[str, str]) -> tuple[int, Any]:
+        """grant_type=authorization_code: a code is good once, for its client and redirect."""
+        grant = self._codes.pop(form.get("code", ""), None)
+        verifier = form.get("code_verifier")
+        if (
+            grant is None
+            or grant.client_id != form.get("client_id")
+            or grant.redirect_uri != form.get("redirect_uri")
+            or (grant.code_challenge is not None and _challenge(verifier) != grant.code_challenge)
+        ):
+            return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
+        number = next(self._token_counter)
+        return 200, {
+            "access_token": f"access-{number}",
+            "refresh_token": f"refresh-granted-{number}",
+            "expires_in": 3599,
+            "scope": grant.scope,
+            "token_type": "Bearer",
+        }
+
     # -- freeBusy -----------------------------------------------------------------------------
 
     def _freebusy(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -420,7 +544,11 @@ class FakeGoogle:
     ) -> tuple[int, Any]:
         with self._lock:
             if path == "/token":
+                if (body or {}).get("grant_type") == "authorization_code":
+                    return self._exchange(body)
                 return self._refresh(body)
+            if path == "/o/oauth2/auth":
+                return 302, Redirect(self._consent(query))
             self.requests.append(LoggedRequest(method, path, query, headers, body))
             auth = headers.get("authorization", "")
             if not auth.startswith("Bearer ") or auth[7:] in self.revoked:
@@ -430,6 +558,17 @@ class FakeGoogle:
             if not path.startswith(PREFIX + "/"):
                 raise ApiError(404, "notFound", "Not Found")
             parts = [unquote(p) for p in path[len(PREFIX) + 1 :].split("/")]
+            if parts == ["users", "me", "calendarList"] and method == "GET":
+                self._check_query(query, "calendarList", "list")
+                return 200, self._calendar_list(query)
+            if parts[:3] == ["users", "me", "calendarList"] and len(parts) == 4 and method == "GET":
+                self._check_query(query, "calendarList", "get")
+                return 200, self._list_entry(parts[3])
+            if len(parts) == 2 and parts[0] == "calendars" and method == "GET":
+                self._check_query(query, "calendars", "get")
+                entry = self._list_entry(parts[1])
+                keep = ("etag", "id", "summary", "timeZone")
+                return 200, {"kind": "calendar#calendar", **{k: entry[k] for k in keep}}
             if parts == ["freeBusy"] and method == "POST":
                 self._check_query(query, "freebusy", "query")
                 validate(body, {"$ref": "FreeBusyRequest"}, "body")
@@ -484,6 +623,19 @@ class FakeGoogle:
         return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
 
 
+@dataclass(frozen=True)
+class Redirect:
+    """A 302 answer to the browser."""
+
+    location: str
+
+
+def _challenge(verifier: str | None) -> str:
+    """PKCE S256: base64url(sha256(verifier)) without padding."""
+    digest = hashlib.sha256((verifier or "").encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
     """Patch semantics: objects merge, everything else (lists too) is replaced."""
     for key, value in patch.items():
@@ -533,6 +685,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = self.fake.handle(self.command, url.path, query, headers, body)
         except ApiError as exc:
             status, answer = exc.status, exc.body()
+        if isinstance(answer, Redirect):
+            self.send_response(302)
+            self.send_header("Location", answer.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = b"" if answer is None else json.dumps(answer).encode()
         self.send_response(status)
         if data:
