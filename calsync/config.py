@@ -126,6 +126,14 @@ class GoogleSettings(BaseModel):
     api_endpoint: str | None = Field(
         None, description="Only for tests and proxies: where the Calendar v3 API is reached."
     )
+    auth_uri: str = Field(
+        "https://accounts.google.com/o/oauth2/auth",
+        description="Only for tests and proxies: Google's consent screen.",
+    )
+    token_uri: str = Field(
+        "https://oauth2.googleapis.com/token",
+        description="Only for tests and proxies: where OAuth codes and refresh tokens are sent.",
+    )
 
 
 class Settings(BaseSettings):

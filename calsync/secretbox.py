@@ -19,14 +19,25 @@ class SecretKeyMismatch(Exception):
 
 
 class SecretBox:
-    def __init__(self, secret_key: str) -> None:
+    """Encrypts under a key derived for one ``purpose``: values sealed for one purpose (e.g.
+    the OAuth state a browser carries) cannot be passed off as another's (a stored secret)."""
+
+    def __init__(self, secret_key: str, purpose: str = "secrets at rest v1") -> None:
         derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"calsync secrets at rest v1"
+            algorithm=hashes.SHA256(), length=32, salt=None, info=f"calsync {purpose}".encode()
         ).derive(secret_key.encode())
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode("ascii")
+
+    def open_recent(self, token: str, max_age_seconds: int) -> str | None:
+        """The plaintext of ``token`` if this box sealed it at most ``max_age_seconds`` ago;
+        None for anything else (forged, altered, expired, another purpose's)."""
+        try:
+            return self._fernet.decrypt(token.encode("ascii"), ttl=max_age_seconds).decode()
+        except (InvalidToken, UnicodeEncodeError):
+            return None
 
     def decrypt(self, token: str) -> str:
         try:

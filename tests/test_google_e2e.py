@@ -130,7 +130,8 @@ def test_connecting_stores_the_grant_encrypted_and_explains_bad_input(
     connection = connect(db, gsettings, fake)
     stored = services.get_calendar(db, connection.id)
     assert stored.provider is ProviderKind.GOOGLE
-    assert (stored.url, stored.display_name) == ("primary", "primary")
+    # Google names the main calendar after the account, and so does calsync.
+    assert (stored.url, stored.display_name) == ("primary", fake.account)
     assert stored.secret_encrypted and REFRESH not in stored.secret_encrypted
     grant = json.loads(SecretBox(gsettings.require_secret_key()).decrypt(stored.secret_encrypted))
     assert grant["refresh_token"] == REFRESH and "token" not in grant
@@ -317,7 +318,7 @@ def test_a_revoked_grant_marks_the_connection_for_reconnecting(
         poller.stop()
     assert result.error and "calsync calendar add --google" in result.error
     stored = services.get_calendar(db, calendar.id)
-    assert stored.status is ConnectionStatus.AUTH_FAILED
+    assert stored.status is ConnectionStatus.NEEDS_RECONNECT
     assert "run `calsync calendar add --google` again" in (stored.last_error or "")
 
 
@@ -352,7 +353,7 @@ def test_the_cli_connects_with_a_token_file(
             env=env,
         )
     )
-    assert [(a["url"], a["name"]) for a in added] == [("primary", "primary")]
+    assert [(a["url"], a["name"]) for a in added] == [("primary", fake.account)]
     message = cli.fails("calendar", "add", "--owner", OWNER, "--google", env=env)
     assert "google.client_id" in message
     message = cli.fails("calendar", "add", "--owner", OWNER)

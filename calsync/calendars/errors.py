@@ -4,6 +4,8 @@
     ├── ProviderError                 the remote calendar failed us
     │   ├── Unavailable               network down, timeout, 5xx: retry later
     │   ├── AuthFailed                credentials refused (401/403): the owner must fix them
+    │   │   └── GrantRevoked          an OAuth grant was revoked or expired: only a new
+    │   │                             consent (reconnecting) restores access
     │   ├── NotACalendar              the URL answers, but not as a CalDAV calendar/server
     │   ├── NotFound                  the href is gone (deleted by someone else)
     │   ├── Conflict                  a conditional write lost (412): re-read and re-apply
@@ -35,6 +37,13 @@ class Unavailable(ProviderError):
 
 class AuthFailed(ProviderError):
     """The server refused the credentials."""
+
+
+class GrantRevoked(AuthFailed):
+    """The owner's OAuth grant no longer works (revoked, expired, or its client is gone).
+
+    Unlike a refused password, nothing on the server side can bring it back, so callers stop
+    using the connection until the owner connects again."""
 
 
 class NotACalendar(ProviderError):

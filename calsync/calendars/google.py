@@ -53,6 +53,7 @@ from calsync.calendars.errors import (
     AuthFailed,
     Conflict,
     CursorExpired,
+    GrantRevoked,
     NotFound,
     ProviderError,
     Unavailable,
@@ -132,7 +133,14 @@ class Caller:
                     continue
                 raise (error or self._exhausted(exc, what)) from exc
             except google.auth.exceptions.RefreshError as exc:
-                raise AuthFailed(f"{RECONNECT}: {exc}", url=self.label) from exc
+                # google-auth marks a token endpoint's 5xx/"temporarily unavailable" retryable;
+                # anything else (invalid_grant, invalid_client) is a grant that is gone.
+                if getattr(exc, "retryable", False) and not last:
+                    self._wait(attempt, f"{what}: {exc}")
+                    continue
+                if getattr(exc, "retryable", False):
+                    raise Unavailable(f"Google sign-in unavailable: {exc}", url=self.label) from exc
+                raise GrantRevoked(f"{RECONNECT}: {exc}", url=self.label) from exc
             except (google.auth.exceptions.TransportError, httplib2.HttpLib2Error, OSError) as exc:
                 if not last:
                     self._wait(attempt, f"{what}: {exc}")

@@ -129,7 +129,7 @@ def _message(
     """Email number ``numbering[0]`` (from 0) of ``numbering[1]`` for this change."""
     part = numbering[0]
     context = _context(notice, recipient, sessions, numbering)
-    templates = _environment(mail.templates_dir)
+    templates = template_environment(mail.templates_dir)
     folder = str(notice.kind)
     subject = one_line(templates.get_template(f"{folder}/subject.txt").render(context))
     text = templates.get_template(f"{folder}/body.txt").render(context)
@@ -140,12 +140,12 @@ def _message(
     # A non-ASCII local part can only travel as SMTPUTF8 (RFC 6531).
     message = EmailMessage(policy=policy.default.clone(utf8=international))
     message["Subject"] = subject
-    message["From"] = _address(f"{_name(notice.owner)} via calsync", mail.from_address)
-    message["To"] = _address(recipient.name, recipient.email)
+    message["From"] = header_address(f"{_name(notice.owner)} via calsync", mail.from_address)
+    message["To"] = header_address(recipient.name, recipient.email)
     if recipient.role is Role.OWNER:
-        message["Reply-To"] = _address(notice.customer.name, notice.customer.email)
+        message["Reply-To"] = header_address(notice.customer.name, notice.customer.email)
     else:
-        message["Reply-To"] = _address(organizer.name, organizer.email)
+        message["Reply-To"] = header_address(organizer.name, organizer.email)
     message["Date"] = format_datetime(now)
     identity = message_id(
         notice.change_key, recipient.email, part, mail.from_address.rpartition("@")[2]
@@ -235,7 +235,7 @@ def _invite(
     )
 
 
-def _address(name: str, email: str) -> Address:
+def header_address(name: str, email: str) -> Address:
     """A header address; the display name is one line, so no header can be injected."""
     local, _, domain = email.rpartition("@")
     # Parsing an ASCII stand-in checks the address's shape ("a@b>,c@d" fails here).
@@ -320,7 +320,7 @@ def _name(person: Person) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _environment(overrides: Path | None) -> jinja2.Environment:
+def template_environment(overrides: Path | None) -> jinja2.Environment:
     """Templates from ``overrides`` first (file by file), then the built-in ones."""
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(TEMPLATES)]
     if overrides is not None:

@@ -152,7 +152,7 @@ def calendar_list(as_json: JsonOption = False) -> None:
         return
     table = Table("id", "owner", "name", "role", "status", "events", "last sync", "error")
     for row in rows:
-        style = "red" if row["status"] in ("failing", "auth_failed") else None
+        style = "red" if row["status"] in ("failing", "auth_failed", "needs_reconnect") else None
         table.add_row(
             str(row["id"]),
             row["owner"],

@@ -13,6 +13,7 @@ names and free/busy) and writing events.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,30 +28,33 @@ SCOPES = (
     "https://www.googleapis.com/auth/calendar.readonly",
 )
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
-GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
 
 
 class TokenError(ValueError):
     """A token JSON that cannot be used; the message says what is wrong and what to do."""
 
 
-def client_config(settings: Settings) -> dict[str, Any]:
-    """The "installed app" client configuration from ``[google]`` client_id/client_secret."""
+def client_config(
+    settings: Settings, kind: str = "installed", redirect_uri: str = "http://127.0.0.1"
+) -> dict[str, Any]:
+    """The client configuration (``installed`` for the loopback flow, ``web`` for the sign-in
+    page) from ``[google]`` client_id/client_secret. Raises ConfigError without them."""
     google = settings.google
     if not google.client_id or not google.client_secret:
         raise ConfigError(
-            "google.client_id and google.client_secret are not set: create an OAuth client of "
-            'type "Desktop app" in the Google Cloud console and put its id and secret in the '
-            "[google] section of the config file (or CALSYNC_GOOGLE__CLIENT_ID and "
+            "google.client_id and google.client_secret are not set: create an OAuth client in "
+            'the Google Cloud console ("Web application" for the sign-in page, "Desktop app" '
+            "for `calsync calendar add --google`) and put its id and secret in the [google] "
+            "section of the config file (or CALSYNC_GOOGLE__CLIENT_ID and "
             "CALSYNC_GOOGLE__CLIENT_SECRET)"
         )
     return {
-        "installed": {
+        kind: {
             "client_id": google.client_id,
             "client_secret": google.client_secret,
-            "auth_uri": GOOGLE_AUTH_URI,
-            "token_uri": GOOGLE_TOKEN_URI,
-            "redirect_uris": ["http://127.0.0.1"],
+            "auth_uri": google.auth_uri,
+            "token_uri": google.token_uri,
+            "redirect_uris": [redirect_uri],
         }
     }
 
@@ -110,11 +114,11 @@ def normalize_token(text: str, settings: Settings) -> str:
 
 
 def _token_uri(info: dict[str, Any], settings: Settings) -> str:
-    """Where the refresh token is sent: Google's endpoint, or one on the configured
-    ``google.api_endpoint`` host (tests, proxies). A token JSON naming any other place is
-    refused: it would receive the refresh token and the client secret."""
-    uri = str(info.get("token_uri") or GOOGLE_TOKEN_URI)
-    if uri == GOOGLE_TOKEN_URI:
+    """Where the refresh token is sent: Google's endpoint, the configured ``google.token_uri``,
+    or one on the configured ``google.api_endpoint`` host (tests, proxies). A token JSON naming
+    any other place is refused: it would receive the refresh token and the client secret."""
+    uri = str(info.get("token_uri") or settings.google.token_uri)
+    if uri in (GOOGLE_TOKEN_URI, settings.google.token_uri):
         return uri
     endpoint = settings.google.api_endpoint
     if endpoint and _origin(uri) == _origin(endpoint):
@@ -169,6 +173,58 @@ def open_calendar(
         quota_user=quota_user,
         timeout=settings.sync.request_timeout_seconds,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCalendar:
+    """One calendar in the owner's Google calendar list."""
+
+    id: str
+    name: str
+    access_role: str  # owner, writer, reader
+    primary: bool
+    time_zone: str | None
+
+    @property
+    def writable(self) -> bool:
+        """Whether bookings can be written into it (else it can only count as busy time)."""
+        return self.access_role in ("owner", "writer")
+
+
+def account_calendars(settings: Settings, token: str) -> list[AccountCalendar]:
+    """The calendars the grant can read (``calendarList.list``), the primary one first.
+
+    Calendars shared as free/busy only are left out: their events cannot be listed, so they
+    cannot be synced. Raises TokenError or a ProviderError."""
+    provider = open_calendar(settings, "primary", token)
+    try:
+        entries: list[dict[str, Any]] = []
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {"minAccessRole": "reader", "maxResults": 250}
+            if page_token:
+                params["pageToken"] = page_token
+            page = provider.call(
+                provider.service.calendarList().list(**params), "list your calendars"
+            )
+            entries.extend(page.get("items", []))
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                break
+    finally:
+        provider.close()
+    calendars = [
+        AccountCalendar(
+            id=str(e["id"]),
+            name=str(e.get("summaryOverride") or e.get("summary") or e["id"]),
+            access_role=str(e.get("accessRole", "reader")),
+            primary=bool(e.get("primary")),
+            time_zone=e.get("timeZone"),
+        )
+        for e in entries
+        if not e.get("deleted")
+    ]
+    return sorted(calendars, key=lambda c: (not c.primary, c.name.casefold()))
 
 
 def reconnect_message(detail: str) -> str:

@@ -100,6 +100,8 @@ class ConnectionStatus(StrEnum):
     OK = "ok"
     FAILING = "failing"  # the last poll failed; retried with backoff
     AUTH_FAILED = "auth_failed"  # credentials refused; retried rarely, the owner must act
+    # The OAuth grant is gone: not polled again until the owner connects the calendar again.
+    NEEDS_RECONNECT = "needs_reconnect"
 
 
 class Owner(Base):
@@ -447,7 +449,8 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    booking_id: Mapped[str] = mapped_column(
+    # None for messages to the owner about their calendars (e.g. "reconnect Google").
+    booking_id: Mapped[str | None] = mapped_column(
         ForeignKey("bookings.id", ondelete="CASCADE"), index=True
     )
     change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id", ondelete="SET NULL"))

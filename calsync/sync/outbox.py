@@ -39,11 +39,12 @@ def enqueue(
     session: Session,
     messages: Iterable[tuple[str, EmailMessage]],
     *,
-    booking_id: str,
+    booking_id: str | None,
     change_id: int | None = None,
     held: bool = True,
 ) -> list[OutboxMessage]:
-    """Store ``(role, message)`` pairs in the caller's transaction."""
+    """Store ``(role, message)`` pairs in the caller's transaction (``booking_id`` None: a
+    message to the owner that is about no booking)."""
     rows = []
     for role, message in messages:
         row = OutboxMessage(

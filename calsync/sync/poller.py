@@ -24,9 +24,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
-from calsync.calendars.errors import AuthFailed, CursorExpired, ProviderError
+from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, ProviderError
 from calsync.config import Settings
-from calsync.sync import adoption, mirror
+from calsync.sync import adoption, mirror, owner_notices
 from calsync.sync.db import Database
 from calsync.sync.models import (
     AdoptionRule,
@@ -117,7 +117,12 @@ class Poller:
                 .with_for_update(skip_locked=True)
             )
             if only is None:
-                query = query.where(CalendarConnection.next_poll_at <= now)
+                # A revoked Google grant cannot come back by itself: polling waits for the
+                # owner to connect again (an explicit `calsync sync --calendar` still tries).
+                query = query.where(
+                    CalendarConnection.next_poll_at <= now,
+                    CalendarConnection.status != ConnectionStatus.NEEDS_RECONNECT,
+                )
             else:
                 query = query.where(CalendarConnection.id.in_(list(only)))
             ids = list(session.scalars(query))
@@ -319,11 +324,14 @@ class Poller:
             if current is not None:
                 now = self.clock()
                 current.failures += 1
-                current.status = (
-                    ConnectionStatus.AUTH_FAILED
-                    if isinstance(exc, AuthFailed)
-                    else ConnectionStatus.FAILING
-                )
+                if isinstance(exc, GrantRevoked):
+                    if current.status is not ConnectionStatus.NEEDS_RECONNECT:
+                        owner_notices.queue_reconnect(session, self.settings, current, message, now)
+                    current.status = ConnectionStatus.NEEDS_RECONNECT
+                elif isinstance(exc, AuthFailed):
+                    current.status = ConnectionStatus.AUTH_FAILED
+                else:
+                    current.status = ConnectionStatus.FAILING
                 current.last_error = message
                 current.last_polled_at = now
                 current.next_poll_at = self._next_poll(now, current.failures)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from calsync.calendars.base import CalendarProvider
 from calsync.calendars.caldav import CalDAVProvider
-from calsync.calendars.errors import AuthFailed
+from calsync.calendars.errors import AuthFailed, GrantRevoked
 from calsync.config import Settings
 from calsync.secretbox import SecretBox, SecretKeyMismatch
 from calsync.sync import google_connect
@@ -36,7 +36,7 @@ def open_provider(settings: Settings) -> ProviderFactory:
         if connection.provider is ProviderKind.GOOGLE:
             # The stored secret is the owner's OAuth grant (see ``google_connect``).
             if password is None:
-                raise AuthFailed(
+                raise GrantRevoked(
                     google_connect.reconnect_message("no Google token is stored"),
                     url=connection.url,
                 )
@@ -45,7 +45,7 @@ def open_provider(settings: Settings) -> ProviderFactory:
                     settings, connection.url, password, quota_user=f"owner-{connection.owner_id}"
                 )
             except google_connect.TokenError as exc:
-                raise AuthFailed(
+                raise GrantRevoked(
                     google_connect.reconnect_message(str(exc)), url=connection.url
                 ) from exc
         raise NotImplementedError(f"provider {connection.provider} is not available yet")

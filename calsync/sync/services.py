@@ -28,6 +28,7 @@ from calsync.sync.models import (
     CalendarConnection,
     CalendarRole,
     CancelMode,
+    ConnectionStatus,
     MirroredEvent,
     Owner,
     ProviderKind,
@@ -72,6 +73,14 @@ def find_owner(db: Database, email: str) -> Owner:
         owner = session.scalars(select(Owner).where(Owner.email == email.strip().lower())).first()
     if owner is None:
         raise NotFoundError(f"no owner with email {email}: add one with `calsync owner add`")
+    return owner
+
+
+def get_owner(db: Database, owner_id: int) -> Owner:
+    with db.reading() as session:
+        owner = session.get(Owner, owner_id)
+    if owner is None:
+        raise NotFoundError(f"no owner with id {owner_id}: see GET /api/owners")
     return owner
 
 
@@ -156,7 +165,9 @@ def add_google_calendar(
 
     The token (``Credentials.to_json()``: refresh token, client id/secret, token URI) is
     stored encrypted. Google is asked first, so a revoked grant or a wrong calendar id fails
-    here with a clear message. Raises ServiceError or a ProviderError.
+    here with a clear message. A calendar the owner has connected already is *reconnected*:
+    the new grant replaces the old one, its settings stay, and polling resumes with a full
+    sync. Raises ServiceError or a ProviderError.
     """
     owner = find_owner(db, owner_email)
     calendar_id = calendar_id.strip()
@@ -189,6 +200,20 @@ def add_google_calendar(
     if zone is None and info.get("timeZone"):
         zone = _zone_or_none(str(info["timeZone"]))
     with db.writing() as session:
+        # The same calendar under its other name: "primary" is the account's address.
+        names = {calendar_id, str(info.get("id") or calendar_id)}
+        if info.get("primary"):
+            names.add("primary")
+        existing = session.scalars(
+            select(CalendarConnection).where(
+                CalendarConnection.owner_id == owner.id,
+                CalendarConnection.provider == ProviderKind.GOOGLE,
+                CalendarConnection.url.in_(sorted(names)),
+            )
+        ).first()
+        if existing is not None:
+            _reconnect(existing, secret)
+            return existing
         connection = CalendarConnection(
             owner_id=owner.id,
             provider=ProviderKind.GOOGLE,
@@ -206,6 +231,17 @@ def add_google_calendar(
         )
         session.add(connection)
     return connection
+
+
+def _reconnect(connection: CalendarConnection, secret: str) -> None:
+    """Swap in a new grant and poll again from scratch: the grant may be for another account,
+    and a full sync compares everything with the mirror anyway."""
+    connection.secret_encrypted = secret
+    connection.status = ConnectionStatus.NEW
+    connection.failures = 0
+    connection.last_error = None
+    connection.cursor = None
+    connection.next_poll_at = utcnow()
 
 
 def _zone_or_none(name: str) -> str | None:

@@ -481,13 +481,14 @@ class FakeGoogle:
             answer["error"] = "access_denied"
         return f"{redirect}{'&' if '?' in redirect else '?'}{urlencode(answer)}"
 
-    def _exchange(self, form: dict[str, str]) -> tuple[int, Any]:
-        """grant_type=authorization_code: a code is good once, for its client and redirect."""
+    def _exchange(self, form: dict[str, str], headers: dict[str, str]) -> tuple[int, Any]:
+        """grant_type=authorization_code: a code is good once, for its client and redirect.
+        The client may authenticate in the form or with HTTP Basic (RFC 6749 §2.3.1)."""
         grant = self._codes.pop(form.get("code", ""), None)
         verifier = form.get("code_verifier")
         if (
             grant is None
-            or grant.client_id != form.get("client_id")
+            or grant.client_id != (form.get("client_id") or _basic_user(headers))
             or grant.redirect_uri != form.get("redirect_uri")
             or (grant.code_challenge is not None and _challenge(verifier) != grant.code_challenge)
         ):
@@ -545,7 +546,7 @@ class FakeGoogle:
         with self._lock:
             if path == "/token":
                 if (body or {}).get("grant_type") == "authorization_code":
-                    return self._exchange(body)
+                    return self._exchange(body, headers)
                 return self._refresh(body)
             if path == "/o/oauth2/auth":
                 return 302, Redirect(self._consent(query))
@@ -628,6 +629,14 @@ class Redirect:
     """A 302 answer to the browser."""
 
     location: str
+
+
+def _basic_user(headers: dict[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
+    if not auth.lower().startswith("basic "):
+        return None
+    decoded = base64.b64decode(auth[6:]).decode("utf-8", "replace")
+    return unquote(decoded.partition(":")[0])
 
 
 def _challenge(verifier: str | None) -> str:

@@ -26,7 +26,15 @@ from calsync.sync.worker import start_background
 from calsync.web import errors
 from calsync.web.manage_render import StaticAssets
 from calsync.web.rate_limit import RateLimits, SlidingWindowLimiter
-from calsync.web.routes import bookings, calendars, event_types, health, manage, owners
+from calsync.web.routes import (
+    bookings,
+    calendars,
+    event_types,
+    google_signin,
+    health,
+    manage,
+    owners,
+)
 from calsync.web.routes.deps import bearer_scheme, check_admin_key
 from calsync.web.schemas import Failed, ValidationFailed
 
@@ -136,10 +144,12 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(manage.router)
+    app.include_router(google_signin.pages)
     app.mount("/static", StaticAssets(), name="static")
     api = APIRouter(prefix="/api", dependencies=[bearer_scheme], responses=API_RESPONSES)
     for module in (owners, calendars, event_types, bookings):
         api.include_router(module.router)
+    api.include_router(google_signin.api_router)
     app.include_router(api)
     return app
 

@@ -25,8 +25,4 @@ def list_owners(db: DbDep) -> list[OwnerOut]:
 
 @router.get("/{owner_id}", responses=NOT_FOUND)
 def get_owner(owner_id: DbId, db: DbDep) -> OwnerOut:
-    # services has no lookup by id; owners are few, so the list is searched.
-    for owner in services.list_owners(db):
-        if owner.id == owner_id:
-            return OwnerOut.from_row(owner)
-    raise services.NotFoundError(f"no owner with id {owner_id}: see GET /api/owners")
+    return OwnerOut.from_row(services.get_owner(db, owner_id))
