@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test test-fast bench lint format clean
+.PHONY: demo demo-google test test-fast bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/calsync demo
+
+# The same demo with the owner's calendar in a local fake of Google Calendar.
+demo-google: $(STAMP)
+	$(BIN)/calsync demo --google-fake
 
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
 $(CHROMIUM):

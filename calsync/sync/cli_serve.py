@@ -17,8 +17,24 @@ def demo(
         "demo-data"
     ),
     port: Annotated[int, typer.Option(help="Port of the web tier.")] = 8000,
+    google_fake: Annotated[
+        bool,
+        typer.Option(
+            "--google-fake",
+            help="Use a fake Google Calendar server on loopback instead of the CalDAV server "
+            "(in memory: every run starts afresh, in <data-dir>/google).",
+        ),
+    ] = False,
 ) -> None:
-    """Run everything embedded on this machine: a CalDAV server, a database, the poller."""
+    """Run everything embedded on this machine: a CalDAV server (or a fake Google Calendar), a
+    database, the poller."""
+    if google_fake:
+        from calsync.sync.demo_google import run_google_demo
+
+        # A folder of its own: this demo's database is thrown away on every run, the CalDAV
+        # demo's is kept.
+        run_google_demo(data_dir / "google", once=once, console=out, port=port)
+        return
     from calsync.sync.demo import run_demo
 
     run_demo(data_dir, once=once, console=out, port=port)

@@ -3,6 +3,11 @@
 A Radicale server on loopback holds the owner's calendar, seeded with a realistic week;
 calsync keeps its mirror in a SQLite file, syncs, prints the busy time, and keeps polling
 (every few seconds) until Ctrl-C, saying whenever it picks up an edit.
+
+The steps after connecting (sync, busy time, free slots, the demo booking, the emails, serving)
+are shared with ``calsync demo --google-fake`` (``demo_google``): each variant seeds and connects
+its calendar, then hands ``run_connected`` a ``ConnectedCalendar`` saying what to tell a person
+about it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import secrets
 import urllib.request
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -171,6 +178,47 @@ def _busy_table(db: Database, calendar_id: int, start: datetime, days: int) -> T
     return table
 
 
+def seed_monday() -> date:
+    """Monday of next week in the owner's zone: all of the seeded week is ahead of now."""
+    today = datetime.now(ZoneInfo(OWNER_ZONE)).date()
+    return today + timedelta(days=7 - today.weekday())
+
+
+def example_event(uid: str) -> str:
+    """An event for a person to add while the demo runs: tomorrow 10:00-11:00."""
+    tomorrow = (datetime.now(ZoneInfo(OWNER_ZONE)) + timedelta(days=1)).strftime("%Y%m%d")
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//demo//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:Added while the demo runs\r\n"
+        f"DTSTART;TZID={OWNER_ZONE}:{tomorrow}T100000\r\n"
+        f"DTEND;TZID={OWNER_ZONE}:{tomorrow}T110000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+
+def add_demo_owner(db: Database) -> None:
+    """Ada, whose calendar every demo variant connects."""
+    services.add_owner(db, name="Ada Lovelace", email=OWNER_EMAIL, timezone=OWNER_ZONE)
+
+
+def say(console: Console, text: str) -> None:
+    """Print a line with addresses or commands in it: unwrapped (so it can be copied) and
+    without rich's highlighting."""
+    console.print(text, soft_wrap=True, highlight=False)
+
+
+@dataclass(frozen=True)
+class ConnectedCalendar:
+    """The calendar a demo variant seeded and connected, and what to tell a person about it."""
+
+    id: int
+    # Where the booked events can be seen (printed right after the booking).
+    show_booked: Callable[[Console], None]
+    # An edit to try while the demo polls (printed before serving).
+    show_how_to_change: Callable[[Console], None]
+    # What Ctrl-C leaves behind (the last line before serving).
+    on_exit: str
+
+
 def run_demo(data_dir: Path, *, once: bool, console: Console, port: int = 8000) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(data_dir, port)
@@ -185,34 +233,58 @@ def run_demo(data_dir: Path, *, once: bool, console: Console, port: int = 8000) 
         calendar_url = radicale.ensure_calendar(CALDAV_USER, "work", "Ada's work calendar")
         db = Database(settings.database_url)
         db.migrate()
-        calendar_id = _prepare(db, settings, calendar_url, console)
-        poller = Poller(db, settings)
-        for result in poller.sync_now([calendar_id]):
-            console.print(_say(result))
-        today = datetime.now(ZoneInfo(OWNER_ZONE)).replace(
-            hour=0, minute=0, second=0, microsecond=0
+        calendar = ConnectedCalendar(
+            _prepare(db, settings, calendar_url, console),
+            show_booked=lambda c: say(
+                c, f"The events are in the calendar at {calendar_url} (user demo, password demo)."
+            ),
+            show_how_to_change=lambda c: _caldav_hints(c, calendar_url, data_dir),
+            on_exit=f"its data stays in {data_dir}/.",
         )
-        # Up to the end of the seeded week (next week), so every kind of event shows.
-        days = 14 - today.weekday()
-        console.print(_busy_table(db, calendar_id, today, days))
-        poller.stop()
-        event_type = _event_type(db, calendar_id)
-        for zone in (OWNER_ZONE, "America/New_York"):
-            console.print(_slots_table(db, event_type, zone))
-        booking, url = _demo_booking(db, settings, event_type)
-        _print_booking(console, booking, url, calendar_url)
-        sent = outbox.deliver_due(db, transport_from_settings(settings.mail), "demo")
-        console.print(
-            f"Emails (.eml files: open them in any mail program): {settings.mail.directory}/"
-            + (f" ({sent} new)" if sent else ""),
-            soft_wrap=True,
-            highlight=False,
-        )
-        if once:
-            return
-        _serve(settings, calendar_url, data_dir, port, console)
+        run_connected(db, settings, calendar, once=once, console=console, port=port)
     finally:
         radicale.stop()
+
+
+def run_connected(
+    db: Database,
+    settings: Settings,
+    calendar: ConnectedCalendar,
+    *,
+    once: bool,
+    console: Console,
+    port: int,
+) -> None:
+    """Everything after connecting: sync, busy time, free slots, the demo booking, its emails;
+    then (unless ``once``) the web app and the poller until Ctrl-C."""
+    poller = Poller(db, settings)
+    for result in poller.sync_now([calendar.id]):
+        console.print(_sync_line(result))
+    today = datetime.now(ZoneInfo(OWNER_ZONE)).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Up to the end of the seeded week (next week), so every kind of event shows.
+    days = 14 - today.weekday()
+    console.print(_busy_table(db, calendar.id, today, days))
+    poller.stop()
+    event_type = _event_type(db, calendar.id)
+    for zone in (OWNER_ZONE, "America/New_York"):
+        console.print(_slots_table(db, event_type, zone))
+    booking, url = _demo_booking(db, settings, event_type)
+    _print_booking(console, booking, url)
+    calendar.show_booked(console)
+    sent = outbox.deliver_due(db, transport_from_settings(settings.mail), "demo")
+    say(
+        console,
+        f"Emails (.eml files: open them in any mail program): {settings.mail.directory}/"
+        + (f" ({sent} new)" if sent else ""),
+    )
+    if once:
+        return
+    console.print(
+        "\n[bold]calsync is running[/bold]: the API and the poller (every 5 s). Change the "
+        "calendar and watch the change being picked up."
+    )
+    calendar.show_how_to_change(console)
+    _serve(settings, port, console, calendar.on_exit)
 
 
 def _prepare(db: Database, settings: Settings, calendar_url: str, console: Console) -> int:
@@ -222,11 +294,9 @@ def _prepare(db: Database, settings: Settings, calendar_url: str, console: Conso
     ]
     if existing:
         return existing[0].id
-    today = datetime.now(ZoneInfo(OWNER_ZONE)).date()
-    monday = today + timedelta(days=7 - today.weekday())  # next week: all of it is ahead
-    for name, data in seed_week(monday).items():
+    for name, data in seed_week(seed_monday()).items():
         put(calendar_url + name, data)
-    services.add_owner(db, name="Ada Lovelace", email=OWNER_EMAIL, timezone=OWNER_ZONE)
+    add_demo_owner(db)
     (connection,) = services.add_caldav_calendar(
         db,
         settings,
@@ -301,7 +371,7 @@ def _demo_booking(db: Database, settings: Settings, event_type: EventType) -> tu
     return result.booking, result.manage_url
 
 
-def _print_booking(console: Console, booking: Booking, url: str, calendar_url: str) -> None:
+def _print_booking(console: Console, booking: Booking, url: str) -> None:
     zone = ZoneInfo(booking.customer_timezone)
     console.print(
         f"\n[bold]Booked[/bold] {len(booking.sessions)} sessions for {booking.customer_name} "
@@ -311,12 +381,7 @@ def _print_booking(console: Console, booking: Booking, url: str, calendar_url: s
         console.print(
             f"  {s.position}. {s.start.astimezone(zone):%a %d %b %H:%M} ({s.status.value})"
         )
-    console.print(f"Her manage link: [bold]{url}[/bold]", soft_wrap=True, highlight=False)
-    console.print(
-        f"The events are in the calendar at {calendar_url} (user demo, password demo).",
-        soft_wrap=True,
-        highlight=False,
-    )
+    say(console, f"Her manage link: [bold]{url}[/bold]")
 
 
 def _slots_table(db: Database, event_type: EventType, zone_name: str) -> Table:
@@ -333,50 +398,31 @@ def _slots_table(db: Database, event_type: EventType, zone_name: str) -> Table:
     return table
 
 
-def _say(result: PollResult) -> str:
+def _sync_line(result: PollResult) -> str:
     if result.error:
         return f"[red]sync failed:[/red] {result.error}"
     kind = "full sync" if result.full else "incremental poll"
     return f"{kind}: {result.upserted} event(s) new or changed, {result.removed} removed"
 
 
-def _serve(
-    settings: Settings, calendar_url: str, data_dir: Path, port: int, console: Console
-) -> None:
-    example = data_dir / "example-event.ics"
-    tomorrow = (datetime.now(ZoneInfo(OWNER_ZONE)) + timedelta(days=1)).strftime("%Y%m%d")
+def _caldav_hints(console: Console, calendar_url: str, data_dir: Path) -> None:
     uid = f"example-{uuid.uuid4().hex[:8]}"
-    example.write_text(
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//demo//EN\r\nBEGIN:VEVENT\r\n"
-        f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:Added while the demo runs\r\n"
-        f"DTSTART;TZID={OWNER_ZONE}:{tomorrow}T100000\r\n"
-        f"DTEND;TZID={OWNER_ZONE}:{tomorrow}T110000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
-        newline="",
-    )
-    console.print(
-        "\n[bold]calsync is running[/bold]: the API and the poller (every 5 s). Change the "
-        "calendar and watch the change being picked up. To add an event tomorrow 10:00-11:00, "
-        "in another terminal:\n"
-    )
-    console.print(
-        f"  curl -u demo:demo -T {example} {calendar_url}{uid}.ics", soft_wrap=True, highlight=False
-    )
-    console.print(
-        f"\nAny CalDAV client works too: {calendar_url} (user demo, password demo).",
-        soft_wrap=True,
-        highlight=False,
-    )
+    example = data_dir / "example-event.ics"
+    example.write_text(example_event(uid), newline="")
+    console.print("To add an event tomorrow 10:00-11:00, in another terminal:\n")
+    say(console, f"  curl -u demo:demo -T {example} {calendar_url}{uid}.ics")
+    say(console, f"\nAny CalDAV client works too: {calendar_url} (user demo, password demo).")
+
+
+def _serve(settings: Settings, port: int, console: Console, on_exit: str) -> None:
     key = settings.admin_api_key
-    console.print(
+    say(
+        console,
         f"\nAPI docs: [bold]{settings.base_url}/api/docs[/bold] (admin key: {key})\n"
         f"  curl -H 'Authorization: Bearer {key}' "
         f"'{settings.base_url}/api/event-types/1/availability?tz=America/New_York'",
-        soft_wrap=True,
-        highlight=False,
     )
-    console.print(
-        f"Ctrl-C stops the demo; its data stays in {data_dir}/.\n", soft_wrap=True, highlight=False
-    )
+    say(console, f"Ctrl-C stops the demo; {on_exit}\n")
     # The demo is a process entry point: the one place in sync/ that starts the web tier.
     from calsync.web.server import run_server
 
