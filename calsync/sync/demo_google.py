@@ -30,7 +30,7 @@ from rich.table import Table
 
 from calsync.calendars.google_ics import BOOKING_KEY, ics_to_event
 from calsync.config import GoogleSettings
-from calsync.sync import google_connect, services
+from calsync.sync import google_connect, google_signin, services
 from calsync.sync.db import Database
 from calsync.sync.demo import (
     OWNER_EMAIL,
@@ -62,6 +62,11 @@ def demo_fake() -> FakeGoogle:
     fake.account = OWNER_EMAIL
     # At Google the primary calendar is named after the account's address.
     fake.add_calendar(CALENDAR_ID, summary=OWNER_EMAIL, time_zone=OWNER_ZONE)
+    # More calendars to choose from on the sign-in page.
+    fake.add_calendar("family@group.calendar.google.com", summary="Family", time_zone=OWNER_ZONE)
+    fake.add_calendar(
+        "holidays@group.v.calendar.google.com", summary="Holidays", access_role="reader"
+    )
     return fake
 
 
@@ -104,6 +109,21 @@ def _google_body(vevent: icalendar.Event) -> Event:
     return body
 
 
+CLIENT_ID = "calsync-demo.apps.googleusercontent.com"
+CLIENT_SECRET = "demo-client-secret"
+
+
+def google_settings(fake: FakeGoogle) -> GoogleSettings:
+    """The demo's OAuth client, with every Google address pointing at the fake."""
+    return GoogleSettings(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        api_endpoint=fake.endpoint,
+        auth_uri=fake.auth_uri,
+        token_uri=fake.token_uri,
+    )
+
+
 def grant_json(fake: FakeGoogle) -> str:
     """The owner's OAuth grant as ``Credentials.to_json()`` writes it after consent.
 
@@ -114,8 +134,8 @@ def grant_json(fake: FakeGoogle) -> str:
     return json.dumps(
         {
             "refresh_token": "demo-refresh-token",
-            "client_id": "calsync-demo.apps.googleusercontent.com",
-            "client_secret": "demo-client-secret",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
             "token_uri": fake.token_uri,
             "scopes": list(google_connect.SCOPES),
         }
@@ -179,7 +199,7 @@ def _kind(event: Event) -> str:
     return ", ".join(kinds)
 
 
-def _google_hints(console: Console, fake: FakeGoogle, data_dir: Path) -> None:
+def _google_hints(console: Console, fake: FakeGoogle, data_dir: Path, sign_in: str) -> None:
     example = data_dir / "example-event.json"
     uid = f"example-{uuid.uuid4().hex[:8]}"
     (vevent,) = icalendar.Calendar.from_ical(example_event(uid)).walk("VEVENT")
@@ -189,6 +209,12 @@ def _google_hints(console: Console, fake: FakeGoogle, data_dir: Path) -> None:
     headers = "-H 'Content-Type: application/json' "
     say(console, f"  {_curl(fake, f'{headers}-d @{example} ')}")
     say(console, f"\nTo see the events as Google's API lists them:\n\n  {_curl(fake)}")
+    say(
+        console,
+        "\nTo connect more of Ada's calendars the way an owner would, through Google's sign-in "
+        "(the fake agrees at once) and calsync's calendar choice, open within 15 minutes:"
+        f"\n\n  {sign_in}",
+    )
 
 
 def _forget_previous_run(data_dir: Path) -> None:
@@ -218,7 +244,7 @@ def run_google_demo(
     server = fake or demo_fake().start()
     try:
         settings = demo_settings(data_dir, port).model_copy(
-            update={"google": GoogleSettings(api_endpoint=server.endpoint)}
+            update={"google": google_settings(server)}
         )
         db = Database(settings.database_url)
         try:
@@ -246,7 +272,9 @@ def run_google_demo(
             calendar = ConnectedCalendar(
                 connection.id,
                 show_booked=lambda c: c.print(_events_table(server)),
-                show_how_to_change=lambda c: _google_hints(c, server, data_dir),
+                show_how_to_change=lambda c: _google_hints(
+                    c, server, data_dir, google_signin.sign_in_url(settings, connection.owner_id)
+                ),
                 on_exit="the fake Google calendar forgets its events, and the next run "
                 "starts afresh.",
             )
