@@ -6,10 +6,14 @@ databases; the browser's part is played by the test client following the redirec
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from email import message_from_bytes, policy
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -24,7 +28,8 @@ from calsync.sync.poller import Poller
 from calsync.testing.google_fake import FakeGoogle
 from calsync.web.app import create_app
 from tests.test_api import API_KEY, AUTH
-from tests.test_google_e2e import connect, owner
+from tests.test_cli import Cli
+from tests.test_google_e2e import connect, owner, token_json
 from tests.world import OWNER
 
 TEAM = "team@group.calendar.google.com"
@@ -234,3 +239,64 @@ def test_a_revoked_grant_stops_polling_tells_the_owner_once_and_a_new_sign_in_re
         assert services.get_calendar(db, calendar.id).status is ConnectionStatus.OK
     finally:
         poller.stop()
+
+
+def fake_env(fake: FakeGoogle) -> dict[str, str]:
+    return {
+        "CALSYNC_GOOGLE__CLIENT_ID": "web-client.apps.googleusercontent.com",
+        "CALSYNC_GOOGLE__CLIENT_SECRET": "web-secret",
+        "CALSYNC_GOOGLE__API_ENDPOINT": fake.endpoint,
+        "CALSYNC_GOOGLE__AUTH_URI": fake.auth_uri,
+        "CALSYNC_GOOGLE__TOKEN_URI": fake.token_uri,
+        "CALSYNC_ADMIN_API_KEY": API_KEY,
+    }
+
+
+def test_the_cli_prints_a_sign_in_link_that_the_pages_accept(
+    tmp_path: Path, database_url: str, db: Database, gsettings: Settings, fake: FakeGoogle
+) -> None:
+    cli = Cli(tmp_path, database_url)
+    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
+    printed = json.loads(
+        cli.ok("calendar", "add", "--owner", OWNER, "--web", "--json", env=fake_env(fake))
+    )
+    with TestClient(create_app(gsettings, db=db)) as client:
+        page = client.get(consent(printed["sign_in_url"]))
+        assert page.status_code == 200 and "Team" in page.text
+        assert choose(client, page.text, **{TEAM: "bookings"}).status_code == 200
+    (connection,) = services.list_calendars(db)
+    assert (connection.url, connection.role) == (TEAM, CalendarRole.BOOKINGS)
+    text = cli.ok("calendar", "add", "--owner", OWNER, "--web", env=fake_env(fake))
+    assert "redirect URI" in text and "/oauth/google/callback" in text
+
+
+def test_at_a_terminal_the_owner_picks_calendars_from_the_account(
+    tmp_path: Path, database_url: str, db: Database, fake: FakeGoogle
+) -> None:
+    cli = Cli(tmp_path, database_url)
+    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
+    token = tmp_path / "token.json"
+    token.write_text(token_json(fake))
+    args = ["calendar", "add", "--owner", OWNER, "--google-token-file", str(token)]
+    # A real terminal on stdin (a pseudo-terminal), as when an operator runs the command.
+    leader, follower = os.openpty()
+    with os.fdopen(leader, "wb", buffering=0) as keyboard:
+        keyboard.write(b"1,3\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "calsync", *args],
+            cwd=tmp_path,
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **fake_env(fake)},
+        )
+    os.close(follower)
+    assert result.returncode == 0, result.stderr
+    assert "Calendars to connect" in result.stdout
+    # Listed main calendar first, then by name: 1 = the account, 2 = Holidays, 3 = Team.
+    assert sorted(c.url for c in services.list_calendars(db)) == sorted([fake.account, TEAM])
+    # Without a terminal (a script), the primary calendar, as before.
+    cli.ok(*args, env=fake_env(fake))
+    assert "primary" not in {c.url for c in services.list_calendars(db)}  # the same calendar
+    assert len(services.list_calendars(db)) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from calsync.calendars.busy import AllDayMode
 from calsync.config import Settings
-from calsync.sync import google_connect, services
+from calsync.sync import google_connect, google_signin, services
 from calsync.sync.cli_common import (
     JsonOption,
     app,
@@ -60,8 +61,20 @@ def calendar_add(
         bool, typer.Option("--google", help="Connect a Google calendar (asks for access).")
     ] = False,
     calendar_id: Annotated[
-        str, typer.Option(help="Google calendar id: primary, or the id from its settings.")
-    ] = "primary",
+        str | None,
+        typer.Option(
+            help="Google calendar id: primary, or the id from its settings. Without it you "
+            "choose from the account's calendars (primary when not at a terminal)."
+        ),
+    ] = None,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Google: print a sign-in link for the owner to open in any browser; they "
+            "choose calendars on calsync's page (calsync serve/web must be running).",
+        ),
+    ] = False,
     google_token_file: Annotated[
         Path | None,
         typer.Option(
@@ -73,21 +86,26 @@ def calendar_add(
 ) -> None:
     """Connect a CalDAV calendar (or every calendar of the account at a server URL), or with
     --google a Google calendar."""
-    if google or google_token_file is not None:
+    if google or google_token_file is not None or web:
         if caldav is not None:
             raise services.ServiceError("use either --caldav or --google, not both")
+        if web:
+            _print_sign_in_link(owner, as_json)
+            return
+        token = _google_token(google_token_file)
         connections = [
             services.add_google_calendar(
                 state.db(),
                 state.settings,
                 owner,
-                credentials_json=_google_token(google_token_file),
-                calendar_id=calendar_id,
+                credentials_json=token,
+                calendar_id=chosen,
                 role=role,
                 timezone=timezone,
                 all_day=all_day,
                 cancel_mode=cancel_mode,
             )
+            for chosen in _google_calendar_ids(calendar_id, token)
         ]
         _print_added(connections, as_json)
         return
@@ -115,6 +133,48 @@ def _google_token(token_file: Path | None) -> str:
         return token_file.read_text(encoding="utf-8")
     except OSError as exc:
         raise services.ServiceError(f"cannot read the Google token file: {exc}") from None
+
+
+def _print_sign_in_link(owner_email: str, as_json: bool) -> None:
+    owner = services.find_owner(state.db(), owner_email)
+    link = google_signin.sign_in_url(state.settings, owner.id)
+    if as_json:
+        print_json({"owner_id": owner.id, "sign_in_url": link})
+        return
+    out.print(
+        f"Send this link to {owner.email}. It works once, within 15 minutes, while calsync "
+        "serves its pages at base_url; it ends on a page where they choose their calendars:"
+    )
+    out.print(link, soft_wrap=True, highlight=False)
+    out.print(
+        f"The Google OAuth client must allow {google_signin.callback_url(state.settings)} as "
+        "a redirect URI."
+    )
+
+
+def _google_calendar_ids(calendar_id: str | None, token: str) -> list[str]:
+    """The calendar asked for; without one, the owner picks from the account's calendars at a
+    terminal, and gets the primary calendar elsewhere (scripts)."""
+    if calendar_id is not None:
+        return [calendar_id]
+    if not sys.stdin.isatty():
+        return ["primary"]
+    try:
+        choices = google_connect.account_calendars(state.settings, token)
+    except google_connect.TokenError as exc:
+        raise services.ServiceError(str(exc)) from None
+    table = Table("#", "calendar", "id", "access")
+    for number, calendar in enumerate(choices, 1):
+        name = calendar.name + (" (main)" if calendar.primary else "")
+        table.add_row(str(number), name, calendar.id, calendar.access_role)
+    out.print(table)
+    answer = typer.prompt("Calendars to connect (numbers, separated by commas)", default="1")
+    picked = []
+    for part in answer.replace(" ", "").split(","):
+        if not part.isdecimal() or not 1 <= int(part) <= len(choices):
+            raise services.ServiceError(f"{part!r} is not one of the numbers 1-{len(choices)}")
+        picked.append(choices[int(part) - 1].id)
+    return list(dict.fromkeys(picked))
 
 
 def _print_added(connections: list[CalendarConnection], as_json: bool) -> None:
