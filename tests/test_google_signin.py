@@ -201,7 +201,13 @@ def test_a_sign_in_link_needs_a_configured_client_and_a_known_owner(
 
 
 def test_a_revoked_grant_stops_polling_tells_the_owner_once_and_a_new_sign_in_resumes(
-    client: TestClient, db: Database, gsettings: Settings, fake: FakeGoogle
+    client: TestClient,
+    db: Database,
+    gsettings: Settings,
+    fake: FakeGoogle,
+    tmp_path: Path,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     owner(db)
     calendar = connect(db, gsettings, fake)
@@ -227,6 +233,12 @@ def test_a_revoked_grant_stops_polling_tells_the_owner_once_and_a_new_sign_in_re
         body = text.get_content()
         assert f"calsync calendar add --owner {OWNER} --google --calendar-id primary" in body
         assert "refresh-token-1" not in body
+        # The log and `calsync calendar list` say the same.
+        assert "not polling it until" in caplog.text and "refresh-token-1" not in caplog.text
+        listed = json.loads(Cli(tmp_path, database_url).ok("calendar", "list", "--json"))
+        assert [(c["status"], "reconnect" in c["error"]) for c in listed] == [
+            ("needs_reconnect", True)
+        ]
 
         # The owner signs in again and picks the same calendar: it is reconnected.
         page = client.get(consent(sign_in_link(client, db)))
