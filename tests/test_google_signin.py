@@ -104,7 +104,8 @@ def test_an_owner_signs_in_chooses_calendars_and_they_sync(
     assert query["redirect_uri"] == ["http://127.0.0.1:8000/oauth/google/callback"]
     assert set(query["scope"][0].split()) == {
         "https://www.googleapis.com/auth/calendar.events",
-        "https://www.googleapis.com/auth/calendar.readonly",
+        "https://www.googleapis.com/auth/calendar.calendarlist.readonly",
+        "https://www.googleapis.com/auth/calendar.freebusy",
     }
 
     page = client.get(consent(link))

@@ -146,6 +146,28 @@ def test_the_access_log_sees_a_short_hash_instead_of_the_token() -> None:
     assert '"GET /m/#' in line and "?x=1" in line
 
 
+def test_the_access_log_never_sees_a_google_sign_in_code() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        (
+            "127.0.0.1:5000",
+            "GET",
+            "/oauth/google/callback?state=gAAAA&code=4/0Ab-secret",
+            "1.1",
+            200,
+        ),
+        None,
+    )
+    assert RedactManageTokens().filter(record)
+    line = record.getMessage()
+    assert "4/0Ab-secret" not in line and "gAAAA" not in line
+    assert '"GET /oauth/google/callback?… HTTP/1.1" 200' in line
+
+
 # -- a valid link ---------------------------------------------------------------------------------
 
 

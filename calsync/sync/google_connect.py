@@ -6,8 +6,8 @@ credentials from it for every poll or write; google-auth refreshes the access to
 
 ``console_flow`` runs google-auth-oauthlib's loopback flow for ``calsync calendar add
 --google``: it prints a URL, the owner opens it in any browser on this machine, and Google
-redirects to a one-shot server on 127.0.0.1. Scopes are limited to reading calendars (their
-names and free/busy) and writing events.
+redirects to a one-shot server on 127.0.0.1 (the web flow is in ``google_signin``). Scopes
+are limited to events, the calendar list and free/busy (``SCOPES``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ from calsync.calendars.errors import NotFound, ProviderError
 from calsync.calendars.google import RECONNECT, GoogleProvider
 from calsync.config import ConfigError, Settings
 
+# The least calsync needs: events (read and write), the calendar list (names, zones, to
+# choose from), and free/busy (the check at booking time). Not calendar.readonly, which also
+# shows sharing settings and every calendar's properties.
 SCOPES = (
     "https://www.googleapis.com/auth/calendar.events",
-    "https://www.googleapis.com/auth/calendar.readonly",
+    "https://www.googleapis.com/auth/calendar.calendarlist.readonly",
+    "https://www.googleapis.com/auth/calendar.freebusy",
 )
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 

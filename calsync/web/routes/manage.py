@@ -185,15 +185,19 @@ def anything_else(token: str, request: Request, settings: SettingsDep) -> Respon
 # -- logs -----------------------------------------------------------------------------------------
 
 _MANAGE_PATH = re.compile(r"/m/([^\s?\"/]+)")
+# Google's one-time code and calsync's sealed state come back in the sign-in callback's query.
+_SIGN_IN_QUERY = re.compile(r"(/oauth/google/callback)\?[^\s\"]*")
 
 
 def redact_tokens(text: str) -> str:
-    """``GET /m/<token>`` → ``GET /m/#<short hash>``."""
-    return _MANAGE_PATH.sub(lambda match: f"/m/#{token_tag(match.group(1))}", text)
+    """``GET /m/<token>`` → ``GET /m/#<short hash>``; the sign-in callback's query goes."""
+    text = _MANAGE_PATH.sub(lambda match: f"/m/#{token_tag(match.group(1))}", text)
+    return _SIGN_IN_QUERY.sub(r"\1?…", text)
 
 
 class RedactManageTokens(logging.Filter):
-    """Replaces manage tokens in log records (uvicorn's access log writes every path)."""
+    """Replaces manage tokens and OAuth codes in log records (uvicorn's access log writes
+    every path)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.args and isinstance(record.msg, str):
