@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -37,6 +38,7 @@ from calsync.sync.event_types import (
     load_event_type,
     slots_within,
 )
+from calsync.sync.live_check import live_busy
 from calsync.sync.models import (
     Actor,
     BookedSession,
@@ -136,15 +138,22 @@ def refresh_conflicts(
 
 
 def _check_starts(
-    session: Session, event_type: EventType, starts: list[datetime], now: datetime
+    session: Session,
+    event_type: EventType,
+    starts: list[datetime],
+    now: datetime,
+    live: Sequence[Span] = (),
 ) -> list[Slot]:
-    """The slot of every start, each checked with the request's earlier sessions held."""
+    """The slot of every start, each checked with the request's earlier sessions held and
+    the ``live`` busy time from ``live_check``."""
     duration = timedelta(minutes=event_type.duration_minutes)
     chosen: list[Slot] = []
     for start in starts:
         slot = Slot(start, start + duration)
         held = [Span(s.start, s.end) for s in chosen]
-        free = slots_within(session, event_type, slot.start, slot.end, now=now, extra_booked=held)
+        free = slots_within(
+            session, event_type, slot.start, slot.end, now=now, extra_booked=held, extra_busy=live
+        )
         if slot not in free:
             local = start.astimezone(ZoneInfo(event_type.timezone))
             raise SlotTaken(
@@ -178,13 +187,14 @@ def book(
     now = now or utcnow()
     starts = sorted(request.starts)
     duration = timedelta(minutes=event_type.duration_minutes)
+    live = live_busy(db, event_type, [Slot(s, s + duration) for s in starts], factory)
     link = links.issue(settings, starts[-1] + duration)
     url = links.manage_url(settings, link.token)
 
     with db.writing() as session:
         lock_owner(session, event_type.owner_id)
         fresh = load_event_type(session, event_type.id)
-        slots = _check_starts(session, fresh, starts, now)
+        slots = _check_starts(session, fresh, starts, now, live)
         booking = Booking(
             id=uuid.uuid4().hex,
             owner_id=fresh.owner_id,

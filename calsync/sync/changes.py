@@ -43,6 +43,7 @@ from calsync.sync.bookings import SlotTaken, get_booking, refresh_conflicts
 from calsync.sync.change_apply import OwnerChangedEvent, apply_change, apply_pending
 from calsync.sync.db import Database
 from calsync.sync.event_types import find_slots, get_event_type, load_event_type, slots_within
+from calsync.sync.live_check import live_busy
 from calsync.sync.models import (
     Actor,
     BookedSession,
@@ -232,6 +233,11 @@ def reschedule(
     with db.reading() as session:
         refresh_target = load_event_type(session, event_type)
     refresh_conflicts(db, settings, refresh_target, factory)
+    live: list[Span] = []
+    if actor is Actor.CUSTOMER:  # the owner and the admin may move sessions onto busy time
+        lengths = {s.id: s.end - s.start for s in booking.sessions}
+        wanted = [Slot(start, start + lengths[sid]) for sid, start in moves.items()]
+        live = live_busy(db, refresh_target, wanted, factory)
 
     try:
         with db.writing() as session:
@@ -254,6 +260,7 @@ def reschedule(
                         now=now,
                         ignore=ignore,
                         extra_booked=held,
+                        extra_busy=live,
                     )
                     if slot not in free:
                         local = start.astimezone(ZoneInfo(stored.customer_timezone))

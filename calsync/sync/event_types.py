@@ -333,11 +333,13 @@ def slots_within(
     now: datetime,
     ignore: Collection[str] = frozenset(),
     extra_booked: Sequence[Span] = (),
+    extra_busy: Sequence[Span] = (),
 ) -> list[Slot]:
     """Free slots from what this transaction sees: the mirror plus our own bookings.
 
     ``ignore`` holds session UIDs that must not block (the sessions being rescheduled);
-    ``extra_booked`` adds spans not stored yet (other sessions of the same request).
+    ``extra_booked`` adds spans not stored yet (other sessions of the same request);
+    ``extra_busy`` adds busy time the mirror does not hold (``live_check``).
     """
     rules = rules_of(event_type)
     # Anything that could touch a slot inside the window, buffers included.
@@ -349,6 +351,7 @@ def slots_within(
             session, [c.id for c in calendars], reach_start, reach_end
         )
     ]
+    busy.extend(extra_busy)
     # The cap counts whole local days, so bookings are read for the days around the window.
     booked = booked_spans(
         session, event_type.owner_id, reach_start - timedelta(days=1), reach_end + timedelta(days=1)
