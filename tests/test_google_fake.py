@@ -132,6 +132,128 @@ def test_freebusy_reports_unknown_calendars_inside_the_answer(fake: FakeGoogle) 
     assert "errors" not in answer["calendars"]["primary"]
 
 
+def busy(fake: FakeGoogle, calendar_id: str, low: str, high: str) -> list[tuple[str, str]]:
+    body = {"timeMin": low, "timeMax": high, "items": [{"id": calendar_id}]}
+    status, answer = call(fake, "POST", "freeBusy", body)
+    assert status == 200, answer
+    entry = answer["calendars"][calendar_id]
+    assert "errors" not in entry, entry
+    return [(b["start"], b["end"]) for b in entry["busy"]]
+
+
+def berlin(wall: str) -> dict[str, str]:
+    return {"dateTime": wall, "timeZone": "Europe/Berlin"}
+
+
+def test_freebusy_expands_a_series_across_dst_with_its_exceptions(fake: FakeGoogle) -> None:
+    # Mondays 09:00-10:00 Berlin; summer time ends on Sunday 2030-10-27.
+    master = fake.owner_insert(
+        {
+            "summary": "Weekly",
+            "start": berlin("2030-10-07T09:00:00+02:00"),
+            "end": berlin("2030-10-07T10:00:00+02:00"),
+            "recurrence": [
+                "RRULE:FREQ=WEEKLY;BYDAY=MO;UNTIL=20301111T235959Z",
+                "EXDATE;TZID=Europe/Berlin:20301014T090000",
+            ],
+        }
+    )
+    instance = {"recurringEventId": master["id"], "summary": "Weekly"}
+    fake.owner_insert(  # 21 October cancelled
+        {
+            **instance,
+            "id": master["id"] + "_20301021T070000Z",
+            "status": "cancelled",
+            "originalStartTime": berlin("2030-10-21T09:00:00+02:00"),
+        }
+    )
+    fake.owner_insert(  # 4 November moved to Tuesday afternoon
+        {
+            **instance,
+            "id": master["id"] + "_20301104T080000Z",
+            "originalStartTime": berlin("2030-11-04T09:00:00+01:00"),
+            "start": berlin("2030-11-05T14:00:00+01:00"),
+            "end": berlin("2030-11-05T15:00:00+01:00"),
+        }
+    )
+    assert busy(fake, "primary", "2030-10-01T00:00:00Z", "2030-12-01T00:00:00Z") == [
+        ("2030-10-07T07:00:00Z", "2030-10-07T08:00:00Z"),  # CEST
+        ("2030-10-28T08:00:00Z", "2030-10-28T09:00:00Z"),  # CET: still 09:00 in Berlin
+        ("2030-11-05T13:00:00Z", "2030-11-05T14:00:00Z"),  # the moved one
+        ("2030-11-11T08:00:00Z", "2030-11-11T09:00:00Z"),
+    ]
+    # An occurrence that began before the window is clipped to it.
+    assert busy(fake, "primary", "2030-10-28T08:30:00Z", "2030-10-29T00:00:00Z") == [
+        ("2030-10-28T08:30:00Z", "2030-10-28T09:00:00Z")
+    ]
+    fake.owner_delete(master["id"])  # the series and its exceptions go
+    assert busy(fake, "primary", "2030-10-01T00:00:00Z", "2030-12-01T00:00:00Z") == []
+
+
+def test_freebusy_all_day_events_are_midnight_to_midnight_in_the_calendar_zone(
+    fake: FakeGoogle,
+) -> None:
+    cid = "berlin@group.calendar.google.com"
+    fake.add_calendar(cid, time_zone="Europe/Berlin")
+    # The day summer time ends has 25 hours in Berlin.
+    fake.owner_insert({"start": {"date": "2030-10-27"}, "end": {"date": "2030-10-28"}}, cid)
+    fake.owner_insert(  # a holiday shown as free
+        {
+            "start": {"date": "2030-10-28"},
+            "end": {"date": "2030-10-29"},
+            "transparency": "transparent",
+        },
+        cid,
+    )
+    fake.owner_insert(  # an all-day series: three Tuesdays but the second
+        {
+            "start": {"date": "2030-10-29"},
+            "end": {"date": "2030-10-30"},
+            "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3", "EXDATE;VALUE=DATE:20301105"],
+        },
+        cid,
+    )
+    assert busy(fake, cid, "2030-10-20T00:00:00Z", "2030-11-30T00:00:00Z") == [
+        ("2030-10-26T22:00:00Z", "2030-10-27T23:00:00Z"),
+        ("2030-10-28T23:00:00Z", "2030-10-29T23:00:00Z"),
+        ("2030-11-11T23:00:00Z", "2030-11-12T23:00:00Z"),
+    ]
+
+
+def test_freebusy_knows_the_primary_calendar_by_the_account_address(fake: FakeGoogle) -> None:
+    fake.owner_insert(EVENT)
+    assert busy(fake, fake.account, "2030-01-02T00:00:00Z", "2030-01-03T00:00:00Z") == [
+        ("2030-01-02T10:00:00Z", "2030-01-02T11:00:00Z")
+    ]
+
+
+def test_freebusy_merges_overlapping_and_touching_periods(fake: FakeGoogle) -> None:
+    def at(start: str, end: str, **extra: Any) -> None:
+        fake.owner_insert(
+            {
+                "start": {"dateTime": f"2030-01-02T{start}:00Z"},
+                "end": {"dateTime": f"2030-01-02T{end}:00Z"},
+                **extra,
+            }
+        )
+
+    at("10:00", "11:00")
+    at("10:30", "11:30")
+    at("11:30", "12:00")  # touches the one before
+    at("12:00", "13:00", transparency="transparent")  # free: does not bridge the gap
+    at("13:00", "14:00")
+    at(  # declined by the owner: free
+        "14:00",
+        "15:00",
+        attendees=[{"email": fake.account, "self": True, "responseStatus": "declined"}],
+    )
+    at("16:00", "17:00", status="cancelled")
+    assert busy(fake, "primary", "2030-01-02T10:15:00Z", "2030-01-03T00:00:00Z") == [
+        ("2030-01-02T10:15:00Z", "2030-01-02T12:00:00Z"),
+        ("2030-01-02T13:00:00Z", "2030-01-02T14:00:00Z"),
+    ]
+
+
 def test_injected_faults_and_revoked_tokens(fake: FakeGoogle) -> None:
     fake.inject(429, "rateLimitExceeded")
     assert call(fake, "GET", "calendars/primary/events")[0] == 429
