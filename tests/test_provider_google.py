@@ -16,6 +16,7 @@ from calsync.calendars.errors import (
     AuthFailed,
     Conflict,
     CursorExpired,
+    GrantRevoked,
     ProviderError,
     Unavailable,
 )
@@ -177,7 +178,7 @@ def test_revoked_access_token_is_auth_failed(fake: FakeGoogle) -> None:
         connect(fake).changes(None, {})
 
 
-def test_revoked_refresh_token_is_auth_failed(fake: FakeGoogle) -> None:
+def test_revoked_refresh_token_is_a_revoked_grant(fake: FakeGoogle) -> None:
     def credentials(refresh: str) -> Credentials:
         return Credentials(
             token=None,
@@ -189,9 +190,28 @@ def test_revoked_refresh_token_is_auth_failed(fake: FakeGoogle) -> None:
 
     assert connect(fake, credentials=credentials("good")).changes(None, {}).full
     fake.revoked.add("bad")
-    with pytest.raises(AuthFailed, match="reconnect") as info:
+    with pytest.raises(GrantRevoked, match="reconnect") as info:
         connect(fake, credentials=credentials("bad")).changes(None, {})
     assert "invalid_grant" in str(info.value)
+
+
+def test_a_token_endpoint_outage_is_unavailable_not_a_revoked_grant(fake: FakeGoogle) -> None:
+    def credentials() -> Credentials:
+        return Credentials(
+            token=None,
+            refresh_token="good",
+            token_uri=fake.token_uri,
+            client_id="id",
+            client_secret="secret",
+        )
+
+    # google-auth tries the token endpoint 3 times itself (waiting about 1 s and 2 s).
+    fake.token_outages = 3
+    assert connect(fake, credentials=credentials()).changes(None, {}).full  # our retry gets in
+    fake.token_outages = 10
+    with pytest.raises(Unavailable) as info:
+        connect(fake, credentials=credentials(), max_tries=1).changes(None, {})
+    assert not isinstance(info.value, AuthFailed)  # the grant is fine: no reconnecting
 
 
 def test_every_write_says_send_updates_none(fake: FakeGoogle) -> None:

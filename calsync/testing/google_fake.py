@@ -25,7 +25,7 @@ semantics where calsync depends on them:
   merged when they overlap or touch, clipped to the window, sorted, in UTC.
 - ``inject(status, reason)`` queues faults answered to the next API requests; bearer tokens
   in ``revoked`` get 401; POST /token refreshes, answering ``invalid_grant`` for a refresh
-  token in ``revoked``.
+  token in ``revoked`` and 503 ``temporarily_unavailable`` while ``token_outages`` lasts.
 - calendarList.list/get and calendars.get: the account's calendars with ``accessRole``
   (``add_calendar``); the primary calendar's id is the account's address, as at Google.
 - OAuth: ``/o/oauth2/auth`` is a consent screen that answers at once (``consent`` says
@@ -178,6 +178,8 @@ class FakeGoogle:
         self._thread: threading.Thread | None = None
         self._token_counter = itertools.count(1)
         self._codes: dict[str, _Grant] = {}
+        # How many of the next refreshes the token endpoint answers 503 (Google's sign-in down).
+        self.token_outages = 0
         # The consent screen's answer: True allows, False is the owner pressing "Cancel".
         self.consent = True
         # Called with the request before a page after the first is served (tests use it to
@@ -623,6 +625,9 @@ class FakeGoogle:
                 raise ApiError(400, "invalidParameter", f"Unknown parameter {name}")
 
     def _refresh(self, form: Any) -> tuple[int, Any]:
+        if self.token_outages:
+            self.token_outages -= 1
+            return 503, {"error": "temporarily_unavailable", "error_description": "Try later."}
         refresh = (form or {}).get("refresh_token", "")
         if not refresh or refresh in self.revoked:
             return 400, {
