@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ("availability", "sync", "api_load", "reschedule")
+BENCHMARKS = ("availability", "sync", "api_load", "reschedule", "google_sync")
 
 
 def main(names: list[str]) -> None:
