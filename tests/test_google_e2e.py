@@ -138,7 +138,7 @@ def test_connecting_stores_the_grant_encrypted_and_explains_bad_input(
     assert grant["token_uri"] == fake.token_uri
     # Google was asked before anything was stored, with the refreshed token and the quota key.
     checked = fake.requests[0]
-    assert checked.headers["authorization"] == "Bearer access-1"
+    assert checked.headers["authorization"].startswith("Bearer access-")
     assert checked.query["quotaUser"] == f"owner-{stored.owner_id}"
 
     with pytest.raises(services.ServiceError, match=r"no calendar 'nope@example\.org'"):
@@ -358,3 +358,24 @@ def test_the_cli_connects_with_a_token_file(
     assert "google.client_id" in message
     message = cli.fails("calendar", "add", "--owner", OWNER)
     assert "--caldav URL or --google" in message
+
+
+def test_polls_reuse_the_access_token_until_google_refuses_it(
+    db: Database, gsettings: Settings, fake: FakeGoogle
+) -> None:
+    owner(db)
+    calendar = connect(db, gsettings, fake)
+    refreshes = fake.token_refreshes  # connecting asks once, with credentials of its own
+    for _ in range(3):
+        poll(db, gsettings)
+    # One access token for all three polls, not one per poll.
+    assert fake.token_refreshes == refreshes + 1
+    # Google revokes the grant: the kept access token stops working at once too.
+    fake.revoked.add(REFRESH)
+    poller = Poller(db, gsettings)
+    try:
+        (result,) = poller.sync_now()
+    finally:
+        poller.stop()
+    assert result.error and "reconnect" in result.error
+    assert services.get_calendar(db, calendar.id).status is ConnectionStatus.NEEDS_RECONNECT

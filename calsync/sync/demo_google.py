@@ -49,8 +49,8 @@ from calsync.testing.google_fake import FakeGoogle
 
 Event = dict[str, Any]
 CALENDAR_ID = "primary"
-# The fake accepts any bearer token that is not in its ``revoked`` set; this one is for the
-# person's curl lines and for listing the fake's events in the output.
+# A bearer token the demo's fake accepts as it is: for the person's curl lines and for
+# listing the fake's events in the output.
 DEMO_BEARER = "demo"
 
 
@@ -60,6 +60,7 @@ def demo_fake() -> FakeGoogle:
     """
     fake = FakeGoogle(calendars=())
     fake.account = OWNER_EMAIL
+    fake.static_tokens.add(DEMO_BEARER)
     # At Google the primary calendar is named after the account's address.
     fake.add_calendar(CALENDAR_ID, summary=OWNER_EMAIL, time_zone=OWNER_ZONE)
     # More calendars to choose from on the sign-in page.

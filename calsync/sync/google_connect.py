@@ -12,7 +12,10 @@ are limited to events, the calendar list and free/busy (``SCOPES``).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -166,13 +169,48 @@ def credentials_from_token(text: str, settings: Settings) -> Credentials:
     )
 
 
+# An access token lasts an hour, but a provider is opened for every poll and write: without
+# this, each of them would first ask Google's token endpoint for a new one. Kept per grant
+# (keyed by a digest of the stored token JSON, so a reconnect starts afresh) in this process;
+# google-auth refreshes a kept one when it expires, or when Google answers 401.
+_KEPT_CREDENTIALS: OrderedDict[str, Credentials] = OrderedDict()
+_KEPT_LOCK = threading.Lock()
+KEPT_GRANTS = 1024
+
+
+def kept_credentials(text: str, settings: Settings) -> Credentials:
+    """The credentials for a stored token JSON, reused across polls. Raises TokenError."""
+    key = hashlib.sha256(f"{text}\0{settings.google.token_uri}".encode()).hexdigest()
+    with _KEPT_LOCK:
+        if key in _KEPT_CREDENTIALS:
+            _KEPT_CREDENTIALS.move_to_end(key)
+            return _KEPT_CREDENTIALS[key]
+    credentials = credentials_from_token(text, settings)
+    with _KEPT_LOCK:
+        _KEPT_CREDENTIALS[key] = credentials
+        while len(_KEPT_CREDENTIALS) > KEPT_GRANTS:
+            _KEPT_CREDENTIALS.popitem(last=False)
+    return credentials
+
+
 def open_calendar(
-    settings: Settings, calendar_id: str, token: str, *, quota_user: str | None = None
+    settings: Settings,
+    calendar_id: str,
+    token: str,
+    *,
+    quota_user: str | None = None,
+    reuse_access: bool = False,
 ) -> GoogleProvider:
-    """A GoogleProvider for ``calendar_id`` with the stored ``token``. Raises TokenError."""
+    """A GoogleProvider for ``calendar_id`` with the stored ``token``; ``reuse_access`` keeps
+    its access token for the next provider of the same grant. Raises TokenError."""
+    credentials = (
+        kept_credentials(token, settings)
+        if reuse_access
+        else credentials_from_token(token, settings)
+    )
     return GoogleProvider(
         calendar_id,
-        credentials=credentials_from_token(token, settings),
+        credentials=credentials,
         api_endpoint=settings.google.api_endpoint,
         quota_user=quota_user,
         timeout=settings.sync.request_timeout_seconds,

@@ -42,7 +42,11 @@ def open_provider(settings: Settings) -> ProviderFactory:
                 )
             try:
                 return google_connect.open_calendar(
-                    settings, connection.url, password, quota_user=f"owner-{connection.owner_id}"
+                    settings,
+                    connection.url,
+                    password,
+                    quota_user=f"owner-{connection.owner_id}",
+                    reuse_access=True,
                 )
             except google_connect.TokenError as exc:
                 raise GrantRevoked(

@@ -25,8 +25,10 @@ semantics where calsync depends on them:
   merged when they overlap or touch, clipped to the window, sorted, in UTC
   (``google_fake_busy``).
 - ``inject(status, reason)`` queues faults answered to the next API requests; bearer tokens
-  in ``revoked`` get 401; POST /token refreshes, answering ``invalid_grant`` for a refresh
-  token in ``revoked`` and 503 ``temporarily_unavailable`` while ``token_outages`` lasts.
+  in ``revoked``, issued for a refresh token in ``revoked``, or never issued (other than
+  ``static_tokens``) get 401; POST /token
+  refreshes (counted in ``token_refreshes``), answering ``invalid_grant`` for a refresh token
+  in ``revoked`` and 503 ``temporarily_unavailable`` while ``token_outages`` lasts.
 - calendarList.list/get and calendars.get: the account's calendars with ``accessRole``
   (``add_calendar``); the primary calendar's id is the account's address, as at Google.
 - OAuth: ``/o/oauth2/auth`` is a consent screen that answers at once (``consent`` says
@@ -172,12 +174,17 @@ class FakeGoogle:
         self._seq = itertools.count(1)
         self._last_seq = 0
         self._epoch = uuid.uuid4().hex[:8]
+        self._instance = uuid.uuid4().hex[:8]
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._token_counter = itertools.count(1)
         self._codes: dict[str, _Grant] = {}
         # How many of the next refreshes the token endpoint answers 503 (Google's sign-in down).
         self.token_outages = 0
+        self.token_refreshes = 0  # access tokens handed out for refresh tokens
+        # Bearer tokens accepted without coming from /token (what tests give the client).
+        self.static_tokens: set[str] = {"t", "test-token"}
+        self._granted: dict[str, str] = {}  # access token → the refresh token it came from
         # The consent screen's answer: True allows, False is the owner pressing "Cancel".
         self.consent = True
         # Called with the request before a page after the first is served (tests use it to
@@ -505,8 +512,10 @@ class FakeGoogle:
         ):
             return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
         number = next(self._token_counter)
+        access = f"access-{self._instance}-{number}"
+        self._granted[access] = f"refresh-granted-{number}"
         return 200, {
-            "access_token": f"access-{number}",
+            "access_token": access,
             "refresh_token": f"refresh-granted-{number}",
             "expires_in": 3599,
             "scope": grant.scope,
@@ -562,7 +571,10 @@ class FakeGoogle:
                 return 302, Redirect(self._consent(query))
             self.requests.append(LoggedRequest(method, path, query, headers, body))
             auth = headers.get("authorization", "")
-            if not auth.startswith("Bearer ") or auth[7:] in self.revoked:
+            bearer = auth[7:] if auth.startswith("Bearer ") else ""
+            known = bearer in self.static_tokens or bearer in self._granted
+            # Revoking a grant at Google ends the access tokens issued from it as well.
+            if not known or bearer in self.revoked or self._granted.get(bearer) in self.revoked:
                 raise ApiError(401, "authError", "Invalid Credentials")
             if self.faults:
                 raise self.faults.pop(0)
@@ -633,7 +645,10 @@ class FakeGoogle:
                 "error": "invalid_grant",
                 "error_description": "Token has been expired or revoked.",
             }
-        token = f"access-{next(self._token_counter)}"
+        # Unique across fakes: a token kept from another test's fake is unknown here.
+        token = f"access-{self._instance}-{next(self._token_counter)}"
+        self._granted[token] = refresh
+        self.token_refreshes += 1
         return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
 
 
