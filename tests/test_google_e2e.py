@@ -356,6 +356,7 @@ def test_the_cli_connects_with_a_token_file(
     assert [(a["url"], a["name"]) for a in added] == [("primary", fake.account)]
     message = cli.fails("calendar", "add", "--owner", OWNER, "--google", env=env)
     assert "google.client_id" in message
+    assert "the [google] section" in message  # printed as it is, not taken for markup
     message = cli.fails("calendar", "add", "--owner", OWNER)
     assert "--caldav URL or --google" in message
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 
 from calsync.calendars.errors import CalendarError
 from calsync.config import ConfigError
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except FRIENDLY_ERRORS as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        # Messages hold text from outside (config keys like [google], servers' answers): not markup.
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

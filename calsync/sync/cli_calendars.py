@@ -11,6 +11,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -166,7 +167,7 @@ def _google_calendar_ids(calendar_id: str | None, token: str) -> list[str]:
     table = Table("#", "calendar", "id", "access")
     for number, calendar in enumerate(choices, 1):
         name = calendar.name + (" (main)" if calendar.primary else "")
-        table.add_row(str(number), name, calendar.id, calendar.access_role)
+        table.add_row(str(number), escape(name), escape(calendar.id), calendar.access_role)
     out.print(table)
     answer = typer.prompt("Calendars to connect (numbers, separated by commas)", default="1")
     picked = []
@@ -182,7 +183,8 @@ def _print_added(connections: list[CalendarConnection], as_json: bool) -> None:
         print_json([{"id": c.id, "url": c.url, "name": c.display_name} for c in connections])
         return
     for connection in connections:
-        out.print(f"Connected calendar {connection.display_name!r} (id {connection.id}).")
+        name = escape(repr(connection.display_name))
+        out.print(f"Connected calendar {name} (id {connection.id}).")
     out.print("It is synced by `calsync sync --once`, `calsync worker` or `calsync serve`.")
 
 
@@ -215,13 +217,13 @@ def calendar_list(as_json: JsonOption = False) -> None:
         style = "red" if row["status"] in ("failing", "auth_failed", "needs_reconnect") else None
         table.add_row(
             str(row["id"]),
-            row["owner"],
-            row["name"],
+            escape(row["owner"]),
+            escape(row["name"] or ""),
             row["role"],
             row["status"],
             str(row["events"]),
             (row["last_success_at"] or "never")[:19],
-            row["error"] or "",
+            escape(row["error"] or ""),
             style=style,
         )
     out.print(table)
@@ -236,7 +238,7 @@ def calendar_remove(calendar_id: int) -> None:
 
 def _describe(result: PollResult) -> str:
     if result.error:
-        return f"calendar {result.connection_id}: [red]failed[/red]: {result.error}"
+        return f"calendar {result.connection_id}: [red]failed[/red]: {escape(result.error)}"
     kind = "full sync" if result.full else "incremental"
     text = f"calendar {result.connection_id}: {kind}, {result.upserted} changed"
     text += f", {result.removed} removed"
