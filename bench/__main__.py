@@ -1,7 +1,7 @@
 """`make bench`: every benchmark's figures in one table.
 
 Each module exposes ``run() -> list[tuple[str, str]]``; figures are printed, never asserted.
-Run one alone with ``python -m bench.<name>``; ``python -m bench availability`` picks some.
+Run some alone with ``python -m bench <name> [<name> …]``, e.g. ``python -m bench sync``.
 """
 
 from __future__ import annotations

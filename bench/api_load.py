@@ -13,7 +13,7 @@ child process on a free loopback port. The clients are threads, each with its ow
 ``httpx.Client``, asking for the whole 14-day window over and over for ``DURATION`` seconds.
 A request counts as an error unless it answers 200 with the same slots as the first one.
 
-Figures only: nothing here asserts anything about speed. Run: ``python -m bench.api_load``
+Figures only: nothing here asserts anything about speed. Run: ``python -m bench api_load``
 """
 
 from __future__ import annotations
@@ -291,14 +291,3 @@ def run() -> list[tuple[str, str]]:
         ("event type", "30 min every 15 min, buffers 10/10, Mon–Fri 08–18, Sat 09–13"),
     ]
     return setup + rows
-
-
-def main() -> None:
-    rows = run()
-    width = max(len(label) for label, _ in rows)
-    for label, figure in rows:
-        print(f"{label:<{width}}  {figure}")
-
-
-if __name__ == "__main__":
-    main()

@@ -14,7 +14,7 @@ engine pays for a full sort. The baseline is the obvious method: every candidate
 every span (stopping at the first conflict). Both share ``working_periods``, so the ratio is
 about the conflict check alone. Figures only: nothing here asserts anything about speed.
 
-Run: ``python -m bench.availability``
+Run: ``python -m bench availability``
 """
 
 from __future__ import annotations
@@ -156,14 +156,3 @@ def run() -> list[tuple[str, str]]:
     for scenario in SCENARIOS:
         rows += scenario_rows(scenario)
     return rows
-
-
-def main() -> None:
-    rows = run()
-    width = max(len(label) for label, _ in rows)
-    for label, figure in rows:
-        print(f"{label:<{width}}  {figure}")
-
-
-if __name__ == "__main__":
-    main()

@@ -32,7 +32,7 @@ expansion.
 
 Figures only: nothing here asserts anything about speed. Progress goes to stderr.
 
-Run: ``python -m bench.google_sync``
+Run: ``python -m bench google_sync``
 """
 
 from __future__ import annotations
@@ -458,14 +458,3 @@ def run() -> Rows:
             finally:
                 calsync.db.dispose()
     return rows
-
-
-def main() -> None:
-    rows = run()
-    width = max(len(label) for label, _ in rows)
-    for label, figure in rows:
-        print(f"{label:<{width}}  {figure}")
-
-
-if __name__ == "__main__":
-    main()

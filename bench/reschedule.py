@@ -8,13 +8,12 @@
 2. ``GET /m/{token}`` (the customer's page) with 20 concurrent clients for 10 s against
    ``calsync web`` (one uvicorn process) in a child process.
 
-Figures only; nothing is asserted. Run: ``python -m bench.reschedule``
+Figures only; nothing is asserted. Run: ``python -m bench reschedule``
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -177,13 +176,3 @@ def run() -> list[tuple[str, str]]:
         finally:
             radicale.stop()
     return rows
-
-
-def main() -> None:
-    for label, value in run():
-        print(f"{label:<62} {value}")
-    sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    main()

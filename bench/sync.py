@@ -33,7 +33,7 @@ and busy-interval counts), which is the check that the seeding is sound.
 
 Figures only: nothing here asserts anything about speed. Progress goes to stderr.
 
-Run: ``python -m bench.sync``
+Run: ``python -m bench sync``
 """
 
 from __future__ import annotations
@@ -704,14 +704,3 @@ def run() -> Rows:
             with serving(seed, workdir, events) as served:
                 rows += measure(served, events, workdir)
     return rows
-
-
-def main() -> None:
-    rows = run()
-    width = max(len(label) for label, _ in rows)
-    for label, figure in rows:
-        print(f"{label:<{width}}  {figure}")
-
-
-if __name__ == "__main__":
-    main()
