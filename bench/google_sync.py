@@ -51,14 +51,13 @@ from statistics import median
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-
+from bench.sync import mirror_counts
 from calsync.calendars.base import CalendarProvider, Cursor, Delta, ETag, Href
 from calsync.calendars.google import GoogleProvider
 from calsync.config import GoogleSettings, Settings, SyncSettings
 from calsync.sync import google_connect, services
 from calsync.sync.db import Database
-from calsync.sync.models import BusyInterval, CalendarConnection, MirroredEvent
+from calsync.sync.models import CalendarConnection
 from calsync.sync.poller import Poller, PollResult
 from calsync.sync.providers import open_provider
 from calsync.testing.google_fake import FakeGoogle
@@ -301,18 +300,6 @@ def connect(fake: FakeGoogle, database: Path) -> Connected:
         db, settings, OWNER, credentials_json=json.dumps(token)
     )
     return Connected(settings, db, connection.id)
-
-
-def mirror_counts(db: Database, connection_id: int) -> tuple[int, int]:
-    """How many events and busy intervals calsync holds for the calendar."""
-    with db.reading() as session:
-        events = session.scalar(
-            select(func.count()).where(MirroredEvent.connection_id == connection_id)
-        )
-        intervals = session.scalar(
-            select(func.count()).where(BusyInterval.connection_id == connection_id)
-        )
-    return int(events or 0), int(intervals or 0)
 
 
 def first_syncs(meter: Meter, workdir: Path) -> tuple[Rows, Connected]:

@@ -304,24 +304,6 @@ def test_a_mixed_owner_gets_availability_that_honours_both_calendars(
     assert free_hours(db, mon) == [10, 11, 13, 15, 16]
 
 
-def test_a_revoked_grant_marks_the_connection_for_reconnecting(
-    db: Database, gsettings: Settings, fake: FakeGoogle
-) -> None:
-    owner(db)
-    calendar = connect(db, gsettings, fake)
-    poll(db, gsettings)
-    fake.revoked.add(REFRESH)
-    poller = Poller(db, gsettings)
-    try:
-        (result,) = poller.sync_now()
-    finally:
-        poller.stop()
-    assert result.error and "calsync calendar add --google" in result.error
-    stored = services.get_calendar(db, calendar.id)
-    assert stored.status is ConnectionStatus.NEEDS_RECONNECT
-    assert "run `calsync calendar add --google` again" in (stored.last_error or "")
-
-
 def test_a_token_naming_a_foreign_token_uri_is_refused(
     db: Database, gsettings: Settings, fake: FakeGoogle
 ) -> None:
@@ -361,7 +343,7 @@ def test_the_cli_connects_with_a_token_file(
     assert "--caldav URL or --google" in message
 
 
-def test_polls_reuse_the_access_token_until_google_refuses_it(
+def test_polls_reuse_the_access_token_until_google_revokes_the_grant(
     db: Database, gsettings: Settings, fake: FakeGoogle
 ) -> None:
     owner(db)
@@ -378,5 +360,7 @@ def test_polls_reuse_the_access_token_until_google_refuses_it(
         (result,) = poller.sync_now()
     finally:
         poller.stop()
-    assert result.error and "reconnect" in result.error
-    assert services.get_calendar(db, calendar.id).status is ConnectionStatus.NEEDS_RECONNECT
+    assert result.error and "calsync calendar add --google" in result.error
+    stored = services.get_calendar(db, calendar.id)
+    assert stored.status is ConnectionStatus.NEEDS_RECONNECT
+    assert "run `calsync calendar add --google` again" in (stored.last_error or "")
