@@ -130,8 +130,8 @@ def test_connecting_stores_the_grant_encrypted_and_explains_bad_input(
     connection = connect(db, gsettings, fake)
     stored = services.get_calendar(db, connection.id)
     assert stored.provider is ProviderKind.GOOGLE
-    # Google names the main calendar after the account, and so does calsync.
-    assert (stored.url, stored.display_name) == ("primary", fake.account)
+    # Stored by its real id (the account's address), named as Google names it.
+    assert (stored.url, stored.display_name) == (fake.account, fake.account)
     assert stored.secret_encrypted and REFRESH not in stored.secret_encrypted
     grant = json.loads(SecretBox(gsettings.require_secret_key()).decrypt(stored.secret_encrypted))
     assert grant["refresh_token"] == REFRESH and "token" not in grant
@@ -247,7 +247,7 @@ def test_sync_book_reschedule_and_cancel_a_package(
             iter(icalendar.Calendar.from_ical(provider.get(second.href).data).walk("VEVENT"))
         )
         assert str(vevent["STATUS"]) == "CANCELLED"
-        busy_now = provider.busy(at(mon, 0), at(mon, 23))["primary"]
+        busy_now = provider.busy(at(mon, 0), at(mon, 23))[fake.account]
         assert [(b.start, b.end) for b in busy_now] == [(at(mon, 10), at(mon, 11))]
     finally:
         provider.close()
@@ -335,7 +335,7 @@ def test_the_cli_connects_with_a_token_file(
             env=env,
         )
     )
-    assert [(a["url"], a["name"]) for a in added] == [("primary", fake.account)]
+    assert [(a["url"], a["name"]) for a in added] == [(fake.account, fake.account)]
     message = cli.fails("calendar", "add", "--owner", OWNER, "--google", env=env)
     assert "google.client_id" in message
     assert "the [google] section" in message  # printed as it is, not taken for markup

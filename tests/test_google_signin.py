@@ -23,7 +23,7 @@ from calsync.config import GoogleSettings, Settings
 from calsync.secretbox import SecretBox
 from calsync.sync import outbox, services
 from calsync.sync.db import Database
-from calsync.sync.models import CalendarRole, ConnectionStatus, ProviderKind
+from calsync.sync.models import CalendarRole, ConnectionStatus, Owner, ProviderKind
 from calsync.sync.poller import Poller
 from calsync.testing.google_fake import FakeGoogle
 from calsync.web.app import create_app
@@ -232,7 +232,7 @@ def test_a_revoked_grant_stops_polling_tells_the_owner_once_and_a_new_sign_in_re
         text = message_from_bytes(message.raw, policy=policy.default).get_body(("plain",))
         assert text is not None
         body = text.get_content()
-        assert f"calsync calendar add --owner {OWNER} --google --calendar-id primary" in body
+        assert f"calsync calendar add --owner {OWNER} --google --calendar-id {fake.account}" in body
         assert "refresh-token-1" not in body
         # The log and `calsync calendar list` say the same.
         assert "not polling it until" in caplog.text and "refresh-token-1" not in caplog.text
@@ -313,3 +313,44 @@ def test_at_a_terminal_the_owner_picks_calendars_from_the_account(
     cli.ok(*args, env=fake_env(fake))
     assert "primary" not in {c.url for c in services.list_calendars(db)}  # the same calendar
     assert len(services.list_calendars(db)) == 2
+
+
+def test_another_account_signing_in_never_takes_over_a_connected_calendar(
+    client: TestClient, db: Database, gsettings: Settings, fake: FakeGoogle
+) -> None:
+    owner(db)
+    mine = connect(db, gsettings, fake)  # as `calendar add --google` (primary) connects it
+    stored_grant = services.get_calendar(db, mine.id).secret_encrypted
+    # Someone signs in with another Google account through the owner's link: its main
+    # calendar is "primary" too, but a different calendar.
+    fake.account = "stranger@example.org"
+    page = client.get(consent(sign_in_link(client, db)))
+    assert choose(client, page.text, **{fake.account: "conflicts"}).status_code == 200
+    connections = {c.url: c for c in services.list_calendars(db)}
+    assert set(connections) == {"owner@example.org", "stranger@example.org"}
+    assert connections["owner@example.org"].secret_encrypted == stored_grant
+
+
+def test_a_read_only_calendar_cannot_take_bookings(
+    client: TestClient, db: Database, fake: FakeGoogle
+) -> None:
+    owner(db)
+    page = client.get(consent(sign_in_link(client, db)))
+    # The page offers "busy time only" for it; a hand-made form asks for more.
+    refused = choose(client, page.text, **{HOLIDAYS: "bookings"})
+    assert refused.status_code == 422
+    assert "may only read" in refused.text
+    assert services.list_calendars(db) == []
+
+
+def test_an_owner_removed_during_the_sign_in_gets_a_page_not_json(
+    client: TestClient, db: Database, fake: FakeGoogle
+) -> None:
+    owner(db)
+    page = client.get(consent(sign_in_link(client, db)))
+    with db.writing() as session:
+        session.delete(session.get(Owner, services.find_owner(db, OWNER).id))
+    gone = choose(client, page.text, **{fake.account: "both"})
+    assert gone.status_code == 404
+    assert gone.headers["content-type"].startswith("text/html")
+    assert "no calendar was connected" in gone.text

@@ -196,19 +196,24 @@ def add_google_calendar(
         ) from None
     finally:
         provider.close()
+    access = info.get("accessRole")
+    if access and access not in ("owner", "writer") and role is not CalendarRole.CONFLICTS:
+        raise ServiceError(
+            f"this Google account may only read the calendar {calendar_id!r}, so calsync cannot "
+            "write bookings there: connect it for busy time only (role conflicts)"
+        )
     zone = timezone
     if zone is None and info.get("timeZone"):
         zone = _zone_or_none(str(info["timeZone"]))
+    # Stored by its real id, not an alias: "primary" names a different calendar for every
+    # account, so a grant for another account must never take over a "primary" connection.
+    canonical = str(info.get("id") or calendar_id)
     with db.writing() as session:
-        # The same calendar under its other name: "primary" is the account's address.
-        names = {calendar_id, str(info.get("id") or calendar_id)}
-        if info.get("primary"):
-            names.add("primary")
         existing = session.scalars(
             select(CalendarConnection).where(
                 CalendarConnection.owner_id == owner.id,
                 CalendarConnection.provider == ProviderKind.GOOGLE,
-                CalendarConnection.url.in_(sorted(names)),
+                CalendarConnection.url == canonical,
             )
         ).first()
         if existing is not None:
@@ -217,10 +222,8 @@ def add_google_calendar(
         connection = CalendarConnection(
             owner_id=owner.id,
             provider=ProviderKind.GOOGLE,
-            url=calendar_id,
-            display_name=str(info.get("summaryOverride") or info.get("summary") or calendar_id)[
-                :200
-            ],
+            url=canonical,
+            display_name=str(info.get("summaryOverride") or info.get("summary") or canonical)[:200],
             username=None,
             secret_encrypted=secret,
             role=role,
@@ -234,8 +237,8 @@ def add_google_calendar(
 
 
 def _reconnect(connection: CalendarConnection, secret: str) -> None:
-    """Swap in a new grant and poll again from scratch: the grant may be for another account,
-    and a full sync compares everything with the mirror anyway."""
+    """Swap in a new grant for the same calendar (matched by its real id) and poll again from
+    scratch: a full sync compares everything with the mirror anyway."""
     connection.secret_encrypted = secret
     connection.status = ConnectionStatus.NEW
     connection.failures = 0

@@ -261,15 +261,27 @@ SOMETHING_WRONG = (
 _PASSED_ON = ("Retry-After",)
 
 
+SIGN_IN_WRONG = (
+    "Something went wrong",
+    "Something went wrong, and no calendar was connected. Please open your sign-in link "
+    "again in a few minutes, or ask for a new one.",
+)
+
+
 def _for_customers(handler: Handler) -> Handler:
-    """``handler``, answering manage page requests with a page instead of JSON."""
+    """``handler``, answering the browser pages (the manage page, the Google sign-in) with a
+    page instead of JSON."""
 
     async def handle(request: Request, exc: Exception) -> Response:
         response = await handler(request, exc)
         path = request.scope.get("path", "").removeprefix(request.scope.get("root_path", ""))
-        if not path.startswith("/m/"):
+        if path.startswith("/m/"):
+            fallback = SOMETHING_WRONG
+        elif path.startswith("/oauth/"):
+            fallback = SIGN_IN_WRONG
+        else:
             return response
-        title, message = CUSTOMER_PAGES.get(response.status_code, SOMETHING_WRONG)
+        title, message = CUSTOMER_PAGES.get(response.status_code, fallback)
         headers = {k: response.headers[k] for k in _PASSED_ON if k in response.headers}
         settings = request.app.state.settings
         return message_page(

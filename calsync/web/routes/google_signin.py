@@ -163,6 +163,7 @@ def choose_calendars(
     owner = services.get_owner(db, signed_in.owner_id)
     connected: list[tuple[str, str]] = []
     problems: list[str] = []
+    status = 200
     for calendar_id, role in chosen:
         try:
             connection = services.add_google_calendar(
@@ -173,15 +174,20 @@ def choose_calendars(
                 calendar_id=calendar_id,
                 role=role,
             )
-        except (services.ServiceError, ProviderError) as exc:
+        except services.ServiceError as exc:  # the choice itself cannot be made
             problems.append(f"{calendar_id}: {exc}")
+            status = 422
+            continue
+        except ProviderError as exc:
+            problems.append(f"{calendar_id}: {exc}")
+            status = 502
             continue
         connected.append((connection.display_name or calendar_id, ROLE_WORDS[connection.role]))
     title = "Google calendars connected" if connected else "Nothing was connected"
     body = render(
         settings, "google_connected.html", title=title, connected=connected, problems=problems
     )
-    response = answer(request, body, 200 if connected else 502)
+    response = answer(request, body, 200 if connected else status)
     response.delete_cookie(COOKIE, path=f"{path_prefix(settings)}/oauth/google")
     return response
 
