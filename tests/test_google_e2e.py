@@ -18,7 +18,7 @@ from calsync.calendars.errors import AuthFailed
 from calsync.calendars.google_ics import BOOKING_KEY
 from calsync.config import ConfigError, GoogleSettings, Settings
 from calsync.secretbox import SecretBox
-from calsync.sync import changes, google_connect, services
+from calsync.sync import changes, google_connect, outbox, services
 from calsync.sync.bookings import BookingRequest, book, get_booking
 from calsync.sync.db import Database
 from calsync.sync.event_types import find_slots, get_event_type, save_event_type
@@ -364,3 +364,22 @@ def test_polls_reuse_the_access_token_until_google_revokes_the_grant(
     stored = services.get_calendar(db, calendar.id)
     assert stored.status is ConnectionStatus.NEEDS_RECONNECT
     assert "run `calsync calendar add --google` again" in (stored.last_error or "")
+
+
+def test_a_configuration_change_is_not_taken_for_a_revoked_grant(
+    db: Database, gsettings: Settings, fake: FakeGoogle
+) -> None:
+    owner(db)
+    calendar = connect(db, gsettings, fake)
+    # The operator points calsync elsewhere: the stored grant's token URI is not allowed now.
+    moved = gsettings.model_copy(
+        update={"google": GoogleSettings(api_endpoint="http://127.0.0.2:9/calendar/v3/")}
+    )
+    poller = Poller(db, moved)
+    try:
+        (result,) = poller.sync_now()
+    finally:
+        poller.stop()
+    assert result.error and "token_uri" in result.error
+    assert services.get_calendar(db, calendar.id).status is ConnectionStatus.AUTH_FAILED
+    assert outbox.list_messages(db) == []  # no owner is asked to reconnect for it

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from google.oauth2.credentials import Credentials
@@ -20,7 +21,7 @@ from calsync.calendars.errors import (
     ProviderError,
     Unavailable,
 )
-from calsync.calendars.google import GoogleProvider
+from calsync.calendars.google import GoogleProvider, _busy_of
 from calsync.testing.google_fake import FakeGoogle
 from tests.provider_contract import ProviderContract, make_ics
 
@@ -195,23 +196,33 @@ def test_revoked_refresh_token_is_a_revoked_grant(fake: FakeGoogle) -> None:
     assert "invalid_grant" in str(info.value)
 
 
-def test_a_token_endpoint_outage_is_unavailable_not_a_revoked_grant(fake: FakeGoogle) -> None:
-    def credentials() -> Credentials:
-        return Credentials(
-            token=None,
-            refresh_token="good",
-            token_uri=fake.token_uri,
-            client_id="id",
-            client_secret="secret",
-        )
+def refreshing(fake: FakeGoogle, client_id: str = "id") -> Credentials:
+    return Credentials(
+        token=None,
+        refresh_token="good",
+        token_uri=fake.token_uri,
+        client_id=client_id,
+        client_secret="secret",
+    )
 
+
+def test_a_token_endpoint_outage_is_unavailable_not_a_revoked_grant(fake: FakeGoogle) -> None:
     # google-auth tries the token endpoint 3 times itself (waiting about 1 s and 2 s).
+    fake.token_outages = 2
+    assert connect(fake, credentials=refreshing(fake)).changes(None, {}).full
     fake.token_outages = 3
-    assert connect(fake, credentials=credentials()).changes(None, {}).full  # our retry gets in
-    fake.token_outages = 10
     with pytest.raises(Unavailable) as info:
-        connect(fake, credentials=credentials(), max_tries=1).changes(None, {})
+        connect(fake, credentials=refreshing(fake)).changes(None, {})
     assert not isinstance(info.value, AuthFailed)  # the grant is fine: no reconnecting
+    # Not retried again on top of google-auth's own tries (that would be 15 requests).
+    assert fake.token_outages == 0 and fake.token_refreshes == 1
+
+
+def test_a_refused_client_is_for_the_operator_not_a_revoked_grant(fake: FakeGoogle) -> None:
+    fake.refused_clients.add("old-client")
+    with pytest.raises(AuthFailed, match=r"google\.client_secret") as info:
+        connect(fake, credentials=refreshing(fake, "old-client")).changes(None, {})
+    assert not isinstance(info.value, GrantRevoked)  # no owner is asked to reconnect
 
 
 def test_every_write_says_send_updates_none(fake: FakeGoogle) -> None:
@@ -346,3 +357,24 @@ def test_no_third_party_exception_escapes(fake: FakeGoogle) -> None:
             backoff_base=0.001,
         ).changes(None, {})
     assert info.value.__cause__ is not None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"calendars": {"primary": {"busy": [{"start": "2030-01-02T10:00:00Z"}]}}},
+        {"calendars": {"primary": {"busy": [{"start": "soon", "end": "later"}]}}},
+        {"calendars": {"primary": {"errors": "backendError"}}},
+        {"calendars": ["primary"]},
+        [],
+    ],
+)
+def test_an_unreadable_free_busy_answer_is_unknown_not_free(answer: Any) -> None:
+    # Shapes Google does not send (and the fake cannot be made to): read straight from dicts.
+    with pytest.raises(Unavailable, match="calendar primary"):
+        _busy_of(answer, "primary")
+
+
+def test_a_free_busy_answer_without_a_busy_list_is_free() -> None:
+    assert _busy_of({"calendars": {"primary": {"busy": None}}}, "primary") == []
+    assert _busy_of({"calendars": {"primary": {}}}, "primary") == []

@@ -133,14 +133,7 @@ class Caller:
                     continue
                 raise (error or self._exhausted(exc, what)) from exc
             except google.auth.exceptions.RefreshError as exc:
-                # google-auth marks a token endpoint's 5xx/"temporarily unavailable" retryable;
-                # anything else (invalid_grant, invalid_client) is a grant that is gone.
-                if getattr(exc, "retryable", False) and not last:
-                    self._wait(attempt, f"{what}: {exc}")
-                    continue
-                if getattr(exc, "retryable", False):
-                    raise Unavailable(f"Google sign-in unavailable: {exc}", url=self.label) from exc
-                raise GrantRevoked(f"{RECONNECT}: {exc}", url=self.label) from exc
+                raise _refresh_failed(exc, self.label) from exc
             except (google.auth.exceptions.TransportError, httplib2.HttpLib2Error, OSError) as exc:
                 if not last:
                     self._wait(attempt, f"{what}: {exc}")
@@ -194,6 +187,28 @@ class Caller:
             f"Google Calendar refused {what}: HTTP {status} {', '.join(reasons)} {detail}".strip(),
             url=url,
         )
+
+
+def _refresh_failed(exc: google.auth.exceptions.RefreshError, label: str) -> ProviderError:
+    """What a failed access-token refresh means.
+
+    google-auth has already retried the token endpoint's 5xx/"temporarily unavailable"
+    answers (and marks them ``retryable``): not retried again here. ``invalid_grant`` is a
+    grant the owner must renew; another answer (``invalid_client``: a changed client secret)
+    is for the operator to fix, and not a reason to ask every owner to reconnect.
+    """
+    if getattr(exc, "retryable", False):
+        return Unavailable(f"Google sign-in unavailable, try again later: {exc}", url=label)
+    answer = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
+    if answer.get("error") == "invalid_grant":
+        return GrantRevoked(f"{RECONNECT}: {exc}", url=label)
+    if not answer:  # no token endpoint answer: these credentials cannot be refreshed at all
+        return AuthFailed(f"{RECONNECT}: {exc}", url=label)
+    return AuthFailed(
+        f"Google refused calsync's OAuth client ({exc}): check google.client_id and "
+        "google.client_secret",
+        url=label,
+    )
 
 
 def new_service(credentials: Any, *, api_endpoint: str | None = None, timeout: float = 30.0) -> Any:
@@ -428,18 +443,29 @@ def freebusy(
             extra = {"quotaUser": quota_user} if quota_user else {}
             answer = call(service.freebusy().query(body=body, **extra), "freebusy")
             for cid in chunk:
-                entry = answer.get("calendars", {}).get(cid)
-                if entry is None or entry.get("errors"):
-                    why = ", ".join(e.get("reason", "?") for e in (entry or {}).get("errors", []))
-                    raise Unavailable(
-                        f"Google free/busy unknown for calendar {cid}: {why or 'missing'}", url=cid
-                    )
-                for span in entry.get("busy", []):
-                    result[cid].append(Interval(_parse(span["start"]), _parse(span["end"])))
+                result[cid] += _busy_of(answer, cid)
             low = high
     for spans in result.values():
         spans.sort(key=lambda s: (s.start, s.end))
     return result
+
+
+def _busy_of(answer: Any, cid: str) -> list[Interval]:
+    """One calendar's busy intervals in a freeBusy answer. Raises Unavailable when Google
+    reports an error for it, or the answer cannot be read: unknown is not free."""
+    try:
+        entry = answer["calendars"].get(cid)
+        errors = [] if entry is None else entry.get("errors") or []
+        if entry is None or errors:
+            why = ", ".join(str(e.get("reason", "?")) for e in errors) or "missing"
+            raise Unavailable(f"Google free/busy unknown for calendar {cid}: {why}", url=cid)
+        return [
+            Interval(_parse(span["start"]), _parse(span["end"])) for span in entry.get("busy") or []
+        ]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise Unavailable(
+            f"Google free/busy answer for calendar {cid} cannot be read ({exc!r})", url=cid
+        ) from exc
 
 
 def _groups(events: list[Event]) -> list[CalendarItem]:

@@ -49,7 +49,9 @@ def open_provider(settings: Settings) -> ProviderFactory:
                     reuse_access=True,
                 )
             except google_connect.TokenError as exc:
-                raise GrantRevoked(
+                # The stored grant is unusable with this configuration (a changed
+                # google.token_uri, say): the operator's to fix, so no owner is emailed.
+                raise AuthFailed(
                     google_connect.reconnect_message(str(exc)), url=connection.url
                 ) from exc
         raise NotImplementedError(f"provider {connection.provider} is not available yet")

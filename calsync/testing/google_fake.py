@@ -28,7 +28,8 @@ semantics where calsync depends on them:
   in ``revoked``, issued for a refresh token in ``revoked``, or never issued (other than
   ``static_tokens``) get 401; POST /token
   refreshes (counted in ``token_refreshes``), answering ``invalid_grant`` for a refresh token
-  in ``revoked`` and 503 ``temporarily_unavailable`` while ``token_outages`` lasts.
+  in ``revoked``, ``invalid_client`` for a client in ``refused_clients``, and 503
+  ``temporarily_unavailable`` while ``token_outages`` lasts.
 - calendarList.list/get and calendars.get: the account's calendars with ``accessRole``
   (``add_calendar``); the primary calendar's id is the account's address, as at Google.
 - OAuth: ``/o/oauth2/auth`` is a consent screen that answers at once (``consent`` says
@@ -182,6 +183,7 @@ class FakeGoogle:
         # How many of the next refreshes the token endpoint answers 503 (Google's sign-in down).
         self.token_outages = 0
         self.token_refreshes = 0  # access tokens handed out for refresh tokens
+        self.refused_clients: set[str] = set()  # OAuth clients whose secret no longer works
         # Bearer tokens accepted without coming from /token (what tests give the client).
         self.static_tokens: set[str] = {"t", "test-token"}
         self._granted: dict[str, str] = {}  # access token → the refresh token it came from
@@ -639,6 +641,9 @@ class FakeGoogle:
         if self.token_outages:
             self.token_outages -= 1
             return 503, {"error": "temporarily_unavailable", "error_description": "Try later."}
+        client = (form or {}).get("client_id", "")
+        if client in self.refused_clients:
+            return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
         refresh = (form or {}).get("refresh_token", "")
         if not refresh or refresh in self.revoked:
             return 400, {
