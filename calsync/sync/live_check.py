@@ -40,23 +40,21 @@ def live_busy(
     start = min(s.start for s in slots) - rules.buffer_before
     end = max(s.end for s in slots) + rules.buffer_after
     with db.reading() as session:
+        conflicts = conflict_calendars(session, event_type)
         calendars = [
             c
-            for c in conflict_calendars(session, event_type)
+            for c in conflicts
             if c.provider is ProviderKind.GOOGLE and c.all_day is not AllDayMode.FREE
         ]
-        known = {
-            c.id: [Interval(s, e) for s, e, _ in mirror.busy_spans(session, [c.id], start, end)]
-            for c in calendars
-        }
-        for calendar in calendars:
-            if calendar in session:  # from the event type's own list they are detached already
-                session.expunge(calendar)
-    extra: list[Span] = []
-    for calendar in calendars:
-        reported = _ask_google(calendar, factory, start, end)
-        extra.extend(Span(i.start, i.end) for i in subtract(reported, known[calendar.id]))
-    return extra
+        if not calendars:
+            return []
+        # Everything the slot check already counts as busy, whichever calendar holds it.
+        known = [
+            Interval(s, e)
+            for s, e, _ in mirror.busy_spans(session, [c.id for c in conflicts], start, end)
+        ]
+    reported = [i for c in calendars for i in _ask_google(c, factory, start, end)]
+    return [Span(i.start, i.end) for i in subtract(reported, known)]
 
 
 def _ask_google(
