@@ -281,6 +281,9 @@ def test_the_cli_prints_a_sign_in_link_that_the_pages_accept(
     assert (connection.url, connection.role) == (TEAM, CalendarRole.BOOKINGS)
     text = cli.ok("calendar", "add", "--owner", OWNER, "--web", env=fake_env(fake))
     assert "redirect URI" in text and "/oauth/google/callback" in text
+    both = ("--web", "--calendar-id", TEAM)
+    message = cli.fails("calendar", "add", "--owner", OWNER, *both, env=fake_env(fake))
+    assert "leave out --calendar-id" in message
 
 
 def test_at_a_terminal_the_owner_picks_calendars_from_the_account(

@@ -91,9 +91,20 @@ def calendar_add(
         if caldav is not None:
             raise services.ServiceError("use either --caldav or --google, not both")
         if web:
+            if calendar_id is not None or google_token_file is not None:
+                raise services.ServiceError(
+                    "--web lets the owner choose calendars and roles on the sign-in page: "
+                    "leave out --calendar-id and --google-token-file"
+                )
             _print_sign_in_link(owner, as_json)
             return
-        token = _google_token(google_token_file)
+        try:
+            # Once, so the calendar choice below reads the same grant that will be stored.
+            token = google_connect.normalize_token(
+                _google_token(google_token_file), state.settings
+            )
+        except google_connect.TokenError as exc:
+            raise services.ServiceError(str(exc)) from None
         connections = [
             services.add_google_calendar(
                 state.db(),
