@@ -357,3 +357,15 @@ def test_an_owner_removed_during_the_sign_in_gets_a_page_not_json(
     assert gone.status_code == 404
     assert gone.headers["content-type"].startswith("text/html")
     assert "no calendar was connected" in gone.text
+
+
+def test_an_unticked_permission_is_named_and_nothing_is_connected(
+    client: TestClient, db: Database, fake: FakeGoogle
+) -> None:
+    owner(db)
+    fake.withheld_scopes.add("https://www.googleapis.com/auth/calendar.events")
+    page = client.get(consent(sign_in_link(client, db)))
+    assert page.status_code == 400
+    assert "permission to see and edit events" in page.text
+    assert "calsync_google_grant" not in page.headers.get("set-cookie", "")
+    assert services.list_calendars(db) == []

@@ -100,9 +100,7 @@ def calendar_add(
             return
         try:
             # Once, so the calendar choice below reads the same grant that will be stored.
-            token = google_connect.normalize_token(
-                _google_token(google_token_file), state.settings
-            )
+            token = google_connect.normalize_token(_google_token(google_token_file), state.settings)
         except google_connect.TokenError as exc:
             raise services.ServiceError(str(exc)) from None
         connections = [

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from google_auth_oauthlib.flow import Flow
 from calsync.config import Settings
 from calsync.secretbox import SecretBox
 from calsync.sync import google_connect
+
+log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/oauth/google/callback"
 STATE_MAX_AGE = 15 * 60  # seconds from the link to the owner's consent
@@ -62,15 +65,19 @@ def finish_sign_in(settings: Settings, state: str, code: str) -> SignedIn:
     sealed = _box(settings, "google sign-in state").open_recent(state, STATE_MAX_AGE)
     if sealed is None:
         raise SignInError(
-            "This sign-in link is not valid any more (links work for 15 minutes, once). "
+            "This sign-in link is not valid any more (links work for 15 minutes). "
             "Ask for a new Google sign-in link and open it right away."
         )
     values = json.loads(sealed)
     flow = _flow(settings)
     flow.code_verifier = values["verifier"]
     try:
-        answer = flow.fetch_token(code=code)
+        answer = dict(flow.fetch_token(code=code, timeout=settings.sync.request_timeout_seconds))
+    except Warning as narrowed:  # oauthlib: Google granted other scopes than were asked for
+        answer = dict(getattr(narrowed, "token", {}))
+        _check_scopes(getattr(narrowed, "new_scope", None) or [])
     except Exception as exc:  # oauthlib/requests raise many types; all mean the same here
+        log.warning("Google sign-in: exchanging the code failed: %r", exc)
         raise SignInError(
             "Google did not accept the sign-in (the page may have been reloaded, or the "
             f"client settings differ): {type(exc).__name__}. Ask for a new sign-in link."
@@ -81,6 +88,24 @@ def finish_sign_in(settings: Settings, state: str, code: str) -> SignedIn:
     except google_connect.TokenError as exc:
         raise SignInError(str(exc)) from None
     return SignedIn(owner_id=int(values["owner"]), token=token)
+
+
+# What the consent screen shows for each scope, to name a permission the owner unticked.
+PERMISSIONS = {
+    "https://www.googleapis.com/auth/calendar.events": "see and edit events",
+    "https://www.googleapis.com/auth/calendar.calendarlist.readonly": "see your list of calendars",
+    "https://www.googleapis.com/auth/calendar.freebusy": "see your availability",
+}
+
+
+def _check_scopes(granted: list[str]) -> None:
+    """Raise SignInError naming what the owner did not allow, if calsync needs it."""
+    missing = [PERMISSIONS.get(s, s) for s in google_connect.SCOPES if s not in granted]
+    if missing:
+        raise SignInError(
+            f"calsync needs permission to {' and '.join(missing)}, which was not given. Open "
+            "a new sign-in link and leave every permission ticked."
+        )
 
 
 def seal_grant(settings: Settings, signed_in: SignedIn) -> str:

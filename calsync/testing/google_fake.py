@@ -184,6 +184,7 @@ class FakeGoogle:
         self.token_outages = 0
         self.token_refreshes = 0  # access tokens handed out for refresh tokens
         self.refused_clients: set[str] = set()  # OAuth clients whose secret no longer works
+        self.withheld_scopes: set[str] = set()  # permissions the owner unticks at consent
         # Bearer tokens accepted without coming from /token (what tests give the client).
         self.static_tokens: set[str] = {"t", "test-token"}
         self._granted: dict[str, str] = {}  # access token → the refresh token it came from
@@ -515,12 +516,13 @@ class FakeGoogle:
             return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
         number = next(self._token_counter)
         access = f"access-{self._instance}-{number}"
+        granted = [s for s in grant.scope.split() if s not in self.withheld_scopes]
         self._granted[access] = f"refresh-granted-{number}"
         return 200, {
             "access_token": access,
             "refresh_token": f"refresh-granted-{number}",
             "expires_in": 3599,
-            "scope": grant.scope,
+            "scope": " ".join(granted),
             "token_type": "Bearer",
         }
 
