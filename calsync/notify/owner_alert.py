@@ -6,7 +6,7 @@ templates, which ``mail.templates_dir`` can override like the booking emails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
@@ -35,14 +35,7 @@ def compose_reconnect(alert: ReconnectAlert, mail: MailSettings, now: datetime) 
 
     The Message-ID derives from the connection and the moment the grant failed, so a crash
     that composes it again yields the same message, and a later failure a new one."""
-    context = {
-        "owner_name": alert.owner_name,
-        "owner_email": alert.owner_email,
-        "calendar_number": alert.calendar_number,
-        "calendar_name": alert.calendar_name,
-        "google_calendar_id": alert.google_calendar_id,
-        "detail": alert.detail,
-    }
+    context = asdict(alert)
     templates = template_environment(mail.templates_dir)
     international = not (mail.from_address.isascii() and alert.owner_email.isascii())
     message = EmailMessage(policy=policy.default.clone(utf8=international))

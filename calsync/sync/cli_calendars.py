@@ -152,7 +152,7 @@ def _print_sign_in_link(owner_email: str, as_json: bool) -> None:
         print_json({"owner_id": owner.id, "sign_in_url": link})
         return
     out.print(
-        f"Send this link to {owner.email}. It works once, within 15 minutes, while calsync "
+        f"Send this link to {owner.email} only. It works for 15 minutes, while calsync "
         "serves its pages at base_url; it ends on a page where they choose their calendars:"
     )
     out.print(link, soft_wrap=True, highlight=False)

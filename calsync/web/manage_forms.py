@@ -48,6 +48,7 @@ class Purpose(StrEnum):
 
     RESCHEDULE = "reschedule"
     CANCEL = "cancel"
+    CHOOSE_CALENDARS = "choose calendars"  # the Google sign-in's calendar choice
 
 
 class Fields(Protocol):
@@ -80,6 +81,8 @@ class FormProblems(Exception):
 
 
 def csrf_token(settings: Settings, token_hash: str, purpose: Purpose) -> str:
+    """The form's anti-CSRF token: tied to what the page was opened with (``token_hash``: the
+    manage link's hash, or the sign-in's sealed cookie) and to ``purpose``."""
     key = settings.require_secret_key().encode()
     message = f"calsync manage form\x00{token_hash}\x00{purpose.value}".encode()
     digest = hmac.new(key, message, hashlib.sha256).digest()

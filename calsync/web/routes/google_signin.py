@@ -14,7 +14,6 @@ to the cookie).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 
@@ -22,10 +21,16 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
 from calsync.calendars.errors import ProviderError
-from calsync.config import Settings
 from calsync.sync import google_connect, google_signin, services
 from calsync.sync.models import CalendarRole
-from calsync.web.manage_forms import FormRefused, PostedForm, check_origin, posted_form
+from calsync.web.manage_forms import (
+    FormRefused,
+    PostedForm,
+    Purpose,
+    check_origin,
+    csrf_token,
+    posted_form,
+)
 from calsync.web.manage_render import answer, message_page, path_prefix, render
 from calsync.web.routes.deps import DbDep, SettingsDep
 from calsync.web.schemas import NOT_FOUND, DbId
@@ -53,7 +58,7 @@ class SignInOut(BaseModel):
 def google_sign_in(owner_id: DbId, db: DbDep, settings: SettingsDep) -> SignInOut:
     """A link that signs the owner in with Google and lets them choose calendars to connect.
 
-    Send it to the owner; it works once, for 15 minutes. ``callback_url`` must be an
+    Send it to the owner only: it works for 15 minutes. ``callback_url`` must be an
     authorized redirect URI of the OAuth client (type "Web application")."""
     owner = services.get_owner(db, owner_id)
     return SignInOut(
@@ -73,13 +78,17 @@ def callback(
     error: str = "",
 ) -> Response:
     if error:
+        why = (
+            "You did not allow calsync to use your Google calendar"
+            if error == "access_denied"
+            else f"Google could not complete the sign-in ({error[:60]})"
+        )
         return message_page(
             request,
             settings,
             400,
             "Google calendar not connected",
-            "You did not allow calsync to use your Google calendar, so nothing was connected. "
-            "To try again, ask for a new sign-in link.",
+            f"{why}, so nothing was connected. To try again, ask for a new sign-in link.",
         )
     if not state or not code:
         return message_page(
@@ -112,7 +121,7 @@ def callback(
         "google_calendars.html",
         owner_name=owner.name,
         calendars=calendars,
-        csrf=_csrf(settings, sealed),
+        csrf=csrf_token(settings, sealed, Purpose.CHOOSE_CALENDARS),
         action=f"{path_prefix(settings)}/oauth/google/calendars",
     )
     response = answer(request, body)
@@ -142,7 +151,9 @@ def choose_calendars(
     sealed = request.cookies.get(COOKIE, "")
     signed_in = google_signin.open_grant(settings, sealed) if sealed else None
     given = (posted.fields.get("csrf") or "").encode()
-    if signed_in is None or not hmac.compare_digest(given, _csrf(settings, sealed).encode()):
+    if signed_in is None or not hmac.compare_digest(
+        given, csrf_token(settings, sealed, Purpose.CHOOSE_CALENDARS).encode()
+    ):
         return message_page(
             request,
             settings,
@@ -205,11 +216,3 @@ def _chosen(posted: PostedForm) -> list[tuple[str, CalendarRole]]:
         if name.startswith("use:") and value in {role.value for role in CalendarRole}:
             chosen.append((name[4:], CalendarRole(value)))
     return chosen
-
-
-def _csrf(settings: Settings, sealed: str) -> str:
-    """The form's token: tied to this sign-in's cookie, so a form from elsewhere cannot use it."""
-    key = settings.require_secret_key().encode()
-    return hmac.new(
-        key, b"calsync google sign-in\x00" + sealed.encode(), hashlib.sha256
-    ).hexdigest()
