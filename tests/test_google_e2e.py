@@ -383,3 +383,20 @@ def test_a_configuration_change_is_not_taken_for_a_revoked_grant(
     assert result.error and "token_uri" in result.error
     assert services.get_calendar(db, calendar.id).status is ConnectionStatus.AUTH_FAILED
     assert outbox.list_messages(db) == []  # no owner is asked to reconnect for it
+
+
+def test_a_booking_survives_google_losing_its_answer(
+    db: Database, gsettings: Settings, fake: FakeGoogle
+) -> None:
+    owner(db)
+    calendar = connect(db, gsettings, fake)
+    event_type(db, calendar.id)
+    poll(db, gsettings)
+    mon = next_monday()
+    fake.inject(503, "backendError", after=True)  # the insert is saved, its answer lost
+    made = book(db, gsettings, BookingRequest("coaching", "Zoë", "zoe@example.org", (at(mon, 9),)))
+    (session,) = get_booking(db, made.booking.id).sessions
+    assert session.status is SessionStatus.BOOKED
+    events = [s.event for s in fake.calendars["primary"].events.values()]
+    assert [(e["id"], e["iCalUID"]) for e in events] == [(session.href, session.uid)]
+    assert session.etag == events[0]["etag"]

@@ -237,6 +237,26 @@ def test_every_write_says_send_updates_none(fake: FakeGoogle) -> None:
     assert writes[0].body["extendedProperties"]["private"]["calsyncBooking"] == "bk_1"
 
 
+def test_an_insert_whose_answer_was_lost_is_taken_not_doubled(fake: FakeGoogle) -> None:
+    provider = connect(fake)
+    fake.inject(503, "backendError", after=True)  # Google saved it; its answer never came
+    item = provider.create("lost", booked("lost", x_calsync_booking="bk_1"))
+    live = [s.event for s in fake.calendars["primary"].events.values()]
+    assert [(e["id"], e["iCalUID"]) for e in live] == [(item.href, "lost")]
+    assert item.etag == live[0]["etag"]
+    # Someone else's event with that UID is still a clash (nothing of ours to take).
+    fake.owner_insert(
+        {
+            "iCalUID": "theirs",
+            "summary": "Owner's",
+            "start": {"dateTime": "2030-01-05T10:00:00Z"},
+            "end": {"dateTime": "2030-01-05T11:00:00Z"},
+        }
+    )
+    with pytest.raises(Conflict):
+        provider.create("theirs", booked("theirs", x_calsync_booking="bk_2"))
+
+
 def test_recurring_event_with_moved_and_cancelled_instances(fake: FakeGoogle) -> None:
     master = fake.owner_insert(
         {

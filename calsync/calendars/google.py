@@ -362,7 +362,27 @@ class GoogleProvider(CalendarProvider):
         body = ics_to_event(data)
         body["iCalUID"] = uid
         request = self._events.insert(**self._q(body=body, sendUpdates="none"))
-        return _item(self.call(request, f"create {uid}"), [])
+        try:
+            return _item(self.call(request, f"create {uid}"), [])
+        except Conflict:
+            # A retried insert meets the event its first try made when only Google's answer
+            # was lost (a timeout, a 5xx after saving): that event is ours, not a clash.
+            ours = self._ours(uid, body)
+            if ours is None:
+                raise
+            return _item(ours, [])
+
+    def _ours(self, uid: UID, body: Event) -> Event | None:
+        """The live event with ``uid`` carrying exactly the private properties we sent."""
+        mine = body.get("extendedProperties", {}).get("private")
+        if not mine:
+            return None
+        for page in self._pages(f"find {uid}", iCalUID=uid, showDeleted=False):
+            for event in page.get("items", []):
+                theirs = event.get("extendedProperties", {}).get("private")
+                if event.get("status") != "cancelled" and theirs == mine:
+                    return dict(event)
+        return None
 
     def _master_etag(self, href: Href, etag: ETag) -> ETag:
         """The Google etag to send for a group etag; raises Conflict/NotFound as a write would."""

@@ -87,6 +87,7 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message or reason
+        self.after = False  # an injected fault answered after the request was carried out
 
     def body(self) -> dict[str, Any]:
         err = {"domain": "global", "reason": self.reason, "message": self.message}
@@ -240,10 +241,14 @@ class FakeGoogle:
 
     # -- test switches ------------------------------------------------------------------------
 
-    def inject(self, status: int, reason: str, count: int = 1) -> None:
-        """Answer the next ``count`` API requests with this error."""
+    def inject(self, status: int, reason: str, count: int = 1, *, after: bool = False) -> None:
+        """Answer the next ``count`` API requests with this error; with ``after``, each request
+        is carried out first and only its answer is lost (a timeout after Google saved it)."""
         with self._lock:
-            self.faults.extend(ApiError(status, reason, f"Injected {reason}") for _ in range(count))
+            for _ in range(count):
+                fault = ApiError(status, reason, f"Injected {reason}")
+                fault.after = after
+                self.faults.append(fault)
 
     def expire_sync_tokens(self) -> None:
         """Make every sync and page token issued so far answer 410 fullSyncRequired."""
@@ -580,58 +585,67 @@ class FakeGoogle:
             # Revoking a grant at Google ends the access tokens issued from it as well.
             if not known or bearer in self.revoked or self._granted.get(bearer) in self.revoked:
                 raise ApiError(401, "authError", "Invalid Credentials")
-            if self.faults:
-                raise self.faults.pop(0)
-            if not path.startswith(PREFIX + "/"):
-                raise ApiError(404, "notFound", "Not Found")
-            parts = [unquote(p) for p in path[len(PREFIX) + 1 :].split("/")]
-            if parts == ["users", "me", "calendarList"] and method == "GET":
-                self._check_query(query, "calendarList", "list")
-                return 200, self._calendar_list(query)
-            if parts[:3] == ["users", "me", "calendarList"] and len(parts) == 4 and method == "GET":
-                self._check_query(query, "calendarList", "get")
-                return 200, self._list_entry(parts[3])
-            if len(parts) == 2 and parts[0] == "calendars" and method == "GET":
-                self._check_query(query, "calendars", "get")
-                entry = self._list_entry(parts[1])
-                keep = ("etag", "id", "summary", "timeZone")
-                return 200, {"kind": "calendar#calendar", **{k: entry[k] for k in keep}}
-            if parts == ["freeBusy"] and method == "POST":
-                self._check_query(query, "freebusy", "query")
-                validate(body, {"$ref": "FreeBusyRequest"}, "body")
-                return 200, self._freebusy(body)
-            if len(parts) < 3 or parts[0] != "calendars" or parts[2] != "events":
-                raise ApiError(404, "notFound", "Not Found")
-            cid = parts[1]
-            rest = parts[3:]
-            if_match = headers.get("if-match")
-            if not rest and method == "GET":
-                self._check_query(query, "events", "list")
-                return 200, self._list(cid, query)
-            if not rest and method == "POST":
-                self._check_query(query, "events", "insert")
-                validate(body, {"$ref": "Event"}, "body")
-                return 200, _body(self._insert(cid, copy.deepcopy(body)))
-            if rest == ["import"] and method == "POST":
-                self._check_query(query, "events", "import")
-                validate(body, {"$ref": "Event"}, "body")
-                if "iCalUID" not in body:
-                    raise ApiError(400, "required", "Missing iCalUID.")
-                return 200, _body(self._insert(cid, copy.deepcopy(body)))
-            if len(rest) == 1:
-                eid = rest[0]
-                if method == "GET":
-                    self._check_query(query, "events", "get")
-                    return 200, _body(self._stored(cid, eid).event)
-                if method == "PATCH":
-                    self._check_query(query, "events", "patch")
-                    validate(body, {"$ref": "Event"}, "body")
-                    return 200, _body(self._patch(cid, eid, copy.deepcopy(body), if_match))
-                if method == "DELETE":
-                    self._check_query(query, "events", "delete")
-                    self._delete(cid, eid, if_match)
-                    return 204, None
+            fault = self.faults.pop(0) if self.faults else None
+            if fault is not None and not fault.after:
+                raise fault
+            answer = self._answer(method, path, query, headers, body)
+            if fault is not None:  # carried out, but the answer is lost
+                raise fault
+            return answer
+
+    def _answer(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        if not path.startswith(PREFIX + "/"):
             raise ApiError(404, "notFound", "Not Found")
+        parts = [unquote(p) for p in path[len(PREFIX) + 1 :].split("/")]
+        if parts == ["users", "me", "calendarList"] and method == "GET":
+            self._check_query(query, "calendarList", "list")
+            return 200, self._calendar_list(query)
+        if parts[:3] == ["users", "me", "calendarList"] and len(parts) == 4 and method == "GET":
+            self._check_query(query, "calendarList", "get")
+            return 200, self._list_entry(parts[3])
+        if len(parts) == 2 and parts[0] == "calendars" and method == "GET":
+            self._check_query(query, "calendars", "get")
+            entry = self._list_entry(parts[1])
+            keep = ("etag", "id", "summary", "timeZone")
+            return 200, {"kind": "calendar#calendar", **{k: entry[k] for k in keep}}
+        if parts == ["freeBusy"] and method == "POST":
+            self._check_query(query, "freebusy", "query")
+            validate(body, {"$ref": "FreeBusyRequest"}, "body")
+            return 200, self._freebusy(body)
+        if len(parts) < 3 or parts[0] != "calendars" or parts[2] != "events":
+            raise ApiError(404, "notFound", "Not Found")
+        cid = parts[1]
+        rest = parts[3:]
+        if_match = headers.get("if-match")
+        if not rest and method == "GET":
+            self._check_query(query, "events", "list")
+            return 200, self._list(cid, query)
+        if not rest and method == "POST":
+            self._check_query(query, "events", "insert")
+            validate(body, {"$ref": "Event"}, "body")
+            return 200, _body(self._insert(cid, copy.deepcopy(body)))
+        if rest == ["import"] and method == "POST":
+            self._check_query(query, "events", "import")
+            validate(body, {"$ref": "Event"}, "body")
+            if "iCalUID" not in body:
+                raise ApiError(400, "required", "Missing iCalUID.")
+            return 200, _body(self._insert(cid, copy.deepcopy(body)))
+        if len(rest) == 1:
+            eid = rest[0]
+            if method == "GET":
+                self._check_query(query, "events", "get")
+                return 200, _body(self._stored(cid, eid).event)
+            if method == "PATCH":
+                self._check_query(query, "events", "patch")
+                validate(body, {"$ref": "Event"}, "body")
+                return 200, _body(self._patch(cid, eid, copy.deepcopy(body), if_match))
+            if method == "DELETE":
+                self._check_query(query, "events", "delete")
+                self._delete(cid, eid, if_match)
+                return 204, None
+        raise ApiError(404, "notFound", "Not Found")
 
     def _check_query(self, query: dict[str, str], resource: str, method: str) -> None:
         known = DISCOVERY["resources"][resource]["methods"][method].get("parameters", {})
