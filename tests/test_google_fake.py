@@ -326,3 +326,20 @@ def test_a_refused_consent_comes_back_as_access_denied(fake: FakeGoogle) -> None
     fake.consent = False
     answer = consent(fake, state="s")
     assert answer == {"state": "s", "error": "access_denied"}
+
+
+def test_a_token_only_reaches_the_methods_its_scopes_cover(fake: FakeGoogle) -> None:
+    events_only = "https://www.googleapis.com/auth/calendar.events"
+    form = {"grant_type": "refresh_token", "refresh_token": "r", "client_id": "c"}
+    data = urllib.parse.urlencode({**form, "scope": events_only}).encode()
+    with urllib.request.urlopen(fake.token_uri, data=data) as answer:
+        token = json.loads(answer.read())["access_token"]
+    assert call(fake, "GET", "calendars/primary/events", Authorization=f"Bearer {token}")[0] == 200
+    status, body = call(
+        fake,
+        "POST",
+        "freeBusy",
+        {"timeMin": "2030-01-01T00:00:00Z", "timeMax": "2030-01-02T00:00:00Z", "items": []},
+        Authorization=f"Bearer {token}",
+    )
+    assert (status, body["error"]["errors"][0]["reason"]) == (403, "insufficientPermissions")

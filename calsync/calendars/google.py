@@ -58,7 +58,7 @@ from calsync.calendars.errors import (
     ProviderError,
     Unavailable,
 )
-from calsync.calendars.google_ics import Event, group_to_ics, ics_to_event
+from calsync.calendars.google_ics import BOOKING_KEY, Event, group_to_ics, ics_to_event
 
 log = logging.getLogger(__name__)
 
@@ -373,9 +373,9 @@ class GoogleProvider(CalendarProvider):
             return _item(ours, [])
 
     def _ours(self, uid: UID, body: Event) -> Event | None:
-        """The live event with ``uid`` carrying exactly the private properties we sent."""
-        mine = body.get("extendedProperties", {}).get("private")
-        if not mine:
+        """The live event with ``uid`` carrying exactly the booking properties we sent."""
+        mine = body.get("extendedProperties", {}).get("private", {})
+        if BOOKING_KEY not in mine:  # only bookings are created; anything else is a clash
             return None
         for page in self._pages(f"find {uid}", iCalUID=uid, showDeleted=False):
             for event in page.get("items", []):

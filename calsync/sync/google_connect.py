@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from google.oauth2.credentials import Credentials
 
-from calsync.calendars.errors import NotFound, ProviderError
+from calsync.calendars.errors import NotFound
 from calsync.calendars.google import RECONNECT, GoogleProvider
 from calsync.config import ConfigError, Settings
 
@@ -277,18 +277,15 @@ def reconnect_message(detail: str) -> str:
 def describe_calendar(provider: GoogleProvider) -> dict[str, Any]:
     """Check that the calendar can be read, and return its metadata (``summary``, ``timeZone``).
 
-    Listing one event proves access; the name comes from the owner's calendar list, or from
-    the calendar itself, and is left out when neither answers. Raises ProviderError (NotFound
-    for an unknown calendar id, AuthFailed for a refused grant).
+    Listing one event proves access; the name, zone, real id and access role come from the
+    owner's calendar list (``calendars.get`` would need a wider scope than calsync asks for),
+    and are left out for a calendar that is readable but not in the list. Raises
+    ProviderError (NotFound for an unknown calendar id, AuthFailed for a refused grant).
     """
     call, service, cid = provider.call, provider.service, provider.calendar_id
     extra = {"quotaUser": provider.quota_user} if provider.quota_user else {}
     call(service.events().list(calendarId=cid, maxResults=1, **extra), "check access")
-    for resource in (service.calendarList(), service.calendars()):
-        try:
-            return dict(call(resource.get(calendarId=cid, **extra), "calendar name"))
-        except NotFound:
-            continue
-        except ProviderError:
-            break
-    return {}
+    try:
+        return dict(call(service.calendarList().get(calendarId=cid, **extra), "calendar name"))
+    except NotFound:
+        return {}

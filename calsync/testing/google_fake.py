@@ -30,6 +30,8 @@ semantics where calsync depends on them:
   refreshes (counted in ``token_refreshes``), answering ``invalid_grant`` for a refresh token
   in ``revoked``, ``invalid_client`` for a client in ``refused_clients``, and 503
   ``temporarily_unavailable`` while ``token_outages`` lasts.
+- Every method checks that the access token's scopes cover it (403 insufficientPermissions),
+  as the discovery document lists them; a refresh may ask for fewer scopes, never more.
 - calendarList.list/get and calendars.get: the account's calendars with ``accessRole``
   (``add_calendar``); the primary calendar's id is the account's address, as at Google.
 - OAuth: ``/o/oauth2/auth`` is a consent screen that answers at once (``consent`` says
@@ -189,6 +191,10 @@ class FakeGoogle:
         # Bearer tokens accepted without coming from /token (what tests give the client).
         self.static_tokens: set[str] = {"t", "test-token"}
         self._granted: dict[str, str] = {}  # access token → the refresh token it came from
+        # The scopes of refresh and access tokens (None or absent: any scope).
+        self._refresh_scopes: dict[str, frozenset[str]] = {}
+        self._token_scopes: dict[str, frozenset[str] | None] = {}
+        self._request_scopes: frozenset[str] | None = None  # of the request being answered
         # The consent screen's answer: True allows, False is the owner pressing "Cancel".
         self.consent = True
         # Called with the request before a page after the first is served (tests use it to
@@ -523,6 +529,8 @@ class FakeGoogle:
         access = f"access-{self._instance}-{number}"
         granted = [s for s in grant.scope.split() if s not in self.withheld_scopes]
         self._granted[access] = f"refresh-granted-{number}"
+        self._refresh_scopes[f"refresh-granted-{number}"] = frozenset(granted)
+        self._token_scopes[access] = frozenset(granted)
         return 200, {
             "access_token": access,
             "refresh_token": f"refresh-granted-{number}",
@@ -585,6 +593,7 @@ class FakeGoogle:
             # Revoking a grant at Google ends the access tokens issued from it as well.
             if not known or bearer in self.revoked or self._granted.get(bearer) in self.revoked:
                 raise ApiError(401, "authError", "Invalid Credentials")
+            self._request_scopes = self._token_scopes.get(bearer)
             fault = self.faults.pop(0) if self.faults else None
             if fault is not None and not fault.after:
                 raise fault
@@ -648,7 +657,13 @@ class FakeGoogle:
         raise ApiError(404, "notFound", "Not Found")
 
     def _check_query(self, query: dict[str, str], resource: str, method: str) -> None:
-        known = DISCOVERY["resources"][resource]["methods"][method].get("parameters", {})
+        """The method's parameters and the token's scopes, as the discovery document has them."""
+        described = DISCOVERY["resources"][resource]["methods"][method]
+        if self._request_scopes is not None and not self._request_scopes & set(described["scopes"]):
+            raise ApiError(
+                403, "insufficientPermissions", "Request had insufficient authentication scopes."
+            )
+        known = described.get("parameters", {})
         for name in query:
             if name not in known and name not in STANDARD_PARAMS:
                 raise ApiError(400, "invalidParameter", f"Unknown parameter {name}")
@@ -666,9 +681,15 @@ class FakeGoogle:
                 "error": "invalid_grant",
                 "error_description": "Token has been expired or revoked.",
             }
+        # An access token covers the scopes asked for, or all the grant has; never more.
+        asked = frozenset((form or {}).get("scope", "").split())
+        granted = self._refresh_scopes.get(refresh)  # None: a grant a test made up (any scope)
+        if asked and granted is not None and not asked <= granted:
+            return 400, {"error": "invalid_scope", "error_description": "Bad scope."}
         # Unique across fakes: a token kept from another test's fake is unknown here.
         token = f"access-{self._instance}-{next(self._token_counter)}"
         self._granted[token] = refresh
+        self._token_scopes[token] = asked or granted
         self.token_refreshes += 1
         return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
 
