@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from calsync.config import Settings, SyncSettings
+from calsync.sync import google_connect
 from calsync.sync.db import Database
 
 pytest_plugins = ["tests.servers"]
@@ -89,3 +90,11 @@ def db(database_url: str) -> Iterator[Database]:
     database.migrate()
     yield database
     database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _forget_kept_google_credentials() -> Iterator[None]:
+    """Google access tokens are kept per process (``google_connect``); no test may lean on a
+    token an earlier test's fake handed out."""
+    google_connect._KEPT_CREDENTIALS.clear()
+    yield

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+import calsync
 from calsync.secretbox import SecretBox
 from calsync.sync.db import Database
 from calsync.sync.models import CalendarConnection
@@ -26,6 +27,13 @@ from tests.conftest import SECRET_KEY
 from tests.servers import PASSWORD, USER, ServerProcess, put_event
 
 NEW_YORK = ZoneInfo("America/New_York")
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A bare environment for a `python -m calsync` child, running this tree's calsync (not
+    whatever the virtualenv installed, which may be another checkout)."""
+    tree = str(Path(calsync.__file__).resolve().parents[1])
+    return {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "PYTHONPATH": tree, **(extra or {})}
 
 
 class Cli:
@@ -43,7 +51,7 @@ class Cli:
             capture_output=True,
             text=True,
             timeout=120,
-            env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+            env=cli_env(env),
         )
 
     def ok(self, *args: str, env: dict[str, str] | None = None) -> str:

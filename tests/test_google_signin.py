@@ -28,7 +28,7 @@ from calsync.sync.poller import Poller
 from calsync.testing.google_fake import FakeGoogle
 from calsync.web.app import create_app
 from tests.test_api import API_KEY, AUTH
-from tests.test_cli import Cli
+from tests.test_cli import Cli, cli_env
 from tests.test_google_e2e import connect, owner, token_json
 from tests.world import OWNER
 
@@ -305,7 +305,7 @@ def test_at_a_terminal_the_owner_picks_calendars_from_the_account(
             capture_output=True,
             text=True,
             timeout=120,
-            env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **fake_env(fake)},
+            env=cli_env(fake_env(fake)),
         )
     os.close(follower)
     assert result.returncode == 0, result.stderr

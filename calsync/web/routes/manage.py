@@ -186,7 +186,7 @@ def anything_else(token: str, request: Request, settings: SettingsDep) -> Respon
 
 _MANAGE_PATH = re.compile(r"/m/([^\s?\"/]+)")
 # Google's one-time code and calsync's sealed state come back in the sign-in callback's query.
-_SIGN_IN_QUERY = re.compile(r"(/oauth/google/callback)\?[^\s\"]*")
+_SIGN_IN_QUERY = re.compile(r"(/oauth/google/callback/?)\?[^\s\"]*")
 
 
 def redact_tokens(text: str) -> str:
