@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -400,3 +401,29 @@ def test_a_booking_survives_google_losing_its_answer(
     events = [s.event for s in fake.calendars["primary"].events.values()]
     assert [(e["id"], e["iCalUID"]) for e in events] == [(session.href, session.uid)]
     assert session.etag == events[0]["etag"]
+
+
+def test_each_owners_requests_name_that_owner_as_quota_user(
+    db: Database, gsettings: Settings, fake: FakeGoogle
+) -> None:
+    owner(db)
+    first = connect(db, gsettings, fake)
+    services.add_owner(db, name="Second", email="second@example.org", timezone="UTC")
+    fake.add_calendar("second@example.org", summary="Second")
+    second = services.add_google_calendar(
+        db,
+        gsettings,
+        "second@example.org",
+        credentials_json=token_json(fake, "refresh-token-2"),
+        calendar_id="second@example.org",
+    )
+    fake.requests.clear()
+    poll(db, gsettings)
+    by_calendar = {
+        unquote(r.path.split("/")[4]): r.query.get("quotaUser")
+        for r in fake.requests
+        if "/events" in r.path
+    }
+    owners = {c.url: c.owner_id for c in services.list_calendars(db)}
+    assert first.owner_id != second.owner_id
+    assert by_calendar == {url: f"owner-{owner_id}" for url, owner_id in owners.items()}

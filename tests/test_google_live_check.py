@@ -144,3 +144,14 @@ def test_all_day_events_counted_free_are_not_brought_back_by_google(
     assert made.booking.sessions[0].start == at(mon, 9)
     assert fake.freebusy_queries() == 0
     assert services.get_calendar(db, calendar.id).all_day is AllDayMode.FREE
+
+
+def test_a_calendar_google_has_no_free_busy_for_books_nothing(
+    db: Database, gsettings: Settings, fake: OwnerInTheGap
+) -> None:
+    calendar = google_owner(db, gsettings, fake)
+    fake.freebusy_errors[services.get_calendar(db, calendar.id).url] = "backendError"
+    mon = next_monday()
+    with pytest.raises(AvailabilityUnknown, match="backendError"):
+        book(db, gsettings, BookingRequest("coaching", "Zoë", "zoe@example.org", (at(mon, 9),)))
+    assert fake.calendars["primary"].events == {}

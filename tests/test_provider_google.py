@@ -138,6 +138,19 @@ def test_a_burst_of_rate_limits_then_success(fake: FakeGoogle) -> None:
     assert len(provider.changes(None, {}).upserted) == 1
 
 
+def test_waits_grow_exponentially_with_jitter_up_to_the_cap(fake: FakeGoogle) -> None:
+    provider = connect(fake, max_tries=6, backoff_base=1.0)
+    provider.call.backoff_max = 6.0
+    naps: list[float] = []
+    provider.call.sleep = naps.append  # recorded, not slept
+    fake.inject(429, "rateLimitExceeded", 5)
+    provider.create("u", booked("u"))
+    assert len(naps) == 5
+    planned = [min(6.0, 2.0**i) for i in range(5)]  # 1, 2, 4, 6, 6 seconds
+    assert all(0.5 * p <= nap <= 1.5 * p for nap, p in zip(naps, planned, strict=True))
+    assert len({round(nap / p, 9) for nap, p in zip(naps, planned, strict=True)}) > 1  # jitter
+
+
 def test_rate_limit_that_never_ends_is_unavailable(fake: FakeGoogle) -> None:
     provider = connect(fake, max_tries=3)
     fake.inject(429, "rateLimitExceeded", 5)

@@ -188,6 +188,9 @@ class FakeGoogle:
         self.token_refreshes = 0  # access tokens handed out for refresh tokens
         self.refused_clients: set[str] = set()  # OAuth clients whose secret no longer works
         self.withheld_scopes: set[str] = set()  # permissions the owner unticks at consent
+        # freeBusy answers these calendars with this error inside the response (as Google
+        # does for, e.g., "backendError"), while the request itself succeeds.
+        self.freebusy_errors: dict[str, str] = {}
         # Bearer tokens accepted without coming from /token (what tests give the client).
         self.static_tokens: set[str] = {"t", "test-token"}
         self._granted: dict[str, str] = {}  # access token → the refresh token it came from
@@ -553,11 +556,11 @@ class FakeGoogle:
             cid = item["id"]  # the answer is keyed by the id as asked
             try:
                 cal = self._calendar(cid)
+                reason = self.freebusy_errors.get(cid)
             except ApiError:
-                calendars[cid] = {
-                    "busy": [],
-                    "errors": [{"domain": "global", "reason": "notFound"}],
-                }
+                reason = "notFound"
+            if reason is not None:
+                calendars[cid] = {"busy": [], "errors": [{"domain": "global", "reason": reason}]}
                 continue
             own = self.account if cid in ("primary", self.account) else cid
             events = [s.event for s in sorted(cal.events.values(), key=lambda s: s.order)]
