@@ -22,7 +22,10 @@ from calsync.secretbox import SecretBox
 from calsync.sync import changes, google_connect, outbox, services
 from calsync.sync.bookings import BookingRequest, book, get_booking
 from calsync.sync.db import Database
+from calsync.sync.demo import seed_monday
+from calsync.sync.demo_google import seed_google
 from calsync.sync.event_types import find_slots, get_event_type, save_event_type
+from calsync.sync.mirror import merge_intervals
 from calsync.sync.models import (
     Actor,
     CalendarConnection,
@@ -427,3 +430,44 @@ def test_each_owners_requests_name_that_owner_as_quota_user(
     owners = {c.url: c.owner_id for c in services.list_calendars(db)}
     assert first.owner_id != second.owner_id
     assert by_calendar == {url: f"owner-{owner_id}" for url, owner_id in owners.items()}
+
+
+def test_calsyncs_busy_time_is_googles_free_busy(
+    db: Database, gsettings: Settings, fake: FakeGoogle
+) -> None:
+    """What calsync reads from the events (its own expansion) and what Google's freeBusy says
+    (the fake's, written apart from calsync's) agree, series and exceptions included: the
+    live check subtracts one from the other."""
+    seed_google(fake, seed_monday())
+    mon = next_monday()
+    series = fake.owner_insert(
+        {
+            "summary": "Gym (shown as free)",
+            "transparency": "transparent",
+            "start": {"dateTime": f"{mon}T07:00:00", "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": f"{mon}T08:00:00", "timeZone": "Europe/Berlin"},
+            "recurrence": ["RRULE:FREQ=DAILY;COUNT=10"],
+        }
+    )
+    tue = mon + timedelta(days=1)
+    fake.owner_insert(  # one morning moved, otherwise as the series (so still free)
+        {
+            "recurringEventId": series["id"],
+            "originalStartTime": {"dateTime": utc(at(tue, 7))},
+            "start": {"dateTime": utc(at(tue, 18))},
+            "end": {"dateTime": utc(at(tue, 19))},
+        }
+    )
+    owner(db)
+    calendar = connect(db, gsettings, fake)
+    poll(db, gsettings)
+    start = datetime.combine(mon - timedelta(days=7), datetime.min.time(), UTC)
+    end = start + timedelta(days=60)
+    ours = merge_intervals(services.busy(db, calendar.id, start, end))
+    provider = open_provider(gsettings)(services.get_calendar(db, calendar.id))
+    try:
+        googles = provider.busy(start, end)[provider.calendar_id]
+    finally:
+        provider.close()
+    assert len(ours) >= 8  # the seeded week is there
+    assert ours == googles

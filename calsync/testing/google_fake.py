@@ -334,6 +334,13 @@ class FakeGoogle:
 
     def _insert(self, calendar_id: str, body: Event) -> Event:
         cal = self._calendar(calendar_id)
+        master = cal.events.get(str(body.get("recurringEventId")))
+        if master is not None:
+            # Google keeps (and lists) an exception instance as a whole event: what it does
+            # not override comes from its series (summary, transparency, attendees, …).
+            for key, value in master.event.items():
+                if key not in body and key not in _SERIES_ONLY:
+                    body[key] = copy.deepcopy(value)
         event_id = body.get("id") or uuid.uuid4().hex
         body.setdefault("iCalUID", f"{event_id}@google.com")
         for stored in cal.events.values():
@@ -695,6 +702,10 @@ class FakeGoogle:
         self._token_scopes[token] = asked or granted
         self.token_refreshes += 1
         return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+
+
+# Fields of a series that its instances do not take over.
+_SERIES_ONLY = frozenset({"id", "recurrence", "etag", "created", "updated", "kind", "status"})
 
 
 @dataclass(frozen=True)
