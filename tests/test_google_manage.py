@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -416,11 +416,13 @@ def test_an_owner_move_of_the_time_stops_our_move_and_nothing_is_lost_or_doubled
 RATE_LIMITS = [(429, "rateLimitExceeded"), (403, "rateLimitExceeded")]
 
 
-def one_session(db: Database, settings: Settings, fake: RacingGoogle) -> tuple[str, int, str, int]:
-    """A booking of one session (Monday 9:00) on the Google calendar: its id, the session's
-    id, its event id, and the retry limit of the client the engine opens for the calendar."""
+def one_session(
+    db: Database, settings: Settings, fake: RacingGoogle, mon: date
+) -> tuple[str, int, str, int]:
+    """A booking of one session (Monday ``mon`` 9:00) on the Google calendar: its id, the
+    session's id, its event id, and the retry limit of the client the engine opens for it."""
     calendar_id = google_owner(db, settings, fake)
-    made = book(db, settings, BookingRequest("coaching", "Zoë", CUSTOMER, (at(next_monday(), 9),)))
+    made = book(db, settings, BookingRequest("coaching", "Zoë", CUSTOMER, (at(mon, 9),)))
     (booked,) = made.booking.sessions
     assert booked.href is not None
     return made.booking.id, booked.id, booked.href, retry_limit(db, settings, calendar_id)
@@ -435,8 +437,9 @@ def test_a_rate_limit_burst_within_the_retries_lands_the_move_exactly_once(
     status: int,
     reason: str,
 ) -> None:
-    booking_id, session_id, href, limit = one_session(db, gsettings, fake)
-    target = at(next_monday(), 14)
+    mon = next_monday()  # once: a test running across midnight keeps one Monday
+    booking_id, session_id, href, limit = one_session(db, gsettings, fake, mon)
+    target = at(mon, 14)
     fake.once("PATCH", href, lambda: fake.inject(status, reason, limit - 1))
 
     change = changes.reschedule(
@@ -464,9 +467,10 @@ def test_a_rate_limit_burst_beyond_the_retries_leaves_the_move_pending_then_land
     status: int,
     reason: str,
 ) -> None:
-    booking_id, session_id, href, limit = one_session(db, gsettings, fake)
+    mon = next_monday()  # once: a test running across midnight keeps one Monday
+    booking_id, session_id, href, limit = one_session(db, gsettings, fake, mon)
     before = fake.event(href)
-    target = at(next_monday(), 14)
+    target = at(mon, 14)
     fake.once("PATCH", href, lambda: fake.inject(status, reason, limit))
 
     change = changes.reschedule(
