@@ -34,14 +34,15 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from calsync.bookings.event_types import EventTypeSpec, save_event_type
 from calsync.calendars.base import Interval
 from calsync.config import Settings
+from calsync.demo.embedded import free_port
 from calsync.policy.types import TimeRange
-from calsync.sync import mirror, services
-from calsync.sync.db import Database
-from calsync.sync.embedded import free_port
-from calsync.sync.event_types import EventTypeSpec, save_event_type
-from calsync.sync.models import CalendarConnection, ConnectionStatus, ProviderKind, utcnow
+from calsync.store.db import Database
+from calsync.store.models import CalendarConnection, ConnectionStatus, ProviderKind, utcnow
+from calsync.sync import connections as services
+from calsync.sync import mirror
 
 SEED = 20260302
 EVENTS = 500

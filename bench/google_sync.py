@@ -53,11 +53,12 @@ from zoneinfo import ZoneInfo
 
 from bench.sync import mirror_counts
 from calsync.calendars.base import CalendarProvider, Cursor, Delta, ETag, Href
-from calsync.calendars.google import GoogleProvider
+from calsync.calendars.google import account as google_connect
+from calsync.calendars.google.provider import GoogleProvider
 from calsync.config import GoogleSettings, Settings, SyncSettings
-from calsync.sync import google_connect, services
-from calsync.sync.db import Database
-from calsync.sync.models import CalendarConnection
+from calsync.store.db import Database
+from calsync.store.models import CalendarConnection
+from calsync.sync import connections as services
 from calsync.sync.poller import Poller, PollResult
 from calsync.sync.providers import open_provider
 from calsync.testing.google_fake import FakeGoogle

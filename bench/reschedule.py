@@ -25,16 +25,17 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from bench.api_load import CLIENTS, DURATION, Server, Tally, _client
-from calsync.calendars.caldav import CalDAVProvider
-from calsync.calendars.event_edit import event_times
+from calsync.bookings import changes
+from calsync.bookings.event_types import EventTypeSpec, find_slots, save_event_type
+from calsync.bookings.packages import BookingRequest, book
+from calsync.calendars.caldav.provider import CalDAVProvider
+from calsync.calendars.ical.event_edit import event_times
 from calsync.config import Settings, SyncSettings
+from calsync.demo.embedded import EmbeddedRadicale
 from calsync.policy.hours import parse_weekly_hours
-from calsync.sync import changes, services
-from calsync.sync.bookings import BookingRequest, book
-from calsync.sync.db import Database
-from calsync.sync.embedded import EmbeddedRadicale
-from calsync.sync.event_types import EventTypeSpec, find_slots, save_event_type
-from calsync.sync.models import Actor, CalendarRole
+from calsync.store.db import Database
+from calsync.store.models import Actor, CalendarRole
+from calsync.sync import connections as services
 from calsync.sync.poller import Poller
 
 RESCHEDULES = 50
@@ -89,7 +90,7 @@ def _setup(workdir: Path, radicale: EmbeddedRadicale) -> tuple[Database, Setting
 def _reschedules(
     db: Database, settings: Settings, booking_id: str, url: str
 ) -> list[tuple[str, str]]:
-    from calsync.sync.bookings import get_booking
+    from calsync.bookings.packages import get_booking
 
     booking = get_booking(db, booking_id)
     (session,) = booking.sessions

@@ -1,7 +1,7 @@
 """Benchmark: syncing a 2,000-event calendar from Radicale and from Xandikos through calsync.
 
 Each server runs as a child process on loopback (started as the tests start them, see
-``tests/servers.py``) and holds one calendar of 2,000 objects: ~80 % single events over the
+``tests/support/servers.py``) and holds one calendar of 2,000 objects: ~80 % single events over the
 next 90 days (a few all-day, a few marked free), ~20 % daily or weekly series ending by COUNT
 or UNTIL, some with EXDATEs and moved occurrences, all in Europe/Berlin with a VTIMEZONE, the
 way calendar apps write them. Seeded, so every run sees the same objects (dated from today).
@@ -58,16 +58,16 @@ from caldav import DAVClient
 from sqlalchemy import func, select
 
 from calsync.calendars.base import CalendarProvider, Cursor, Delta, ETag, Href
-from calsync.calendars.caldav import CalDAVProvider
+from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.config import Settings, SyncSettings
-from calsync.sync import services
-from calsync.sync.db import Database
-from calsync.sync.models import BusyInterval, CalendarConnection, MirroredEvent
+from calsync.store.db import Database
+from calsync.store.models import BusyInterval, CalendarConnection, MirroredEvent
+from calsync.sync import connections as services
 from calsync.sync.poller import Poller
 from calsync.sync.providers import open_provider
 
 if TYPE_CHECKING:
-    from tests.servers import ServerProcess
+    from tests.support.servers import ServerProcess
 
 SEED = 20260302
 EVENTS = 2_000
@@ -237,9 +237,9 @@ class Served:
 
 
 def seed_radicale(workdir: Path, events: list[Event]) -> Served:
-    # tests.servers (and pytest with it) and dulwich are imported where used: the worker
+    # tests.support.servers (and pytest with it) and dulwich are imported where used: the worker
     # process measured for memory imports this module and should load no more than calsync.
-    from tests.servers import _radicale
+    from tests.support.servers import _radicale
 
     server = _radicale(workdir)
     server.start()
@@ -251,7 +251,7 @@ def seed_radicale(workdir: Path, events: list[Event]) -> Served:
 
 
 def _fill_radicale(server: ServerProcess, events: list[Event]) -> str:
-    from tests.servers import USER, request
+    from tests.support.servers import USER, request
 
     # Radicale creates the principal collection on the first authenticated request.
     request("PROPFIND", f"{server.url}{USER}/", headers={"Depth": "0"}, auth=server.auth)
@@ -272,7 +272,7 @@ def _fill_radicale(server: ServerProcess, events: list[Event]) -> str:
 
 
 def seed_xandikos(workdir: Path, events: list[Event]) -> Served:
-    from tests.servers import _xandikos
+    from tests.support.servers import _xandikos
 
     server = _xandikos(workdir)
     server.start()
@@ -316,7 +316,7 @@ def _fill_xandikos(server: ServerProcess, events: list[Event]) -> str:
 
 
 def put(served: Served, event: Event, ics: str) -> None:
-    from tests.servers import put_event
+    from tests.support.servers import put_event
 
     put_event(served.calendar_url, ics, auth=served.auth)
 

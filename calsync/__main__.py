@@ -1,5 +1,5 @@
 """`python -m calsync`: the same as the `calsync` command."""
 
-from calsync.sync.cli import main
+from calsync.cli.main import main
 
 main()

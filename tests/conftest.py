@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from calsync.calendars.google import account as google_connect
 from calsync.config import Settings, SyncSettings
-from calsync.sync import google_connect
-from calsync.sync.db import Database
+from calsync.store.db import Database
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.support.servers"]
 
 POSTGRES_URL = os.environ.get(
     "CALSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -3,8 +3,8 @@
 It behaves like a careful CalDAV server: conditional writes (If-None-Match / If-Match), ETags
 that change on every write, a change log with tombstones behind incremental cursors, cursors
 that can be made to expire, and one UID per object. Tests about calsync's own logic use it
-instead of a server; ``tests/provider_contract.py`` checks that it keeps the same contract as the
-CalDAV provider.
+instead of a server; ``tests/support/provider_contract.py`` checks that it keeps the same
+contract as the CalDAV provider.
 
 Two switches simulate trouble: ``available = False`` makes every call raise Unavailable until
 it is set back, and ``fail_next(exc)`` makes the next call raise ``exc`` once. The owner's own

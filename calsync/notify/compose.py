@@ -45,8 +45,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from calsync.calendars.session_event import Person, description_with_link
-from calsync.calendars.timezones import iana_zone
+from calsync.calendars.ical.session_event import Person, description_with_link
+from calsync.calendars.ical.timezones import iana_zone
 from calsync.config import MailSettings
 from calsync.notify.itip import clean_text, itip_object, one_line
 from calsync.notify.values import ActedBy, Method, Notice, Recipient, Role, SessionNotice

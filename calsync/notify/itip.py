@@ -15,7 +15,7 @@ content line  ``NAME;PARAM=VALUE:value``, CRLF-terminated and folded at 75 octet
 The text is written line by line rather than through icalendar, whose 7.3 serializer escapes
 TEXT wrongly and folds inside escapes; text escaping and the VTIMEZONE (a yearly
 STANDARD/DAYLIGHT pair, the shape Outlook understands) come from
-``calsync.calendars.session_event``, so invites and the owner's events agree byte for byte in
+``calsync.calendars.ical.session_event``, so invites and the owner's events agree byte for byte in
 what they share. A zone no yearly rule describes is written in UTC instead, as Outlook would
 misread its VTIMEZONE.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from calsync.calendars.session_event import (
+from calsync.calendars.ical.session_event import (
     PRODID,
     Person,
     check_link,
@@ -33,7 +33,7 @@ from calsync.calendars.session_event import (
     vtimezone_text,
     wall_time,
 )
-from calsync.calendars.timezones import iana_zone
+from calsync.calendars.ical.timezones import iana_zone
 from calsync.notify.values import Method, SessionNotice
 
 __all__ = ["clean_text", "fold_line", "itip_object", "one_line"]

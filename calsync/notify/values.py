@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from calsync.calendars.session_event import Person
+from calsync.calendars.ical.session_event import Person
 
 __all__ = [
     "ActedBy",

@@ -16,9 +16,9 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from calsync.calendars.base import CalendarItem, ETag, Href, Interval
-from calsync.calendars.busy import BusyRules, busy_intervals, item_uid
 from calsync.calendars.errors import InvalidCalendarData
-from calsync.sync.models import BusyInterval, CalendarConnection, MirroredEvent
+from calsync.calendars.ical.busy import BusyRules, busy_intervals, item_uid
+from calsync.store.models import BusyInterval, CalendarConnection, MirroredEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -23,12 +23,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
+from calsync.bookings import adoption
+from calsync.bookings.owner_changes import apply_owner_changes
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
 from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, ProviderError
 from calsync.config import Settings
-from calsync.sync import adoption, mirror, owner_notices
-from calsync.sync.db import Database
-from calsync.sync.models import (
+from calsync.notify import owner_notices
+from calsync.store.db import Database
+from calsync.store.models import (
     AdoptionRule,
     CalendarConnection,
     ConnectionStatus,
@@ -36,9 +38,9 @@ from calsync.sync.models import (
     SyncRun,
     utcnow,
 )
-from calsync.sync.owner_changes import apply_owner_changes
+from calsync.sync import mirror
+from calsync.sync.connections import ServiceError
 from calsync.sync.providers import ProviderFactory, open_provider
-from calsync.sync.services import ServiceError
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from calsync.calendars.base import CalendarProvider
-from calsync.calendars.caldav import CalDAVProvider
+from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.errors import AuthFailed, GrantRevoked
+from calsync.calendars.google import account as google_connect
 from calsync.config import Settings
 from calsync.secretbox import SecretBox, SecretKeyMismatch
-from calsync.sync import google_connect
-from calsync.sync.models import CalendarConnection, ProviderKind
+from calsync.store.models import CalendarConnection, ProviderKind
 
 ProviderFactory = Callable[[CalendarConnection], CalendarProvider]
 

@@ -20,23 +20,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from calsync import __version__
 from calsync.config import Settings, load_settings
-from calsync.sync.db import Database, DatabaseUnavailable
+from calsync.store.db import Database, DatabaseUnavailable
 from calsync.sync.poller import Poller
-from calsync.sync.worker import start_background
 from calsync.web import errors
-from calsync.web.manage_render import StaticAssets
-from calsync.web.rate_limit import RateLimits, SlidingWindowLimiter
-from calsync.web.routes import (
-    bookings,
-    calendars,
-    event_types,
-    google_signin,
-    health,
-    manage,
-    owners,
-)
-from calsync.web.routes.deps import bearer_scheme, check_admin_key
+from calsync.web.api import bookings, calendars, event_types, health, owners
+from calsync.web.deps import bearer_scheme, check_admin_key
+from calsync.web.manage import routes as manage
+from calsync.web.manage.rate_limit import RateLimits, SlidingWindowLimiter
+from calsync.web.manage.render import StaticAssets
 from calsync.web.schemas import Failed, ValidationFailed
+from calsync.web.signin import routes as google_signin
+from calsync.worker import start_background
 
 API_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": Failed, "description": "Missing or wrong API key."},

@@ -43,6 +43,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
+from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking
+from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
+from calsync.bookings.packages import SlotTaken
 from calsync.calendars.errors import (
     AuthFailed,
     Conflict,
@@ -52,13 +55,10 @@ from calsync.calendars.errors import (
 )
 from calsync.config import ConfigError
 from calsync.policy.types import RulesError
-from calsync.sync.bookings import SlotTaken
-from calsync.sync.changes import ChangeRefused, ReplayMismatch, StaleBooking
-from calsync.sync.db import DatabaseUnavailable
-from calsync.sync.event_types import AvailabilityUnknown, InvalidInput
-from calsync.sync.services import NotFoundError, ServiceError
-from calsync.web.manage_render import message_page
-from calsync.web.rate_limit import RateLimited
+from calsync.store.db import DatabaseUnavailable
+from calsync.sync.connections import NotFoundError, ServiceError
+from calsync.web.manage.rate_limit import RateLimited
+from calsync.web.manage.render import message_page
 
 log = logging.getLogger(__name__)
 

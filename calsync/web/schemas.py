@@ -31,8 +31,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from calsync.calendars.busy import AllDayMode
-from calsync.sync.models import (
+from calsync.calendars.ical.busy import AllDayMode
+from calsync.store.models import (
     CalendarConnection,
     CalendarRole,
     ConnectionStatus,

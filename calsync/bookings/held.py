@@ -1,0 +1,71 @@
+"""Time held by bookings, and the per-owner lock that keeps two bookings off one slot.
+
+Our own database can be ahead of the owner's calendars (a session is reserved here before its
+event is written there), so availability counts both: busy time from the mirror, and the
+sessions of active bookings from here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from calsync.policy.types import Span
+from calsync.store.models import (
+    BookedSession,
+    Booking,
+    BookingStatus,
+    EventType,
+    Owner,
+    SessionStatus,
+)
+
+# The first half of PostgreSQL's two-key advisory lock: "bookings of owner <id>".
+OWNER_LOCK_CLASS = 0x0CA1
+
+
+def lock_owner(session: Session, owner_id: int) -> None:
+    """Hold the owner's booking lock until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: nothing to do, because the
+    transaction was begun IMMEDIATE (``Database.writing``) and so already excludes every other
+    writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:kind, :owner)"),
+            {"kind": OWNER_LOCK_CLASS, "owner": owner_id},
+        )
+
+
+def booked_spans(session: Session, owner_id: int, start: datetime, end: datetime) -> list[Span]:
+    """Sessions of the owner's active bookings overlapping [start, end), keyed by their UID."""
+    rows = session.execute(
+        select(BookedSession.start, BookedSession.end, BookedSession.uid)
+        .join(Booking, Booking.id == BookedSession.booking_id)
+        .where(
+            Booking.owner_id == owner_id,
+            Booking.status == BookingStatus.ACTIVE,
+            BookedSession.status != SessionStatus.CANCELLED,
+            BookedSession.start < end,
+            BookedSession.end > start,
+        )
+    )
+    return [Span(s, e, uid) for s, e, uid in rows]
+
+
+def event_zone(session: Session, booking: Booking) -> str:
+    """The zone a booking's events are written in: its event type's, else the owner's.
+
+    One answer for creating, moving and announcing a session, so an event never changes its
+    TZID when it moves.
+    """
+    if booking.event_type_id is not None:
+        event_type = session.get(EventType, booking.event_type_id)
+        if event_type is not None:
+            return event_type.timezone
+    owner = session.get(Owner, booking.owner_id)
+    assert owner is not None
+    return owner.timezone

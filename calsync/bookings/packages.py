@@ -1,0 +1,402 @@
+"""Booking packages of sessions into the owner's calendar, and relinking them.
+
+A booking is first *reserved* in our database, inside a transaction that holds the owner's
+lock and re-checks every start against the mirror and the other bookings (so two requests can
+never take one slot). Only then are the events written, one per session, each with
+If-None-Match. If a write fails half-way the events already written are deleted again and the
+booking is marked failed: the customer is answered at once, so a half booking that might be
+completed later would only confuse them (see the README).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from calsync.bookings import links, notices
+from calsync.bookings.calendar_writes import patch_event
+from calsync.bookings.event_types import (
+    AvailabilityUnknown,
+    InvalidInput,
+    conflict_calendars,
+    get_event_type,
+    load_event_type,
+    slots_within,
+)
+from calsync.bookings.held import event_zone, lock_owner
+from calsync.bookings.live_check import live_busy
+from calsync.calendars.errors import ProviderError
+from calsync.calendars.ical.event_edit import with_link
+from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
+from calsync.config import Settings
+from calsync.notify import outbox
+from calsync.policy.types import Slot, Span
+from calsync.store.db import Database
+from calsync.store.models import (
+    Actor,
+    BookedSession,
+    Booking,
+    BookingChange,
+    BookingStatus,
+    CalendarConnection,
+    EventType,
+    Owner,
+    utcnow,
+)
+from calsync.sync.connections import NotFoundError, ServiceError, check_timezone
+from calsync.sync.poller import Poller
+from calsync.sync.providers import ProviderFactory, open_provider
+
+log = logging.getLogger(__name__)
+
+MAX_SESSIONS = 20
+EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+
+
+class SlotTaken(ServiceError):
+    """A chosen time is no longer free."""
+
+    def __init__(self, message: str, start: datetime, session_id: int | None = None) -> None:
+        super().__init__(message)
+        self.start = start
+        self.session_id = session_id
+
+
+class CalendarWriteFailed(ServiceError):
+    """The owner's calendar refused or could not be reached; nothing was booked."""
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRequest:
+    event_type: int | str
+    customer_name: str
+    customer_email: str
+    starts: tuple[datetime, ...]
+    customer_timezone: str | None = None  # default: the event type's zone
+    stakeholders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BookingResult:
+    booking: Booking
+    manage_url: str
+    sessions: list[BookedSession] = field(default_factory=list)
+
+
+def _problems(request: BookingRequest) -> list[tuple[str, str]]:
+    problems = []
+    if not request.customer_name.strip():
+        problems.append(("customer_name", "must not be empty"))
+    if not EMAIL.match(request.customer_email.strip()):
+        problems.append(("customer_email", f"{request.customer_email!r} is not an email address"))
+    for address in request.stakeholders:
+        if not EMAIL.match(address.strip()):
+            problems.append(("stakeholders", f"{address!r} is not an email address"))
+    if not 1 <= len(request.starts) <= MAX_SESSIONS:
+        problems.append(("starts", f"a booking has 1 to {MAX_SESSIONS} sessions"))
+    if any(start.tzinfo is None for start in request.starts):
+        problems.append(
+            ("starts", "give each start with a UTC offset, e.g. 2026-12-01T09:00+01:00")
+        )
+    elif len(set(request.starts)) != len(request.starts):
+        problems.append(("starts", "the same start is given twice"))
+    if request.customer_timezone:
+        try:
+            check_timezone(request.customer_timezone)
+        except ServiceError as exc:
+            problems.append(("customer_timezone", str(exc)))
+    return problems
+
+
+def refresh_conflicts(
+    db: Database, settings: Settings, event_type: EventType, factory: ProviderFactory
+) -> None:
+    """An incremental poll of the conflict calendars, so the check sees fresh busy time.
+
+    A calendar that cannot be read fails the booking: offering its time could double-book.
+    """
+    with db.reading() as session:
+        ids = [c.id for c in conflict_calendars(session, event_type)]
+    poller = Poller(db, settings, provider_factory=factory)
+    try:
+        results = poller.sync_now(ids)
+    finally:
+        poller.stop()
+    for result in results:
+        if result.error:
+            raise AvailabilityUnknown(
+                f"calendar {result.connection_id} could not be read just now ({result.error}); "
+                "nothing was booked, try again in a minute"
+            )
+
+
+def _check_starts(
+    session: Session,
+    event_type: EventType,
+    starts: list[datetime],
+    now: datetime,
+    live: Sequence[Span] = (),
+) -> list[Slot]:
+    """The slot of every start, each checked with the request's earlier sessions held and
+    the ``live`` busy time from ``live_check``."""
+    duration = timedelta(minutes=event_type.duration_minutes)
+    chosen: list[Slot] = []
+    for start in starts:
+        slot = Slot(start, start + duration)
+        held = [Span(s.start, s.end) for s in chosen]
+        free = slots_within(
+            session, event_type, slot.start, slot.end, now=now, extra_booked=held, extra_busy=live
+        )
+        if slot not in free:
+            local = start.astimezone(ZoneInfo(event_type.timezone))
+            raise SlotTaken(
+                f"{local:%a %d %b %Y %H:%M} ({event_type.timezone}) is not free: that time was "
+                "just taken, or is not one of the offered times. Pick another time.",
+                start,
+            )
+        chosen.append(slot)
+    return chosen
+
+
+def book(
+    db: Database,
+    settings: Settings,
+    request: BookingRequest,
+    *,
+    provider_factory: ProviderFactory | None = None,
+    now: datetime | None = None,
+) -> BookingResult:
+    """Book a package. Raises InvalidInput, SlotTaken, AvailabilityUnknown, CalendarWriteFailed."""
+    problems = _problems(request)
+    if problems:
+        raise InvalidInput(problems)
+    event_type = get_event_type(db, request.event_type)
+    if event_type.booking_calendar_id is None:
+        raise InvalidInput(
+            [("event_type", f"{event_type.slug} has no booking calendar: give it one first")]
+        )
+    factory = provider_factory or open_provider(settings)
+    refresh_conflicts(db, settings, event_type, factory)
+    now = now or utcnow()
+    starts = sorted(request.starts)
+    duration = timedelta(minutes=event_type.duration_minutes)
+    live = live_busy(db, event_type, [Slot(s, s + duration) for s in starts], factory)
+    link = links.issue(settings, starts[-1] + duration)
+    url = links.manage_url(settings, link.token)
+
+    with db.writing() as session:
+        lock_owner(session, event_type.owner_id)
+        fresh = load_event_type(session, event_type.id)
+        slots = _check_starts(session, fresh, starts, now, live)
+        booking = Booking(
+            id=uuid.uuid4().hex,
+            owner_id=fresh.owner_id,
+            event_type_id=fresh.id,
+            customer_name=request.customer_name.strip(),
+            customer_email=request.customer_email.strip().lower(),
+            customer_timezone=request.customer_timezone or fresh.timezone,
+            stakeholders=[a.strip().lower() for a in request.stakeholders],
+            title=fresh.title,
+            policy=fresh.policy,
+            price=fresh.price,
+            currency=fresh.currency,
+            token_hash=link.token_hash,
+            token_encrypted=link.token_encrypted,
+            token_expires_at=link.expires_at,
+            sessions=[
+                BookedSession(
+                    position=index,
+                    uid=f"{uuid.uuid4()}@calsync",
+                    start=slot.start,
+                    end=slot.end,
+                    connection_id=fresh.booking_calendar_id,
+                )
+                for index, slot in enumerate(slots, start=1)
+            ],
+        )
+        booking.history.append(
+            BookingChange(
+                actor=Actor.OWNER,
+                action="booked",
+                details={"sessions": [s.start.isoformat() for s in slots]},
+            )
+        )
+        session.add(booking)
+        session.flush()
+        owner = fresh.owner
+        notices.queue_booked(session, settings, booking, owner)
+        booking_calendar = session.get(CalendarConnection, fresh.booking_calendar_id)
+        assert booking_calendar is not None
+        session.expunge(booking_calendar)
+
+    _write_events(db, settings, factory, booking, owner_person(owner), booking_calendar, url, now)
+    return BookingResult(get_booking(db, booking.id), url, booking.sessions)
+
+
+def owner_person(owner: Owner) -> Person:
+    return Person(owner.email, owner.name)
+
+
+def session_event(
+    booking: Booking, session: BookedSession, organizer: Person, url: str, zone: str
+) -> SessionEvent:
+    count = len(booking.sessions)
+    summary = f"{booking.title} with {booking.customer_name}"
+    return SessionEvent(
+        uid=session.uid,
+        start=session.start,
+        end=session.end,
+        timezone=zone,
+        summary=summary + (f" ({session.position}/{count})" if count > 1 else ""),
+        organizer=organizer,
+        attendees=(
+            Person(booking.customer_email, booking.customer_name),
+            *(Person(address) for address in booking.stakeholders),
+        ),
+        booking_id=booking.id,
+        link=url,
+        sequence=session.sequence,
+        description=f"Session {session.position} of {count}" if count > 1 else "",
+    )
+
+
+def _write_events(
+    db: Database,
+    settings: Settings,
+    factory: ProviderFactory,
+    booking: Booking,
+    organizer: Person,
+    calendar: CalendarConnection,
+    url: str,
+    now: datetime,
+) -> None:
+    with db.reading() as session:
+        zone = event_zone(session, booking)
+    written = []
+    try:
+        provider = factory(calendar)
+        try:
+            for booked in booking.sessions:
+                text = build_event(session_event(booking, booked, organizer, url, zone), now=now)
+                written.append((booked, provider.create(booked.uid, text)))
+        except ProviderError:
+            for _, item in written:
+                try:
+                    provider.delete(item.href, item.etag)
+                except ProviderError as exc:  # the owner may delete it; it holds no booking
+                    log.warning("could not remove %s after a failed booking: %s", item.href, exc)
+            raise
+        finally:
+            provider.close()
+    except ProviderError as exc:
+        with db.writing() as session:
+            failed = session.get(Booking, booking.id)
+            assert failed is not None
+            failed.status = BookingStatus.FAILED
+            failed.token_hash = failed.token_encrypted = None
+            failed.history.append(
+                BookingChange(actor=Actor.SYSTEM, action="failed", details={"error": str(exc)})
+            )
+            outbox.drop(session, booking_id=booking.id)
+        raise CalendarWriteFailed(
+            f"the sessions could not be written to the calendar "
+            f"{calendar.display_name or calendar.url}: {exc} Nothing was booked."
+        ) from exc
+    with db.writing() as session:
+        for booked, item in written:
+            stored = session.get(BookedSession, booked.id)
+            assert stored is not None
+            stored.href, stored.etag = item.href, item.etag
+        outbox.release(session, booking_id=booking.id)
+
+
+def get_booking(db: Database, booking_id: str) -> Booking:
+    with db.reading() as session:
+        booking = session.scalars(
+            select(Booking)
+            .options(
+                selectinload(Booking.sessions),
+                selectinload(Booking.history),
+                selectinload(Booking.owner),
+            )
+            .where(Booking.id == booking_id)
+        ).one_or_none()
+    if booking is None:
+        raise NotFoundError(f"no booking {booking_id!r}")
+    return booking
+
+
+def relink(
+    db: Database,
+    settings: Settings,
+    booking_id: str,
+    *,
+    provider_factory: ProviderFactory | None = None,
+) -> str:
+    """Issue a new manage link (the old one stops working) and put it into every event.
+
+    Each event is patched with If-Match: the owner's own text around the link block is kept.
+    """
+    booking = get_booking(db, booking_id)
+    last_end = max(s.end for s in booking.sessions)
+    link = links.issue(settings, last_end)
+    url = links.manage_url(settings, link.token)
+    with db.writing() as session:
+        stored = session.get(Booking, booking_id)
+        assert stored is not None
+        stored.token_hash, stored.token_encrypted = link.token_hash, link.token_encrypted
+        stored.token_expires_at = link.expires_at
+        stored.version += 1
+        stored.history.append(BookingChange(actor=Actor.OWNER, action="relinked"))
+    factory = provider_factory or open_provider(settings)
+    _rewrite_links(db, settings, factory, booking, url)
+    return url
+
+
+def _rewrite_links(
+    db: Database, settings: Settings, factory: ProviderFactory, booking: Booking, url: str
+) -> None:
+    by_calendar: dict[int, list[BookedSession]] = {}
+    for booked in booking.sessions:
+        if booked.href and booked.connection_id:
+            by_calendar.setdefault(booked.connection_id, []).append(booked)
+    for connection_id, sessions in by_calendar.items():
+        with db.reading() as session:
+            calendar = session.get(CalendarConnection, connection_id)
+            assert calendar is not None
+            session.expunge(calendar)
+        provider = factory(calendar)
+        try:
+            for booked in sessions:
+                assert booked.href is not None
+                item = patch_event(
+                    provider,
+                    booked.href,
+                    lambda data: with_link(data, link=url, booking_id=booking.id),
+                    attempts=settings.bookings.write_attempts,
+                )
+                with db.writing() as session:
+                    stored = session.get(BookedSession, booked.id)
+                    assert stored is not None
+                    stored.etag = item.etag
+        finally:
+            provider.close()
+
+
+def revoke_link(db: Database, booking_id: str) -> None:
+    """The booking's link stops working at once (relink issues a new one)."""
+    get_booking(db, booking_id)
+    with db.writing() as session:
+        stored = session.get(Booking, booking_id)
+        assert stored is not None
+        stored.token_hash = stored.token_encrypted = None
+        stored.version += 1
+        stored.history.append(BookingChange(actor=Actor.OWNER, action="link_revoked"))

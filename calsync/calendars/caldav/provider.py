@@ -1,0 +1,402 @@
+"""The CalDAV provider: one calendar collection on any CalDAV server, through ``caldav`` 3.x.
+
+Polling is built for few requests: an incremental poll is one ``sync-collection`` REPORT
+(RFC 6578) asking only for ETags, plus one ``calendar-multiget`` REPORT for the objects whose
+ETag the caller does not know yet. A server without sync support is polled by ETag listing
+(PROPFIND Depth 1) instead, with the same multiget.
+
+Writes are conditional PUT/DELETE requests sent through the ``DAVClient``'s low-level
+``request`` method, so the bytes calsync built are stored as they are: caldav's ``save()`` would
+bump SEQUENCE and may search by UID first (calsync manages SEQUENCE itself).
+
+hrefs are URL paths, percent-encoded one canonical way (``/alice/cal/a%40b.ics``), whichever
+spelling the server used in a given answer.
+
+Every exception from caldav, niquests and lxml is translated into the ``ProviderError`` tree
+by ``caldav_wire.Boundary``; discovery of an account's calendars is in ``caldav_discovery``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any, NoReturn
+from urllib.parse import quote, urlsplit
+from xml.sax.saxutils import escape
+
+from caldav.lib import error as dav_error
+
+from calsync.calendars.base import (
+    UID,
+    CalendarItem,
+    CalendarProvider,
+    Cursor,
+    Delta,
+    ETag,
+    Href,
+)
+from calsync.calendars.caldav.wire import (
+    BAD_DATA,
+    CALDAV,
+    MAX_SYNC_ROUNDS,
+    MULTIGET_BATCH,
+    PROPFIND_ETAGS,
+    PROPFIND_TIMEZONE,
+    TIMEZONE,
+    UID_CONFLICT,
+    VALID_SYNC_TOKEN,
+    XML_HEAD,
+    Boundary,
+    Reply,
+    SyncUnusable,
+    href_of,
+    new_client,
+    object_name,
+    propfind_results,
+    tzid,
+    without_credentials,
+)
+from calsync.calendars.errors import (
+    Conflict,
+    CursorExpired,
+    NotFound,
+    ProviderError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class CalDAVProvider(CalendarProvider):
+    """One CalDAV calendar collection, given by its URL.
+
+    ``use_sync_collection=False`` polls by ETag listing only; with True (the default) calsync
+    uses sync-collection and switches to ETag listing by itself if the server cannot sync.
+    ``request_count`` counts the HTTP requests made (for benchmarks and tests).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        use_sync_collection: bool = True,
+    ) -> None:
+        url, username, password = without_credentials(url, username, password)
+        self.url = url if url.endswith("/") else url + "/"
+        self._path = href_of(self.url)
+        self._origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.url))
+        self._use_sync = use_sync_collection
+        self._timezone: str | None = None
+        self._timezone_read = False
+        self._boundary = Boundary(self.url, timeout, username)
+        self._request_count = 0
+        with self._boundary("connecting"):
+            self._client = new_client(self.url, username, password, timeout)
+            self._calendar = self._client.calendar(url=self.url)
+        # Count at the session, below caldav: that also sees its internal auth retries.
+        session_request = self._client.session.request
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._request_count += 1
+            return session_request(*args, **kwargs)
+
+        self._client.session.request = counted  # type: ignore[method-assign]
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests this provider has sent so far."""
+        return self._request_count
+
+    @property
+    def uses_sync_collection(self) -> bool:
+        """False when polling by ETag listing (asked for, or the server cannot sync)."""
+        return self._use_sync
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+    # -- polling ------------------------------------------------------------------------------
+
+    def changes(self, cursor: Cursor | None, known: Mapping[Href, ETag]) -> Delta:
+        if not self._use_sync:
+            return self._listing_delta(known)
+        try:
+            listed, deleted, token = self._sync(cursor)
+        except SyncUnusable:
+            delta = self._listing_delta(known)
+            # Only now that listing worked: a 403 on both is an access problem, raised above.
+            log.info("%s: sync-collection unusable, polling by ETag listing", self.url)
+            self._use_sync = False
+            return delta
+        full = cursor is None
+        # A removal of something the caller never had (Radicale reports old tombstones even
+        # on a first sync) is no news.
+        removed = [h for h in known if h not in listed] if full else sorted(deleted & known.keys())
+        wanted = [h for h, etag in listed.items() if etag is None or known.get(h) != etag]
+        items, gone = self._multiget(wanted)
+        removed += [h for h in gone if h in known and h not in removed]
+        upserted = [item for item in items if known.get(item.href) != item.etag]
+        return Delta(upserted=upserted, removed=removed, cursor=token, full=full)
+
+    def _sync(self, cursor: Cursor | None) -> tuple[dict[Href, ETag | None], set[Href], Cursor]:
+        """The sync-collection listing since ``cursor``: changed hrefs with their ETags, removed
+        hrefs, and the new token. Follows truncated (507) replies until complete."""
+        listed: dict[Href, ETag | None] = {}
+        deleted: set[Href] = set()
+        token = cursor
+        for _round in range(MAX_SYNC_ROUNDS):
+            with self._boundary("asking for changes (sync-collection)"):
+                try:
+                    # disable_fallback: otherwise caldav hides a rejected token behind a full
+                    # listing with a fake token that later returns everything again.
+                    result = self._calendar.get_objects_by_sync_token(
+                        token, load_objects=False, disable_fallback=True
+                    )
+                except dav_error.RateLimitError:
+                    raise
+                except dav_error.DAVError as exc:
+                    raise self._sync_refused(exc, token) from exc
+                except (OSError, NotImplementedError):
+                    raise  # network and login problems: translated by the boundary
+                except Exception as exc:
+                    # caldav could not make sense of the answer (e.g. an HTML page that
+                    # happens to be well-formed XML). The ETag listing either works, then
+                    # it is the safer way to poll this server, or raises the real problem.
+                    log.warning(
+                        "%s: unreadable sync-collection answer: %r",
+                        self.url,
+                        exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
+                    raise SyncUnusable from exc
+                for obj in result:
+                    href = href_of(str(obj.url))
+                    if href == self._path or href.endswith("/"):
+                        continue  # the collection itself (iCloud) or a sub-collection
+                    if obj.url.canonical() in result.deleted_urls:
+                        deleted.add(href)
+                        listed.pop(href, None)
+                    else:
+                        listed[href] = obj.props.get("{DAV:}getetag")
+                        deleted.discard(href)
+            new_token = result.sync_token
+            if not new_token:
+                # A 2xx without a token: not a real sync-collection answer (a plain web
+                # server, or a proxy answering for it). The listing will tell.
+                raise SyncUnusable
+            if not result.truncated:
+                return listed, deleted, new_token
+            # caldav already followed the 507 pages it could; go on while the token moves.
+            if new_token == token:
+                break
+            token = new_token
+        log.warning("%s: sync-collection stays truncated, listing ETags instead", self.url)
+        raise SyncUnusable
+
+    def _sync_refused(self, exc: dav_error.DAVError, token: Cursor | None) -> Exception:
+        """CursorExpired for a rejected token, SyncUnusable when the server cannot sync, else
+        the translated error."""
+        status = exc.status
+        # Radicale answers a bad token with 403, Xandikos 412, others 409; not all of them
+        # name the precondition. (Without a token there is nothing to expire.)
+        if token is not None and (
+            VALID_SYNC_TOKEN in exc.preconditions or status in (403, 409, 412)
+        ):
+            return CursorExpired(
+                f"The CalDAV server at {self.url} no longer accepts calsync's sync token; "
+                "calsync will re-read the whole calendar.",
+                url=self.url,
+            )
+        if status in (401, 404) or (status is not None and status >= 500 and status != 501):
+            return self._boundary.translate(exc, "asking for changes", self.url)
+        # 400/403/405/501... or no status (caldav's own "not supported"). A 403 may also mean
+        # missing rights: the ETag listing that follows raises AuthFailed in that case.
+        return SyncUnusable()
+
+    def _listing_delta(self, known: Mapping[Href, ETag]) -> Delta:
+        """A full delta from an ETag listing (PROPFIND Depth 1), for servers without sync."""
+        reply = self._propfind(self.url, PROPFIND_ETAGS, 1, "listing the calendar's events")
+        listed: dict[Href, ETag | None] = {}
+        for result in reply:
+            href = href_of(result.href)
+            types = result.properties.get("{DAV:}resourcetype") or []
+            if href == self._path or href.endswith("/") or "{DAV:}collection" in types:
+                continue
+            listed[href] = result.properties.get("{DAV:}getetag")
+        wanted = [h for h, etag in listed.items() if etag is None or known.get(h) != etag]
+        items, gone = self._multiget(wanted)
+        removed = [h for h in known if h not in listed or h in gone]
+        upserted = [item for item in items if known.get(item.href) != item.etag]
+        return Delta(upserted=upserted, removed=removed, cursor=None, full=True)
+
+    def _multiget(self, hrefs: list[Href]) -> tuple[list[CalendarItem], list[Href]]:
+        """Data and ETags of ``hrefs`` in calendar-multiget REPORTs; also the hrefs now gone.
+
+        Built here rather than with ``Calendar.multiget``: caldav 3.6 fails with a TypeError
+        when one href of the batch was deleted meanwhile (a 404 inside the 207).
+        """
+        items: list[CalendarItem] = []
+        gone: list[Href] = []
+        for start in range(0, len(hrefs), MULTIGET_BATCH):
+            batch = hrefs[start : start + MULTIGET_BATCH]
+            body = (
+                f'{XML_HEAD}<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{CALDAV}">'
+                "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+                + "".join(f"<D:href>{escape(h)}</D:href>" for h in batch)
+                + "</C:calendar-multiget>"
+            )
+            doing = "reading changed events (calendar-multiget)"
+            with self._boundary(doing):
+                # No Depth header: RFC 4791 section 7.9 says not to send one with multiget.
+                response = self._client.report(self.url, body, depth=None)
+                if response.status != 207:
+                    raise self._boundary.status_error(response.status, doing, self.url)
+                results = response.parse_calendar_query()
+            returned = set()
+            for result in results:
+                href = href_of(result.href)
+                returned.add(href)
+                if result.status == 404 or result.calendar_data is None:
+                    gone.append(href)
+                elif result.etag is None:
+                    items.append(self.get(href))  # a server without getetag in REPORTs
+                else:
+                    items.append(CalendarItem(href, result.etag, result.calendar_data))
+            gone += [h for h in batch if h not in returned]
+        return items, gone
+
+    # -- single objects -----------------------------------------------------------------------
+
+    def get(self, href: Href) -> CalendarItem:
+        reply = self._send("GET", href, doing=f"reading {href}")
+        if reply.status in (404, 410):
+            raise NotFound(f"The event {href} is no longer in {self.url}.", url=self._abs(href))
+        if reply.status != 200:
+            self._fail(reply, f"reading {href}", href)
+        etag = reply.headers.get("ETag")
+        if etag is None:
+            items, _gone = self._multiget([href])
+            if not items:
+                raise NotFound(f"The event {href} is no longer in {self.url}.", url=self._abs(href))
+            return items[0]
+        return CalendarItem(href_of(href), etag, reply.text)
+
+    def create(self, uid: UID, data: str) -> CalendarItem:
+        href = self._path + quote(object_name(uid), safe="")
+        doing = f"creating the event {uid}"
+        reply = self._send("PUT", href, data, {"If-None-Match": "*"}, doing=doing)
+        if reply.status in (200, 201, 204):
+            etag = reply.headers.get("ETag")
+            # No ETag means the server changed what we sent: read back what it stored.
+            return CalendarItem(href, etag, data) if etag else self.get(href)
+        self._refuse_data(reply, doing, href)
+        if reply.status == 412 or set(reply.preconditions) & UID_CONFLICT:
+            raise Conflict(
+                f"An event with UID {uid} already exists in {self.url}; calsync did not "
+                "overwrite it.",
+                url=self._abs(href),
+            )
+        self._fail(reply, doing, href)
+
+    def update(self, href: Href, data: str, etag: ETag) -> ETag:
+        doing = f"updating {href}"
+        reply = self._send("PUT", href, data, {"If-Match": etag}, doing=doing)
+        if reply.status in (200, 201, 204):
+            new_etag = reply.headers.get("ETag")
+            return new_etag if new_etag else self.get(href).etag
+        self._refuse_data(reply, doing, href)
+        if set(reply.preconditions) & UID_CONFLICT:
+            raise Conflict(
+                f"Another event in {self.url} already has the UID calsync wrote to {href}.",
+                url=self._abs(href),
+            )
+        if reply.status in (404, 410):
+            raise NotFound(f"The event {href} was deleted from {self.url}.", url=self._abs(href))
+        if reply.status == 412:
+            # RFC 7232: If-Match on a missing resource also fails with 412; tell them apart.
+            self._raise_conflict_or_gone(href, doing)
+        self._fail(reply, doing, href)
+
+    def delete(self, href: Href, etag: ETag) -> None:
+        doing = f"deleting {href}"
+        reply = self._send("DELETE", href, headers={"If-Match": etag}, doing=doing)
+        if reply.status in (200, 202, 204):
+            return
+        if reply.status in (404, 410):
+            raise NotFound(
+                f"The event {href} was already deleted from {self.url}.", url=self._abs(href)
+            )
+        if reply.status == 412:
+            self._raise_conflict_or_gone(href, doing)
+        self._fail(reply, doing, href)
+
+    def timezone(self) -> str | None:
+        """TZID of the calendar's ``calendar-timezone`` (RFC 4791 5.2.2), if it has one."""
+        if not self._timezone_read:
+            results = self._propfind(self.url, PROPFIND_TIMEZONE, 0, "reading the time zone")
+            self._timezone = tzid(results[0].properties.get(TIMEZONE))
+            self._timezone_read = True
+        return self._timezone
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _abs(self, href: Href) -> str:
+        return self._origin + href
+
+    def _send(
+        self,
+        method: str,
+        href: Href,
+        body: str = "",
+        headers: dict[str, str] | None = None,
+        *,
+        doing: str,
+    ) -> Reply:
+        url = self._abs(href_of(href))
+        all_headers = dict(headers or {})
+        if body:
+            all_headers["Content-Type"] = "text/calendar; charset=utf-8"
+        with self._boundary(doing):
+            try:
+                response = self._client.request(url, method, body, all_headers)
+            except dav_error.AuthorizationError as exc:
+                if exc.status != 403:
+                    raise
+                # caldav raises on every 403; some 403s explain a refused write (Cyrus: UID).
+                raw = exc.body or b""
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+                return Reply(403, {}, text, exc.preconditions)
+            text = response.raw
+            preconditions = (
+                dav_error.parse_preconditions(text) if response.status >= 400 and text else []
+            )
+            return Reply(response.status, response.headers, text, preconditions)
+
+    def _propfind(self, url: str, body: str, depth: int, doing: str) -> list[Any]:
+        return propfind_results(self._client, self._boundary, url, body, depth, doing)
+
+    def _raise_conflict_or_gone(self, href: Href, doing: str) -> NoReturn:
+        # GET, not HEAD: Xandikos 0.4.10 sends a body with its 404 to HEAD, which then poisons
+        # the kept-alive connection for the next request ("illegal status line").
+        if self._send("GET", href, doing=doing).status in (404, 410):
+            raise NotFound(f"The event {href} was deleted from {self.url}.", url=self._abs(href))
+        raise Conflict(
+            f"The event {href} in {self.url} was changed by someone else since calsync read "
+            "it; calsync will re-read it and apply its change again.",
+            url=self._abs(href),
+        )
+
+    def _refuse_data(self, reply: Reply, doing: str, href: Href) -> None:
+        if reply.status in (400, 415) or set(reply.preconditions) & BAD_DATA:
+            raise ProviderError(
+                f"The CalDAV server at {self.url} refused the event data while {doing} "
+                f"(HTTP {reply.status}: {reply.text.strip()[:200]}).",
+                url=self._abs(href),
+            )
+
+    def _fail(self, reply: Reply, doing: str, href: Href) -> NoReturn:
+        raise self._boundary.status_error(reply.status, doing, self._abs(href))

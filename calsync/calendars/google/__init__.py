@@ -1,0 +1,1 @@
+"""The Google Calendar provider: the provider, ICS <-> Google event conversion, accounts."""

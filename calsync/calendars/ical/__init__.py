@@ -1,0 +1,1 @@
+"""iCalendar text: busy extraction, event editing, session events, time zones, scanning."""

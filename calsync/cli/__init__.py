@@ -1,0 +1,1 @@
+"""The `calsync` command: a composition root that wires everything together (entry point: main)."""

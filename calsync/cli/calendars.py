@@ -1,0 +1,349 @@
+"""``calsync calendar …``, ``sync``, ``worker`` and ``busy``: connected calendars and polling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from calsync.calendars.google import account as google_connect
+from calsync.calendars.ical.busy import AllDayMode
+from calsync.cli.common import (
+    JsonOption,
+    app,
+    calendar_app,
+    err,
+    iso,
+    out,
+    parse_instant,
+    print_json,
+    state,
+)
+from calsync.config import Settings
+from calsync.store.db import Database
+from calsync.store.models import CalendarConnection, CalendarRole, CancelMode
+from calsync.sync import connections as services
+from calsync.sync.poller import Poller, PollResult
+from calsync.web.signin import flow as google_signin
+from calsync.worker import start_background
+
+
+@calendar_app.command("add")
+def calendar_add(
+    owner: Annotated[str, typer.Option(help="Email of the owner the calendar belongs to.")],
+    caldav: Annotated[
+        str | None, typer.Option(help="CalDAV calendar URL, or server URL to discover.")
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="CalDAV username.")] = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Name of the environment variable that holds the password."),
+    ] = None,
+    role: Annotated[CalendarRole, typer.Option(help="What the calendar is for.")] = (
+        CalendarRole.CONFLICTS
+    ),
+    timezone: Annotated[
+        str | None, typer.Option(help="Zone for floating times (default: server's, or owner's).")
+    ] = None,
+    all_day: Annotated[AllDayMode, typer.Option(help="How all-day events count.")] = (
+        AllDayMode.FOLLOW_TRANSP
+    ),
+    cancel_mode: Annotated[
+        CancelMode, typer.Option(help="Cancelled sessions: keep the event marked, or delete it.")
+    ] = CancelMode.MARK,
+    google: Annotated[
+        bool, typer.Option("--google", help="Connect a Google calendar (asks for access).")
+    ] = False,
+    calendar_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Google calendar id: primary, or the id from its settings. Without it you "
+            "choose from the account's calendars (primary when not at a terminal)."
+        ),
+    ] = None,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Google: print a sign-in link for the owner to open in any browser; they "
+            "choose calendars on calsync's page (calsync serve/web must be running).",
+        ),
+    ] = False,
+    google_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Google: use this authorized-user token JSON instead of asking for access.",
+            hidden=True,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Connect a CalDAV calendar (or every calendar of the account at a server URL), or with
+    --google a Google calendar."""
+    if google or google_token_file is not None or web:
+        if caldav is not None:
+            raise services.ServiceError("use either --caldav or --google, not both")
+        if web:
+            if calendar_id is not None or google_token_file is not None:
+                raise services.ServiceError(
+                    "--web lets the owner choose calendars and roles on the sign-in page: "
+                    "leave out --calendar-id and --google-token-file"
+                )
+            _print_sign_in_link(owner, as_json)
+            return
+        try:
+            # Once, so the calendar choice below reads the same grant that will be stored.
+            token = google_connect.normalize_token(_google_token(google_token_file), state.settings)
+        except google_connect.TokenError as exc:
+            raise services.ServiceError(str(exc)) from None
+        connections = [
+            services.add_google_calendar(
+                state.db(),
+                state.settings,
+                owner,
+                credentials_json=token,
+                calendar_id=chosen,
+                role=role,
+                timezone=timezone,
+                all_day=all_day,
+                cancel_mode=cancel_mode,
+            )
+            for chosen in _google_calendar_ids(calendar_id, token)
+        ]
+        _print_added(connections, as_json)
+        return
+    if caldav is None:
+        raise services.ServiceError("say which calendar to connect: --caldav URL or --google")
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if password is None:
+            raise services.ServiceError(
+                f"the environment variable {password_env} is not set: export it with the password"
+            )
+    request = services.CalDAVRequest(
+        owner, caldav, username, password, role, timezone, all_day, cancel_mode
+    )
+    connections = services.add_caldav_calendar(state.db(), state.settings, request)
+    _print_added(connections, as_json)
+
+
+def _google_token(token_file: Path | None) -> str:
+    """The token JSON: read from ``token_file``, or obtained by the console/loopback flow."""
+    if token_file is None:
+        return google_connect.console_flow(state.settings)
+    try:
+        return token_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise services.ServiceError(f"cannot read the Google token file: {exc}") from None
+
+
+def _print_sign_in_link(owner_email: str, as_json: bool) -> None:
+    owner = services.find_owner(state.db(), owner_email)
+    link = google_signin.sign_in_url(state.settings, owner.id)
+    if as_json:
+        print_json({"owner_id": owner.id, "sign_in_url": link})
+        return
+    out.print(
+        f"Send this link to {owner.email} only. It works for 15 minutes, while calsync "
+        "serves its pages at base_url; it ends on a page where they choose their calendars:"
+    )
+    out.print(link, soft_wrap=True, highlight=False)
+    out.print(
+        f"The Google OAuth client must allow {google_signin.callback_url(state.settings)} as "
+        "a redirect URI."
+    )
+
+
+def _google_calendar_ids(calendar_id: str | None, token: str) -> list[str]:
+    """The calendar asked for; without one, the owner picks from the account's calendars at a
+    terminal, and gets the primary calendar elsewhere (scripts)."""
+    if calendar_id is not None:
+        return [calendar_id]
+    if not sys.stdin.isatty():
+        return ["primary"]
+    try:
+        choices = google_connect.account_calendars(state.settings, token)
+    except google_connect.TokenError as exc:
+        raise services.ServiceError(str(exc)) from None
+    table = Table("#", "calendar", "id", "access")
+    for number, calendar in enumerate(choices, 1):
+        name = calendar.name + (" (main)" if calendar.primary else "")
+        table.add_row(str(number), escape(name), escape(calendar.id), calendar.access_role)
+    out.print(table)
+    answer = typer.prompt("Calendars to connect (numbers, separated by commas)", default="1")
+    picked = []
+    for part in answer.replace(" ", "").split(","):
+        if not part.isdecimal() or not 1 <= int(part) <= len(choices):
+            raise services.ServiceError(f"{part!r} is not one of the numbers 1-{len(choices)}")
+        picked.append(choices[int(part) - 1].id)
+    return list(dict.fromkeys(picked))
+
+
+def _print_added(connections: list[CalendarConnection], as_json: bool) -> None:
+    if as_json:
+        print_json([{"id": c.id, "url": c.url, "name": c.display_name} for c in connections])
+        return
+    for connection in connections:
+        name = escape(repr(connection.display_name))
+        out.print(f"Connected calendar {name} (id {connection.id}).")
+    out.print("It is synced by `calsync sync --once`, `calsync worker` or `calsync serve`.")
+
+
+@calendar_app.command("list")
+def calendar_list(as_json: JsonOption = False) -> None:
+    """List connected calendars with their sync state and last error."""
+    db = state.db()
+    counts = services.event_counts(db)
+    rows = [
+        {
+            "id": c.id,
+            "owner": c.owner.email,
+            "name": c.display_name,
+            "url": c.url,
+            "role": c.role.value,
+            "status": c.status.value,
+            "events": counts.get(c.id, 0),
+            "last_success_at": iso(c.last_success_at),
+            "next_poll_at": iso(c.next_poll_at),
+            "failures": c.failures,
+            "error": c.last_error,
+        }
+        for c in services.list_calendars(db)
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "owner", "name", "role", "status", "events", "last sync", "error")
+    for row in rows:
+        style = "red" if row["status"] in ("failing", "auth_failed", "needs_reconnect") else None
+        table.add_row(
+            str(row["id"]),
+            escape(row["owner"]),
+            escape(row["name"] or ""),
+            row["role"],
+            row["status"],
+            str(row["events"]),
+            (row["last_success_at"] or "never")[:19],
+            escape(row["error"] or ""),
+            style=style,
+        )
+    out.print(table)
+
+
+@calendar_app.command("remove")
+def calendar_remove(calendar_id: int) -> None:
+    """Disconnect a calendar and forget its mirrored events (nothing changes on the server)."""
+    services.remove_calendar(state.db(), calendar_id)
+    out.print(f"Removed calendar {calendar_id}.")
+
+
+def _describe(result: PollResult) -> str:
+    if result.error:
+        return f"calendar {result.connection_id}: [red]failed[/red]: {escape(result.error)}"
+    kind = "full sync" if result.full else "incremental"
+    text = f"calendar {result.connection_id}: {kind}, {result.upserted} changed"
+    text += f", {result.removed} removed"
+    if result.problems:
+        text += f", [yellow]{result.problems} unreadable event(s) skipped[/yellow]"
+    if result.outcome.value == "lease_lost":
+        text += " [yellow](another worker took over; result dropped)[/yellow]"
+    return text
+
+
+@app.command()
+def sync(
+    once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
+    calendar: Annotated[int | None, typer.Option(help="Only this calendar id.")] = None,
+) -> None:
+    """Poll calendars now (with --once), or keep polling them in the foreground."""
+    db = state.db()
+    poller = Poller(db, state.settings)
+    ids = [services.get_calendar(db, calendar).id] if calendar is not None else None
+    if not once:
+        poller.stop()
+        _run_poller(db, state.settings, ids)
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("fetching", total=None)
+
+        def report(phase: str, done: int, total: int) -> None:
+            progress.update(task, description=phase, completed=done, total=total or None)
+
+        results = poller.sync_now(ids, progress=report)
+    poller.stop()
+    for result in results:
+        out.print(_describe(result))
+    if not results:
+        out.print("Nothing to poll (no calendars, or another worker is polling them right now).")
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def _report(result: PollResult) -> None:
+    if result.upserted or result.removed or result.error:
+        err.print(_describe(result))
+
+
+def _run_poller(db: Database, settings: Settings, only: list[int] | None = None) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if only:
+        # Polling chosen calendars in the foreground: a simple loop, no scheduler.
+        poller = Poller(db, settings)
+        while not stop.is_set():
+            for result in poller.sync_now(only):
+                err.print(_describe(result))
+            stop.wait(settings.sync.poll_interval_seconds)
+    else:
+        poller = start_background(db, settings)
+        poller.on_result = _report
+        err.print(f"Worker {poller.worker_id} polling; Ctrl-C to stop.")
+        stop.wait()
+    poller.stop()
+
+
+@app.command()
+def worker() -> None:
+    """Run the poller until stopped (many workers may share one PostgreSQL database)."""
+    _run_poller(state.db(), state.settings)
+
+
+@app.command()
+def busy(
+    calendar: Annotated[int, typer.Option(help="Calendar id (see `calsync calendar list`).")],
+    from_: Annotated[str, typer.Option("--from", help="Start: date or ISO datetime.")],
+    to: Annotated[str, typer.Option(help="End: date or ISO datetime.")],
+    tz: Annotated[str | None, typer.Option(help="Zone to read and show times in.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Busy intervals of a calendar as calsync sees them."""
+    db = state.db()
+    connection = services.get_calendar(db, calendar)
+    zone = ZoneInfo(services.check_timezone(tz or connection.owner.timezone))
+    start, end = parse_instant(from_, zone), parse_instant(to, zone)
+    intervals = services.busy(db, calendar, start, end)
+    if as_json:
+        print_json([{"start": iso(i.start, zone), "end": iso(i.end, zone)} for i in intervals])
+        return
+    table = Table("start", "end", title=f"Busy in calendar {calendar} ({zone.key})")
+    for interval in intervals:
+        s, e = interval.start.astimezone(zone), interval.end.astimezone(zone)
+        table.add_row(s.strftime("%a %Y-%m-%d %H:%M"), e.strftime("%a %Y-%m-%d %H:%M"))
+    out.print(table)

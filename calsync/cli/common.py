@@ -1,0 +1,119 @@
+"""What every ``calsync`` command shares: the Typer apps, consoles, settings and database
+of this invocation, and small formatting helpers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from calsync.config import LogLevel, Settings, load_settings
+from calsync.store.db import Database, DatabaseUnavailable
+from calsync.sync.connections import ServiceError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    # Errors are turned into one-line messages by cli.main; no tracebacks for users.
+    pretty_exceptions_enable=False,
+    help="calsync: booking links that move events in your own calendars.",
+)
+owner_app = typer.Typer(no_args_is_help=True, help="Owners: the people whose calendars we keep.")
+calendar_app = typer.Typer(no_args_is_help=True, help="Connected calendars.")
+event_type_app = typer.Typer(no_args_is_help=True, help="Event types: what you sell, and when.")
+app.add_typer(owner_app, name="owner")
+app.add_typer(calendar_app, name="calendar")
+app.add_typer(event_type_app, name="event-type")
+
+out = Console()
+err = Console(stderr=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class CliState:
+    config: Path | None = None
+    _settings: Settings | None = None
+    _db: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+            configure_logging(self._settings)
+        return self._settings
+
+    def db(self, *, migrated: bool = True) -> Database:
+        if self._db is None:
+            self._db = Database(self.settings.database_url)
+        if migrated and not self._db.is_current():
+            raise DatabaseUnavailable(
+                f"the database {self._db.safe_url} is not set up for this version of calsync: "
+                "run `calsync init` to create or upgrade it"
+            )
+        return self._db
+
+
+state = CliState()
+
+
+def configure_logging(settings: Settings) -> None:
+    """calsync's own messages at the configured level; libraries only from WARNING up.
+
+    Libraries (alembic, caldav) are chatty at INFO, and caldav logs some of its parse failures
+    with tracebacks through the root logger; calsync reports each such failure as a sentence,
+    so library detail is only shown when log_level is DEBUG.
+    """
+    debug = settings.log_level is LogLevel.DEBUG
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    logging.getLogger("calsync").setLevel(settings.log_level.value)
+    if not debug:
+        logging.getLogger("caldav").setLevel(logging.CRITICAL)
+
+
+@app.callback()
+def root(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Path of calsync.toml (default ./calsync.toml)."),
+    ] = None,
+) -> None:
+    state.config = config
+
+
+def print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str))
+
+
+def iso(value: datetime | None, zone: ZoneInfo | None = None) -> str | None:
+    if value is None:
+        return None
+    return (value.astimezone(zone) if zone else value).isoformat()
+
+
+def parse_instant(text: str, zone: ZoneInfo) -> datetime:
+    """An ISO date or datetime; a date means its midnight and a naive time is in ``zone``."""
+    try:
+        if len(text) == 10:
+            parsed = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
+        else:
+            parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ServiceError(
+            f"{text!r} is not a date or time: use e.g. 2026-12-01 or 2026-12-01T09:30+01:00"
+        ) from None
+    if not 1900 <= parsed.year <= 9000:
+        # Arithmetic near year 1 or 9999 overflows; no calendar needs such dates.
+        raise ServiceError(f"{text!r} is too far away: give a date between 1900 and 9000")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)

@@ -1,0 +1,69 @@
+"""``calsync outbox …``: the emails calsync has sent or will send."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from calsync.cli.common import JsonOption, app, iso, out, print_json, state
+from calsync.notify import outbox
+from calsync.store.models import OutboxStatus
+
+outbox_app = typer.Typer(
+    no_args_is_help=True, help="Emails: what was sent, what waits, what failed."
+)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[
+        OutboxStatus | None, typer.Option(help="Only messages in this state.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List outbox messages with their state and last error."""
+    rows = [
+        {
+            "id": m.id,
+            "booking_id": m.booking_id,
+            "recipient": m.recipient,
+            "role": m.role,
+            "subject": m.subject,
+            "status": m.status.value,
+            "attempts": m.attempts,
+            "next_attempt_at": iso(m.next_attempt_at),
+            "sent_at": iso(m.sent_at),
+            "error": m.last_error,
+        }
+        for m in outbox.list_messages(state.db(), status)
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "to", "subject", "status", "tries", "error")
+    for row in rows:
+        style = "red" if row["status"] == "failed" else None
+        table.add_row(
+            str(row["id"]),
+            row["recipient"],
+            row["subject"],
+            row["status"],
+            str(row["attempts"]),
+            row["error"] or "",
+            style=style,
+        )
+    out.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    message_id: Annotated[
+        list[int] | None, typer.Argument(help="Ids; default: every failed one.")
+    ] = None,
+) -> None:
+    """Queue failed messages again (after fixing an address or the mail server)."""
+    count = outbox.retry(state.db(), message_id or None)
+    out.print(f"{count} message(s) queued again; the worker sends them within seconds.")

@@ -1,0 +1,55 @@
+"""``calsync init``, ``secret`` and ``owner …``."""
+
+from __future__ import annotations
+
+import secrets as random_secrets
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from calsync.cli.common import JsonOption, app, out, owner_app, print_json, state
+from calsync.sync import connections as services
+
+
+@app.command()
+def init() -> None:
+    """Create the database, or upgrade it to this version of calsync."""
+    db = state.db(migrated=False)
+    revision = db.migrate()
+    out.print(f"Database {db.safe_url} is ready (schema {revision}).")
+
+
+@app.command()
+def secret() -> None:
+    """Print a new random secret_key for calsync.toml."""
+    out.print(random_secrets.token_urlsafe(32))
+
+
+@owner_app.command("add")
+def owner_add(
+    name: Annotated[str, typer.Option(help="The owner's name, as customers see it.")],
+    email: Annotated[str, typer.Option(help="The owner's email address.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Berlin.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Add an owner."""
+    owner = services.add_owner(state.db(), name=name, email=email, timezone=timezone)
+    if as_json:
+        print_json({"id": owner.id, "name": owner.name, "email": owner.email})
+    else:
+        out.print(f"Added owner {owner.name} <{owner.email}> (id {owner.id}).")
+
+
+@owner_app.command("list")
+def owner_list(as_json: JsonOption = False) -> None:
+    """List owners."""
+    owners = services.list_owners(state.db())
+    rows = [{"id": o.id, "name": o.name, "email": o.email, "timezone": o.timezone} for o in owners]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "email", "timezone")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    out.print(table)

@@ -1,0 +1,182 @@
+"""The outbox: every email is a row before it is a message on the wire.
+
+Messages are rendered and stored in the same transaction as the change they tell about, as
+*held*; they are *released* once the owner's calendar has taken the change (or *dropped* if
+the change did not happen). A delivery job claims ready rows with a lease (PostgreSQL:
+``FOR UPDATE SKIP LOCKED``, as the poller does), sends them, and records the delivery;
+transient failures are retried with exponential backoff, permanent ones are marked failed.
+
+A crash between handing a message to the SMTP server and recording it can only lead to the
+same message being sent again with the same Message-ID (mail and calendar clients drop
+such repeats); it can never lead to a message being lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from calsync.notify.transport import DeliveryError, MailTransport
+from calsync.store.db import Database
+from calsync.store.models import OutboxMessage, OutboxStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 20
+LEASE = timedelta(minutes=5)
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(hours=6)
+
+
+def enqueue(
+    session: Session,
+    messages: Iterable[tuple[str, EmailMessage]],
+    *,
+    booking_id: str | None,
+    change_id: int | None = None,
+    held: bool = True,
+) -> list[OutboxMessage]:
+    """Store ``(role, message)`` pairs in the caller's transaction (``booking_id`` None: a
+    message to the owner that is about no booking)."""
+    rows = []
+    for role, message in messages:
+        row = OutboxMessage(
+            booking_id=booking_id,
+            change_id=change_id,
+            recipient=str(message["To"]),
+            role=role,
+            subject=str(message["Subject"]),
+            message_id=str(message["Message-ID"]),
+            raw=message.as_bytes(),
+            status=OutboxStatus.HELD if held else OutboxStatus.READY,
+        )
+        session.add(row)
+        rows.append(row)
+    return rows
+
+
+def release(session: Session, *, booking_id: str, change_id: int | None = None) -> None:
+    """Held messages of a change (or, with no change, of the booking itself) may go now."""
+    _set_held(session, booking_id, change_id, OutboxStatus.READY)
+
+
+def drop(session: Session, *, booking_id: str, change_id: int | None = None) -> None:
+    """Held messages of a change that did not happen are never sent."""
+    _set_held(session, booking_id, change_id, OutboxStatus.DROPPED)
+
+
+def _set_held(
+    session: Session, booking_id: str, change_id: int | None, status: OutboxStatus
+) -> None:
+    match = OutboxMessage.change_id == change_id if change_id else OutboxMessage.change_id.is_(None)
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.booking_id == booking_id,
+            match,
+            OutboxMessage.status == OutboxStatus.HELD,
+        )
+        .values(status=status, next_attempt_at=utcnow())
+    )
+
+
+def claim(db: Database, worker: str, *, now: datetime | None = None) -> list[int]:
+    now = now or utcnow()
+    with db.writing() as session:
+        ids = list(
+            session.scalars(
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.status == OutboxStatus.READY,
+                    OutboxMessage.next_attempt_at <= now,
+                    or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
+                )
+                .order_by(OutboxMessage.id)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if ids:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))
+                .values(lease_owner=worker, lease_until=now + LEASE)
+            )
+    return ids
+
+
+def deliver_due(db: Database, transport: MailTransport, worker: str) -> int:
+    """Send what is due; returns how many were sent. Never raises for a delivery problem."""
+    sent = 0
+    for message_id in claim(db, worker):
+        with db.reading() as session:
+            row = session.get(OutboxMessage, message_id)
+            assert row is not None
+            raw = row.raw
+
+        message = message_from_bytes(raw, policy=policy.SMTP)
+        try:
+            transport.send(message)  # type: ignore[arg-type]
+        except DeliveryError as exc:
+            _failed(db, message_id, worker, exc)
+            continue
+        with db.writing() as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.lease_owner == worker)
+                .values(
+                    status=OutboxStatus.SENT,
+                    sent_at=utcnow(),
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                )
+            )
+        sent += 1
+    return sent
+
+
+def _failed(db: Database, message_id: int, worker: str, exc: DeliveryError) -> None:
+    with db.writing() as session:
+        row = session.get(OutboxMessage, message_id)
+        assert row is not None
+        if row.lease_owner != worker:
+            return
+        row.attempts += 1
+        row.last_error = str(exc)
+        row.lease_owner = row.lease_until = None
+        if exc.permanent:
+            row.status = OutboxStatus.FAILED
+            log.warning("message to %s failed for good: %s", row.recipient, exc)
+            return
+        wait = min(RETRY_CAP, RETRY_BASE * 2 ** min(row.attempts - 1, 12))
+        row.next_attempt_at = utcnow() + wait * random.uniform(1.0, 1.25)
+        log.info("message to %s: %s; retrying in %s", row.recipient, exc, wait)
+
+
+def list_messages(db: Database, status: OutboxStatus | None = None) -> list[OutboxMessage]:
+    with db.reading() as session:
+        query = select(OutboxMessage).order_by(OutboxMessage.id)
+        if status is not None:
+            query = query.where(OutboxMessage.status == status)
+        return list(session.scalars(query))
+
+
+def retry(db: Database, message_ids: Iterable[int] | None = None) -> int:
+    """Queue failed messages (all, or the given ones) again; returns how many."""
+    with db.writing() as session:
+        query = update(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED)
+        ids = list(message_ids or [])
+        if ids:
+            query = query.where(OutboxMessage.id.in_(ids))
+        result = session.execute(
+            query.values(status=OutboxStatus.READY, next_attempt_at=utcnow(), attempts=0)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""The database: SQLAlchemy models, the Database handle and the Alembic migrations."""

@@ -1,0 +1,471 @@
+"""SQLAlchemy models: owners, their calendar connections, and the mirror of those calendars.
+
+The mirror keeps every remote item's iCalendar text (so busy time can be re-expanded when the
+horizon moves, without asking the server again) and the busy intervals expanded from it.
+All datetimes are stored as UTC and come back as aware UTC datetimes on both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from calsync.calendars.ical.busy import AllDayMode
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite otherwise drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def _enum(cls: type[StrEnum]) -> Enum:
+    # Stored as their string values, without native PostgreSQL enum types (easy migrations).
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class ProviderKind(StrEnum):
+    CALDAV = "caldav"
+    GOOGLE = "google"
+
+
+class CalendarRole(StrEnum):
+    CONFLICTS = "conflicts"  # its busy time blocks availability
+    BOOKINGS = "bookings"  # booked sessions are written here
+    BOTH = "both"
+
+
+class AdoptionRule(StrEnum):
+    OFF = "off"
+    ALL = "all"  # every event (a calendar used only for bookings)
+    ATTENDEES = "attendees"  # events with at least one attendee other than the owner
+    CATEGORY = "category"  # events carrying the category ``adopt_category``
+
+
+class CancelMode(StrEnum):
+    MARK = "mark"  # keep the event, marked cancelled and free, its title prefixed
+    DELETE = "delete"  # delete the event
+
+
+class ConnectionStatus(StrEnum):
+    NEW = "new"  # never synced yet
+    OK = "ok"
+    FAILING = "failing"  # the last poll failed; retried with backoff
+    AUTH_FAILED = "auth_failed"  # credentials refused; retried rarely, the owner must act
+    # The OAuth grant is gone: not polled again until the owner connects the calendar again.
+    NEEDS_RECONNECT = "needs_reconnect"
+
+
+class Owner(Base):
+    __tablename__ = "owners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    calendars: Mapped[list[CalendarConnection]] = relationship(back_populates="owner")
+
+
+class CalendarConnection(Base):
+    """One remote calendar of an owner, and the state of its sync."""
+
+    __tablename__ = "calendar_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[ProviderKind] = mapped_column(_enum(ProviderKind))
+    url: Mapped[str] = mapped_column(Text)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    username: Mapped[str | None] = mapped_column(String(200))
+    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[CalendarRole] = mapped_column(_enum(CalendarRole), default=CalendarRole.CONFLICTS)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    all_day: Mapped[AllDayMode] = mapped_column(_enum(AllDayMode), default=AllDayMode.FOLLOW_TRANSP)
+    # Adoption: which of the owner's existing events become bookings (off until turned on).
+    adopt: Mapped[AdoptionRule] = mapped_column(
+        _enum(AdoptionRule), default=lambda: AdoptionRule.OFF
+    )
+    adopt_category: Mapped[str | None] = mapped_column(String(200))
+    adopt_event_type_id: Mapped[int | None] = mapped_column(Integer)
+    cancel_mode: Mapped[CancelMode] = mapped_column(_enum(CancelMode), default=CancelMode.MARK)
+
+    cursor: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[ConnectionStatus] = mapped_column(
+        _enum(ConnectionStatus), default=ConnectionStatus.NEW
+    )
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The window the stored busy intervals were expanded over; re-expanded as time moves on.
+    expanded_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expanded_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    owner: Mapped[Owner] = relationship(back_populates="calendars")
+
+    __table_args__ = (Index("ix_calendar_connections_due", "next_poll_at", "lease_until"),)
+
+
+class MirroredEvent(Base):
+    """One remote item (a VCALENDAR with one UID) as last seen."""
+
+    __tablename__ = "mirrored_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE")
+    )
+    href: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str] = mapped_column(Text)
+    uid: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[str] = mapped_column(Text)
+    # Why the item could not be read (it then contributes no busy time); None when fine.
+    problem: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("connection_id", "href"),)
+
+
+class BusyInterval(Base):
+    __tablename__ = "busy_intervals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("mirrored_events.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE")
+    )
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_busy_intervals_connection_start", "connection_id", "start"),
+        Index("ix_busy_intervals_event", "event_id"),
+    )
+
+
+class SyncOutcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    LEASE_LOST = "lease_lost"  # another worker took the calendar over; our result was dropped
+
+
+class SyncRun(Base):
+    """One poll of one calendar by one worker: for operators, and to prove leases work."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE"), index=True
+    )
+    worker: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[SyncOutcome] = mapped_column(_enum(SyncOutcome))
+    full: Mapped[bool] = mapped_column(default=False)
+    upserted: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+event_type_conflicts = Table(
+    "event_type_conflicts",
+    Base.metadata,
+    Column("event_type_id", ForeignKey("event_types.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "connection_id",
+        ForeignKey("calendar_connections.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)
+
+
+class EventType(Base):
+    """What an owner sells and when: the rules availability is computed from, and the
+    cancel/reschedule policy (stored as plain data, see ``policy.change_policy``)."""
+
+    __tablename__ = "event_types"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    slot_step_minutes: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    # {"mon": [["09:00", "17:00"]], ...} and {"2026-12-24": []} (see policy.hours)
+    weekly_hours: Mapped[dict[str, Any]] = mapped_column(JSON)
+    date_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    buffer_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    minimum_notice_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    horizon_days: Mapped[int] = mapped_column(Integer, default=60)
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    booking_calendar_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="SET NULL")
+    )
+    price: Mapped[str] = mapped_column(String(32), default="0")  # a decimal, as text
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[Owner] = relationship()
+    # Empty means: every calendar of the owner whose role is conflicts or both.
+    conflict_calendars: Mapped[list[CalendarConnection]] = relationship(
+        secondary=event_type_conflicts
+    )
+
+
+class BookingStatus(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"  # every session is cancelled
+    FAILED = "failed"  # its events could not be written; it holds no time
+
+
+class BookingSource(StrEnum):
+    BOOKED = "booked"  # made through calsync (CLI, API)
+    ADOPTED = "adopted"  # an event the owner already had, taken over by an adoption rule
+
+
+class SessionStatus(StrEnum):
+    BOOKED = "booked"
+    RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"
+
+
+class Actor(StrEnum):
+    CUSTOMER = "customer"
+    OWNER = "owner"  # through the CLI or the admin API
+    OWNER_CALENDAR = "owner_calendar"  # seen by the poller in the owner's calendar
+    SYSTEM = "system"
+
+
+class Booking(Base):
+    """A customer's package of sessions of one event type."""
+
+    __tablename__ = "bookings"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # stable, random, not secret
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    event_type_id: Mapped[int | None] = mapped_column(
+        ForeignKey("event_types.id", ondelete="SET NULL")
+    )
+    customer_name: Mapped[str] = mapped_column(String(200))
+    customer_email: Mapped[str] = mapped_column(String(320))
+    customer_timezone: Mapped[str] = mapped_column(String(64))
+    stakeholders: Mapped[list[str]] = mapped_column(JSON, default=list)
+    title: Mapped[str] = mapped_column(String(200))
+    # Snapshots taken when the booking was made: later edits of the event type don't apply.
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    price: Mapped[str] = mapped_column(String(32), default="0")
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    status: Mapped[BookingStatus] = mapped_column(
+        _enum(BookingStatus), default=BookingStatus.ACTIVE
+    )
+    source: Mapped[BookingSource] = mapped_column(
+        _enum(BookingSource), default=BookingSource.BOOKED
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)  # compare-and-swap on changes
+    # The manage link: only its hash is used to find the booking; the token itself is kept
+    # encrypted so the owner can be shown the link again.
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_encrypted: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[Owner] = relationship()
+    sessions: Mapped[list[BookedSession]] = relationship(
+        back_populates="booking", order_by="BookedSession.position", cascade="all, delete-orphan"
+    )
+    history: Mapped[list[BookingChange]] = relationship(
+        back_populates="booking", order_by="BookingChange.id", cascade="all, delete-orphan"
+    )
+
+
+class BookedSession(Base):
+    """One session of a booking, and where its event lives in the owner's calendar."""
+
+    __tablename__ = "booked_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)  # 1-based place in the package
+    uid: Mapped[str] = mapped_column(String(255), unique=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[SessionStatus] = mapped_column(
+        _enum(SessionStatus), default=SessionStatus.BOOKED
+    )
+    sequence: Mapped[int] = mapped_column(Integer, default=0)  # of the invites we send
+    # The SEQUENCE of the event as calsync last wrote it; a poll that returns an older one
+    # read the calendar before our write landed.
+    calendar_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    reschedule_count: Mapped[int] = mapped_column(Integer, default=0)
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="SET NULL")
+    )
+    href: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(Text)
+
+    booking: Mapped[Booking] = relationship(back_populates="sessions")
+
+    __table_args__ = (Index("ix_booked_sessions_event", "connection_id", "href"),)
+
+
+class BookingChange(Base):
+    """The history of a booking: who did what, when, and why."""
+
+    __tablename__ = "booking_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("booked_sessions.id", ondelete="SET NULL")
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[Actor] = mapped_column(_enum(Actor))
+    action: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    booking: Mapped[Booking] = relationship(back_populates="history")
+
+
+class ChangeKind(StrEnum):
+    RESCHEDULE = "reschedule"
+    CANCEL = "cancel"
+
+
+class ChangeStatus(StrEnum):
+    PENDING = "pending"  # recorded; the calendar has not (fully) taken it yet
+    APPLIED = "applied"
+    CONFLICT = "conflict"  # the owner changed the event first; we stopped
+
+
+class Change(Base):
+    """One reschedule or cancel of some sessions of a booking, recorded before it is applied.
+
+    ``items`` lists each session touched: ``{"session_id", "uid", "from": [start, end],
+    "to": [start, end] | None, "applied": bool}``. The idempotency key makes a replayed request
+    return this change instead of making another. These rows are also what notifications are
+    made from.
+    """
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[ChangeKind] = mapped_column(_enum(ChangeKind))
+    actor: Mapped[Actor] = mapped_column(_enum(Actor))
+    status: Mapped[ChangeStatus] = mapped_column(_enum(ChangeStatus), default=ChangeStatus.PENDING)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    fee: Mapped[str | None] = mapped_column(String(32))  # reschedule fee or cancellation refund
+    message: Mapped[str | None] = mapped_column(Text)  # what went wrong, for the customer
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("booking_id", "idempotency_key"),)
+
+
+class OutboxStatus(StrEnum):
+    HELD = "held"  # written with its change; waits until the calendar has taken the change
+    READY = "ready"  # to be sent
+    SENT = "sent"
+    FAILED = "failed"  # refused for good (e.g. the address does not exist); see last_error
+    DROPPED = "dropped"  # its change did not happen (booking failed, owner got there first)
+
+
+class OutboxMessage(Base):
+    """One email, rendered and stored before anything is sent (see ``sync.outbox``)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # None for messages to the owner about their calendars (e.g. "reconnect Google").
+    booking_id: Mapped[str | None] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id", ondelete="SET NULL"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.HELD)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)

@@ -1,0 +1,1 @@
+"""The admin JSON API: routes by noun and their request/response schemas."""

@@ -1,0 +1,197 @@
+"""Request and response bodies of the bookings routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    BaseModel,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+)
+
+from calsync.bookings.packages import MAX_SESSIONS
+from calsync.store.models import (
+    Actor,
+    BookedSession,
+    Booking,
+    BookingChange,
+    BookingSource,
+    BookingStatus,
+    SessionStatus,
+)
+from calsync.web.schemas import (
+    MAX_ID,
+    Email,
+    Instant,
+    Request,
+    Title,
+    ZoneName,
+)
+
+# -- bookings -------------------------------------------------------------------------------------
+
+
+def _event_type_key(value: Any) -> int | str:
+    # A number is an id, a string a slug; true/false and 5.0 are neither.
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_ID:
+            raise ValueError("no event type has that id")
+        return value
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError("give the event type's id (a number) or its slug (a string)")
+
+
+def _session_start(value: Any) -> datetime:
+    example = "e.g. 2026-12-01T09:00:00+01:00"
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"must be an ISO-8601 date and time, {example}") from None
+    else:
+        raise ValueError(f"must be a string holding an ISO-8601 date and time, {example}")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"needs a UTC offset, {example}")
+    return parsed
+
+
+EventTypeKey = Annotated[
+    int | str,
+    PlainValidator(_event_type_key),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]}),
+]
+SessionStart = Annotated[
+    datetime,
+    PlainValidator(_session_start),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class BookingCreate(Request):
+    event_type: EventTypeKey = Field(
+        description="The event type's id (a number) or slug (a string).", examples=["coaching"]
+    )
+    customer_name: Title
+    customer_email: Email
+    customer_timezone: ZoneName | None = Field(
+        None,
+        description="The customer's zone; session times are shown in it. Default: the "
+        "event type's.",
+    )
+    starts: list[SessionStart] = Field(
+        min_length=1,
+        max_length=MAX_SESSIONS,
+        description="One start per session, each an offered slot, with its UTC offset.",
+        examples=[["2026-12-01T09:00:00+01:00", "2026-12-08T09:00:00+01:00"]],
+    )
+    stakeholders: list[Email] = Field(
+        default_factory=list, description="People who hear of every change, by email."
+    )
+
+
+class CustomerOut(BaseModel):
+    name: str
+    email: str
+    timezone: str
+
+
+class BookedSessionOut(BaseModel):
+    id: int
+    uid: str = Field(description="The iCalendar UID of the session's event, for its whole life.")
+    position: int = Field(description="1-based place in the package.")
+    start: Instant
+    end: Instant
+    status: SessionStatus
+    sequence: int
+    reschedule_count: int
+    calendar_id: int | None
+    href: str | None
+
+    @classmethod
+    def from_row(cls, row: BookedSession, zone: ZoneInfo) -> BookedSessionOut:
+        return cls(
+            id=row.id,
+            uid=row.uid,
+            position=row.position,
+            start=row.start.astimezone(zone),
+            end=row.end.astimezone(zone),
+            status=row.status,
+            sequence=row.sequence,
+            reschedule_count=row.reschedule_count,
+            calendar_id=row.connection_id,
+            href=row.href,
+        )
+
+
+class BookingChangeOut(BaseModel):
+    at: Instant
+    actor: Actor
+    action: str
+    reason: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: BookingChange) -> BookingChangeOut:
+        return cls(
+            at=row.at, actor=row.actor, action=row.action, reason=row.reason, details=row.details
+        )
+
+
+class BookingOut(BaseModel):
+    """A booking as its owner sees it; session times are in the customer's zone."""
+
+    id: str
+    status: BookingStatus
+    source: BookingSource
+    title: str
+    owner_id: int
+    event_type_id: int | None
+    customer: CustomerOut
+    stakeholders: list[str]
+    manage_url: str | None = Field(description="The customer's link; null once revoked.")
+    link_expires_at: Instant | None
+    version: int
+    sessions: list[BookedSessionOut]
+    history: list[BookingChangeOut]
+    created_at: Instant
+
+    @classmethod
+    def from_row(cls, row: Booking, manage_url: str | None) -> BookingOut:
+        zone = ZoneInfo(row.customer_timezone)
+        return cls(
+            id=row.id,
+            status=row.status,
+            source=row.source,
+            title=row.title,
+            owner_id=row.owner_id,
+            event_type_id=row.event_type_id,
+            customer=CustomerOut(
+                name=row.customer_name, email=row.customer_email, timezone=row.customer_timezone
+            ),
+            stakeholders=list(row.stakeholders),
+            manage_url=manage_url,
+            link_expires_at=row.token_expires_at if manage_url else None,
+            version=row.version,
+            sessions=[BookedSessionOut.from_row(s, zone) for s in row.sessions],
+            history=[BookingChangeOut.from_row(h) for h in row.history],
+            created_at=row.created_at,
+        )
+
+
+class ManageUrlOut(BaseModel):
+    manage_url: str
+
+
+class SlotTakenOut(BaseModel):
+    detail: str = Field(description="What happened and what to do.")
+    start: Instant = Field(description="The start that is no longer free, as it was given.")
+    session_id: int | None = Field(
+        None, description="When moving sessions: the session whose new start was taken."
+    )

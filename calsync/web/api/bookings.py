@@ -1,0 +1,168 @@
+"""``/api/bookings``: book a package of sessions, read a booking, manage its link, and move or
+cancel its sessions as the owner (never bound by the cancel/reschedule policy).
+
+A calendar that refused the events of a new booking is answered here (502: nothing was booked).
+Everything else goes through errors.py: 422 field lists (and ChangeRefused naming its field),
+404, 409 for a start that is no longer free (naming it), for busy time not known yet, for a
+booking that changed since ``expected_version`` and for an idempotency key reused with another
+body; provider failures while relinking.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from calsync.bookings import changes, links
+from calsync.bookings import packages as bookings
+from calsync.bookings.event_types import InvalidInput, get_event_type
+from calsync.store.models import Actor
+from calsync.sync import connections as services
+from calsync.web.api.booking_schemas import BookingCreate, BookingOut, ManageUrlOut, SlotTakenOut
+from calsync.web.api.change_schemas import CancelIn, ChangeResultOut, RescheduleIn, change_result
+from calsync.web.deps import DbDep, SettingsDep
+from calsync.web.errors import message_response
+from calsync.web.schemas import NOT_FOUND, ValidationFailed, failure
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/bookings", tags=["bookings"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=BookingOut,
+    responses={
+        409: {
+            "model": SlotTakenOut,
+            "description": "A start is no longer free (``start`` names it), or a conflict "
+            "calendar has never been synced (then only ``detail``).",
+        },
+        502: failure("The booking calendar refused the events or cannot be reached."),
+    },
+)
+def create_booking(
+    body: BookingCreate, db: DbDep, settings: SettingsDep
+) -> BookingOut | JSONResponse:
+    """Book one session per start into the owner's booking calendar.
+
+    Each start must be one of the offered slots (see the event type's availability); they are
+    re-checked against fresh calendar data. The answer holds the booking's id, its manage link
+    and its sessions with times in the customer's zone.
+    """
+    try:
+        event_type = get_event_type(db, body.event_type)
+    except services.NotFoundError as exc:
+        # Named in the body: an unknown event type is a problem with that field.
+        raise InvalidInput([("event_type", str(exc))]) from None
+    request = bookings.BookingRequest(
+        event_type=event_type.id,
+        customer_name=body.customer_name,
+        customer_email=body.customer_email,
+        starts=tuple(body.starts),
+        customer_timezone=body.customer_timezone,
+        stakeholders=tuple(body.stakeholders),
+    )
+    try:
+        result = bookings.book(db, settings, request)
+    except bookings.CalendarWriteFailed as exc:
+        log.warning("booking %s: calendar write failed: %s", event_type.slug, exc)
+        return message_response(502, str(exc))
+    return BookingOut.from_row(result.booking, result.manage_url)
+
+
+@router.get("/{booking_id}", responses=NOT_FOUND)
+def get_booking(booking_id: str, db: DbDep, settings: SettingsDep) -> BookingOut:
+    """The booking with its sessions (in the customer's zone), its current link and history."""
+    booking = bookings.get_booking(db, booking_id)
+    return BookingOut.from_row(booking, links.current_link(settings, booking))
+
+
+@router.post(
+    "/{booking_id}/relink",
+    responses=NOT_FOUND | {502: failure("A calendar could not be updated with the new link.")},
+)
+def relink_booking(booking_id: str, db: DbDep, settings: SettingsDep) -> ManageUrlOut:
+    """Issue a new manage link and write it into every event; the old link stops working."""
+    return ManageUrlOut(manage_url=bookings.relink(db, settings, booking_id))
+
+
+@router.post("/{booking_id}/revoke", status_code=204, responses=NOT_FOUND)
+def revoke_booking_link(booking_id: str, db: DbDep) -> Response:
+    """The manage link stops working at once; ``relink`` issues a new one."""
+    bookings.revoke_link(db, booking_id)
+    return Response(status_code=204)
+
+
+# -- the owner moves and cancels sessions -------------------------------------------------------
+
+CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    409: failure(
+        "The booking changed since expected_version, or the idempotency key was used for "
+        "another request, or a conflict calendar has never been synced."
+    ),
+    422: {
+        "model": ValidationFailed,
+        "description": "The request has problems, or the change is not possible (a session "
+        "of another booking, or already cancelled).",
+    },
+}
+
+
+@contextmanager
+def _fields_named(names: dict[str, str]) -> Iterator[None]:
+    """The engine's field names (``sessions``, ``starts``) as this request names them."""
+    try:
+        yield
+    except changes.ChangeRefused as exc:
+        raise changes.ChangeRefused(str(exc), names.get(exc.field or "", exc.field)) from exc
+
+
+@router.post("/{booking_id}/reschedule", responses=CHANGE_RESPONSES)
+def reschedule_sessions(
+    booking_id: str, body: RescheduleIn, db: DbDep, settings: SettingsDep
+) -> ChangeResultOut:
+    """Move sessions to new starts, in the owner's calendar too (same UID, SEQUENCE + 1).
+
+    The owner is not bound by the policy nor by the offered times. ``change.status`` is
+    ``pending`` while a calendar cannot be reached (a worker finishes it), ``conflict`` when
+    the owner changed the event in their calendar meanwhile.
+    """
+    with _fields_named({"sessions": "moves", "starts": "moves"}):
+        outcome = changes.reschedule(
+            db,
+            settings,
+            booking_id,
+            {move.session_id: move.start for move in body.moves},
+            actor=Actor.OWNER,
+            reason=body.reason,
+            idempotency_key=body.idempotency_key,
+            expected_version=body.expected_version,
+        )
+    return change_result(outcome, links.current_link(settings, outcome.booking))
+
+
+@router.post("/{booking_id}/cancel", responses=CHANGE_RESPONSES)
+def cancel_sessions(
+    booking_id: str, body: CancelIn, db: DbDep, settings: SettingsDep
+) -> ChangeResultOut:
+    """Cancel sessions (the booking is cancelled once all of its sessions are). The owner is
+    not bound by the policy."""
+    with _fields_named({"sessions": "session_ids"}):
+        outcome = changes.cancel(
+            db,
+            settings,
+            booking_id,
+            body.session_ids,
+            actor=Actor.OWNER,
+            reason=body.reason,
+            idempotency_key=body.idempotency_key,
+            expected_version=body.expected_version,
+        )
+    return change_result(outcome, links.current_link(settings, outcome.booking))

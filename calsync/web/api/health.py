@@ -1,0 +1,33 @@
+"""``GET /healthz``: is this process up and can it reach its database (no key needed)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from calsync.web.deps import DbDep
+from calsync.web.schemas import Health
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The database cannot be reached."}},
+)
+def healthz(db: DbDep) -> Health | JSONResponse:
+    """200 when a ``SELECT 1`` on the database works, else 503. Says nothing else (no key)."""
+    try:
+        with db.reading() as session:
+            session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        log.warning("health check: database %s unavailable: %s", db.safe_url, exc)
+        down = Health(status="unavailable", database="unavailable")
+        return JSONResponse(status_code=503, content=down.model_dump())
+    return Health(status="ok", database="ok")

@@ -1,0 +1,1 @@
+"""The customer's manage page (/m/<token>): routes, forms, views, wording, rendering, limits."""

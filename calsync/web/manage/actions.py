@@ -1,0 +1,279 @@
+"""The manage page's changes: ``POST /m/<token>/reschedule`` and ``POST /m/<token>/cancel``.
+
+Each POST is checked in this order, and anything refused changes nothing:
+
+1. the rate limit (20 changes a minute per token and per address by default), then the token
+   (the same 404 as every page for a token that opens nothing);
+2. where it comes from: a cross-site request or a foreign ``Origin`` is refused (403), and so is
+   a form without this link's anti-CSRF token for this purpose (``manage_forms.py``);
+3. the form: sessions of this booking only, times with offsets that are in the future and
+   offered by the availability engine (422, back on the page with the problem next to the
+   field), the idempotency key and booking version (400 when missing);
+4. the change engine (``calsync.bookings.changes``), which checks the policy and re-checks every
+   new time against fresh calendar data, serialized per owner.
+
+Success redirects (303) to the change's outcome page, so reloading it never sends the form
+again; sending the same form twice returns the same change (idempotency key), and a form from a
+page that shows an outdated booking is refused (version).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from calsync.bookings import changes
+from calsync.bookings.changes import ChangeOutcome, ChangeRefused, ReplayMismatch, StaleBooking
+from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
+from calsync.bookings.packages import SlotTaken
+from calsync.config import Settings
+from calsync.policy.change_policy import ReasonRule
+from calsync.policy.change_rules import Action
+from calsync.store.db import Database
+from calsync.store.models import Actor
+from calsync.web.deps import DbDep, SettingsDep
+from calsync.web.manage import forms
+from calsync.web.manage.forms import FormProblems, FormRefused, PostedForm, Purpose
+from calsync.web.manage.pages import (
+    Visit,
+    allowed_sessions,
+    booking_page,
+    check_moves,
+    confirm_page,
+    not_valid,
+    open_visit,
+    times_page,
+    token_tag,
+)
+from calsync.web.manage.render import message_page, see_other
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+STALE = (
+    "Your booking changed while you were choosing (perhaps the owner moved a session), so "
+    "nothing was changed. Here it is as it is now; please choose again."
+)
+CALENDAR_UNREAD = (
+    "The owner's calendar could not be checked just now, so nothing was changed. Please try "
+    "again in a minute."
+)
+
+
+def _open(
+    request: Request, settings: Settings, db: Database, token: str, posted: PostedForm
+) -> Visit | Response:
+    """The visit, after the token, origin and anti-CSRF checks; else the answer to give."""
+    visit = open_visit(request, settings, db, token, posted.fields.get("tz"))
+    if visit is None:
+        return not_valid(request, settings, token)
+    purpose = Purpose.CANCEL if request.url.path.endswith("/cancel") else Purpose.RESCHEDULE
+    try:
+        forms.check_origin(settings, request.headers)
+        if posted.problem:
+            raise FormRefused(400, posted.problem + " Nothing was changed.")
+        forms.check_csrf(settings, visit.token_hash, purpose, posted.fields)
+    except FormRefused as exc:
+        log.warning("manage page: %s refused (token #%s): %s", purpose, token_tag(token), exc)
+        return _refused(visit, exc.status, exc.message)
+    return visit
+
+
+def _refused(visit: Visit, status: int, message: str) -> Response:
+    return message_page(
+        visit.request,
+        visit.settings,
+        status,
+        "Nothing was changed",
+        message,
+        back=visit.paths.tab("keep"),
+    )
+
+
+def _reason(visit: Visit, action: Action, posted: PostedForm) -> str | None:
+    # A reason the policy does not ask for is not recorded, whatever the form says.
+    if visit.page.reason_rule(action) is ReasonRule.OFF:
+        return None
+    return forms.reason(posted.fields)
+
+
+def _shown(posted: PostedForm) -> date | None:
+    try:
+        return date.fromisoformat(posted.fields.get("shown") or "")
+    except ValueError:
+        return None
+
+
+def _run(visit: Visit, key: str, change: Callable[[], ChangeOutcome]) -> ChangeOutcome:
+    """Make the change. The same form sent twice at the same moment (a double click) makes
+    the second copy lose the race for the booking version (StaleBooking) before its key is
+    stored; asked again, the engine then answers with the change the first copy made."""
+    try:
+        return change()
+    except StaleBooking:
+        mine = changes.changes_of(visit.db, visit.booking.id)
+        if not any(c.idempotency_key == key for c in mine):
+            raise
+        return change()
+
+
+@router.post("/m/{token}/reschedule")
+def reschedule(
+    token: str,
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    posted: PostedForm = Depends(forms.posted_form),
+) -> Response:
+    opened = _open(request, settings, db, token, posted)
+    if isinstance(opened, Response):
+        return opened
+    visit, fields = opened, posted.fields
+    shown = _shown(posted)
+    try:
+        key, version = forms.idempotency_key(fields), forms.expected_version(fields)
+        session_ids = allowed_sessions(
+            visit, forms.chosen_sessions(fields, visit.booking), Action.RESCHEDULE
+        )
+    except FormProblems as exc:
+        if "form" in exc.problems:
+            return _refused(visit, exc.status, exc.problems["form"])
+        return booking_page(visit, "reschedule", problems=exc.problems, status=exc.status)
+    names = visit.page.names()
+    picks = forms.chosen_starts(fields, session_ids, names, partial=True)
+    try:
+        moves = forms.chosen_starts(fields, session_ids, names)
+    except FormProblems as exc:
+        return times_page(visit, session_ids, picks, shown, problems=exc.problems, status=422)
+    problems = check_moves(visit, session_ids, moves)
+    if problems:
+        return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
+    reason = _reason(visit, Action.RESCHEDULE, posted)
+
+    def confirm_again(
+        status: int, problems: dict[str, str] | None = None, notice: str | None = None
+    ) -> Response:
+        return confirm_page(
+            visit,
+            Purpose.RESCHEDULE,
+            session_ids,
+            moves,
+            reason=reason,
+            key=key,
+            shown=shown,
+            problems=problems,
+            notice=notice,
+            status=status,
+        )
+
+    try:
+        outcome = _run(
+            visit,
+            key,
+            lambda: changes.reschedule(
+                db,
+                settings,
+                visit.booking.id,
+                moves,
+                actor=Actor.CUSTOMER,
+                reason=reason,
+                idempotency_key=key,
+                expected_version=version,
+            ),
+        )
+    except ChangeRefused as exc:
+        if exc.field == "reason":
+            return confirm_again(422, problems={"reason": str(exc)})
+        if exc.field == "starts":
+            return times_page(visit, session_ids, picks, shown, notice=str(exc), status=422)
+        return booking_page(visit, "reschedule", notice=str(exc), status=422)
+    except SlotTaken as exc:
+        # Back to the times, the other choices kept, the note at the session that lost its.
+        kept = {sid: start for sid, start in moves.items() if sid != exc.session_id}
+        taken = forms.start_field(exc.session_id) if exc.session_id else "form"
+        first = shown or exc.start.astimezone(visit.zone).date()
+        log.info("manage page: booking %s: a chosen time was taken", visit.booking.id)
+        return times_page(visit, session_ids, kept, first, problems={taken: str(exc)}, status=409)
+    except StaleBooking:
+        return _stale(visit, "reschedule")
+    except ReplayMismatch as exc:
+        return _refused(visit, 409, str(exc).capitalize() + ".")
+    except AvailabilityUnknown:
+        return confirm_again(409, notice=CALENDAR_UNREAD)
+    except InvalidInput as exc:
+        return times_page(visit, session_ids, picks, shown, notice=str(exc), status=422)
+    log.info(
+        "manage page: booking %s: change %s (%s)",
+        visit.booking.id,
+        outcome.change.id,
+        "replayed" if outcome.replayed else "new",
+    )
+    return see_other(visit.paths.change(outcome.change.id))
+
+
+@router.post("/m/{token}/cancel")
+def cancel(
+    token: str,
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    posted: PostedForm = Depends(forms.posted_form),
+) -> Response:
+    opened = _open(request, settings, db, token, posted)
+    if isinstance(opened, Response):
+        return opened
+    visit, fields = opened, posted.fields
+    try:
+        key, version = forms.idempotency_key(fields), forms.expected_version(fields)
+        session_ids = allowed_sessions(
+            visit, forms.chosen_sessions(fields, visit.booking), Action.CANCEL
+        )
+    except FormProblems as exc:
+        if "form" in exc.problems:
+            return _refused(visit, exc.status, exc.problems["form"])
+        return booking_page(visit, "cancel", problems=exc.problems, status=exc.status)
+    reason = _reason(visit, Action.CANCEL, posted)
+    try:
+        outcome = _run(
+            visit,
+            key,
+            lambda: changes.cancel(
+                db,
+                settings,
+                visit.booking.id,
+                session_ids,
+                actor=Actor.CUSTOMER,
+                reason=reason,
+                idempotency_key=key,
+                expected_version=version,
+            ),
+        )
+    except ChangeRefused as exc:
+        if exc.field == "reason":
+            return confirm_page(
+                visit,
+                Purpose.CANCEL,
+                session_ids,
+                {},
+                reason=reason,
+                key=key,
+                problems={"reason": str(exc)},
+                status=422,
+            )
+        return booking_page(visit, "cancel", notice=str(exc), status=422)
+    except StaleBooking:
+        return _stale(visit, "cancel")
+    except ReplayMismatch as exc:
+        return _refused(visit, 409, str(exc).capitalize() + ".")
+    log.info("manage page: booking %s: change %s", visit.booking.id, outcome.change.id)
+    return see_other(visit.paths.change(outcome.change.id))
+
+
+def _stale(visit: Visit, tab: str) -> Response:
+    fresh = open_visit(visit.request, visit.settings, visit.db, visit.token, visit.chosen_zone)
+    if fresh is None:  # the link itself went away meanwhile
+        return not_valid(visit.request, visit.settings, visit.token)
+    return booking_page(fresh, tab, notice=STALE, status=409)

@@ -1,0 +1,333 @@
+"""The manage page's pages, rendered for one visit: the booking (Keep, Reschedule and Cancel
+tabs), the free times to choose from, the confirm step and a change's outcome.
+
+Both the reading routes (``routes/manage.py``) and the changing ones
+(``routes/manage_actions.py``) answer with these, so a refused change shows the same page the
+customer came from, with their choices kept and the problem next to the field at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import Request, Response
+
+from calsync.bookings import links
+from calsync.bookings.changes import available_for
+from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput, get_event_type
+from calsync.config import Settings
+from calsync.policy.change_policy import ReasonRule
+from calsync.policy.change_rules import Action
+from calsync.store.db import Database
+from calsync.store.models import Booking, Change, utcnow
+from calsync.sync.connections import NotFoundError
+from calsync.web.manage.forms import (
+    FormProblems,
+    Purpose,
+    csrf_token,
+    new_idempotency_key,
+    start_field,
+)
+from calsync.web.manage.render import answer, invalid_page, path_prefix, render
+from calsync.web.manage.text import usable_zone, zone_choices
+from calsync.web.manage.views import (
+    BookingView,
+    booking_view,
+    change_view,
+    planned_cancels,
+    planned_moves,
+    slot_lists,
+    time_window,
+    zone_heading,
+)
+
+log = logging.getLogger(__name__)
+TABS = ("keep", "reschedule", "cancel")
+UNKNOWN_TIMES = (
+    "Free times cannot be shown right now because the owner's calendar has not been read yet. "
+    "Nothing was changed; please try again in a few minutes."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Links of one booking's pages, under the configured base URL's path."""
+
+    base: str
+    tz: str | None  # the zone the customer chose on the page, carried from page to page
+
+    def _with(self, path: str, params: Sequence[tuple[str, str]] = ()) -> str:
+        query = [*params, *([("tz", self.tz)] if self.tz else [])]
+        return f"{path}?{urlencode(query)}" if query else path
+
+    def tab(self, name: str, ticked: Sequence[int] = ()) -> str:
+        """A tab of the booking page, with ``ticked`` sessions ticked again."""
+        params = [] if name == "keep" else [("tab", name)]
+        return self._with(self.base, params + [("session", str(sid)) for sid in ticked])
+
+    def change(self, change_id: int) -> str:
+        return self._with(f"{self.base}/changes/{change_id}")
+
+    def times(self, params: Sequence[tuple[str, str]] = ()) -> str:
+        return self._with(f"{self.base}/times", params)
+
+    @property
+    def times_action(self) -> str:
+        return f"{self.base}/times"
+
+    def review(self, purpose: Purpose | str) -> str:
+        return f"{self.base}/{Purpose(purpose).value}/review"
+
+    def post(self, purpose: Purpose | str) -> str:
+        return f"{self.base}/{Purpose(purpose).value}"
+
+
+@dataclass
+class Visit:
+    """One request for one booking: who is looking, in which zone, at what moment."""
+
+    request: Request
+    settings: Settings
+    db: Database
+    token: str
+    booking: Booking
+    zone: ZoneInfo
+    chosen_zone: str | None
+    now: datetime
+    page: BookingView = field(init=False)
+    paths: Paths = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.page = booking_view(self.booking, self.zone, self.now)
+        self.paths = Paths(f"{path_prefix(self.settings)}/m/{self.token}", self.chosen_zone)
+
+    @property
+    def token_hash(self) -> str:
+        return links.hash_token(self.token)
+
+    def lengths(self) -> dict[int, timedelta]:
+        """How long each session is (session id → length)."""
+        return {s.id: s.end - s.start for s in self.booking.sessions}
+
+    def render(self, name: str, status: int = 200, **values: object) -> Response:
+        values.setdefault("notice", None)
+        body = render(
+            self.settings, name, page=self.page, paths=self.paths, zone=self.zone.key, **values
+        )
+        return answer(self.request, body, status)
+
+
+def open_visit(
+    request: Request, settings: Settings, db: Database, token: str, zone_name: str | None
+) -> Visit | None:
+    """The visit a valid token opens (None for every token that opens nothing)."""
+    now = utcnow()
+    with db.reading() as session:
+        booking = links.booking_for_token(session, token, now=now)
+    if booking is None:
+        return None
+    chosen = usable_zone(zone_name)
+    zone = chosen or ZoneInfo(booking.customer_timezone)
+    return Visit(request, settings, db, token, booking, zone, zone.key if chosen else None, now)
+
+
+def token_tag(token: str) -> str:
+    """A short hash of a token: enough to match log lines, useless for opening the page."""
+    return links.hash_token(token)[:8]
+
+
+def not_valid(request: Request, settings: Settings, token: str) -> Response:
+    """The one 404 for every token (and every path under /m/) that opens nothing."""
+    log.info("manage page: no booking for token #%s", token_tag(token))
+    return answer(request, invalid_page(settings), 404)
+
+
+def allowed_sessions(visit: Visit, session_ids: list[int], action: Action) -> list[int]:
+    """The sessions, if the policy lets the customer take ``action`` on each of them now;
+    else FormProblems with the policy's reason for the first one it refuses."""
+    allowed = {s.id for s in visit.page.allowed(action)}
+    refused = [visit.page.session(sid) for sid in session_ids if sid not in allowed]
+    if refused:
+        first = refused[0]
+        why = first.cancel if action is Action.CANCEL else first.reschedule
+        name = first.name[0].upper() + first.name[1:]
+        raise FormProblems({"sessions": f"{name}: {why.reason}"})
+    return session_ids
+
+
+# -- the booking and its tabs -------------------------------------------------------------------
+
+
+def booking_page(
+    visit: Visit,
+    tab: str = "keep",
+    *,
+    notice: str | None = None,
+    problems: Mapping[str, str] | None = None,
+    ticked: Sequence[int] = (),
+    status: int = 200,
+) -> Response:
+    tab = tab if tab in TABS else "keep"
+    action = Action.CANCEL if tab == "cancel" else Action.RESCHEDULE
+    return visit.render(
+        "manage_page.html",
+        status,
+        tab=tab,
+        action=action.value,
+        allowed=visit.page.allowed(action),
+        notice=notice,
+        problems=problems or {},
+        ticked=set(ticked),
+    )
+
+
+# -- choosing new times -------------------------------------------------------------------------
+
+
+def times_page(
+    visit: Visit,
+    session_ids: Sequence[int],
+    picks: Mapping[int, datetime],
+    first_day: date | None,
+    *,
+    problems: Mapping[str, str] | None = None,
+    notice: str | None = None,
+    status: int = 200,
+) -> Response:
+    """Day by day free times for each session to move, in the zone the customer looks at."""
+    booking = visit.booking
+    assert booking.event_type_id is not None  # the sessions' verdicts say so
+    try:
+        horizon = get_event_type(visit.db, booking.event_type_id).horizon_days
+        window = time_window(first_day, visit.zone, visit.now, horizon)
+        slots = available_for(visit.db, booking, session_ids, window.start, window.end)
+    except (AvailabilityUnknown, NotFoundError, InvalidInput):
+        return booking_page(visit, "reschedule", notice=UNKNOWN_TIMES, status=409)
+    lists = slot_lists(
+        visit.page, session_ids, slots, window, visit.zone, picks, problems or {}, visit.lengths()
+    )
+    zones = zone_choices(
+        (booking.customer_timezone, visit.zone.key, visit.booking.owner.timezone), visit.now
+    )
+    return visit.render(
+        "manage_times.html",
+        status,
+        lists=lists,
+        window=window,
+        session_ids=session_ids,
+        zones=zones,
+        zone_label=zone_heading(visit.zone, window.start),
+        problems=problems or {},
+        notice=notice,
+    )
+
+
+def check_moves(
+    visit: Visit, session_ids: Sequence[int], moves: Mapping[int, datetime]
+) -> dict[str, str]:
+    """Problems with the chosen times, by field: past, not offered, or clashing with each other.
+
+    A time the availability engine does not offer (tampered with, or taken since the list was
+    shown) is refused here; the change engine re-checks against fresh calendar data anyway."""
+    problems: dict[str, str] = {}
+    names, lengths = visit.page.names(), visit.lengths()
+    spans: list[tuple[int, datetime, datetime]] = []
+    for session_id, start in moves.items():
+        name, end = names[session_id], start + lengths[session_id]
+        if start <= visit.now:
+            problems[start_field(session_id)] = f"{name}: that time has already passed."
+            continue
+        try:
+            free = available_for(visit.db, visit.booking, session_ids, start, end)
+        except AvailabilityUnknown:
+            # Not the customer's fault: say that free times cannot be checked right now.
+            problems[start_field(session_id)] = UNKNOWN_TIMES
+            continue
+        except (NotFoundError, InvalidInput):
+            free = []
+        if not any(slot.start == start and slot.end == end for slot in free):
+            problems[start_field(session_id)] = (
+                f"{name}: that time is not available. Please choose one of the times shown."
+            )
+            continue
+        for other_id, other_start, other_end in spans:
+            if start < other_end and other_start < end:
+                problems[start_field(session_id)] = (
+                    f"{name} and {names[other_id]} cannot take the same time. "
+                    f"Please choose another time for {name}."
+                )
+        spans.append((session_id, start, end))
+    return problems
+
+
+# -- confirming ---------------------------------------------------------------------------------
+
+
+def confirm_page(
+    visit: Visit,
+    purpose: Purpose,
+    session_ids: Sequence[int],
+    moves: Mapping[int, datetime],
+    *,
+    reason: str | None = None,
+    key: str | None = None,
+    shown: date | None = None,
+    problems: Mapping[str, str] | None = None,
+    notice: str | None = None,
+    status: int = 200,
+) -> Response:
+    """Old → new times (or what will be cancelled) and any fee, the reason if the policy asks
+    for one, and the form that makes the change: it carries a fresh idempotency key (or the
+    one being retried), the booking version seen here, and the anti-CSRF token."""
+    action = Action.CANCEL if purpose is Purpose.CANCEL else Action.RESCHEDULE
+    page = visit.page
+    if purpose is Purpose.RESCHEDULE:
+        lines = planned_moves(page, moves, visit.lengths(), visit.zone)
+    else:
+        lines = planned_cancels(page, session_ids)
+    hidden = [("session", str(sid)) for sid in session_ids]
+    hidden += [(start_field(sid), start.isoformat()) for sid, start in moves.items()]
+    back_params = list(hidden) + ([("shown", shown.isoformat())] if shown else [])
+    hidden += [
+        ("version", str(page.version)),
+        ("key", key or new_idempotency_key()),
+        ("csrf", csrf_token(visit.settings, visit.token_hash, purpose)),
+    ]
+    if visit.chosen_zone:
+        hidden.append(("tz", visit.chosen_zone))
+    if shown:
+        hidden.append(("shown", shown.isoformat()))
+    rule = page.reason_rule(action)
+    back = (
+        visit.paths.times(back_params)
+        if purpose is Purpose.RESCHEDULE
+        else visit.paths.tab("cancel", session_ids)
+    )
+    return visit.render(
+        "manage_confirm.html",
+        status,
+        purpose=purpose.value,
+        moving=purpose is Purpose.RESCHEDULE,
+        lines=lines,
+        fee=page.fee(action, len(session_ids)),
+        fee_label="Rescheduling fee" if action is Action.RESCHEDULE else "Refund",
+        reason_rule=rule.value,
+        reason_required=rule is ReasonRule.REQUIRED,
+        reason=reason or "",
+        hidden=hidden,
+        back=back,
+        problems=problems or {},
+        notice=notice,
+    )
+
+
+# -- the outcome --------------------------------------------------------------------------------
+
+
+def result_page(visit: Visit, change: Change) -> Response:
+    return visit.render("manage_result.html", change=change_view(change, visit.booking, visit.zone))

@@ -1,1 +1,0 @@
-"""Routes of the admin JSON API, one module per noun, and what they share (``deps``)."""

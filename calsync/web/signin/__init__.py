@@ -1,0 +1,1 @@
+"""Google sign-in for owners: the OAuth flow and its routes."""

@@ -1,0 +1,114 @@
+"""``calsync book`` and ``calsync booking …`` as the owner runs them, against real Radicale."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.cli.test_cli import Cli
+from tests.support.servers import ServerProcess
+
+OWNER = "coach@example.org"
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_book_show_move_and_cancel_from_the_command_line(
+    tmp_path: Path, database_url: str, radicale_server: ServerProcess
+) -> None:
+    cli = Cli(tmp_path, database_url)
+    cli.ok("init")
+    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
+    cli.ok(
+        "calendar",
+        "add",
+        "--owner",
+        OWNER,
+        "--caldav",
+        radicale_server.new_calendar(),
+        "--role",
+        "both",
+    )
+    cli.ok(
+        "event-type",
+        "add",
+        "--owner",
+        OWNER,
+        "--slug",
+        "coaching",
+        "--duration",
+        "60",
+        "--booking-calendar",
+        "1",
+    )
+    today = datetime.now(BERLIN).date()
+    monday = today + timedelta(days=7 - today.weekday())
+    booked = json.loads(
+        cli.ok(
+            "book",
+            "--event-type",
+            "coaching",
+            "--customer-email",
+            "zoe@example.org",
+            "--customer-name",
+            "Zoë",
+            "--customer-timezone",
+            "America/New_York",
+            "--start",
+            f"{monday}T09:00",
+            "--start",
+            f"{monday}T11:00",
+            "--json",
+        )
+    )
+    assert len(booked["sessions"]) == 2
+    assert booked["manage_url"].startswith("http://127.0.0.1:8000/m/")
+    assert (
+        booked["sessions"][0]["start"]
+        == datetime.combine(monday, time(9), BERLIN)
+        .astimezone(ZoneInfo("America/New_York"))
+        .isoformat()
+    )
+
+    taken = cli.fails(
+        "book",
+        "--event-type",
+        "coaching",
+        "--customer-email",
+        "x@example.org",
+        "--customer-name",
+        "X",
+        "--start",
+        f"{monday}T09:00",
+    )
+    assert "is not free" in taken
+
+    cli.ok(
+        "booking",
+        "reschedule",
+        booked["id"],
+        "--session",
+        "1",
+        "--to",
+        f"{monday}T09:00-05:00",
+        "--reason",
+        "Flight moved",
+    )
+    cli.ok("booking", "cancel", booked["id"], "--session", "2")
+    shown = json.loads(cli.ok("booking", "show", booked["id"], "--json"))
+    assert [s["status"] for s in shown["sessions"]] == ["rescheduled", "cancelled"]
+    assert datetime.fromisoformat(shown["sessions"][0]["start"]) == datetime.fromisoformat(
+        f"{monday}T09:00-05:00"
+    )
+    assert [(c["kind"], c["actor"], c["status"]) for c in shown["changes"]] == [
+        ("reschedule", "owner", "applied"),
+        ("cancel", "owner", "applied"),
+    ]
+    assert shown["changes"][0]["reason"] == "Flight moved"
+    assert "the booking has no session 3" in cli.fails(
+        "booking", "cancel", booked["id"], "--session", "3"
+    )

@@ -1,0 +1,283 @@
+"""Notifications end to end: bookings and changes on a real CalDAV calendar, emails through
+the outbox to a real SMTP server (aiosmtpd on loopback), and those emails applied in order to
+a fresh calendar, as the customer's calendar app would."""
+
+from __future__ import annotations
+
+import email
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import update
+
+from calsync.bookings import changes
+from calsync.bookings.event_types import save_event_type
+from calsync.bookings.packages import BookingRequest, book
+from calsync.config import MailBackend, MailSettings, Settings, SmtpSecurity
+from calsync.notify import outbox
+from calsync.notify.transport import transport_from_settings
+from calsync.store.db import Database
+from calsync.store.models import Actor, CalendarRole, OutboxMessage, OutboxStatus
+from calsync.sync import connections as services
+from tests.support.itip_client import apply_message, calendar_parts, check_itip, stored_events
+from tests.support.servers import ServerProcess, free_port
+from tests.support.world import OWNER, at, coaching, next_monday
+
+CUSTOMER = "zoe@example.org"
+STAKEHOLDERS = ("parent@example.org", "assistant@example.org")
+ZONE = ZoneInfo("Europe/Berlin")
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.received: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        self.received.append(message)  # type: ignore[arg-type]
+        return "250 Accepted"
+
+
+class MailServer:
+    def __init__(self) -> None:
+        self.inbox = Inbox()
+        self.port = free_port()
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def mail_server() -> Iterator[MailServer]:
+    server = MailServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mail_settings(settings: Settings, mail_server: MailServer) -> Settings:
+    mail = MailSettings(
+        backend=MailBackend.SMTP,
+        smtp_host="127.0.0.1",
+        smtp_port=mail_server.port,
+        smtp_security=SmtpSecurity.NONE,
+        from_address="bookings@example.org",
+    )
+    return settings.model_copy(update={"mail": mail})
+
+
+def deliver(db: Database, settings: Settings, worker: str = "w1") -> int:
+    return outbox.deliver_due(db, transport_from_settings(settings.mail), worker)
+
+
+def make_due(db: Database) -> None:
+    with db.writing() as session:
+        session.execute(
+            update(OutboxMessage).values(next_attempt_at=datetime(2000, 1, 1, tzinfo=ZONE))
+        )
+
+
+@pytest.fixture
+def booked(db: Database, mail_settings: Settings, radicale_server: ServerProcess):
+    services.add_owner(db, name="Coach Carter", email=OWNER, timezone="Europe/Berlin")
+    (calendar,) = services.add_caldav_calendar(
+        db,
+        mail_settings,
+        services.CalDAVRequest(OWNER, radicale_server.new_calendar(), role=CalendarRole.BOTH),
+    )
+    save_event_type(
+        db,
+        coaching(
+            booking_calendar_id=calendar.id,
+        ),
+    )
+    mon = next_monday()
+    result = book(
+        db,
+        mail_settings,
+        BookingRequest(
+            "coaching",
+            "Zoë Client",
+            CUSTOMER,
+            (at(mon, 9), at(mon, 11), at(mon, 13)),
+            "America/New_York",
+            STAKEHOLDERS,
+        ),
+    )
+    return result
+
+
+def recipients_of(messages: list[EmailMessage]) -> Counter[str]:
+    return Counter(str(m["To"].addresses[0].addr_spec) for m in messages)
+
+
+def test_booking_reschedule_and_cancel_reach_everyone_once_and_apply_cleanly(
+    db: Database,
+    mail_settings: Settings,
+    mail_server: MailServer,
+    radicale_server: ServerProcess,
+    booked: Any,
+) -> None:
+    booking, link = booked.booking, booked.manage_url
+    first, second, third = booking.sessions
+    mon = next_monday()
+    changes.reschedule(
+        db,
+        mail_settings,
+        booking.id,
+        {first.id: at(mon + timedelta(days=1), 10), second.id: at(mon + timedelta(days=1), 14)},
+        actor=Actor.CUSTOMER,
+        reason="Flight moved",
+    )
+    changes.cancel(db, mail_settings, booking.id, [third.id], actor=Actor.CUSTOMER)
+    assert deliver(db, mail_settings) == 12
+    assert deliver(db, mail_settings) == 0
+    received = mail_server.inbox.received
+    everyone = {CUSTOMER, OWNER, *STAKEHOLDERS}
+    assert recipients_of(received) == Counter({address: 3 for address in everyone})
+    assert len({m["Message-ID"] for m in received}) == 12
+
+    last_sequence: dict[tuple[str, str], int] = {}
+    for message in received:
+        to = str(message["To"].addresses[0].addr_spec)
+        raw = message.as_string()
+        assert (link in raw) == (to == CUSTOMER), (
+            f"the manage link must reach only the customer ({to})"
+        )
+        for part in calendar_parts(message):
+            checked = check_itip(part.text)
+            assert part.mime_method == checked.method
+            assert checked.uid in {s.uid for s in booking.sessions}
+            if part.attachment:
+                continue
+            key = (to, checked.uid)
+            assert checked.sequence > last_sequence.get(key, -1)
+            last_sequence[key] = checked.sequence
+            if checked.method == "CANCEL":
+                assert checked.status == "CANCELLED"
+
+    # The customer's calendar app applies their three emails in order.
+    fresh = radicale_server.new_calendar()
+    for message in received:
+        if str(message["To"].addresses[0].addr_spec) == CUSTOMER:
+            apply_message(fresh, message)
+    events = stored_events(fresh)
+    assert set(events) == {first.uid, second.uid}
+    assert events[first.uid].start == at(mon + timedelta(days=1), 10)
+    assert events[second.uid].start == at(mon + timedelta(days=1), 14)
+
+
+def test_messages_wait_while_the_mail_server_is_down_and_go_out_once(
+    db: Database, mail_settings: Settings, mail_server: MailServer, booked: Any
+) -> None:
+    mail_server.stop()
+    assert deliver(db, mail_settings) == 0
+    waiting = outbox.list_messages(db, OutboxStatus.READY)
+    assert len(waiting) == 4 and all(m.attempts == 1 and m.last_error for m in waiting)
+    assert deliver(db, mail_settings) == 0, "not retried before its backoff"
+    mail_server.start()
+    make_due(db)
+    assert deliver(db, mail_settings) == 4
+    assert deliver(db, mail_settings) == 0
+    assert len(mail_server.inbox.received) == 4
+    assert {m.status for m in outbox.list_messages(db)} == {OutboxStatus.SENT}
+
+
+def test_a_worker_that_dies_mid_delivery_loses_nothing(
+    db: Database, mail_settings: Settings, mail_server: MailServer, booked: Any
+) -> None:
+    claimed = outbox.claim(db, "dead-worker")  # then the process dies: nothing sent, no marks
+    assert len(claimed) == 4
+    assert deliver(db, mail_settings, "w2") == 0, "leased rows are not taken while the lease runs"
+    with db.writing() as session:
+        session.execute(update(OutboxMessage).values(lease_until=datetime(2000, 1, 1, tzinfo=ZONE)))
+    assert deliver(db, mail_settings, "w2") == 4
+    assert recipients_of(mail_server.inbox.received) == Counter(
+        {CUSTOMER: 1, OWNER: 1, **{s: 1 for s in STAKEHOLDERS}}
+    )
+
+
+def test_an_owner_move_in_their_calendar_tells_the_customer_not_the_owner(
+    db: Database,
+    mail_settings: Settings,
+    mail_server: MailServer,
+    radicale_server: ServerProcess,
+    booked: Any,
+) -> None:
+    from calsync.calendars.caldav.provider import CalDAVProvider
+    from calsync.calendars.ical.event_edit import with_times
+    from calsync.store.models import CalendarConnection
+    from calsync.sync.poller import Poller
+
+    deliver(db, mail_settings)
+    mail_server.inbox.received.clear()
+    booking = booked.booking
+    first = booking.sessions[0]
+    with db.reading() as session:
+        url = session.get(CalendarConnection, first.connection_id).url
+    provider = CalDAVProvider(url)
+    item = provider.get(first.href)
+    new_start = first.start + timedelta(days=1)
+    moved = with_times(
+        item.data,
+        uid=first.uid,
+        start=new_start,
+        end=new_start + timedelta(hours=1),
+        timezone="Europe/Berlin",
+        sequence=0,
+        now=datetime.now(ZONE),
+    )
+    provider.update(first.href, moved, item.etag)  # the owner's app keeps SEQUENCE as it was
+    provider.close()
+    Poller(db, mail_settings).sync_now([first.connection_id])
+    assert deliver(db, mail_settings) == 3
+    assert recipients_of(mail_server.inbox.received) == Counter(
+        {CUSTOMER: 1, **{s: 1 for s in STAKEHOLDERS}}
+    )
+    (to_customer,) = [
+        m for m in mail_server.inbox.received if m["To"].addresses[0].addr_spec == CUSTOMER
+    ]
+    (part,) = [p for p in calendar_parts(to_customer) if not p.attachment]
+    checked = check_itip(part.text)
+    assert (checked.uid, checked.sequence, checked.start) == (first.uid, 1, new_start)
+
+    # With the setting off, the owner's own moves are not announced.
+    quiet = mail_settings.model_copy(
+        update={
+            "mail": mail_settings.mail.model_copy(update={"notify_owner_calendar_changes": False})
+        }
+    )
+    provider = CalDAVProvider(url)
+    item = provider.get(first.href)
+    later = new_start + timedelta(hours=2)
+    provider.update(
+        first.href,
+        with_times(
+            item.data,
+            uid=first.uid,
+            start=later,
+            end=later + timedelta(hours=1),
+            timezone="Europe/Berlin",
+            sequence=0,
+            now=datetime.now(ZONE),
+        ),
+        item.etag,
+    )
+    provider.close()
+    Poller(db, quiet).sync_now([first.connection_id])
+    assert deliver(db, quiet) == 0

@@ -1,0 +1,230 @@
+"""The poller's own logic against the in-memory provider, on SQLite and PostgreSQL:
+leases and their fence, backoff after failures, cursor expiry, and the moving horizon."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from calsync.calendars.base import CalendarProvider, Interval
+from calsync.calendars.errors import AuthFailed
+from calsync.calendars.memory import MemoryProvider
+from calsync.config import Settings
+from calsync.store.db import Database
+from calsync.store.models import (
+    CalendarConnection,
+    ConnectionStatus,
+    ProviderKind,
+    SyncOutcome,
+    SyncRun,
+)
+from calsync.sync import connections as services
+from calsync.sync.poller import Poller
+
+START = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def event(uid: str, start: datetime, minutes: int = 60, extra: str = "") -> str:
+    end = start + timedelta(minutes=minutes)
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n"
+        f"DTSTART:{start:%Y%m%dT%H%M%SZ}\r\nDTEND:{end:%Y%m%dT%H%M%SZ}\r\n{extra}"
+        "SUMMARY:Busy\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+
+class Calendars:
+    """Memory calendars registered as connections of one owner."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.providers: dict[int, MemoryProvider] = {}
+        self.owner = services.add_owner(db, name="O", email="o@example.org", timezone="UTC")
+
+    def add(self) -> tuple[int, MemoryProvider]:
+        with self.db.writing() as session:
+            connection = CalendarConnection(
+                owner_id=self.owner.id,
+                provider=ProviderKind.CALDAV,
+                url="memory:",
+                next_poll_at=START,
+            )
+            session.add(connection)
+        provider = MemoryProvider(f"/memory/{connection.id}/")
+        self.providers[connection.id] = provider
+        return connection.id, provider
+
+    def factory(self) -> Callable[[CalendarConnection], CalendarProvider]:
+        return lambda connection: self.providers[connection.id]
+
+    def poller(self, settings: Settings, clock: Clock, name: str) -> Poller:
+        return Poller(
+            self.db, settings, worker_id=name, provider_factory=self.factory(), clock=clock
+        )
+
+    def connection(self, connection_id: int) -> CalendarConnection:
+        return services.get_calendar(self.db, connection_id)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def calendars(db: Database) -> Calendars:
+    return Calendars(db)
+
+
+def busy(db: Database, connection_id: int) -> list[Interval]:
+    return services.busy(db, connection_id, START - timedelta(days=1), START + timedelta(days=400))
+
+
+def test_incremental_poll_mirrors_edits_and_deletions(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    cid, calendar = calendars.add()
+    a = calendar.owner_put("a", event("a", START + timedelta(hours=2)))
+    b = calendar.owner_put("b", event("b", START + timedelta(hours=5)))
+    poller = calendars.poller(settings, clock, "w1")
+    (first,) = poller.tick()
+    assert (first.outcome, first.full, first.upserted) == (SyncOutcome.OK, True, 2)
+    assert [i.start.hour for i in busy(calendars.db, cid)] == [10, 13]
+
+    calendar.owner_put(a.href, event("a", START + timedelta(hours=3)))
+    calendar.owner_delete(b.href)
+    assert poller.tick() == [], "not due yet: the next poll is a poll interval away"
+    clock.advance(seconds=settings.sync.poll_interval_seconds)
+    (second,) = poller.tick()
+    assert (second.full, second.upserted, second.removed) == (False, 1, 1)
+    assert [i.start.hour for i in busy(calendars.db, cid)] == [11]
+
+
+def test_expired_cursor_leads_to_a_full_reconciling_resync(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    cid, calendar = calendars.add()
+    for n in range(5):
+        calendar.owner_put(f"e{n}", event(f"e{n}", START + timedelta(days=n)))
+    poller = calendars.poller(settings, clock, "w1")
+    poller.sync_now([cid])
+    calendar.owner_delete(next(iter(calendar.snapshot())))
+    calendar.owner_put("new", event("new", START + timedelta(days=9)))
+    calendar.expire_cursors()
+    (result,) = poller.sync_now([cid])
+    assert result.full and result.removed == 1
+    assert len(busy(calendars.db, cid)) == 5
+
+
+def test_failures_back_off_are_reported_and_do_not_block_other_calendars(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    down_id, down = calendars.add()
+    up_id, up = calendars.add()
+    up.owner_put("x", event("x", START + timedelta(hours=1)))
+    down.available = False
+    poller = calendars.poller(settings, clock, "w1")
+    results = {r.connection_id: r for r in poller.tick()}
+    assert results[up_id].outcome is SyncOutcome.OK
+    assert results[down_id].outcome is SyncOutcome.FAILED
+    assert len(busy(calendars.db, up_id)) == 1
+
+    interval = settings.sync.poll_interval_seconds
+    waits = []
+    for _ in range(8):
+        failing = calendars.connection(down_id)
+        waits.append((failing.next_poll_at - clock.now).total_seconds())
+        clock.now = failing.next_poll_at
+        poller.sync_now([down_id])
+    assert waits[:4] == [interval, 2 * interval, 4 * interval, 8 * interval]
+    assert max(waits) == settings.sync.max_backoff_seconds
+    failing = calendars.connection(down_id)
+    assert failing.status is ConnectionStatus.FAILING
+    assert failing.last_error == "The in-memory calendar is switched off (available = False)."
+
+    down.available = True
+    clock.now = failing.next_poll_at
+    (recovered,) = poller.sync_now([down_id])
+    assert recovered.outcome is SyncOutcome.OK
+    assert calendars.connection(down_id).failures == 0
+
+
+def test_refused_credentials_mark_the_calendar(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    cid, calendar = calendars.add()
+    calendar.fail_next(AuthFailed("the server refused the password: update it"))
+    calendars.poller(settings, clock, "w1").tick()
+    connection = calendars.connection(cid)
+    assert connection.status is ConnectionStatus.AUTH_FAILED
+    assert connection.last_error == "the server refused the password: update it"
+
+
+def test_two_workers_never_hold_the_same_calendar(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    ids = [calendars.add()[0] for _ in range(4)]
+    first = calendars.poller(settings, clock, "w1").claim_due(2)
+    second = calendars.poller(settings, clock, "w2").claim_due(10)
+    assert len(first) == 2 and sorted(first + second) == sorted(ids)
+    assert calendars.poller(settings, clock, "w3").claim_due(10) == []
+
+
+def test_a_stalled_worker_loses_its_lease_and_its_result_is_dropped(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    cid, calendar = calendars.add()
+    calendar.owner_put("a", event("a", START + timedelta(hours=1)))
+    stalled = calendars.poller(settings, clock, "stalled")
+    assert stalled.claim_due(1) == [cid]
+    # The stalled worker's lease runs out; another worker takes the calendar and polls it.
+    clock.advance(seconds=settings.sync.lease_seconds + 1)
+    calendar.owner_put("b", event("b", START + timedelta(hours=3)))
+    taker = calendars.poller(settings, clock, "taker")
+    assert taker.claim_due(1) == [cid]
+    assert taker.poll(cid).outcome is SyncOutcome.OK
+    # The stalled worker wakes up and finishes its poll: its result must not be stored.
+    assert stalled.poll(cid).outcome is SyncOutcome.LEASE_LOST
+    assert len(busy(calendars.db, cid)) == 2
+    with calendars.db.reading() as session:
+        outcomes = [
+            (run.worker, run.outcome)
+            for run in session.scalars(select(SyncRun).order_by(SyncRun.id))
+        ]
+    assert outcomes == [("taker", SyncOutcome.OK), ("stalled", SyncOutcome.LEASE_LOST)]
+
+
+def test_busy_time_follows_the_horizon_as_days_pass(
+    calendars: Calendars, db: Database, clock: Clock, database_url: str
+) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(database_url, horizon_days=7)
+    cid, calendar = calendars.add()
+    calendar.owner_put(
+        "daily", event("daily", START + timedelta(hours=1), extra="RRULE:FREQ=DAILY\r\n")
+    )
+    poller = calendars.poller(settings, clock, "w1")
+    poller.sync_now([cid])
+    horizon_end = clock.now + timedelta(days=7)
+    assert max(i.end for i in busy(db, cid)) <= horizon_end + timedelta(days=1)
+    # Ten days later, with no change on the server, the mirror reaches the new horizon.
+    clock.advance(days=10)
+    (result,) = poller.sync_now([cid])
+    assert result.upserted == 0
+    assert max(i.start for i in busy(db, cid)) >= clock.now + timedelta(days=6)
