@@ -52,6 +52,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.sync import mirror_counts
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.base import CalendarProvider, Cursor, Delta, ETag, Href
 from calsync.calendars.google import account as google_connect
 from calsync.calendars.google.provider import GoogleProvider
@@ -59,7 +60,7 @@ from calsync.config import GoogleSettings, Settings, SyncSettings
 from calsync.store.db import Database
 from calsync.store.models import CalendarConnection
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller, PollResult
+from calsync.sync.poller import PollResult
 from calsync.sync.providers import open_provider
 from calsync.testing.google_fake import FakeGoogle
 
@@ -250,7 +251,7 @@ class Meter:
         if before is not None:
             before()
         self.current = traffic = Traffic()
-        poller = Poller(
+        poller = booking_poller(
             calsync.db, calsync.settings, provider_factory=self.factory(calsync.settings)
         )
         requests, tokens = len(self.fake.requests), self.fake.token_refreshes

@@ -28,6 +28,7 @@ from bench.api_load import CLIENTS, DURATION, Server, Tally, _client
 from calsync.bookings import changes
 from calsync.bookings.event_types import EventTypeSpec, find_slots, save_event_type
 from calsync.bookings.packages import BookingRequest, book
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.ical.event_edit import event_times
 from calsync.config import Settings, SyncSettings
@@ -36,7 +37,6 @@ from calsync.policy.hours import parse_weekly_hours
 from calsync.store.db import Database
 from calsync.store.models import Actor, CalendarRole
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller
 
 RESCHEDULES = 50
 OWNER = "owner@example.org"
@@ -76,7 +76,7 @@ def _setup(workdir: Path, radicale: EmbeddedRadicale) -> tuple[Database, Setting
             price=Decimal("100"),
         ),
     )
-    poller = Poller(db, settings)
+    poller = booking_poller(db, settings)
     poller.sync_now([calendar.id])
     poller.stop()
     start = datetime.now(ZONE) + timedelta(days=1)

@@ -57,13 +57,13 @@ from zoneinfo import ZoneInfo
 from caldav import DAVClient
 from sqlalchemy import func, select
 
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.base import CalendarProvider, Cursor, Delta, ETag, Href
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.config import Settings, SyncSettings
 from calsync.store.db import Database
 from calsync.store.models import BusyInterval, CalendarConnection, MirroredEvent
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller
 from calsync.sync.providers import open_provider
 
 if TYPE_CHECKING:
@@ -409,7 +409,7 @@ def worker(argv: list[str]) -> None:
     if argv[0] == "sync":
         settings = make_settings(argv[1])
         log = PollLog()
-        poller = Poller(
+        poller = booking_poller(
             Database(argv[1]), settings, provider_factory=recording_factory(settings, log)
         )
         started = time.perf_counter()
@@ -529,7 +529,7 @@ def polls(
     """``count`` timed ``Poller.sync_now`` calls, each after ``before(run)``."""
     log = PollLog()
     factory = recording_factory(calsync.settings, log)
-    poller = Poller(calsync.db, calsync.settings, provider_factory=factory)
+    poller = booking_poller(calsync.db, calsync.settings, provider_factory=factory)
     seconds = []
     try:
         for run in range(count):

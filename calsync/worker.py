@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from calsync.bookings import changes
+from calsync.bookings.polling import booking_poller
 from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.notify.transport import transport_from_settings
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def start_background(db: Database, settings: Settings) -> Poller:
     """Start polling and retrying in background threads; stop with ``.stop()``."""
-    poller = Poller(db, settings)
+    poller = booking_poller(db, settings)
 
     def retry_pending() -> None:
         try:

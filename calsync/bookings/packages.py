@@ -33,6 +33,7 @@ from calsync.bookings.event_types import (
 )
 from calsync.bookings.held import event_zone, lock_owner
 from calsync.bookings.live_check import live_busy
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.errors import ProviderError
 from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
@@ -52,7 +53,6 @@ from calsync.store.models import (
     utcnow,
 )
 from calsync.sync.connections import NotFoundError, ServiceError, check_timezone
-from calsync.sync.poller import Poller
 from calsync.sync.providers import ProviderFactory, open_provider
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def refresh_conflicts(
     """
     with db.reading() as session:
         ids = [c.id for c in conflict_calendars(session, event_type)]
-    poller = Poller(db, settings, provider_factory=factory)
+    poller = booking_poller(db, settings, provider_factory=factory)
     try:
         results = poller.sync_now(ids)
     finally:

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.google import account as google_connect
 from calsync.calendars.ical.busy import AllDayMode
 from calsync.cli.common import (
@@ -32,7 +33,7 @@ from calsync.config import Settings
 from calsync.store.db import Database
 from calsync.store.models import CalendarConnection, CalendarRole, CancelMode
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller, PollResult
+from calsync.sync.poller import PollResult
 from calsync.web.signin import flow as google_signin
 from calsync.worker import start_background
 
@@ -267,7 +268,7 @@ def sync(
 ) -> None:
     """Poll calendars now (with --once), or keep polling them in the foreground."""
     db = state.db()
-    poller = Poller(db, state.settings)
+    poller = booking_poller(db, state.settings)
     ids = [services.get_calendar(db, calendar).id] if calendar is not None else None
     if not once:
         poller.stop()
@@ -306,7 +307,7 @@ def _run_poller(db: Database, settings: Settings, only: list[int] | None = None)
         signal.signal(sig, lambda *_: stop.set())
     if only:
         # Polling chosen calendars in the foreground: a simple loop, no scheduler.
-        poller = Poller(db, settings)
+        poller = booking_poller(db, settings)
         while not stop.is_set():
             for result in poller.sync_now(only):
                 err.print(_describe(result))

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from calsync.bookings import links
 from calsync.bookings.event_types import EventTypeSpec, find_slots, get_event_type, save_event_type
 from calsync.bookings.packages import BookingRequest, book, get_booking
+from calsync.bookings.polling import booking_poller
 from calsync.cli.common import configure_logging
 from calsync.config import MailBackend, MailSettings, Settings, SyncSettings
 from calsync.demo.embedded import EmbeddedRadicale
@@ -40,7 +41,7 @@ from calsync.store.db import Database
 from calsync.store.models import Booking, BookingStatus, CalendarRole, EventType
 from calsync.sync import connections as services
 from calsync.sync.connections import NotFoundError
-from calsync.sync.poller import Poller, PollResult
+from calsync.sync.poller import PollResult
 
 OWNER_EMAIL = "ada@example.org"
 OWNER_ZONE = "Europe/Berlin"
@@ -259,7 +260,7 @@ def run_connected(
 ) -> None:
     """Everything after connecting: sync, busy time, free slots, the demo booking, its emails;
     then (unless ``once``) the web app and the poller until Ctrl-C."""
-    poller = Poller(db, settings)
+    poller = booking_poller(db, settings)
     for result in poller.sync_now([calendar.id]):
         console.print(_sync_line(result))
     today = datetime.now(ZoneInfo(OWNER_ZONE)).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -5,6 +5,10 @@ each delta together with its new cursor in one transaction that first checks the
 still ours (a fence: a worker that stalled past its lease must not overwrite the work of the
 worker that took over). APScheduler only drives the ticks; its job store lives in memory and
 is never shared between processes.
+
+The poller knows calendars, not bookings: what bookings do with a stored poll (an owner's own
+move or delete of a booked event, adopting new matching events) comes in as ``PollHooks``
+(``calsync.bookings.polling`` wires them).
 """
 
 from __future__ import annotations
@@ -14,17 +18,16 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
-from calsync.bookings import adoption
-from calsync.bookings.owner_changes import apply_owner_changes
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
 from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, ProviderError
 from calsync.config import Settings
@@ -76,6 +79,39 @@ class PollResult:
     error: str | None = None
 
 
+class StoredHook(Protocol):
+    def __call__(
+        self,
+        session: Session,
+        settings: Settings,
+        connection_id: int,
+        changed: Sequence[mirror.ExpandedItem],
+        removed: Iterable[str],
+    ) -> object: ...
+
+
+class ArrivedHook(Protocol):
+    def __call__(
+        self,
+        db: Database,
+        settings: Settings,
+        connection_id: int,
+        *,
+        hrefs: Collection[str] | None = None,
+        provider_factory: ProviderFactory | None = None,
+    ) -> Sized: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PollHooks:
+    """What follows a stored poll. ``stored`` runs inside the poll's transaction with the
+    items that changed and the hrefs removed; ``arrived`` runs after it, on calendars that adopt
+    events, with the hrefs this poll brought in, and returns what it adopted."""
+
+    stored: StoredHook
+    arrived: ArrivedHook
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -89,8 +125,10 @@ class Poller:
         worker_id: str | None = None,
         provider_factory: ProviderFactory | None = None,
         clock: Callable[[], datetime] = utcnow,
+        hooks: PollHooks | None = None,
     ) -> None:
         self.db = db
+        self.hooks = hooks
         self.settings = settings
         self.sync = settings.sync
         self.worker_id = worker_id or default_worker_id()
@@ -180,15 +218,20 @@ class Poller:
         except ProviderError as exc:
             return self._record_failure(connection, started, exc)
         result = self._store(connection, started, fetched)
-        if result.outcome is SyncOutcome.OK and connection.adopt is not AdoptionRule.OFF:
+        if (
+            result.outcome is SyncOutcome.OK
+            and connection.adopt is not AdoptionRule.OFF
+            and self.hooks is not None
+        ):
             # Only what this poll brought in: the existing events are adopted by `calsync adopt`.
             arrived = [item.href for item in fetched.expanded[: fetched.changed]]
             self._adopt(connection.id, arrived)
         return result
 
     def _adopt(self, connection_id: int, hrefs: list[str]) -> None:
+        assert self.hooks is not None
         try:
-            adopted = adoption.adopt(
+            adopted = self.hooks.arrived(
                 self.db,
                 self.settings,
                 connection_id,
@@ -266,13 +309,14 @@ class Poller:
                 outcome = SyncOutcome.LEASE_LOST
             else:
                 mirror.apply_changes(session, connection.id, fetched.expanded, fetched.removed)
-                apply_owner_changes(
-                    session,
-                    self.settings,
-                    connection.id,
-                    fetched.expanded[: fetched.changed],
-                    fetched.removed,
-                )
+                if self.hooks is not None:
+                    self.hooks.stored(
+                        session,
+                        self.settings,
+                        connection.id,
+                        fetched.expanded[: fetched.changed],
+                        fetched.removed,
+                    )
                 now = self.clock()
                 current.cursor = fetched.cursor
                 current.status = ConnectionStatus.OK

@@ -19,9 +19,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from calsync import __version__
+from calsync.bookings.polling import booking_poller
 from calsync.config import Settings, load_settings
 from calsync.store.db import Database, DatabaseUnavailable
-from calsync.sync.poller import Poller
 from calsync.web import errors
 from calsync.web.api import bookings, calendars, event_types, health, owners
 from calsync.web.deps import bearer_scheme, check_admin_key
@@ -100,7 +100,7 @@ def create_app(
         database = db or await to_thread.run_sync(open_database, settings)
         # One poller for polls asked for through the API, and with run_poller the background
         # work (polling and pending changes) on its own scheduler.
-        poller = Poller(database, settings)
+        poller = booking_poller(database, settings)
         background = start_background(database, settings) if run_poller else None
         app.state.db = database
         app.state.poller = poller

@@ -11,6 +11,7 @@ import pytest
 from calsync.bookings import adoption
 from calsync.bookings.event_types import save_event_type
 from calsync.bookings.packages import get_booking
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.base import CalendarProvider
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.ical.event_edit import description_outside_block, link_of
@@ -18,7 +19,6 @@ from calsync.config import Settings
 from calsync.store.db import Database
 from calsync.store.models import AdoptionRule, BookingSource, CalendarConnection
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller
 from tests.support.servers import ServerProcess, put_event
 from tests.support.world import OWNER, coaching
 
@@ -67,7 +67,7 @@ class Owner:
         return CalDAVProvider(self.url, username=username, password=password)
 
     def poll(self, factory=None) -> None:
-        poller = Poller(self.db, self.settings, provider_factory=factory)
+        poller = booking_poller(self.db, self.settings, provider_factory=factory)
         assert [r.error for r in poller.sync_now([self.calendar.id])] == [None]
         poller.stop()
 

@@ -20,13 +20,13 @@ from calsync.bookings.packages import (
     relink,
     revoke_link,
 )
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.ical.event_edit import description_outside_block, link_of
 from calsync.config import Settings
 from calsync.store.db import Database
 from calsync.store.models import BookingStatus, CalendarRole, SessionStatus
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller
 from tests.support.servers import ServerProcess, delete_event, put_event
 from tests.support.world import OWNER, at, coaching, next_monday
 
@@ -73,7 +73,7 @@ class Setup:
         return found
 
     def poll(self) -> None:
-        poller = Poller(self.db, self.settings)
+        poller = booking_poller(self.db, self.settings)
         results = poller.sync_now([self.calendar.id])
         poller.stop()
         assert [r.error for r in results] == [None]
@@ -209,7 +209,7 @@ def test_owner_moves_and_deletes_are_followed_and_an_outage_cancels_nothing(setu
     provider.close()
 
     setup.server.stop()
-    poller = Poller(setup.db, setup.settings)
+    poller = booking_poller(setup.db, setup.settings)
     (failed,) = poller.sync_now([setup.calendar.id])
     poller.stop()
     setup.server.start()

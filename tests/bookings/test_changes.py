@@ -15,6 +15,7 @@ from calsync.bookings import changes
 from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking
 from calsync.bookings.event_types import save_event_type
 from calsync.bookings.packages import BookingRequest, SlotTaken, book, get_booking
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.ical.event_edit import description_outside_block
 from calsync.config import Settings
@@ -29,7 +30,6 @@ from calsync.policy.change_policy import (
 from calsync.store.db import Database
 from calsync.store.models import Actor, CalendarRole, CancelMode, ChangeStatus, SessionStatus
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller
 from tests.support.servers import ServerProcess, put_event
 from tests.support.world import OWNER, at, coaching, next_monday
 
@@ -385,7 +385,7 @@ def test_a_calendar_outage_leaves_the_change_pending_then_applies_it_once(
     event = setup.event(booked.href)
     assert event["DTSTART"].dt == at(setup.monday, 15)
     assert int(event["SEQUENCE"]) == 1
-    Poller(db, settings).sync_now()
+    booking_poller(db, settings).sync_now()
     assert get_booking(db, booking.id).sessions[0].start == at(setup.monday, 15)
 
 
@@ -458,5 +458,5 @@ def test_an_owner_move_landing_just_before_our_write_stops_the_reschedule(setup:
     assert "changed session 1 in their calendar" in (outcome.change.message or "")
     assert setup.event(booked.href)["DTSTART"].dt == at(setup.monday, 16)
     # The next poll brings the session to where the owner put it.
-    Poller(setup.db, setup.settings).sync_now([setup.calendar.id])
+    booking_poller(setup.db, setup.settings).sync_now([setup.calendar.id])
     assert get_booking(setup.db, booking.id).sessions[0].start == at(setup.monday, 16)

@@ -20,6 +20,7 @@ from calsync.bookings.event_types import (
     save_event_type,
     spec_of,
 )
+from calsync.bookings.polling import booking_poller
 from calsync.config import Settings
 from calsync.policy.change_policy import (
     ActionRule,
@@ -33,7 +34,6 @@ from calsync.policy.hours import parse_weekly_hours
 from calsync.policy.types import TimeRange
 from calsync.store.db import Database
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller
 from tests.cli.test_cli import Cli
 from tests.support.servers import ServerProcess, delete_event, put_event
 
@@ -138,7 +138,7 @@ class Calendar:
         (self.connection,) = services.add_caldav_calendar(
             db, settings, services.CalDAVRequest(OWNER, url, username, password)
         )
-        self.poller = Poller(db, settings)
+        self.poller = booking_poller(db, settings)
 
     def sync(self) -> None:
         assert [r.error for r in self.poller.sync_now([self.connection.id])] == [None]

@@ -18,6 +18,7 @@ import pytest
 from calsync.bookings import changes
 from calsync.bookings.event_types import find_slots, get_event_type, save_event_type
 from calsync.bookings.packages import BookingRequest, book, get_booking
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.errors import AuthFailed
 from calsync.calendars.google import account as google_connect
 from calsync.calendars.google.ics import BOOKING_KEY
@@ -39,7 +40,6 @@ from calsync.store.models import (
 )
 from calsync.sync import connections as services
 from calsync.sync.mirror import merge_intervals
-from calsync.sync.poller import Poller
 from calsync.sync.providers import open_provider
 from calsync.testing.google_fake import FakeGoogle
 from tests.cli.test_cli import Cli
@@ -117,7 +117,7 @@ def event_type(db: Database, booking_calendar: int, conflicts: tuple[int, ...] =
 
 
 def poll(db: Database, settings: Settings) -> None:
-    poller = Poller(db, settings)
+    poller = booking_poller(db, settings)
     try:
         results = poller.sync_now()
     finally:
@@ -362,7 +362,7 @@ def test_polls_reuse_the_access_token_until_google_revokes_the_grant(
     assert fake.token_refreshes == refreshes + 1
     # Google revokes the grant: the kept access token stops working at once too.
     fake.revoked.add(REFRESH)
-    poller = Poller(db, gsettings)
+    poller = booking_poller(db, gsettings)
     try:
         (result,) = poller.sync_now()
     finally:
@@ -382,7 +382,7 @@ def test_a_configuration_change_is_not_taken_for_a_revoked_grant(
     moved = gsettings.model_copy(
         update={"google": GoogleSettings(api_endpoint="http://127.0.0.2:9/calendar/v3/")}
     )
-    poller = Poller(db, moved)
+    poller = booking_poller(db, moved)
     try:
         (result,) = poller.sync_now()
     finally:

@@ -20,6 +20,7 @@ from sqlalchemy import update
 from calsync.bookings import changes
 from calsync.bookings.event_types import save_event_type
 from calsync.bookings.packages import BookingRequest, book
+from calsync.bookings.polling import booking_poller
 from calsync.config import MailBackend, MailSettings, Settings, SmtpSecurity
 from calsync.notify import outbox
 from calsync.notify.transport import transport_from_settings
@@ -222,7 +223,6 @@ def test_an_owner_move_in_their_calendar_tells_the_customer_not_the_owner(
     from calsync.calendars.caldav.provider import CalDAVProvider
     from calsync.calendars.ical.event_edit import with_times
     from calsync.store.models import CalendarConnection
-    from calsync.sync.poller import Poller
 
     deliver(db, mail_settings)
     mail_server.inbox.received.clear()
@@ -244,7 +244,7 @@ def test_an_owner_move_in_their_calendar_tells_the_customer_not_the_owner(
     )
     provider.update(first.href, moved, item.etag)  # the owner's app keeps SEQUENCE as it was
     provider.close()
-    Poller(db, mail_settings).sync_now([first.connection_id])
+    booking_poller(db, mail_settings).sync_now([first.connection_id])
     assert deliver(db, mail_settings) == 3
     assert recipients_of(mail_server.inbox.received) == Counter(
         {CUSTOMER: 1, **{s: 1 for s in STAKEHOLDERS}}
@@ -279,5 +279,5 @@ def test_an_owner_move_in_their_calendar_tells_the_customer_not_the_owner(
         item.etag,
     )
     provider.close()
-    Poller(db, quiet).sync_now([first.connection_id])
+    booking_poller(db, quiet).sync_now([first.connection_id])
     assert deliver(db, quiet) == 0

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.base import CalendarProvider, Interval
 from calsync.calendars.errors import AuthFailed
 from calsync.calendars.memory import MemoryProvider
@@ -73,7 +74,7 @@ class Calendars:
         return lambda connection: self.providers[connection.id]
 
     def poller(self, settings: Settings, clock: Clock, name: str) -> Poller:
-        return Poller(
+        return booking_poller(
             self.db, settings, worker_id=name, provider_factory=self.factory(), clock=clock
         )
 

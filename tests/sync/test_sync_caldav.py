@@ -15,13 +15,13 @@ import pytest
 import recurring_ical_events
 from sqlalchemy import func, select, update
 
+from calsync.bookings.polling import booking_poller
 from calsync.calendars.base import Interval
 from calsync.config import Settings
 from calsync.store.db import Database
 from calsync.store.models import CalendarConnection, ConnectionStatus, MirroredEvent
 from calsync.sync import connections as services
 from calsync.sync.mirror import merge_intervals
-from calsync.sync.poller import Poller
 from tests.support.servers import ServerProcess, delete_event, put_event
 
 ZONE = "Europe/Berlin"
@@ -66,7 +66,7 @@ class Scenario:
             settings,
             services.CalDAVRequest(OWNER, url, username, password, timezone=ZONE),
         )
-        self.poller = Poller(db, settings)
+        self.poller = booking_poller(db, settings)
         today = datetime.now(UTC).date()
         self.monday = today + timedelta(days=7 - today.weekday())
         self.window = (

@@ -19,13 +19,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from calsync.bookings.polling import booking_poller
 from calsync.config import GoogleSettings, Settings
 from calsync.notify import outbox
 from calsync.secretbox import SecretBox
 from calsync.store.db import Database
 from calsync.store.models import CalendarRole, ConnectionStatus, Owner, ProviderKind
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller
 from calsync.testing.google_fake import FakeGoogle
 from calsync.web.app import create_app
 from tests.cli.test_cli import Cli, cli_env
@@ -131,7 +131,7 @@ def test_an_owner_signs_in_chooses_calendars_and_they_sync(
     assert grant["refresh_token"].startswith("refresh-granted-")
     assert "token" not in grant  # the short-lived access token is not kept
 
-    poller = Poller(db, gsettings)
+    poller = booking_poller(db, gsettings)
     try:
         results = poller.sync_now()
     finally:
@@ -213,7 +213,7 @@ def test_a_revoked_grant_stops_polling_tells_the_owner_once_and_a_new_sign_in_re
 ) -> None:
     owner(db)
     calendar = connect(db, gsettings, fake)
-    poller = Poller(db, gsettings)
+    poller = booking_poller(db, gsettings)
     try:
         assert poller.sync_now()[0].error is None
         fake.revoked.add("refresh-token-1")
