@@ -9,6 +9,7 @@ and SEQUENCE). A :class:`~calsync.notify.transport.MailTransport` (SMTP or a dir
 ``.eml`` files) delivers them and reports failures as transient or permanent.
 
 Modules: ``values`` (plain data), ``itip`` (the calendar part), ``compose`` (the email),
-``transport`` (delivery). Nothing here touches the database; queueing the messages in the same
-transaction as the change and retrying them is the outbox's job.
+``transport`` (delivery), ``owner_alert`` (the reconnect email), and the database-backed
+queue: ``outbox`` (messages queued in the same transaction as the change, delivered with
+retries) and ``owner_notices`` (queueing owner alerts).
 """

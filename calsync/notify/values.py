@@ -1,6 +1,6 @@
 """What a notification is about, as plain values: no I/O, no database rows, no templates.
 
-The change engine (``calsync.sync``) turns one committed change into one :class:`Notice` and
+The change engine (``calsync.bookings``) turns one committed change into one :class:`Notice` and
 one :class:`Recipient` per person to tell; ``calsync.notify.compose`` turns each pair into
 emails. Everything here is frozen and checked when it is made, so a bad value fails where it
 was built, not halfway through sending.

@@ -1,6 +1,6 @@
-"""Keeping calsync's picture of the owner's calendars current, and acting on it.
+"""Keeping calsync's mirror of the owners' calendars current. It knows calendars, not bookings.
 
-The database (``models``, ``db``, ``migrations``), the mirror of remote calendars (``mirror``),
-the poller with its database leases (``poller``), the services the CLI and API call
-(``services``) and the process entry points (``cli``, ``demo``).
+Owners and calendar connections (``connections``), opening a provider for a stored connection
+(``providers``), the mirror of remote calendars (``mirror``) and the poller with its database
+leases (``poller``).
 """

@@ -1,7 +1,8 @@
-"""The web tier: the admin JSON API (and, later, the customer manage page).
+"""The web tier: the admin JSON API (``api``), the customer manage page (``manage``) and
+Google sign-in (``signin``).
 
-Everything HTTP lives here: the app factory (``app``), request/response schemas
-(``schemas``), the one place errors become HTTP answers (``errors``), routes split by noun
-(``routes``) and the uvicorn entry point (``server``). Routes parse the request, call one
-service in ``calsync.sync`` and map its result; they never hold business rules.
+Everything HTTP lives here: the app factory (``app``), shared schemas and dependencies
+(``schemas``, ``deps``), the one place errors become HTTP answers (``errors``) and the uvicorn
+entry point (``server``). Routes parse the request, call one service in ``calsync.bookings``
+or ``calsync.sync`` and map its result; they never hold business rules.
 """

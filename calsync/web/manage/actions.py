@@ -5,7 +5,7 @@ Each POST is checked in this order, and anything refused changes nothing:
 1. the rate limit (20 changes a minute per token and per address by default), then the token
    (the same 404 as every page for a token that opens nothing);
 2. where it comes from: a cross-site request or a foreign ``Origin`` is refused (403), and so is
-   a form without this link's anti-CSRF token for this purpose (``manage_forms.py``);
+   a form without this link's anti-CSRF token for this purpose (``manage/forms.py``);
 3. the form: sessions of this booking only, times with offsets that are in the future and
    offered by the availability engine (422, back on the page with the problem next to the
    field), the idempotency key and booking version (400 when missing);

@@ -1,8 +1,8 @@
 """The manage page's pages, rendered for one visit: the booking (Keep, Reschedule and Cancel
 tabs), the free times to choose from, the confirm step and a change's outcome.
 
-Both the reading routes (``routes/manage.py``) and the changing ones
-(``routes/manage_actions.py``) answer with these, so a refused change shows the same page the
+Both the reading routes (``manage/routes.py``) and the changing ones
+(``manage/actions.py``) answer with these, so a refused change shows the same page the
 customer came from, with their choices kept and the problem next to the field at fault.
 """
 

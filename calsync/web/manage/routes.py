@@ -6,7 +6,7 @@ change anything, leak the token, or tell anything about a token that does not wo
 - unknown, revoked, expired, forged and truncated tokens get one page, byte for byte, with one
   status (404) and one set of headers; every token costs the same indexed lookup of its hash;
 - GET and HEAD only read (mail scanners open links); every change is a POST
-  (``routes/manage_actions.py``);
+  (``manage/actions.py``);
 - no third-party anything, and nothing is built from the Host header: links are paths under
   the configured ``base_url``;
 - ``Referrer-Policy: no-referrer`` keeps the URL out of other sites' logs, and the logs of this
