@@ -1,8 +1,7 @@
 """The ``calsync`` command line (Typer + Rich).
 
-The commands live in ``setup`` (init, owners), ``calendars`` (calendars, polling),
-``event_types`` (event types, availability), ``bookings``, ``outbox`` and ``serve``
-(processes, demo). This
+The commands live in ``cli_setup`` (init, owners), ``cli_calendars`` (calendars, polling),
+``cli_event_types`` (event types, availability) and ``cli_serve`` (processes, demo). This
 module is one of the two places where errors become messages for people (the other is the web
 error handler): ``main`` catches calsync's own exceptions and prints what happened and what
 to do, without a traceback.
