@@ -35,7 +35,8 @@ $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
 lock: $(BIN)/python
 	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
 	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
-		--generate-hashes --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
+		--generate-hashes --custom-compile-command 'make lock' --quiet \
+		-o $(LOCK) $(if $(UPGRADE),--upgrade)
 
 demo: $(STAMP)
 	$(BIN)/calsync demo
