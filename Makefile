@@ -3,18 +3,40 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions (with hashes) of everything `make demo`, `make test` and CI install, compiled
+# from pyproject.toml's ranges by `make lock`.
+LOCK := requirements.lock
+UV_VERSION := 0.13.9
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo demo-google test test-fast bench lint format clean
+.PHONY: demo demo-google test test-fast bench lint typecheck lock format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]'
+# A dependency added to pyproject.toml, or a range changed, without `make lock` would leave
+# what is installed short of what calsync asks for: pip's dry run names it, and we stop.
+$(STAMP): $(BIN)/python pyproject.toml $(LOCK)
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	@dry=$$($(BIN)/pip install --dry-run -e '.[test]' 2>&1) \
+		|| { echo "$$dry" | grep -v 'is ignored' | tail -3; \
+			echo "pyproject.toml asks for what $(LOCK) lacks: run 'make lock'"; exit 1; }; \
+	unlocked=$$(echo "$$dry" | sed -n 's/^Would install //p' | tr ' ' '\n' | grep -v '^calsync-'); \
+	if [ -n "$$unlocked" ]; then \
+		echo "pyproject.toml asks for" $$unlocked "beyond $(LOCK): run 'make lock'"; exit 1; \
+	fi
 	touch $(STAMP)
+
+# After changing dependencies in pyproject.toml: keeps every pin that still fits, resolves the
+# rest from PyPI. `make lock UPGRADE=1` moves every package to the newest version allowed.
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
+	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
+		--generate-hashes --custom-compile-command 'make lock' --quiet \
+		-o $(LOCK) $(if $(UPGRADE),--upgrade)
 
 demo: $(STAMP)
 	$(BIN)/calsync demo
@@ -34,6 +56,7 @@ $(CHROMIUM):
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
@@ -45,10 +68,14 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache build *.egg-info

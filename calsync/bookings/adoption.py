@@ -11,6 +11,7 @@ link is left alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Collection
@@ -113,7 +114,7 @@ def _as_list(value: object) -> list[object]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _has_category(event: icalendar.Event, wanted: str | None) -> bool:
+def _has_category(event: icalendar.Component, wanted: str | None) -> bool:
     if not wanted:
         return False
     names: list[str] = []
@@ -244,9 +245,7 @@ def inject_pending_links(
                 item = patch_event(
                     provider,
                     booked.href,
-                    lambda data, url=url, booking_id=booking.id: with_link(
-                        data, link=url, booking_id=booking_id
-                    ),
+                    functools.partial(with_link, link=url, booking_id=booking.id),
                     attempts=settings.bookings.write_attempts,
                 )
             except ProviderError as exc:

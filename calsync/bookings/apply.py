@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import cast
 
 from sqlalchemy import or_, select, update
 
@@ -134,8 +135,10 @@ def _apply_item(
     zone: str,
 ) -> CalendarItem | None:
     """Apply one session's part of a change; returns what is stored now (None: deleted)."""
-    old = tuple(datetime.fromisoformat(t) for t in item["from"])  # type: ignore[union-attr]
-    new = tuple(datetime.fromisoformat(t) for t in item["to"]) if item["to"] else None  # type: ignore[union-attr]
+    # The stored item keeps each session's times as ISO strings.
+    old = tuple(datetime.fromisoformat(t) for t in cast(list[str], item["from"]))
+    to = cast(list[str] | None, item["to"])
+    new = tuple(datetime.fromisoformat(t) for t in to) if to else None
     href = booked.href
     assert href is not None
 

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -205,7 +205,7 @@ def calendar_list(as_json: JsonOption = False) -> None:
     """List connected calendars with their sync state and last error."""
     db = state.db()
     counts = services.event_counts(db)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": c.id,
             "owner": c.owner.email,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,7 +25,7 @@ def outbox_list(
     as_json: JsonOption = False,
 ) -> None:
     """List outbox messages with their state and last error."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": m.id,
             "booking_id": m.booking_id,

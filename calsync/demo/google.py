@@ -99,7 +99,7 @@ def seed_google(fake: FakeGoogle, monday: date) -> int:
     return inserted
 
 
-def _google_body(vevent: icalendar.Event) -> Event:
+def _google_body(vevent: icalendar.Component) -> Event:
     """Google's JSON for one VEVENT, made by the Google provider's own converter."""
     cal = icalendar.Calendar()
     cal.add("prodid", "-//calsync//demo//EN")

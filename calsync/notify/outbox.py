@@ -123,7 +123,7 @@ def deliver_due(db: Database, transport: MailTransport, worker: str) -> int:
 
         message = message_from_bytes(raw, policy=policy.SMTP)
         try:
-            transport.send(message)  # type: ignore[arg-type]
+            transport.send(message)
         except DeliveryError as exc:
             _failed(db, message_id, worker, exc)
             continue

@@ -122,8 +122,8 @@ def apply_changes(
         for event_id, item in zip(ids, upserted, strict=True)
         for interval in item.intervals
     ]
-    for chunk in _chunks(rows, 2000):
-        session.execute(insert(BusyInterval), chunk)
+    for batch in _chunks(rows, 2000):
+        session.execute(insert(BusyInterval), batch)
 
 
 def busy_between(

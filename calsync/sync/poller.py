@@ -270,6 +270,7 @@ class Poller:
             window = Interval(now - LOOKBACK, horizon_end + REEXPAND_AFTER)
         else:
             assert connection.expanded_from is not None
+            assert connection.expanded_until is not None
             window = Interval(connection.expanded_from, connection.expanded_until)
         items: list[CalendarItem] = list(delta.upserted)
         if reexpand:

@@ -410,7 +410,7 @@ class FakeGoogle:
     def _untoken(self, token: str, kind: str) -> dict[str, Any]:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            values = json.loads(raw)
+            values: dict[str, Any] = json.loads(raw)
         except ValueError as exc:
             raise ApiError(400, "invalid", f"Invalid {kind}") from exc
         if values.get("k") != kind:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import rruleset, rrulestr
+from dateutil.rrule import rrule, rruleset, rrulestr
 
 Event = dict[str, Any]
 Span = tuple[datetime, datetime]
@@ -105,8 +105,8 @@ def _series(
         def key_of(at: datetime) -> Any:
             return at.astimezone(zone).date()
 
-        def occurrence(day: Any) -> Span:
-            return _midnight(day, zone), _midnight(day + days, zone)
+        def occurrence(key: Any) -> Span:
+            return _midnight(key, zone), _midnight(key + days, zone)
 
     else:  # occurrences keep the master's wall time in its start.timeZone
         tz = ZoneInfo(master["start"]["timeZone"]) if master["start"].get("timeZone") else zone
@@ -117,8 +117,8 @@ def _series(
         def key_of(at: datetime) -> Any:
             return at
 
-        def occurrence(at: Any) -> Span:
-            return at, at + length
+        def occurrence(key: Any) -> Span:
+            return key, key + length
 
     exceptions = [e for e in exceptions if "originalStartTime" in e]
     replaced = {key_of(_when(e["originalStartTime"], zone)) for e in exceptions}
@@ -145,6 +145,8 @@ def _recurrence(lines: list[str], dtstart: datetime, tz: ZoneInfo | None) -> rru
         try:
             if name in ("RRULE", "EXRULE"):
                 rule = rrulestr(_until(value, tz), dtstart=dtstart)
+                if not isinstance(rule, rrule):  # one line parses to one rule, never a set
+                    raise ValueError(f"not a single {name}")
                 (rules.rrule if name == "RRULE" else rules.exrule)(rule)
             elif name in ("RDATE", "EXDATE"):
                 for text in value.split(","):

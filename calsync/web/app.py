@@ -97,7 +97,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = db or await to_thread.run_sync(open_database, settings)
+        if db is None:
+            database = await to_thread.run_sync(open_database, settings)
+        else:
+            database = db
         # One poller for polls asked for through the API, and with run_poller the background
         # work (polling and pending changes) on its own scheduler.
         poller = booking_poller(database, settings)

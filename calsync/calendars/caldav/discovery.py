@@ -7,7 +7,7 @@ import logging
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from caldav import DAVClient
+from caldav.davclient import DAVClient
 
 from calsync.calendars.base import CalendarInfo
 from calsync.calendars.caldav.wire import (

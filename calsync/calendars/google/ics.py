@@ -73,7 +73,7 @@ def group_to_ics(master: Event, exceptions: Iterable[Event] = ()) -> str:
     cal.add_component(_vevent(master, master))
     for vevent in overrides:
         cal.add_component(vevent)
-    text = cal.to_ical().decode("utf-8")
+    text: str = cal.to_ical().decode("utf-8")
     # Raw lines go into the master (the first VEVENT) verbatim: Google already speaks RFC 5545
     # in ``recurrence``, and the X- properties were stored as lines.
     raw = [line for line in master.get("recurrence", []) if _name(line) in _RECURRENCE_NAMES]

@@ -391,7 +391,8 @@ class GoogleProvider(CalendarProvider):
         current = self.get(href)
         if current.etag != etag:
             raise Conflict(f"Google event {href} changed", url=href)
-        return self.call(self._events.get(**self._q(eventId=href)), f"get {href}")["etag"]
+        fresh: ETag = self.call(self._events.get(**self._q(eventId=href)), f"get {href}")["etag"]
+        return fresh
 
     def update(self, href: Href, data: str, etag: ETag) -> ETag:
         full = ics_to_event(data)

@@ -240,7 +240,7 @@ class _ObjectReader:
 
     # -- preparing the parsed calendar for expansion -------------------------------------
 
-    def _prepare(self, event: icalendar.Event, index: int, window_end: datetime) -> None:
+    def _prepare(self, event: icalendar.Component, index: int, window_end: datetime) -> None:
         """Give every time of ``event`` a zone, fix its UNTILs and record its timing."""
         start_prop = event.get("DTSTART")
         if start_prop is None or isinstance(start_prop, list):
@@ -375,13 +375,14 @@ class _ObjectReader:
         if count is not None and int(count) > 0:
             steps = min(steps, int(count) * per_period)
         if steps > _MAX_RULE_STEPS:
+            # icalendar leaves vRecur.to_ical unannotated.
+            text = rule.to_ical().decode()  # type: ignore[no-untyped-call]
             raise InvalidCalendarData(
-                f"RRULE {rule.to_ical().decode()} is too dense to expand up to {window_end}",
-                href=self.href,
+                f"RRULE {text} is too dense to expand up to {window_end}", href=self.href
             )
 
-    def _timing(self, event: icalendar.Event) -> _Timing:
-        starts_at = event["DTSTART"].dt
+    def _timing(self, event: icalendar.Component) -> _Timing:
+        starts_at = _dtstart(event)
         all_day = not isinstance(starts_at, datetime)
         end_prop = event.get("DTEND")
         duration_prop = event.get("DURATION")
@@ -440,7 +441,7 @@ class _ObjectReader:
         return bool(answers) and all(answer == "DECLINED" for answer in answers)
 
     def _span(self, occurrence: icalendar.Event, timing: _Timing) -> tuple[datetime, datetime]:
-        wall = self._wall(occurrence["DTSTART"].dt)
+        wall = self._wall(_dtstart(occurrence))
         begins = to_utc(wall)
         period_end = timing.periods.get(begins)
         if period_end is not None:
@@ -480,6 +481,13 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def _dtstart(event: icalendar.Component) -> date:
+    """DTSTART's value, which ``_prepare`` checked is a date or date-time (icalendar types a
+    property looked up by name as any of its value types)."""
+    value: date = event.get("DTSTART").dt
+    return value
 
 
 def _first(values: Any) -> Any:

@@ -137,6 +137,8 @@ def vtimezone_zones(data: str) -> dict[str, tzinfo]:
 def _zone_from_vtimezone(block: str) -> tuple[str, tzinfo] | None:
     try:
         component = icalendar.Timezone.from_ical(block)
+        if not isinstance(component, icalendar.Timezone):
+            return None
         tzid = str(component["TZID"])
         # lookup_tzid=False: build from this definition, never from icalendar's global cache.
         return tzid, component.to_tz(lookup_tzid=False)

@@ -97,8 +97,8 @@ class BookingView:
         return reason_rule(self.policy, action)
 
     def allowed(self, action: Action) -> list[SessionView]:
-        pick = (lambda s: s.cancel) if action is Action.CANCEL else (lambda s: s.reschedule)
-        return [s for s in self.sessions if pick(s).allowed]
+        cancel = action is Action.CANCEL
+        return [s for s in self.sessions if (s.cancel if cancel else s.reschedule).allowed]
 
     def fee(self, action: Action, count: int) -> str | None:
         """``20.00 EUR`` for touching ``count`` sessions, or None when there is nothing to pay
