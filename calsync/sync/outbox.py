@@ -8,7 +8,8 @@ transient failures are retried with exponential backoff, permanent ones are mark
 
 A crash between handing a message to the SMTP server and recording it can only lead to the
 same message being sent again with the same Message-ID (mail and calendar clients drop
-such repeats); it can never lead to a message being lost.
+such repeats); it can never lead to a message being lost. Once a message is sent (or dropped)
+its body is deleted, with the same update: only the columns stay as its history.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ BATCH = 20
 LEASE = timedelta(minutes=5)
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=6)
+# What a sent or dropped row keeps of its message: nothing. The customer's copy holds a working
+# manage link, and a database backup must not; the history needs only the columns (recipient,
+# subject, Message-ID, state, times). Failed rows keep theirs: `calsync outbox retry` sends it.
+SENT_BODY = b""
 
 
 def enqueue(
@@ -84,6 +89,7 @@ def _set_held(
             OutboxMessage.status == OutboxStatus.HELD,
         )
         .values(status=status, next_attempt_at=utcnow())
+        .values({"raw": SENT_BODY} if status is OutboxStatus.DROPPED else {})
     )
 
 
@@ -133,6 +139,7 @@ def deliver_due(db: Database, transport: MailTransport, worker: str) -> int:
                 .where(OutboxMessage.id == message_id, OutboxMessage.lease_owner == worker)
                 .values(
                     status=OutboxStatus.SENT,
+                    raw=SENT_BODY,
                     sent_at=utcnow(),
                     lease_owner=None,
                     lease_until=None,
