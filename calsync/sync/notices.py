@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from sqlalchemy.orm import Session
 
 from calsync.config import Settings
-from calsync.notify.compose import compose, organizer_for
+from calsync.notify.compose import compose, installation_namespace, organizer_for
 from calsync.notify.values import (
     ActedBy,
     Notice,
@@ -105,7 +105,7 @@ def _notice(
         reason=reason,
         manage_url=links.current_link(settings, booking),
         fee_text=fee_text,
-        change_key=change_key,
+        change_key=f"{installation_namespace(settings.require_secret_key())}/{change_key}",
     )
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from calsync.config import Settings
+from calsync.notify.compose import installation_namespace
 from calsync.notify.owner_alert import ReconnectAlert, compose_reconnect
 from calsync.sync import outbox
 from calsync.sync.models import CalendarConnection
@@ -46,7 +47,8 @@ def queue_reconnect(
         since=now,
     )
     try:
-        message = compose_reconnect(alert, settings.mail, now)
+        namespace = installation_namespace(settings.require_secret_key())
+        message = compose_reconnect(alert, settings.mail, now, namespace=namespace)
     except ValueError as exc:  # an owner address no header can hold: the log must do
         log.error("calendar #%s: cannot email %r: %s", connection.id, owner.email, exc)
         return
