@@ -344,3 +344,28 @@ def test_two_installations_never_share_a_message_id_and_a_retry_keeps_its_own(
         db.dispose()
     assert len(seen[0]) == len(seen[1]) == 4
     assert not seen[0] & seen[1]
+
+
+def test_redaction_rewrites_only_the_lines_that_hold_a_token() -> None:
+    from calsync.calendars.event_edit import redact_link_tokens
+
+    token = "Zx9_-abcdefghijklmnopqrstuvwxyz0"
+    owner_line = "X-OWNER-NOTE:see https://other.example.com/m/short and keep this\r\n"
+    event = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u1\r\n"
+        "DESCRIPTION:My notes\\, kept.\\n\\n-- Cancel or reschedule (calsync) --\\nhttps:/\r\n"
+        f" /book.example.org/m/{token[:5]}\r\n\t{token[5:]}\\n-- end calsync --\r\n"
+        + owner_line
+        + f'X-ALT-DESC:<a href="https://x.example/r?u=https%3A%2F%2Fb.example%2Fm%2F{token}">\r\n'
+        f"URL;VALUE=URI:https://old-host.example.org/m/{token}\r\n"
+        "X-CALSYNC-BOOKING:b1\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    redacted = redact_link_tokens(event)
+    assert token[5:] not in redacted and token not in readable(redacted)
+    assert owner_line in redacted and redacted.startswith("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n")
+    assert "URL;VALUE=URI:https://old-host.example.org/m/redacted\r\n" in redacted
+    assert '%2Fm%2Fredacted">' in readable(redacted)  # folded, being long
+    assert link_of(redacted) == ("b1", "https://book.example.org/m/redacted")
+    assert redact_link_tokens(redacted) == redacted
+    assert redact_link_tokens("no calendar at all") == "no calendar at all"
+    assert redact_link_tokens(f"broken /m/{token}") == "broken /m/redacted"
