@@ -69,7 +69,9 @@ def with_smtp(settings: Settings, server: MailServer) -> Settings:
 
 
 def deliver(db: Database, settings: Settings) -> int:
-    return outbox.deliver_due(db, transport_from_settings(settings.mail), "w1")
+    return outbox.deliver_due(
+        db, transport_from_settings(settings.mail), "w1", outbox.sealing_box(settings)
+    )
 
 
 def _unfold(text: str) -> str:
@@ -120,6 +122,8 @@ def test_no_working_manage_link_is_kept_in_the_database(
     booked = shop.book(at(monday, 9), at(monday, 11))
     url = f"{settings.base_url}{booked.path}"
     Poller(db, settings).sync_now([shop.calendar_id])  # the events, link and all, come back
+    waiting = outbox.list_messages(db, OutboxStatus.READY)
+    assert len(waiting) == 2 and booked.token not in dump(db), "emails wait encrypted"
     assert deliver(db, settings) == 2  # customer and owner
 
     (to_customer,) = [m for m in mail_server.inbox.received if "zoe@" in str(m["To"])]

@@ -135,7 +135,10 @@ def queue_booked(session: Session, settings: Settings, booking: Booking, owner: 
         settings=settings,
     )
     outbox.enqueue(
-        session, _messages(settings, notice, recipients(booking, owner)), booking_id=booking.id
+        session,
+        _messages(settings, notice, recipients(booking, owner)),
+        booking_id=booking.id,
+        box=outbox.sealing_box(settings),
     )
 
 
@@ -170,6 +173,7 @@ def queue_change(
         session,
         _messages(settings, notice, recipients(booking, owner)),
         booking_id=booking.id,
+        box=outbox.sealing_box(settings),
         change_id=change.id,
     )
 
@@ -202,4 +206,10 @@ def queue_owner_calendar_change(
         settings=settings,
     )
     people = recipients(booking, owner, include_owner=False)
-    outbox.enqueue(session, _messages(settings, notice, people), booking_id=booking.id, held=False)
+    outbox.enqueue(
+        session,
+        _messages(settings, notice, people),
+        booking_id=booking.id,
+        box=outbox.sealing_box(settings),
+        held=False,
+    )

@@ -52,4 +52,10 @@ def queue_reconnect(
     except ValueError as exc:  # an owner address no header can hold: the log must do
         log.error("calendar #%s: cannot email %r: %s", connection.id, owner.email, exc)
         return
-    outbox.enqueue(session, [("owner", message)], booking_id=None, held=False)
+    outbox.enqueue(
+        session,
+        [("owner", message)],
+        booking_id=None,
+        box=outbox.sealing_box(settings),
+        held=False,
+    )
