@@ -373,3 +373,31 @@ def test_redaction_rewrites_only_the_lines_that_hold_a_token() -> None:
     assert redact_link_tokens(redacted) == redacted
     assert redact_link_tokens("no calendar at all") == "no calendar at all"
     assert redact_link_tokens(f"broken /m/{token}") == "broken /m/redacted"
+
+
+def test_a_message_sealed_under_another_secret_key_fails_plainly(
+    db: Database, settings: Settings, mail_server: MailServer
+) -> None:
+    from email.message import EmailMessage
+
+    settings = with_smtp(settings, mail_server)
+    message = EmailMessage()
+    message["To"], message["Subject"] = "owner@example.org", "Reconnect"
+    message["Message-ID"] = "<m1@example.org>"
+    message.set_content(f"{settings.base_url}/m/{'T' * 32}")
+    with db.writing() as session:
+        outbox.enqueue(
+            session,
+            [("owner", message)],
+            booking_id=None,
+            box=outbox.sealing_box(settings),
+            held=False,
+        )
+    changed = settings.model_copy(update={"secret_key": f"{SECRET_KEY}-replaced"})
+    assert deliver(db, changed) == 0
+    (row,) = outbox.list_messages(db)
+    assert row.status is OutboxStatus.FAILED and "secret_key" in (row.last_error or "")
+    assert mail_server.inbox.received == []
+    # With the key back, `outbox retry` sends it.
+    assert outbox.retry(db) == 1 and deliver(db, settings) == 1
+    assert str(mail_server.inbox.received[0]["Message-ID"]) == "<m1@example.org>"
