@@ -1,4 +1,4 @@
-"""Encryption of secrets at rest (CalDAV passwords, OAuth tokens).
+"""Encryption of secrets at rest (CalDAV passwords, OAuth tokens, emails waiting to be sent).
 
 Fernet (AES-128-CBC + HMAC-SHA256) under a key derived from ``secret_key`` with HKDF, so the
 configured key can be any long random string. Decrypting with the wrong key raises
@@ -30,6 +30,17 @@ class SecretBox:
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode("ascii")
+
+    def encrypt_bytes(self, plaintext: bytes) -> bytes:
+        return self._fernet.encrypt(plaintext)
+
+    def decrypt_bytes(self, token: bytes) -> bytes:
+        try:
+            return self._fernet.decrypt(token)
+        except InvalidToken:
+            raise SecretKeyMismatch(
+                "a stored value cannot be decrypted: secret_key changed since it was saved"
+            ) from None
 
     def open_recent(self, token: str, max_age_seconds: int) -> str | None:
         """The plaintext of ``token`` if this box sealed it at most ``max_age_seconds`` ago;

@@ -28,10 +28,11 @@ def start_background(db: Database, settings: Settings) -> Poller:
             log.exception("applying pending changes failed; will try again")
 
     transport = transport_from_settings(settings.mail)
+    box = outbox.sealing_box(settings)
 
     def deliver() -> None:
         try:
-            outbox.deliver_due(db, transport, poller.worker_id)
+            outbox.deliver_due(db, transport, poller.worker_id, box)
         except Exception:  # the database may be briefly away; the next beat tries again
             log.exception("delivering the outbox failed; will try again")
 

@@ -19,7 +19,7 @@ from calsync.bookings import links
 from calsync.bookings.held import event_zone
 from calsync.config import Settings
 from calsync.notify import outbox
-from calsync.notify.compose import compose, organizer_for
+from calsync.notify.compose import compose, installation_namespace, organizer_for
 from calsync.notify.values import (
     ActedBy,
     Notice,
@@ -106,7 +106,7 @@ def _notice(
         reason=reason,
         manage_url=links.current_link(settings, booking),
         fee_text=fee_text,
-        change_key=change_key,
+        change_key=f"{installation_namespace(settings.require_secret_key())}/{change_key}",
     )
 
 
@@ -136,7 +136,10 @@ def queue_booked(session: Session, settings: Settings, booking: Booking, owner: 
         settings=settings,
     )
     outbox.enqueue(
-        session, _messages(settings, notice, recipients(booking, owner)), booking_id=booking.id
+        session,
+        _messages(settings, notice, recipients(booking, owner)),
+        booking_id=booking.id,
+        box=outbox.sealing_box(settings),
     )
 
 
@@ -171,6 +174,7 @@ def queue_change(
         session,
         _messages(settings, notice, recipients(booking, owner)),
         booking_id=booking.id,
+        box=outbox.sealing_box(settings),
         change_id=change.id,
     )
 
@@ -203,4 +207,10 @@ def queue_owner_calendar_change(
         settings=settings,
     )
     people = recipients(booking, owner, include_owner=False)
-    outbox.enqueue(session, _messages(settings, notice, people), booking_id=booking.id, held=False)
+    outbox.enqueue(
+        session,
+        _messages(settings, notice, people),
+        booking_id=booking.id,
+        box=outbox.sealing_box(settings),
+        held=False,
+    )

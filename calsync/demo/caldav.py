@@ -274,7 +274,9 @@ def run_connected(
     booking, url = _demo_booking(db, settings, event_type)
     _print_booking(console, booking, url)
     calendar.show_booked(console)
-    sent = outbox.deliver_due(db, transport_from_settings(settings.mail), "demo")
+    sent = outbox.deliver_due(
+        db, transport_from_settings(settings.mail), "demo", outbox.sealing_box(settings)
+    )
     say(
         console,
         f"Emails (.eml files: open them in any mail program): {settings.mail.directory}/"

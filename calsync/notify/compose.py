@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import policy
@@ -51,7 +52,14 @@ from calsync.config import MailSettings
 from calsync.notify.itip import clean_text, itip_object, one_line
 from calsync.notify.values import ActedBy, Method, Notice, Recipient, Role, SessionNotice
 
-__all__ = ["TEMPLATES", "compose", "format_span", "message_id", "organizer_for"]
+__all__ = [
+    "TEMPLATES",
+    "compose",
+    "format_span",
+    "installation_namespace",
+    "message_id",
+    "organizer_for",
+]
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE_FILES = ("subject.txt", "body.txt", "body.html")
@@ -96,6 +104,20 @@ def compose(
         _message(notice, recipient, sessions, (part, len(groups)), mail, now, organizer)
         for part, sessions in enumerate(groups)
     ]
+
+
+def installation_namespace(secret_key: str) -> str:
+    """What makes this installation's change keys (and so its Message-IDs) its own.
+
+    Change ids count from 1 in every database, so two installations telling the same owner
+    about "change-1" made the same Message-ID, and mail programs dropped the second email as
+    a repeat. Derived from ``secret_key`` by HMAC rather than a random value stored at first
+    use: it needs no table and no first-use race between workers; the key is already a long
+    random value of its own in every installation, and it cannot change without losing every
+    stored secret, so the namespace is as stable as the installation. It never reveals the key.
+    """
+    digest = hmac.new(secret_key.encode(), b"calsync message-id namespace v1", hashlib.sha256)
+    return digest.hexdigest()[:32]
 
 
 def message_id(change_key: str, recipient_email: str, part: int, domain: str) -> str:

@@ -8,7 +8,8 @@ transient failures are retried with exponential backoff, permanent ones are mark
 
 A crash between handing a message to the SMTP server and recording it can only lead to the
 same message being sent again with the same Message-ID (mail and calendar clients drop
-such repeats); it can never lead to a message being lost.
+such repeats); it can never lead to a message being lost. Once a message is sent (or dropped)
+its body is deleted, with the same update: only the columns stay as its history.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import random
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from calsync.config import Settings
 from calsync.notify.transport import DeliveryError, MailTransport
+from calsync.secretbox import SecretBox, SecretKeyMismatch
 from calsync.store.db import Database
 from calsync.store.models import OutboxMessage, OutboxStatus, utcnow
 
@@ -33,6 +36,26 @@ BATCH = 20
 LEASE = timedelta(minutes=5)
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=6)
+# What a sent or dropped row keeps of its message: nothing. The customer's copy holds a working
+# manage link, and a database backup must not; the history needs only the columns (recipient,
+# subject, Message-ID, state, times). Until then (held, ready, failed: `calsync outbox retry`
+# sends it again) the message is kept encrypted with secret_key, behind this prefix; rows
+# queued before that (migration 0007) are plain text until they are sent.
+SENT_BODY = b""
+SEALED = b"calsync-sealed-v1:"
+
+
+def sealing_box(settings: Settings) -> SecretBox:
+    """The key that keeps messages encrypted while they wait."""
+    return SecretBox(settings.require_secret_key(), "outbox messages v1")
+
+
+def unseal(box: SecretBox, stored: bytes) -> bytes:
+    """The message as it will be sent, from what a row holds. Raises SecretKeyMismatch when
+    secret_key changed since it was queued."""
+    if not stored.startswith(SEALED):
+        return stored
+    return box.decrypt_bytes(stored[len(SEALED) :])
 
 
 def enqueue(
@@ -40,6 +63,7 @@ def enqueue(
     messages: Iterable[tuple[str, EmailMessage]],
     *,
     booking_id: str | None,
+    box: SecretBox,
     change_id: int | None = None,
     held: bool = True,
 ) -> list[OutboxMessage]:
@@ -54,7 +78,7 @@ def enqueue(
             role=role,
             subject=str(message["Subject"]),
             message_id=str(message["Message-ID"]),
-            raw=message.as_bytes(),
+            raw=SEALED + box.encrypt_bytes(message.as_bytes()),
             status=OutboxStatus.HELD if held else OutboxStatus.READY,
         )
         session.add(row)
@@ -84,6 +108,7 @@ def _set_held(
             OutboxMessage.status == OutboxStatus.HELD,
         )
         .values(status=status, next_attempt_at=utcnow())
+        .values({"raw": SENT_BODY} if status is OutboxStatus.DROPPED else {})
     )
 
 
@@ -112,18 +137,18 @@ def claim(db: Database, worker: str, *, now: datetime | None = None) -> list[int
     return ids
 
 
-def deliver_due(db: Database, transport: MailTransport, worker: str) -> int:
-    """Send what is due; returns how many were sent. Never raises for a delivery problem."""
+def deliver_due(db: Database, transport: MailTransport, worker: str, box: SecretBox) -> int:
+    """Send what is due (``box``: see ``sealing_box``); returns how many were sent. Never
+    raises for a delivery problem."""
     sent = 0
     for message_id in claim(db, worker):
         with db.reading() as session:
             row = session.get(OutboxMessage, message_id)
             assert row is not None
-            raw = row.raw
+            stored = row.raw
 
-        message = message_from_bytes(raw, policy=policy.SMTP)
         try:
-            transport.send(message)
+            transport.send(_message_of(box, stored))  # type: ignore[arg-type]
         except DeliveryError as exc:
             _failed(db, message_id, worker, exc)
             continue
@@ -133,6 +158,7 @@ def deliver_due(db: Database, transport: MailTransport, worker: str) -> int:
                 .where(OutboxMessage.id == message_id, OutboxMessage.lease_owner == worker)
                 .values(
                     status=OutboxStatus.SENT,
+                    raw=SENT_BODY,
                     sent_at=utcnow(),
                     lease_owner=None,
                     lease_until=None,
@@ -141,6 +167,14 @@ def deliver_due(db: Database, transport: MailTransport, worker: str) -> int:
             )
         sent += 1
     return sent
+
+
+def _message_of(box: SecretBox, stored: bytes) -> Message:
+    try:
+        raw = unseal(box, stored)
+    except SecretKeyMismatch as exc:
+        raise DeliveryError(f"{exc}; the message cannot be sent", permanent=True) from exc
+    return message_from_bytes(raw, policy=policy.SMTP)
 
 
 def _failed(db: Database, message_id: int, worker: str, exc: DeliveryError) -> None:

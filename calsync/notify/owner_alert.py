@@ -30,11 +30,14 @@ class ReconnectAlert:
     since: datetime
 
 
-def compose_reconnect(alert: ReconnectAlert, mail: MailSettings, now: datetime) -> EmailMessage:
+def compose_reconnect(
+    alert: ReconnectAlert, mail: MailSettings, now: datetime, *, namespace: str
+) -> EmailMessage:
     """The owner's "connect your Google calendar again" email.
 
-    The Message-ID derives from the connection and the moment the grant failed, so a crash
-    that composes it again yields the same message, and a later failure a new one."""
+    The Message-ID derives from the installation's ``namespace`` (``installation_namespace``),
+    the connection and the moment the grant failed, so a crash that composes it again yields
+    the same message, and a later failure or another installation a new one."""
     context = asdict(alert)
     templates = template_environment(mail.templates_dir)
     international = not (mail.from_address.isascii() and alert.owner_email.isascii())
@@ -43,7 +46,7 @@ def compose_reconnect(alert: ReconnectAlert, mail: MailSettings, now: datetime) 
     message["From"] = header_address("calsync", mail.from_address)
     message["To"] = header_address(alert.owner_name, alert.owner_email)
     message["Date"] = format_datetime(now)
-    key = f"reconnect\0{alert.calendar_number}\0{alert.since.isoformat()}"
+    key = f"{namespace}/reconnect\0{alert.calendar_number}\0{alert.since.isoformat()}"
     message["Message-ID"] = message_id(
         key, alert.owner_email, 0, mail.from_address.rpartition("@")[2]
     )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from calsync.config import Settings
 from calsync.notify import outbox
+from calsync.notify.compose import installation_namespace
 from calsync.notify.owner_alert import ReconnectAlert, compose_reconnect
 from calsync.store.models import CalendarConnection
 
@@ -46,8 +47,15 @@ def queue_reconnect(
         since=now,
     )
     try:
-        message = compose_reconnect(alert, settings.mail, now)
+        namespace = installation_namespace(settings.require_secret_key())
+        message = compose_reconnect(alert, settings.mail, now, namespace=namespace)
     except ValueError as exc:  # an owner address no header can hold: the log must do
         log.error("calendar #%s: cannot email %r: %s", connection.id, owner.email, exc)
         return
-    outbox.enqueue(session, [("owner", message)], booking_id=None, held=False)
+    outbox.enqueue(
+        session,
+        [("owner", message)],
+        booking_id=None,
+        box=outbox.sealing_box(settings),
+        held=False,
+    )

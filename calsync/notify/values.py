@@ -124,8 +124,9 @@ class Notice:
     """One change to one booking, to be told to everyone involved.
 
     ``sessions`` are only the sessions this change touched (for BOOKED: all of them).
-    ``change_key`` names the change stably (``"change-42"``, ``"booking-<id>"``): Message-IDs
-    are derived from it, so a message composed again after a crash is the same message.
+    ``change_key`` names the change stably and apart from every other installation's
+    (``"<installation namespace>/change-42"``): Message-IDs are derived from it, so a message
+    composed again after a crash is the same message, and no other installation makes it.
     ``manage_url`` is the customer's capability link; it only ever reaches the customer.
     """
 

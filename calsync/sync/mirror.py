@@ -1,7 +1,8 @@
 """The mirror: our stored copy of each connected calendar and the busy time expanded from it.
 
 Expansion (CPU work, no database) is kept apart from storing (one transaction), so a poll can
-expand outside the transaction and hold the write lock only briefly.
+expand outside the transaction and hold the write lock only briefly. The stored text has the
+token of every calsync manage link replaced (``redact_link_tokens``), during expansion.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from calsync.calendars.base import CalendarItem, ETag, Href, Interval
 from calsync.calendars.errors import InvalidCalendarData
 from calsync.calendars.ical.busy import BusyRules, busy_intervals, item_uid
+from calsync.calendars.ical.event_edit import redact_link_tokens
 from calsync.store.models import BusyInterval, CalendarConnection, MirroredEvent
 
 log = logging.getLogger(__name__)
@@ -48,14 +50,18 @@ def expand_item(
     item: CalendarItem, window: Interval, rules: BusyRules, *, calendar: str
 ) -> ExpandedItem:
     """Expand one item; an unreadable item is kept with its problem and no busy time."""
+    # The stored copy must not be a working manage link (a backup would open every booking);
+    # what reads the mirror only needs to see that a link is there (``link_of``).
+    data = redact_link_tokens(item.data)
     try:
         intervals = busy_intervals(item.data, window.start, window.end, rules, href=item.href)
         uid = item_uid(item.data)
     except InvalidCalendarData as exc:
         # One broken object must never stop the sync of the rest of the calendar.
-        log.warning("calendar %s: skipping unreadable event %s: %s", calendar, item.href, exc)
-        return ExpandedItem(item.href, item.etag, None, item.data, [], problem=str(exc))
-    return ExpandedItem(item.href, item.etag, uid, item.data, intervals)
+        problem = redact_link_tokens(str(exc))  # it may quote the object's text
+        log.warning("calendar %s: skipping unreadable event %s: %s", calendar, item.href, problem)
+        return ExpandedItem(item.href, item.etag, None, data, [], problem=problem)
+    return ExpandedItem(item.href, item.etag, uid, data, intervals)
 
 
 def known_etags(session: Session, connection_id: int) -> dict[Href, ETag]:

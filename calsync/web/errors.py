@@ -167,6 +167,19 @@ async def _rules_error(_request: Request, exc: Exception) -> JSONResponse:
     return problems_response(_in_api_terms([(exc.field, exc.message)]))
 
 
+def _redact(text: str) -> str:
+    # Imported here: routes.manage imports this module (through routes.deps).
+    from calsync.web.manage.routes import redact_tokens
+
+    return redact_tokens(text)
+
+
+def _logged_path(request: Request) -> str:
+    """The request's path as a log line may show it: a manage token becomes its short hash,
+    as in the access log (the path never holds the sign-in callback's query)."""
+    return _redact(request.url.path)
+
+
 async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
     return message_response(404, str(exc))
 
@@ -185,7 +198,7 @@ async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
         return message_response(400, str(exc))
     if isinstance(exc, Conflict):
         return message_response(409, str(exc))
-    log.warning("%s %s: calendar server failed: %s", request.method, request.url.path, exc)
+    log.warning("%s %s: calendar server failed: %s", request.method, _logged_path(request), exc)
     return message_response(502, str(exc))
 
 
@@ -228,7 +241,12 @@ async def _unconfigured(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     # The driver's message can name the host and user; it goes to the log only.
-    log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+    log.error(
+        "%s %s: database unavailable: %s",
+        request.method,
+        _logged_path(request),
+        _redact(str(exc)),  # its SQL parameters may hold what a customer typed
+    )
     return message_response(
         503, "the database cannot be used right now (the server log says why); try again shortly"
     )

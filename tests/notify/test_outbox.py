@@ -83,7 +83,9 @@ def mail_settings(settings: Settings, mail_server: MailServer) -> Settings:
 
 
 def deliver(db: Database, settings: Settings, worker: str = "w1") -> int:
-    return outbox.deliver_due(db, transport_from_settings(settings.mail), worker)
+    return outbox.deliver_due(
+        db, transport_from_settings(settings.mail), worker, outbox.sealing_box(settings)
+    )
 
 
 def make_due(db: Database) -> None:

@@ -230,7 +230,9 @@ def test_a_revoked_grant_stops_polling_tells_the_owner_once_and_a_new_sign_in_re
         assert len(messages) == 1, "the owner is told once, not at every attempt"
         (message,) = messages
         assert message.recipient.endswith(f"<{OWNER}>") and message.booking_id is None
-        text = message_from_bytes(message.raw, policy=policy.default).get_body(("plain",))
+        text = message_from_bytes(
+            outbox.unseal(outbox.sealing_box(gsettings), message.raw), policy=policy.default
+        ).get_body(("plain",))
         assert text is not None
         body = text.get_content()
         assert f"calsync calendar add --owner {OWNER} --google --calendar-id {fake.account}" in body

@@ -40,10 +40,12 @@ from calsync.calendars.ical.session_event import (
 from calsync.calendars.ical.timezones import iana_zone, resolve_zone, to_utc, vtimezone_zones
 
 __all__ = [
+    "REDACTED_TOKEN",
     "description_outside_block",
     "event_times",
     "is_cancelled",
     "link_of",
+    "redact_link_tokens",
     "sequence_of",
     "with_cancelled",
     "with_link",
@@ -59,6 +61,12 @@ _TEXT_UNIT = re.compile(r"\\[\\;,nN]|.", re.DOTALL)
 # What folding never splits: a backslash and the character it escapes.
 _FOLD_UNIT = re.compile(r"\\.|.", re.DOTALL)
 _FOLD_OCTETS = 75
+# A calsync manage link's token: ``/m/`` and secrets.token_urlsafe(24) (32 characters), also
+# percent-encoded as a redirect parameter. Matched by shape, not by base_url: the base URL may
+# have changed since the link was written, and the token works on any host that serves it.
+_LINK_TOKEN = re.compile(r"(/|%2[fF])m(/|%2[fF])[A-Za-z0-9_-]{32,}")
+REDACTED_TOKEN = "redacted"
+_FOLD_BREAK = re.compile(r"(?:\r\n|\n|\r)[ \t]")
 _RECURRENCE = frozenset({"RRULE", "RDATE", "RECURRENCE-ID"})
 _DURATION = re.compile(
     r"(?P<sign>[+-])?P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -115,6 +123,30 @@ def link_of(data: str) -> tuple[str, str] | None:
         link = link or (_split_value(url.text)[1].strip() if url else None)
         return (_unescape(_split_value(booking.text)[1]), link) if link else None
     return None
+
+
+def redact_link_tokens(data: str) -> str:
+    """``data`` with the token of every manage link (``…/m/<token>``) replaced by
+    ``REDACTED_TOKEN``: the copy calsync keeps of an event must not be a working link.
+
+    The link block's markers, URL and X-CALSYNC-BOOKING stay, so ``link_of`` still finds a
+    (redacted) link. Works on content lines (a token folded across lines is found) and
+    rewrites only the lines that held a token; any text, even text that is not iCalendar,
+    is accepted. Idempotent.
+    """
+    if not _LINK_TOKEN.search(_FOLD_BREAK.sub("", data)):
+        return data  # the usual case, found at C speed
+    eol_match = re.search(r"\r\n|\n|\r", data)
+    eol = eol_match[0] if eol_match else "\r\n"
+    out = []
+    for line in _content_lines(data):
+        redacted = _LINK_TOKEN.sub(lambda m: f"{m[1]}m{m[2]}{REDACTED_TOKEN}", line.text)
+        if redacted == line.text:
+            out.append(line.raw)
+        else:
+            folded = _fold(redacted, eol)
+            out.append(folded if line.raw.endswith(("\n", "\r")) else folded[: -len(eol)])
+    return "".join(out)
 
 
 def description_outside_block(data: str) -> str:
@@ -415,18 +447,21 @@ class _Plan:
         return "".join(out)
 
     def _fold(self, content: str) -> str:
-        """``content`` folded at 75 octets, never inside a UTF-8 sequence or an escape."""
-        eol = self._document.eol
-        pieces, current, size = [], "", 0
-        for unit in _FOLD_UNIT.findall(content):
-            octets = len(unit.encode("utf-8"))
-            if current and size + octets > _FOLD_OCTETS:
-                pieces.append(current)
-                current, size = " ", 1  # a continuation line starts with one space
-            current += unit
-            size += octets
-        pieces.append(current)
-        return eol.join(pieces) + eol
+        return _fold(content, self._document.eol)
+
+
+def _fold(content: str, eol: str) -> str:
+    """``content`` folded at 75 octets, never inside a UTF-8 sequence or an escape."""
+    pieces, current, size = [], "", 0
+    for unit in _FOLD_UNIT.findall(content):
+        octets = len(unit.encode("utf-8"))
+        if current and size + octets > _FOLD_OCTETS:
+            pieces.append(current)
+            current, size = " ", 1  # a continuation line starts with one space
+        current += unit
+        size += octets
+    pieces.append(current)
+    return eol.join(pieces) + eol
 
 
 # --- Values --------------------------------------------------------------------------------
