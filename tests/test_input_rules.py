@@ -6,8 +6,10 @@ which SQLite takes silently.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ from calsync.web.rate_limit import RateLimits
 from tests.manage_shop import Shop, post_form
 from tests.servers import ServerProcess
 from tests.test_api import API_KEY, OWNER, event_type_body
+from tests.test_cli import Cli
 from tests.test_manage_page import send
 from tests.world import at, next_monday
 
@@ -181,3 +184,26 @@ def test_a_reason_with_a_control_character_gets_the_page_back_not_a_500(shop: Sh
         assert done.status_code == 303, done.text
     (change,) = changes.changes_of(shop.db, booked.id)
     assert change.reason == "Sick,\nsorry."
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+
+
+def test_the_cli_refuses_control_characters_and_numbers_past_the_database(
+    tmp_path: Path, database_url: str
+) -> None:
+    cli = Cli(tmp_path, database_url)
+    cli.ok("init")
+    cli.ok("owner", "add", "--name", "Ada", "--email", "ada@example.org", "--timezone", "UTC")
+    refused = cli.run("owner", "add", "--name", "Bo\x1b[2J", "--email", "bo@example.org")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "control character (U+001B)" in " ".join(refused.stderr.split())
+    add = ("event-type", "add", "--owner", "ada@example.org", "--slug", "intro")
+    add += ("--duration", "30", "--hours", "mon-fri 09:00-17:00")
+    for option, value in [("--daily-cap", "3000000000"), ("--max-reschedules", str(2**40))]:
+        result = cli.run(*add, option, value)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert option in result.stderr
+    assert json.loads(cli.ok("owner", "list", "--json"))[0]["name"] == "Ada"
+    assert len(json.loads(cli.ok("owner", "list", "--json"))) == 1
+    assert json.loads(cli.ok("event-type", "list", "--json")) == []

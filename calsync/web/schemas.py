@@ -108,14 +108,29 @@ def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-ZoneName = Annotated[str, AfterValidator(one_line), AfterValidator(_check_zone)]
+# The OpenAPI description says what each accepts (formats, patterns), so that clients and
+# schemathesis can make valid values.
+ZoneName = Annotated[
+    str,
+    AfterValidator(one_line),
+    AfterValidator(_check_zone),
+    WithJsonSchema({"type": "string", "format": "iana-time-zone", "examples": ["Europe/Berlin"]}),
+]
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=320),
     AfterValidator(one_line),
     AfterValidator(_check_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
 ]
-WallTime = Annotated[str, AfterValidator(one_line), AfterValidator(_check_wall_time)]
+WallTime = Annotated[
+    str,
+    AfterValidator(one_line),
+    AfterValidator(_check_wall_time),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^([01]?[0-9]|2[0-4]):[0-5][0-9]$", "examples": ["09:30"]}
+    ),
+]
 CalendarUrl = Annotated[
     str,
     StringConstraints(strip_whitespace=True),
