@@ -40,8 +40,12 @@ def text_problem(value: str, *, multi_line: bool = False) -> str | None:
         if multi_line and char in MULTI_LINE_KEPT:
             continue
         if _refused(char) or (not multi_line and char in _LINE_SEPARATORS):
-            surrogate = 0xD800 <= ord(char) <= 0xDFFF
-            what = "a lone surrogate" if surrogate else "a control character"
+            if 0xD800 <= ord(char) <= 0xDFFF:
+                what = "a lone surrogate"
+            elif char in _LINE_SEPARATORS:
+                what = "a line break"
+            else:
+                what = "a control character"
             where = " (only tab and line breaks are allowed)" if multi_line else ""
             return f"must not contain {what} (U+{ord(char):04X}){where}"
     return None
