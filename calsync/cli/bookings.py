@@ -21,6 +21,7 @@ from calsync.cli.common import (
     print_json,
     state,
 )
+from calsync.input_rules import MAX_INT32
 from calsync.store.models import Actor, AdoptionRule, Booking, Change
 from calsync.sync import connections as services
 
@@ -165,7 +166,10 @@ def _session_ids(booking: Booking, positions: list[int]) -> list[int]:
 @booking_app.command("reschedule")
 def booking_reschedule(
     booking_id: str,
-    session: Annotated[list[int], typer.Option(help="Session number (1 = first); repeatable.")],
+    session: Annotated[
+        list[int],
+        typer.Option(min=1, max=MAX_INT32, help="Session number (1 = first); repeatable."),
+    ],
     to: Annotated[list[str], typer.Option(help="New start, one per --session, in order.")],
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
 ) -> None:
@@ -190,7 +194,10 @@ def booking_reschedule(
 @booking_app.command("cancel")
 def booking_cancel(
     booking_id: str,
-    session: Annotated[list[int], typer.Option(help="Session number (1 = first); repeatable.")],
+    session: Annotated[
+        list[int],
+        typer.Option(min=1, max=MAX_INT32, help="Session number (1 = first); repeatable."),
+    ],
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
 ) -> None:
     """Cancel sessions as the owner (not bound by the cancel/reschedule policy)."""
@@ -250,7 +257,7 @@ def calendar_adoption(
 
 @app.command()
 def adopt(
-    calendar: Annotated[int, typer.Option(help="Calendar id.")],
+    calendar: Annotated[int, typer.Option(min=1, max=MAX_INT32, help="Calendar id.")],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only show what would be adopted.")
     ] = False,

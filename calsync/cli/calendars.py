@@ -30,6 +30,7 @@ from calsync.cli.common import (
     state,
 )
 from calsync.config import Settings
+from calsync.input_rules import MAX_INT32
 from calsync.store.db import Database
 from calsync.store.models import CalendarConnection, CalendarRole, CancelMode
 from calsync.sync import connections as services
@@ -264,7 +265,9 @@ def _describe(result: PollResult) -> str:
 @app.command()
 def sync(
     once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
-    calendar: Annotated[int | None, typer.Option(help="Only this calendar id.")] = None,
+    calendar: Annotated[
+        int | None, typer.Option(min=1, max=MAX_INT32, help="Only this calendar id.")
+    ] = None,
 ) -> None:
     """Poll calendars now (with --once), or keep polling them in the foreground."""
     db = state.db()
@@ -328,7 +331,9 @@ def worker() -> None:
 
 @app.command()
 def busy(
-    calendar: Annotated[int, typer.Option(help="Calendar id (see `calsync calendar list`).")],
+    calendar: Annotated[
+        int, typer.Option(min=1, max=MAX_INT32, help="Calendar id (see `calsync calendar list`).")
+    ],
     from_: Annotated[str, typer.Option("--from", help="Start: date or ISO datetime.")],
     to: Annotated[str, typer.Option(help="End: date or ISO datetime.")],
     tz: Annotated[str | None, typer.Option(help="Zone to read and show times in.")] = None,

@@ -21,6 +21,7 @@ from calsync.cli.common import (
     print_json,
     state,
 )
+from calsync.input_rules import MAX_INT32
 from calsync.policy.change_policy import (
     ActionRule,
     ChangePolicy,
@@ -39,7 +40,7 @@ from calsync.policy.hours import (
 from calsync.store.models import EventType
 from calsync.sync import connections as services
 
-Minutes = Annotated[int, typer.Option(min=0, help="Minutes.")]
+Minutes = Annotated[int, typer.Option(min=0, max=MAX_INT32, help="Minutes.")]
 
 
 def _fee(text: str | None, option: str) -> Fee | None:
@@ -61,9 +62,13 @@ def _rule(permission: Permission, notice: int | None, reason: ReasonRule) -> Act
 def event_type_add(
     owner: Annotated[str, typer.Option(help="Email of the owner.")],
     slug: Annotated[str, typer.Option(help="Short name used in links and commands.")],
-    duration: Annotated[int, typer.Option(min=1, help="Length of a session in minutes.")],
+    duration: Annotated[
+        int, typer.Option(min=1, max=MAX_INT32, help="Length of a session in minutes.")
+    ],
     title: Annotated[str | None, typer.Option(help="Name customers see.")] = None,
-    step: Annotated[int | None, typer.Option(min=1, help="Minutes between slot starts.")] = None,
+    step: Annotated[
+        int | None, typer.Option(min=1, max=MAX_INT32, help="Minutes between slot starts.")
+    ] = None,
     timezone: Annotated[
         str | None, typer.Option(help="Zone of the hours (default: owner's).")
     ] = None,
@@ -77,25 +82,38 @@ def event_type_add(
     ] = None,
     buffer_before: Minutes = 0,
     buffer_after: Minutes = 0,
-    notice: Annotated[int, typer.Option(min=0, help="Minimum notice in minutes.")] = 0,
-    horizon: Annotated[int, typer.Option(help="How many days ahead can be booked.")] = 60,
-    daily_cap: Annotated[int | None, typer.Option(help="At most this many sessions a day.")] = None,
-    conflicts: Annotated[
-        list[int] | None, typer.Option(help="Calendar ids whose busy time counts (default: all).")
+    notice: Annotated[
+        int, typer.Option(min=0, max=MAX_INT32, help="Minimum notice in minutes.")
+    ] = 0,
+    horizon: Annotated[
+        int, typer.Option(max=MAX_INT32, help="How many days ahead can be booked.")
+    ] = 60,
+    daily_cap: Annotated[
+        int | None, typer.Option(min=1, max=24 * 60, help="At most this many sessions a day.")
     ] = None,
-    booking_calendar: Annotated[int | None, typer.Option(help="Calendar id for bookings.")] = None,
+    conflicts: Annotated[
+        list[int] | None,
+        typer.Option(
+            min=1, max=MAX_INT32, help="Calendar ids whose busy time counts (default: all)."
+        ),
+    ] = None,
+    booking_calendar: Annotated[
+        int | None, typer.Option(min=1, max=MAX_INT32, help="Calendar id for bookings.")
+    ] = None,
     price: Annotated[str, typer.Option(help="Price of a booking (a whole package).")] = "0",
     currency: Annotated[str, typer.Option(help="Three-letter currency code.")] = "EUR",
     cancel: Annotated[
         Permission, typer.Option(help="When customers may cancel.")
     ] = Permission.ANYTIME,
-    cancel_notice: Annotated[int | None, typer.Option(help="With 'until': minutes before.")] = None,
+    cancel_notice: Annotated[
+        int | None, typer.Option(min=0, max=MAX_INT32, help="With 'until': minutes before.")
+    ] = None,
     cancel_reason: Annotated[ReasonRule, typer.Option()] = ReasonRule.OFF,
     reschedule: Annotated[Permission, typer.Option()] = Permission.ANYTIME,
-    reschedule_notice: Annotated[int | None, typer.Option()] = None,
+    reschedule_notice: Annotated[int | None, typer.Option(min=0, max=MAX_INT32)] = None,
     reschedule_reason: Annotated[ReasonRule, typer.Option()] = ReasonRule.OFF,
     max_reschedules: Annotated[
-        int | None, typer.Option(help="Per session; default unlimited.")
+        int | None, typer.Option(min=0, max=MAX_INT32, help="Per session; default unlimited.")
     ] = None,
     reschedule_fee: Annotated[str | None, typer.Option(help="Per session: '5' or '10%'.")] = None,
     cancel_refund: Annotated[str | None, typer.Option(help="Per session: '100%' or '20'.")] = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 import click
+import typer
 from rich.markup import escape
 
 from calsync.calendars.errors import CalendarError
@@ -23,6 +24,7 @@ from calsync.cli import serve as cli_serve
 from calsync.cli import setup as cli_setup
 from calsync.cli.common import app, err
 from calsync.config import ConfigError
+from calsync.input_rules import text_problem
 from calsync.policy.types import RulesError
 from calsync.secretbox import SecretKeyMismatch
 from calsync.store.db import DatabaseUnavailable
@@ -48,9 +50,17 @@ FRIENDLY_ERRORS = (
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    for position, arg in enumerate(args, 1):
+        # The input rule (calsync.input_rules), for every option at once: argv cannot carry
+        # NUL, but other control characters would reach the database and the emails.
+        problem = text_problem(arg, multi_line=True)
+        if problem:
+            err.print(f"[bold red]error:[/bold red] argument {position} {problem}", highlight=False)
+            sys.exit(2)
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except FRIENDLY_ERRORS as exc:
@@ -65,3 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # Newer typer raises its own copy of click's usage errors (a value out of range).
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(exc, "exit_code", 2))

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from calsync.cli.common import JsonOption, app, iso, out, print_json, state
+from calsync.input_rules import MAX_INT32
 from calsync.notify import outbox
 from calsync.store.models import OutboxStatus
 
@@ -61,7 +62,8 @@ def outbox_list(
 @outbox_app.command("retry")
 def outbox_retry(
     message_id: Annotated[
-        list[int] | None, typer.Argument(help="Ids; default: every failed one.")
+        list[int] | None,
+        typer.Argument(min=1, max=MAX_INT32, help="Ids; default: every failed one."),
     ] = None,
 ) -> None:
     """Queue failed messages again (after fixing an address or the mail server)."""

@@ -7,6 +7,8 @@ database or the whole definition (overlapping hours, calendars of another owner)
 by the services, which name the field the same way.
 
 Request models forbid unknown fields, so a misspelt field is an error instead of being ignored.
+Every text field is ``OneLine`` or ``MultiLine`` and every integer bounded, by the rule in
+``calsync.input_rules`` (no control characters, nothing the database cannot hold).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pydantic import (
 )
 
 from calsync.calendars.ical.busy import AllDayMode
+from calsync.input_rules import MAX_INT32, OneLine, one_line
 from calsync.store.models import (
     CalendarConnection,
     CalendarRole,
@@ -96,17 +99,43 @@ def _check_calendar_url(value: str) -> str:
     return value
 
 
+def _check_secret(value: SecretStr) -> SecretStr:
+    one_line(value.get_secret_value())  # the message never holds the value
+    return value
+
+
 def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-ZoneName = Annotated[str, AfterValidator(_check_zone)]
-Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(_check_email)
+# The OpenAPI description says what each accepts (formats, patterns), so that clients and
+# schemathesis can make valid values.
+ZoneName = Annotated[
+    str,
+    AfterValidator(one_line),
+    AfterValidator(_check_zone),
+    WithJsonSchema({"type": "string", "format": "iana-time-zone", "examples": ["Europe/Berlin"]}),
 ]
-WallTime = Annotated[str, AfterValidator(_check_wall_time)]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=320),
+    AfterValidator(one_line),
+    AfterValidator(_check_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
+]
+WallTime = Annotated[
+    str,
+    AfterValidator(one_line),
+    AfterValidator(_check_wall_time),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^([01]?[0-9]|2[0-4]):[0-5][0-9]$", "examples": ["09:30"]}
+    ),
+]
 CalendarUrl = Annotated[
-    str, StringConstraints(strip_whitespace=True), AfterValidator(_check_calendar_url)
+    str,
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(one_line),
+    AfterValidator(_check_calendar_url),
 ]
 # Aware datetimes as ``2026-12-01T09:00:00+01:00`` (pydantic would write UTC as ``Z``; the CLI
 # and the rest of the API write ``+00:00``).
@@ -117,16 +146,19 @@ Instant = Annotated[
 ]
 # Ids are the database's integer columns: a larger number cannot name anything (and would
 # make the database refuse the query), so it is a 422 like any other bad value.
-MAX_ID = 2**31 - 1
+MAX_ID = MAX_INT32
 DbId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# An id given in a body: the same bounds.
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Duration = Annotated[int, Field(ge=1, le=MINUTES_PER_DAY, description="minutes")]
 Buffer = Annotated[int, Field(ge=0, le=MINUTES_PER_DAY, description="minutes")]
 Notice = Annotated[int, Field(ge=0, le=730 * MINUTES_PER_DAY, description="minutes")]
 HorizonDays = Annotated[int, Field(ge=1, le=730)]
-DailyCap = Annotated[int, Field(ge=1)]
-Slug = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# More than one session a minute cannot fit a day.
+DailyCap = Annotated[int, Field(ge=1, le=MINUTES_PER_DAY)]
+Slug = Annotated[OneLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Title = Annotated[OneLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)]
 
 
@@ -202,8 +234,8 @@ class CalendarCreate(Request):
         description="A CalDAV calendar, or a server/account URL: then every event calendar "
         "found there is connected."
     )
-    username: str | None = Field(None, max_length=200)
-    password: SecretStr | None = Field(
+    username: OneLine | None = Field(None, max_length=200)
+    password: Annotated[SecretStr, AfterValidator(_check_secret)] | None = Field(
         None, description="Write-only: stored encrypted, never returned."
     )
     role: CalendarRole = CalendarRole.CONFLICTS

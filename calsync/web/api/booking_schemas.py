@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+from fastapi import Path as FastApiPath
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     PlainValidator,
@@ -14,6 +16,7 @@ from pydantic import (
 )
 
 from calsync.bookings.packages import MAX_SESSIONS
+from calsync.input_rules import one_line
 from calsync.store.models import (
     Actor,
     BookedSession,
@@ -42,7 +45,7 @@ def _event_type_key(value: Any) -> int | str:
             raise ValueError("no event type has that id")
         return value
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        return one_line(value.strip())
     raise ValueError("give the event type's id (a number) or its slug (a string)")
 
 
@@ -51,6 +54,7 @@ def _session_start(value: Any) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
+        one_line(value)
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
@@ -67,6 +71,8 @@ EventTypeKey = Annotated[
     PlainValidator(_event_type_key),
     WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]}),
 ]
+# A booking's id in a path: random letters and digits, so a control character names nothing.
+BookingId = Annotated[str, FastApiPath(), AfterValidator(one_line)]
 SessionStart = Annotated[
     datetime,
     PlainValidator(_session_start),

@@ -23,7 +23,13 @@ from calsync.bookings import packages as bookings
 from calsync.bookings.event_types import InvalidInput, get_event_type
 from calsync.store.models import Actor
 from calsync.sync import connections as services
-from calsync.web.api.booking_schemas import BookingCreate, BookingOut, ManageUrlOut, SlotTakenOut
+from calsync.web.api.booking_schemas import (
+    BookingCreate,
+    BookingId,
+    BookingOut,
+    ManageUrlOut,
+    SlotTakenOut,
+)
 from calsync.web.api.change_schemas import CancelIn, ChangeResultOut, RescheduleIn, change_result
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.errors import message_response
@@ -77,7 +83,7 @@ def create_booking(
 
 
 @router.get("/{booking_id}", responses=NOT_FOUND)
-def get_booking(booking_id: str, db: DbDep, settings: SettingsDep) -> BookingOut:
+def get_booking(booking_id: BookingId, db: DbDep, settings: SettingsDep) -> BookingOut:
     """The booking with its sessions (in the customer's zone), its current link and history."""
     booking = bookings.get_booking(db, booking_id)
     return BookingOut.from_row(booking, links.current_link(settings, booking))
@@ -87,13 +93,13 @@ def get_booking(booking_id: str, db: DbDep, settings: SettingsDep) -> BookingOut
     "/{booking_id}/relink",
     responses=NOT_FOUND | {502: failure("A calendar could not be updated with the new link.")},
 )
-def relink_booking(booking_id: str, db: DbDep, settings: SettingsDep) -> ManageUrlOut:
+def relink_booking(booking_id: BookingId, db: DbDep, settings: SettingsDep) -> ManageUrlOut:
     """Issue a new manage link and write it into every event; the old link stops working."""
     return ManageUrlOut(manage_url=bookings.relink(db, settings, booking_id))
 
 
 @router.post("/{booking_id}/revoke", status_code=204, responses=NOT_FOUND)
-def revoke_booking_link(booking_id: str, db: DbDep) -> Response:
+def revoke_booking_link(booking_id: BookingId, db: DbDep) -> Response:
     """The manage link stops working at once; ``relink`` issues a new one."""
     bookings.revoke_link(db, booking_id)
     return Response(status_code=204)
@@ -126,7 +132,7 @@ def _fields_named(names: dict[str, str]) -> Iterator[None]:
 
 @router.post("/{booking_id}/reschedule", responses=CHANGE_RESPONSES)
 def reschedule_sessions(
-    booking_id: str, body: RescheduleIn, db: DbDep, settings: SettingsDep
+    booking_id: BookingId, body: RescheduleIn, db: DbDep, settings: SettingsDep
 ) -> ChangeResultOut:
     """Move sessions to new starts, in the owner's calendar too (same UID, SEQUENCE + 1).
 
@@ -150,7 +156,7 @@ def reschedule_sessions(
 
 @router.post("/{booking_id}/cancel", responses=CHANGE_RESPONSES)
 def cancel_sessions(
-    booking_id: str, body: CancelIn, db: DbDep, settings: SettingsDep
+    booking_id: BookingId, body: CancelIn, db: DbDep, settings: SettingsDep
 ) -> ChangeResultOut:
     """Cancel sessions (the booking is cancelled once all of its sessions are). The owner is
     not bound by the policy."""

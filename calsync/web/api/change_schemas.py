@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from calsync.bookings.changes import ChangeOutcome
 from calsync.bookings.packages import MAX_SESSIONS
+from calsync.input_rules import Count, MultiLine, OneLine
 from calsync.store.models import Actor, ChangeKind, ChangeStatus
 from calsync.web.api.booking_schemas import BookingOut, SessionStart
-from calsync.web.schemas import Instant, Request
+from calsync.web.schemas import BodyId, Instant, Request
 
 IdempotencyKey = Field(
     None,
@@ -42,15 +43,15 @@ def _distinct(ids: list[int]) -> list[int]:
 
 
 class MoveIn(Request):
-    session_id: int
+    session_id: BodyId
     start: SessionStart = Field(description="The new start, with its UTC offset.")
 
 
 class RescheduleIn(Request):
     moves: list[MoveIn] = Field(min_length=1, max_length=MAX_SESSIONS)
-    reason: str | None = Reason
-    idempotency_key: str | None = IdempotencyKey
-    expected_version: int | None = ExpectedVersion
+    reason: MultiLine | None = Reason
+    idempotency_key: OneLine | None = IdempotencyKey
+    expected_version: Count | None = ExpectedVersion
 
     @field_validator("moves")
     @classmethod
@@ -60,10 +61,10 @@ class RescheduleIn(Request):
 
 
 class CancelIn(Request):
-    session_ids: list[int] = Field(min_length=1, max_length=MAX_SESSIONS)
-    reason: str | None = Reason
-    idempotency_key: str | None = IdempotencyKey
-    expected_version: int | None = ExpectedVersion
+    session_ids: list[BodyId] = Field(min_length=1, max_length=MAX_SESSIONS)
+    reason: MultiLine | None = Reason
+    idempotency_key: OneLine | None = IdempotencyKey
+    expected_version: Count | None = ExpectedVersion
 
     @field_validator("session_ids")
     @classmethod

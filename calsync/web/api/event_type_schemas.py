@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
 )
 
+from calsync.input_rules import Count, MultiLine, OneLine
 from calsync.policy.change_policy import (
     FeeKind,
     Permission,
@@ -22,6 +23,7 @@ from calsync.policy.change_policy import (
 )
 from calsync.store.models import EventType
 from calsync.web.schemas import (
+    BodyId,
     Buffer,
     DailyCap,
     Day,
@@ -71,8 +73,8 @@ class TimeRangeOut(BaseModel):
 
 class ActionRuleModel(Request):
     permission: Permission = Permission.ANYTIME
-    notice_minutes: int | None = Field(
-        None, ge=0, description="With permission 'until': how long before a session it ends."
+    notice_minutes: Notice | None = Field(
+        None, description="With permission 'until': how long before a session it ends."
     )
     reason: ReasonRule = ReasonRule.OFF
 
@@ -85,10 +87,10 @@ class FeeModel(Request):
 class PolicyModel(Request):
     cancel: ActionRuleModel = Field(default_factory=ActionRuleModel)
     reschedule: ActionRuleModel = Field(default_factory=ActionRuleModel)
-    max_reschedules: int | None = Field(None, ge=0, description="Per session; null: no limit.")
+    max_reschedules: Count | None = Field(None, description="Per session; null: no limit.")
     reschedule_fee: FeeModel | None = None
     cancel_refund: FeeModel | None = None
-    text: str = Field("", max_length=5000)
+    text: MultiLine = Field("", max_length=5000)
 
 
 WeeklyHoursIn = dict[Day, list[TimeRangeIn]]
@@ -116,13 +118,13 @@ class EventTypeCreate(Request):
     minimum_notice_minutes: Notice = 0
     horizon_days: HorizonDays = 60
     daily_cap: DailyCap | None = None
-    conflict_calendar_ids: list[int] = Field(
+    conflict_calendar_ids: list[BodyId] = Field(
         default_factory=list,
         description="Calendars whose busy time blocks slots; [] = the owner's conflicts/both.",
     )
-    booking_calendar_id: int | None = None
+    booking_calendar_id: BodyId | None = None
     price: Money = Decimal(0)
-    currency: str = Field("EUR", max_length=3)
+    currency: OneLine = Field("EUR", max_length=3)
     policy: PolicyModel = Field(default_factory=PolicyModel)
 
 
@@ -163,10 +165,10 @@ class EventTypeUpdate(Request):
     minimum_notice_minutes: Notice | None = None
     horizon_days: HorizonDays | None = None
     daily_cap: DailyCap | None = None
-    conflict_calendar_ids: list[int] | None = None
-    booking_calendar_id: int | None = None
+    conflict_calendar_ids: list[BodyId] | None = None
+    booking_calendar_id: BodyId | None = None
     price: Money | None = None
-    currency: str | None = Field(None, max_length=3)
+    currency: OneLine | None = Field(None, max_length=3)
     policy: PolicyModel | None = None
 
     @field_validator(*_REQUIRED_ON_UPDATE, mode="before")

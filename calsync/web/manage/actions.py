@@ -151,7 +151,20 @@ def reschedule(
     problems = check_moves(visit, session_ids, moves)
     if problems:
         return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
-    reason = _reason(visit, Action.RESCHEDULE, posted)
+    try:
+        reason = _reason(visit, Action.RESCHEDULE, posted)
+    except FormProblems as exc:
+        return confirm_page(
+            visit,
+            Purpose.RESCHEDULE,
+            session_ids,
+            moves,
+            reason=forms.shown_again(forms.reason_as_typed(fields)),
+            key=key,
+            shown=shown,
+            problems=exc.problems,
+            status=422,
+        )
 
     def confirm_again(
         status: int, problems: dict[str, str] | None = None, notice: str | None = None
@@ -235,7 +248,19 @@ def cancel(
         if "form" in exc.problems:
             return _refused(visit, exc.status, exc.problems["form"])
         return booking_page(visit, "cancel", problems=exc.problems, status=exc.status)
-    reason = _reason(visit, Action.CANCEL, posted)
+    try:
+        reason = _reason(visit, Action.CANCEL, posted)
+    except FormProblems as exc:
+        return confirm_page(
+            visit,
+            Purpose.CANCEL,
+            session_ids,
+            {},
+            reason=forms.shown_again(forms.reason_as_typed(fields)),
+            key=key,
+            problems=exc.problems,
+            status=422,
+        )
     try:
         outcome = _run(
             visit,

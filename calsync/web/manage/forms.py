@@ -15,7 +15,8 @@ Every change is a POST that must pass, in order (after the rate limit and the to
    POST from an outdated page changes nothing at all.
 
 Parsing never raises past this module's own ``FormProblems``, which carries messages by field
-for the page to show next to the field at fault.
+for the page to show next to the field at fault. Text follows ``calsync.input_rules``: a reason
+with a control character (other than tab and line breaks) is refused with a message on the page.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from fastapi import Request
 from starlette.datastructures import Headers, ImmutableMultiDict
 
 from calsync.config import Settings
+from calsync.input_rules import MULTI_LINE_KEPT, text_problem
 from calsync.store.models import Booking
 
 MAX_FORM_BYTES = 32 * 1024
@@ -188,9 +190,32 @@ def expected_version(fields: Fields) -> int:
     return version
 
 
+REASON_REFUSED = (
+    "Your reason contains a character that cannot be kept (an invisible control character, "
+    "perhaps pasted along with the text). Please check it and send it again."
+)
+
+
 def reason(fields: Fields) -> str | None:
+    """The customer's reason; FormProblems (``reason``) when it has a control character."""
+    text = reason_as_typed(fields)
+    if text and text_problem(text, multi_line=True):
+        raise FormProblems({"reason": REASON_REFUSED})
+    return text
+
+
+def reason_as_typed(fields: Fields) -> str | None:
     text = (fields.get("reason") or "").replace("\r\n", "\n").strip()
     return text or None
+
+
+def shown_again(text: str | None) -> str | None:
+    """A refused reason as the page shows it back to be corrected: without the characters
+    that cannot be kept (the page never stores it)."""
+    if text is None:
+        return None
+    kept = "".join(c for c in text if c in MULTI_LINE_KEPT or not text_problem(c))
+    return kept or None
 
 
 # -- chosen sessions and times ----------------------------------------------------------------

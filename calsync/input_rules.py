@@ -1,0 +1,74 @@
+"""What calsync takes from outside as text and numbers: the one rule, checked where input
+arrives (API bodies, paths and queries, the manage page's forms, CLI options), so that bad
+input is a 422 naming its field (a message on the page, a CLI error) and never reaches the
+database, which would refuse it with a 500 (PostgreSQL refuses NUL in text and integers past
+32 bits; SQLite would store them silently).
+
+- One-line text (names, emails, slugs, keys, zone names, URLs, ids): no control character at
+  all: C0 (U+0000–U+001F, TAB and line breaks included), DEL, C1 (U+0080–U+009F), and the
+  Unicode line and paragraph separators.
+- Multi-line text (reasons, policy text): TAB, LF and CR are kept; every other control
+  character is refused as above.
+- Anywhere: lone UTF-16 surrogates (which JSON's ``\\ud800`` escapes can carry) are refused:
+  they are no text and cannot be stored as UTF-8.
+- Integers stored in or compared with an ``Integer`` column fit its 32 bits (PostgreSQL's
+  ``integer``); counts and minutes have tighter bounds where they are declared.
+
+Text is refused, never silently stripped: what a person wrote is kept whole or not at all, and
+the message names the first character at fault by its code point, not the input itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+MAX_INT32 = 2**31 - 1
+MULTI_LINE_KEPT = frozenset("\t\n\r")
+_LINE_SEPARATORS = frozenset("\u2028\u2029")
+
+
+def _refused(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF
+
+
+def text_problem(value: str, *, multi_line: bool = False) -> str | None:
+    """Why ``value`` is refused by the rule above, or None when it is fine."""
+    for char in value:
+        if multi_line and char in MULTI_LINE_KEPT:
+            continue
+        if _refused(char) or (not multi_line and char in _LINE_SEPARATORS):
+            if 0xD800 <= ord(char) <= 0xDFFF:
+                what = "a lone surrogate"
+            elif char in _LINE_SEPARATORS:
+                what = "a line break"
+            else:
+                what = "a control character"
+            where = " (only tab and line breaks are allowed)" if multi_line else ""
+            return f"must not contain {what} (U+{ord(char):04X}){where}"
+    return None
+
+
+def one_line(value: str) -> str:
+    """``value``, or ValueError naming its first control character."""
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def multi_line(value: str) -> str:
+    """``value``, or ValueError naming its first control character other than TAB/LF/CR."""
+    problem = text_problem(value, multi_line=True)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(one_line)]
+MultiLine = Annotated[str, AfterValidator(multi_line)]
+# Ids and counts as stored in Integer columns.
+Int32Id = Annotated[int, Field(ge=1, le=MAX_INT32)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT32)]
