@@ -235,12 +235,10 @@ class _ObjectReader:
         query_start = (start - _MARGIN).astimezone(self.zone)
         query_end = (end + _MARGIN).astimezone(self.zone)
         found: set[tuple[datetime, datetime]] = set()
-        with (
-            self._invalid_on_error("Cannot expand the recurrence"),
-            _cpu_budget(_MAX_CPU_SECONDS),
-        ):
+        with self._invalid_on_error("Cannot expand the recurrence"):
             query = CalendarQuery(self.calendar, components=("VEVENT",))
-            for count, occurrence in enumerate(self._occurrences(query, query_start, query_end)):
+            occurrences = self._occurrences(query, query_start, query_end)
+            for count, occurrence in enumerate(occurrences):
                 if count >= _MAX_OCCURRENCES:
                     raise InvalidCalendarData(
                         f"More than {_MAX_OCCURRENCES} occurrences up to {end}", href=self.href
@@ -257,9 +255,16 @@ class _ObjectReader:
     def _occurrences(
         query: CalendarQuery, start: datetime, end: datetime
     ) -> Iterator[icalendar.Event]:
-        """Occurrences one at a time (``between`` would build the whole list first)."""
+        """Occurrences one at a time (``between`` would build the whole list first), each
+        step of the recurrence within the object's CPU budget."""
+        budget = _CpuBudget(_MAX_CPU_SECONDS)
         for series in query.series:
-            for occurrence in series.between(start, end):
+            steps = series.between(start, end)
+            while True:
+                with budget:
+                    occurrence = next(steps, None)
+                if occurrence is None:
+                    break
                 yield occurrence.as_component(query.keep_recurrence_attributes)
 
     # -- preparing the parsed calendar for expansion -------------------------------------
@@ -511,29 +516,39 @@ class _OverBudget(Exception):
     """An object's expansion used up its CPU time."""
 
 
-@contextlib.contextmanager
-def _cpu_budget(seconds: float) -> Iterator[None]:
-    """Stop the Python code run inside after ``seconds`` of this thread's CPU time.
+class _CpuBudget:
+    """Stops the Python code run inside ``with budget:`` once this thread has used
+    ``seconds`` of CPU time since the budget was made (the time between blocks counts too).
 
     dateutil can spend seconds inside one step of its iterator, and polls run on worker
     threads, where no signal or timer can interrupt them; a trace function is the one hook
     that runs inside that loop (it is called on every Python call and generator resume, and
-    an exception it raises propagates into the traced code). It chains to a tracer already
-    installed (coverage, a debugger) and is removed afterwards.
+    an exception it raises propagates into the traced code). Tracing slows the code inside,
+    so only dateutil's steps run in the block. It chains to a tracer already installed
+    (coverage, a debugger), which is put back afterwards.
     """
-    deadline = thread_time() + seconds
-    previous: Callable[..., Any] | None = sys.gettrace()
 
-    def check(frame: FrameType, event: str, arg: Any) -> Any:
-        if thread_time() > deadline:
-            raise _OverBudget(f"Expanding took more than {seconds:g} s of CPU time")
-        return previous(frame, event, arg) if previous is not None else None
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = thread_time() + seconds
+        self.calls = 0
+        self.previous: Callable[..., Any] | None = None
 
-    sys.settrace(check)
-    try:
-        yield
-    finally:
-        sys.settrace(previous)
+    def _check(self, frame: FrameType, event: str, arg: Any) -> Any:
+        self.calls += 1
+        # Reading the clock costs more than the rest of this function: do it now and then.
+        if self.calls % 256 == 0 and thread_time() > self.deadline:
+            raise _OverBudget(f"Expanding took more than {self.seconds:g} s of CPU time")
+        return self.previous(frame, event, arg) if self.previous is not None else None
+
+    def __enter__(self) -> None:
+        if thread_time() > self.deadline:
+            raise _OverBudget(f"Expanding took more than {self.seconds:g} s of CPU time")
+        self.previous = sys.gettrace()
+        sys.settrace(self._check)
+
+    def __exit__(self, *exc_info: object) -> None:
+        sys.settrace(self.previous)
 
 
 def _as_list(value: Any) -> list[Any]:
