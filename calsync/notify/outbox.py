@@ -9,19 +9,25 @@ transient failures are retried with exponential backoff, permanent ones are mark
 A crash between handing a message to the SMTP server and recording it can only lead to the
 same message being sent again with the same Message-ID (mail and calendar clients drop
 such repeats); it can never lead to a message being lost. Once a message is sent (or dropped)
-its body is deleted, with the same update: only the columns stay as its history.
+its body is deleted, with the same update: only the columns stay as its history. A database
+error in the middle of a batch is not a crash: the delivered message is recorded as soon as the
+database answers again (it stays claimed until then, so no one sends it again), and the rest of
+the batch is given back at once instead of waiting for its claim to expire.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from calsync.config import Settings
@@ -56,6 +62,12 @@ def unseal(box: SecretBox, stored: bytes) -> bytes:
     if not stored.startswith(SEALED):
         return stored
     return box.decrypt_bytes(stored[len(SEALED) :])
+
+
+# Messages handed to the SMTP server whose delivery the database did not take (message id →
+# when it went out), per database; recorded before the next batch is claimed.
+_unrecorded: WeakKeyDictionary[Database, dict[int, datetime]] = WeakKeyDictionary()
+_unrecorded_lock = threading.Lock()
 
 
 def enqueue(
@@ -138,20 +150,48 @@ def claim(db: Database, worker: str, *, now: datetime | None = None) -> list[int
 
 
 def deliver_due(db: Database, transport: MailTransport, worker: str, box: SecretBox) -> int:
-    """Send what is due (``box``: see ``sealing_box``); returns how many were sent. Never
-    raises for a delivery problem."""
-    sent = 0
-    for message_id in claim(db, worker):
-        with db.reading() as session:
-            row = session.get(OutboxMessage, message_id)
-            assert row is not None
-            stored = row.raw
+    """Send what is due (``box``: see ``sealing_box``); returns how many were sent. Never raises for a delivery problem.
 
+    A database error is raised after the batch is cleaned up as far as the database allows:
+    what was delivered is recorded, what was not is released for the next round.
+    """
+    _record_unrecorded(db)
+    pending = claim(db, worker)
+    sent = 0
+    try:
+        while pending:
+            if _deliver_one(db, transport, worker, box, pending[0]):
+                sent += 1
+            pending.pop(0)
+    except SQLAlchemyError:
+        with _unrecorded_lock:
+            delivered = set(_unrecorded.get(db, {}))
+        unsent = [message_id for message_id in pending if message_id not in delivered]
+        log.warning("database error during delivery; giving back %d message(s)", len(unsent))
         try:
-            transport.send(_message_of(box, stored))  # type: ignore[arg-type]
-        except DeliveryError as exc:
-            _failed(db, message_id, worker, exc)
-            continue
+            _record_unrecorded(db)
+            _release(db, unsent, worker)
+        except SQLAlchemyError:
+            log.warning("could not give the messages back; their claim expires in %s", LEASE)
+        raise
+    return sent
+
+
+def _deliver_one(
+    db: Database, transport: MailTransport, worker: str, box: SecretBox, message_id: int
+) -> bool:
+    with db.reading() as session:
+        row = session.get(OutboxMessage, message_id)
+        assert row is not None
+        stored = row.raw
+
+    try:
+        transport.send(_message_of(box, stored))  # type: ignore[arg-type]
+    except DeliveryError as exc:
+        _failed(db, message_id, worker, exc)
+        return False
+    delivered_at = utcnow()
+    try:
         with db.writing() as session:
             session.execute(
                 update(OutboxMessage)
@@ -159,14 +199,57 @@ def deliver_due(db: Database, transport: MailTransport, worker: str, box: Secret
                 .values(
                     status=OutboxStatus.SENT,
                     raw=SENT_BODY,
-                    sent_at=utcnow(),
+                    sent_at=delivered_at,
                     lease_owner=None,
                     lease_until=None,
                     last_error=None,
                 )
             )
-        sent += 1
-    return sent
+    except SQLAlchemyError:
+        # It went out: it must be recorded, never sent again. It keeps its claim until then.
+        with _unrecorded_lock:
+            _unrecorded.setdefault(db, {})[message_id] = delivered_at
+        raise
+    return True
+
+
+def _record_unrecorded(db: Database) -> None:
+    """Record the deliveries a database error kept from being recorded."""
+    with _unrecorded_lock:
+        waiting = dict(_unrecorded.get(db, {}))
+    if not waiting:
+        return
+    with db.writing() as session:
+        for message_id, delivered_at in waiting.items():
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.READY)
+                .values(
+                    status=OutboxStatus.SENT,
+                    raw=SENT_BODY,
+                    sent_at=delivered_at,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                )
+            )
+    with _unrecorded_lock:
+        recorded = _unrecorded.get(db, {})
+        for message_id in waiting:
+            recorded.pop(message_id, None)
+    log.info("recorded %d delivery(ies) the database had missed", len(waiting))
+
+
+def _release(db: Database, message_ids: list[int], worker: str) -> None:
+    """Give claimed messages back for the next round (the batch stopped before them)."""
+    if not message_ids:
+        return
+    with db.writing() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(message_ids), OutboxMessage.lease_owner == worker)
+            .values(lease_owner=None, lease_until=None)
+        )
 
 
 def _message_of(box: SecretBox, stored: bytes) -> Message:

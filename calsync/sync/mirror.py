@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from calsync.calendars.base import CalendarItem, ETag, Href, Interval
@@ -71,6 +71,18 @@ def known_etags(session: Session, connection_id: int) -> dict[Href, ETag]:
         )
     )
     return {href: etag for href, etag in rows}
+
+
+def unreadable_count(session: Session, connection_id: int) -> int:
+    """How many of the calendar's stored items could not be read (they block no time)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                MirroredEvent.connection_id == connection_id, MirroredEvent.problem.is_not(None)
+            )
+        )
+        or 0
+    )
 
 
 def stored_items(session: Session, connection_id: int) -> list[CalendarItem]:

@@ -216,7 +216,12 @@ class Poller:
             finally:
                 provider.close()
         except ProviderError as exc:
-            return self._record_failure(connection, started, exc)
+            return self._record_failure(connection.id, started, exc)
+        except Exception as exc:
+            # A bug or an exhausted worker (MemoryError) must still show on the calendar and
+            # give the lease back with a backoff, not leave it "ok" and retried every minute.
+            log.exception("calendar %s: unexpected error while polling", name)
+            return self._record_failure(connection.id, started, exc)
         result = self._store(connection, started, fetched)
         if (
             result.outcome is SyncOutcome.OK
@@ -300,7 +305,7 @@ class Poller:
     def _store(
         self, connection: CalendarConnection, started: datetime, fetched: Fetched
     ) -> PollResult:
-        problems = sum(1 for item in fetched.expanded if item.problem)
+        problems = 0
         with self.db.writing() as session:
             current = self._holds_lease(session, connection.id)
             if current is None:
@@ -318,6 +323,9 @@ class Poller:
                         fetched.expanded[: fetched.changed],
                         fetched.removed,
                     )
+                # Counted from the mirror, not this poll's items: an unreadable event stays
+                # reported until it is fixed or removed, also on polls that bring no change.
+                problems = mirror.unreadable_count(session, connection.id)
                 now = self.clock()
                 current.cursor = fetched.cursor
                 current.status = ConnectionStatus.OK
@@ -360,13 +368,14 @@ class Poller:
             problems,
         )
 
-    def _record_failure(
-        self, connection: CalendarConnection, started: datetime, exc: ProviderError
-    ) -> PollResult:
-        message = str(exc)
-        log.warning("calendar #%s: poll failed: %s", connection.id, message)
+    def _record_failure(self, connection_id: int, started: datetime, exc: Exception) -> PollResult:
+        if isinstance(exc, ProviderError):
+            message = str(exc)
+            log.warning("calendar #%s: poll failed: %s", connection_id, message)
+        else:
+            message = f"Unexpected error while polling: {exc!r}"
         with self.db.writing() as session:
-            current = self._holds_lease(session, connection.id)
+            current = self._holds_lease(session, connection_id)
             outcome = SyncOutcome.LEASE_LOST
             if current is not None:
                 now = self.clock()
@@ -386,7 +395,7 @@ class Poller:
                 outcome = SyncOutcome.FAILED
             session.add(
                 SyncRun(
-                    connection_id=connection.id,
+                    connection_id=connection_id,
                     worker=self.worker_id,
                     started_at=started,
                     finished_at=self.clock(),
@@ -394,7 +403,7 @@ class Poller:
                     error=message,
                 )
             )
-        return PollResult(connection.id, outcome, error=message)
+        return PollResult(connection_id, outcome, error=message)
 
     # -- driving polls --------------------------------------------------------------------
 
@@ -430,10 +439,15 @@ class Poller:
         try:
             return self.poll(connection_id)
         except Exception as exc:
-            # A bug or database hiccup in one calendar's poll must not stop the others;
-            # the lease simply expires and the calendar is polled again later.
+            # A bug or database hiccup in one calendar's poll must not stop the others. The
+            # failure is recorded on the calendar when the database lets us; otherwise the
+            # lease expires and the calendar is polled again later.
             log.exception("calendar #%s: unexpected error while polling", connection_id)
-            return PollResult(connection_id, SyncOutcome.FAILED, error=repr(exc))
+            try:
+                return self._record_failure(connection_id, self.clock(), exc)
+            except Exception:
+                log.exception("calendar #%s: could not record the failure", connection_id)
+                return PollResult(connection_id, SyncOutcome.FAILED, error=repr(exc))
 
     def start(self, extra_jobs: Iterable[tuple[str, Callable[[], object]]] = ()) -> None:
         """Run ticks in the background; ``extra_jobs`` (id, function) run on the same beat."""

@@ -470,3 +470,60 @@ def test_resolve_zone_reads_calendar_dialects(name: str, expected: str) -> None:
 )
 def test_resolve_zone_gives_none_for_unknown_names(name: str) -> None:
     assert resolve_zone(name) is None
+
+
+# -- rules that cannot be expanded within bounds (issue 17, item 3) -----------------------------
+
+YEAR_AHEAD = (utc(2026, 12, 1), utc(2027, 12, 1))
+
+
+def ruled(rule: str, dtstart: str = "20261201T100000Z") -> str:
+    """One event at 10:00–11:00 UTC repeating by ``rule``."""
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:r@x\r\n"
+        f"DTSTAMP:20260101T000000Z\r\nDTSTART:{dtstart}\r\nDTEND:{dtstart[:9]}110000Z\r\n"
+        f"RRULE:{rule}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+
+# Each of these hung or ran for seconds and megabytes per poll: INTERVAL=0 never advances
+# (dateutil lists the same start forever), the others make dateutil walk day by day towards
+# the year 9999 looking for a match, or produce tens of thousands of occurrences.
+# The timeout is only a guard against the old hang, not a speed claim.
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "FREQ=DAILY;INTERVAL=0",
+        "FREQ=WEEKLY;INTERVAL=0;BYDAY=MO,TU",
+        "FREQ=DAILY;INTERVAL=-3",
+        "FREQ=DAILY;COUNT=0",
+        # a huge COUNT: every ten minutes for a year is 52,560 occurrences in the window
+        "FREQ=MINUTELY;INTERVAL=10;COUNT=100000000",
+        # SECONDLY/MINUTELY with BY parts that match no day: walked to the year 9999
+        "FREQ=MINUTELY;INTERVAL=7;BYMONTH=2;BYMONTHDAY=30",
+        "FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30;BYMINUTE=0",
+        # BYSETPOS picking a position the period never has
+        "FREQ=DAILY;BYSETPOS=2",
+        "FREQ=DAILY;BYDAY=MO;BYMONTH=4;BYMONTHDAY=31;BYSETPOS=-1",
+    ],
+)
+def test_a_rule_that_cannot_be_expanded_within_bounds_is_unusable(rule: str) -> None:
+    with pytest.raises(InvalidCalendarData) as caught:
+        busy_intervals(ruled(rule), *YEAR_AHEAD, BERLIN, href="/cal/rule.ics")
+    assert caught.value.href == "/cal/rule.ics"
+
+
+@pytest.mark.parametrize(
+    ("rule", "count"),
+    [
+        ("FREQ=DAILY;COUNT=100000000", 365),
+        # the counts include DTSTART, an occurrence even where the rule does not match it
+        ("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9,13", 522),
+        ("FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1", 13),
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", 1),  # the next 29 February is in 2028
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO;BYSETPOS=1", 1),
+    ],
+)
+def test_ordinary_and_sparse_rules_still_expand(rule: str, count: int) -> None:
+    assert len(busy_intervals(ruled(rule), *YEAR_AHEAD, BERLIN)) == count

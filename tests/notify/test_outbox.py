@@ -4,7 +4,10 @@ a fresh calendar, as the customer's calendar app would."""
 
 from __future__ import annotations
 
+import contextlib
 import email
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -13,9 +16,12 @@ from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from calsync.bookings import changes
 from calsync.bookings.event_types import save_event_type
@@ -27,6 +33,7 @@ from calsync.notify.transport import transport_from_settings
 from calsync.store.db import Database
 from calsync.store.models import Actor, CalendarRole, OutboxMessage, OutboxStatus
 from calsync.sync import connections as services
+from tests.conftest import make_settings
 from tests.support.itip_client import apply_message, calendar_parts, check_itip, stored_events
 from tests.support.servers import ServerProcess, free_port
 from tests.support.world import OWNER, at, coaching, next_monday
@@ -283,3 +290,98 @@ def test_an_owner_move_in_their_calendar_tells_the_customer_not_the_owner(
     provider.close()
     booking_poller(db, quiet).sync_now([first.connection_id])
     assert deliver(db, quiet) == 0
+
+
+class KillsTheRecordingOfTheFirstDelivery:
+    """A real SMTP transport, plus a real database failure right after the first delivery:
+    another connection locks that message's row, so calsync's delivered-at UPDATE waits on
+    it, and that waiting backend is terminated with pg_terminate_backend (as a PostgreSQL
+    restart would). Nothing is mocked; this only decides when the failure happens."""
+
+    def __init__(self, transport: Any, conninfo: str) -> None:
+        self.transport = transport
+        self.conninfo = conninfo
+        self.sends = 0
+        self.killer: threading.Thread | None = None
+
+    def send(self, message: EmailMessage) -> None:
+        self.transport.send(message)
+        self.sends += 1
+        if self.sends == 1:
+            locker = psycopg.connect(self.conninfo)
+            locker.execute(
+                "SELECT 1 FROM outbox WHERE message_id = %s FOR UPDATE",
+                (str(message["Message-ID"]),),
+            )
+            self.killer = threading.Thread(target=self._kill_waiting_backend, args=(locker,))
+            self.killer.start()
+
+    def _kill_waiting_backend(self, locker: psycopg.Connection) -> None:
+        with psycopg.connect(self.conninfo, autocommit=True) as admin:
+            for _ in range(600):
+                row = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ).fetchone()
+                if row is not None:
+                    break
+                time.sleep(0.05)
+        locker.rollback()
+        locker.close()
+
+
+@pytest.mark.postgres
+def test_a_database_failure_mid_batch_sends_nothing_twice_and_keeps_nothing_waiting(
+    postgres_url: str, mail_server: MailServer
+) -> None:
+    """Issue 17, item 9: the batch kept its 5-minute claim, and after a PostgreSQL restart a
+    message that had gone out before the failure went out again once the claim expired."""
+    settings = make_settings(postgres_url)
+    database = Database(postgres_url)
+    database.migrate()
+    try:
+        mail = MailSettings(
+            backend=MailBackend.SMTP,
+            smtp_host="127.0.0.1",
+            smtp_port=mail_server.port,
+            smtp_security=SmtpSecurity.NONE,
+            from_address="bookings@example.org",
+        )
+        settings = settings.model_copy(update={"mail": mail})
+        with database.writing() as session:
+            messages = []
+            for number in range(3):
+                message = EmailMessage()
+                message["From"], message["To"] = "bookings@example.org", OWNER
+                message["Subject"] = f"Message {number}"
+                message["Message-ID"] = f"<m{number}@calsync.test>"
+                message.set_content("Hello")
+                messages.append(("owner", message))
+            outbox.enqueue(session, messages, booking_id=None, held=False)
+        conninfo = make_url(postgres_url).set(drivername="postgresql")
+        faulty = KillsTheRecordingOfTheFirstDelivery(
+            transport_from_settings(settings.mail), conninfo.render_as_string(hide_password=False)
+        )
+        # The failing round raises on the old code; what matters is what happens next.
+        with contextlib.suppress(DBAPIError):
+            outbox.deliver_due(database, faulty, "w1", outbox.sealing_box(settings))
+        assert faulty.killer is not None
+        faulty.killer.join()
+
+        # The next round goes on at once: nothing waits for the failed round's claim.
+        deliver(database, settings)
+        sent = [str(m["Message-ID"]) for m in mail_server.inbox.received]
+        assert sorted(sent) == ["<m0@calsync.test>", "<m1@calsync.test>", "<m2@calsync.test>"]
+        with database.reading() as session:
+            rows = session.scalars(select(OutboxMessage)).all()
+            assert {row.status for row in rows} == {OutboxStatus.SENT}
+
+        # Once any claim would have expired, nothing goes out a second time.
+        with database.writing() as session:
+            session.execute(
+                update(OutboxMessage).values(lease_until=datetime(2000, 1, 1, tzinfo=ZONE))
+            )
+        deliver(database, settings)
+        assert len(mail_server.inbox.received) == 3
+    finally:
+        database.dispose()

@@ -255,3 +255,90 @@ END:VEVENT""",
     assert "Mars/Olympus_Mons" in caplog.text
     calendars = services.list_calendars(scenario.db)
     assert calendars[0].status is ConnectionStatus.OK
+
+
+def last_error(scenario: Scenario) -> str | None:
+    (calendar,) = services.list_calendars(scenario.db)
+    return calendar.last_error
+
+
+# Issue 17, item 3: the INTERVAL=0 event made the poll grow without limit (12 GB in ten
+# minutes). The timeout only guards against that hang; it is not a speed claim.
+@pytest.mark.timeout(180)
+def test_an_event_repeating_every_zero_days_is_reported_and_the_rest_stays_busy(
+    scenario: Scenario,
+) -> None:
+    mon = scenario.monday
+    scenario.put("good", single(mon, "09:00", "10:00"))
+    scenario.put("weekly", weekly(mon, "14:00", "15:00"))
+    # Both servers store this rule as it is; it is not added to scenario.objects because
+    # calsync cannot know when it happens, so it blocks nothing.
+    zero = vcal(single(mon, "11:00", "12:00", "RRULE:FREQ=DAILY;INTERVAL=0").replace("@UID@", "z"))
+    written = put_event(scenario.url, zero, auth=scenario.server.auth)
+
+    (result,) = scenario.sync()
+    assert result.problems == 1
+    assert last_error(scenario) == "1 event(s) could not be read and were skipped"
+    scenario.assert_busy_matches()
+
+    # Issue 17, item 9: a poll that brings no change still reports the unreadable event ...
+    (result,) = scenario.sync()
+    assert result.upserted == 0
+    assert result.problems == 1
+    assert last_error(scenario) == "1 event(s) could not be read and were skipped"
+
+    # ... until the owner fixes it.
+    fixed = zero.replace("INTERVAL=0", "COUNT=2")
+    put_event(written.url, fixed, auth=scenario.server.auth)
+    scenario.objects["z"] = fixed
+    (result,) = scenario.sync()
+    assert result.problems == 0
+    assert last_error(scenario) is None
+    scenario.assert_busy_matches()
+
+
+def test_removing_an_unreadable_event_clears_the_report(scenario: Scenario) -> None:
+    mon = scenario.monday
+    scenario.put("good", single(mon, "09:00", "10:00"))
+    scenario.put("bad", single(mon, "11:00", "12:00", "RRULE:FREQ=WEEKLY;INTERVAL=-1"))
+    scenario.sync()
+    assert last_error(scenario) == "1 event(s) could not be read and were skipped"
+    scenario.objects.pop("bad")
+    delete_event(scenario.hrefs.pop("bad"), auth=scenario.server.auth)
+    scenario.sync()
+    assert last_error(scenario) is None
+    scenario.assert_busy_matches()
+
+
+class ExhaustedProvider:
+    """Fault injection: a provider whose poll runs out of memory. A real server cannot make
+    the worker run out of memory on demand, and this checks what the poller records."""
+
+    def __init__(self, connection: CalendarConnection) -> None:
+        self.connection = connection
+
+    def changes(self, cursor: str | None, known: dict[str, str]) -> object:
+        raise MemoryError
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["tick", "sync_now"])
+def test_a_poll_failing_unexpectedly_marks_the_calendar_failing_and_releases_it(
+    db: Database, settings: Settings, scenario: Scenario, path: str
+) -> None:
+    poller = Poller(db, settings, provider_factory=ExhaustedProvider)  # type: ignore[arg-type]
+    (result,) = poller.tick() if path == "tick" else poller.sync_now([scenario.connection.id])
+    assert result.error is not None and "MemoryError" in result.error
+    (calendar,) = services.list_calendars(db)
+    assert calendar.status is ConnectionStatus.FAILING
+    assert calendar.last_error is not None and "MemoryError" in calendar.last_error
+    with db.reading() as session:
+        row = session.get(CalendarConnection, scenario.connection.id)
+        assert row is not None
+        assert row.lease_owner is None and row.failures == 1
+        assert row.next_poll_at > datetime.now(UTC) + timedelta(seconds=30)
+    # The next poll that works clears the state.
+    scenario.sync()
+    assert services.list_calendars(db)[0].status is ConnectionStatus.OK

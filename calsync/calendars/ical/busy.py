@@ -30,12 +30,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from math import prod
+from time import thread_time
+from types import FrameType
 from typing import Any
 
 import icalendar
@@ -75,6 +78,14 @@ _MARGIN = timedelta(days=1)
 # with FREQ=SECONDLY (or a minutely rule started years ago) would stall every poll, so a
 # rule that needs more steps than this to cover the window is rejected as unusable.
 _MAX_RULE_STEPS = 100_000
+
+# Bounds on one object's expansion, whatever its rules. dateutil walks period by period
+# without yielding while a rule's BY-parts match nothing (up to the year 9999: seconds of CPU
+# for one event), and an object may hold many occurrences; past either bound the object is
+# unusable. Legitimate objects stay far below: a year of hourly events is 8,760 occurrences,
+# and expanding an ordinary object takes milliseconds.
+_MAX_OCCURRENCES = 10_000
+_MAX_CPU_SECONDS = 2.0
 
 _FREQ_SECONDS = {
     "SECONDLY": 1,
@@ -223,13 +234,15 @@ class _ObjectReader:
                 self._prepare(event, index, end)
         query_start = (start - _MARGIN).astimezone(self.zone)
         query_end = (end + _MARGIN).astimezone(self.zone)
-        with self._invalid_on_error("Cannot expand the recurrence"):
-            occurrences = CalendarQuery(self.calendar, components=("VEVENT",)).between(
-                query_start, query_end
-            )
         found: set[tuple[datetime, datetime]] = set()
-        with self._invalid_on_error("Unusable occurrence"):
-            for occurrence in occurrences:
+        with self._invalid_on_error("Cannot expand the recurrence"):
+            query = CalendarQuery(self.calendar, components=("VEVENT",))
+            occurrences = self._occurrences(query, query_start, query_end)
+            for count, occurrence in enumerate(occurrences):
+                if count >= _MAX_OCCURRENCES:
+                    raise InvalidCalendarData(
+                        f"More than {_MAX_OCCURRENCES} occurrences up to {end}", href=self.href
+                    )
                 timing = self.timings[int(occurrence[_SOURCE])]
                 if not self._blocks(occurrence, timing):
                     continue
@@ -237,6 +250,22 @@ class _ObjectReader:
                 if span[0] < span[1] and span[0] < end and span[1] > start:
                     found.add(span)
         return [Interval(span_start, span_end) for span_start, span_end in sorted(found)]
+
+    @staticmethod
+    def _occurrences(
+        query: CalendarQuery, start: datetime, end: datetime
+    ) -> Iterator[icalendar.Event]:
+        """Occurrences one at a time (``between`` would build the whole list first), each
+        step of the recurrence within the object's CPU budget."""
+        budget = _CpuBudget(_MAX_CPU_SECONDS)
+        for series in query.series:
+            steps = series.between(start, end)
+            while True:
+                with budget:
+                    occurrence = next(steps, None)
+                if occurrence is None:
+                    break
+                yield occurrence.as_component(query.keep_recurrence_attributes)
 
     # -- preparing the parsed calendar for expansion -------------------------------------
 
@@ -358,7 +387,16 @@ class _ObjectReader:
         period = _FREQ_SECONDS.get(freq)
         if period is None:
             raise InvalidCalendarData(f"RRULE has no valid FREQ: {freq!r}", href=self.href)
-        interval = max(int(_first(rule.get("INTERVAL")) or 1), 1)
+        interval = _first(rule.get("INTERVAL"))
+        interval = 1 if interval is None else int(interval)
+        count = _first(rule.get("COUNT"))
+        count = None if count is None else int(count)
+        if interval < 1 or (count is not None and count < 1):
+            # INTERVAL=0 never advances: dateutil would list the first start forever.
+            raise InvalidCalendarData(
+                f"RRULE {rule.to_ical().decode()} needs an INTERVAL and COUNT of at least 1",
+                href=self.href,
+            )
         first = self._instant(starts_at)
         span = (window_end + _MARGIN - first).total_seconds()
         if span <= 0:
@@ -371,9 +409,8 @@ class _ObjectReader:
         if period > 86400 and any(rule.get(part) for part in _DAY_PARTS):
             per_period *= period // 86400
         steps = (span / (period * interval) + 1) * per_period
-        count = _first(rule.get("COUNT"))
-        if count is not None and int(count) > 0:
-            steps = min(steps, int(count) * per_period)
+        if count is not None:
+            steps = min(steps, count * per_period)
         if steps > _MAX_RULE_STEPS:
             # icalendar leaves vRecur.to_ical unannotated.
             text = rule.to_ical().decode()  # type: ignore[no-untyped-call]
@@ -474,6 +511,45 @@ class _ObjectReader:
             raise
         except Exception as exc:  # see the docstring
             raise InvalidCalendarData(f"{what}: {exc}", href=self.href) from exc
+
+
+class _OverBudget(Exception):
+    """An object's expansion used up its CPU time."""
+
+
+class _CpuBudget:
+    """Stops the Python code run inside ``with budget:`` once this thread has used
+    ``seconds`` of CPU time since the budget was made (the time between blocks counts too).
+
+    dateutil can spend seconds inside one step of its iterator, and polls run on worker
+    threads, where no signal or timer can interrupt them; a trace function is the one hook
+    that runs inside that loop (it is called on every Python call and generator resume, and
+    an exception it raises propagates into the traced code). Tracing slows the code inside,
+    so only dateutil's steps run in the block. It chains to a tracer already installed
+    (coverage, a debugger), which is put back afterwards.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = thread_time() + seconds
+        self.calls = 0
+        self.previous: Callable[..., Any] | None = None
+
+    def _check(self, frame: FrameType, event: str, arg: Any) -> Any:
+        self.calls += 1
+        # Reading the clock costs more than the rest of this function: do it now and then.
+        if self.calls % 256 == 0 and thread_time() > self.deadline:
+            raise _OverBudget(f"Expanding took more than {self.seconds:g} s of CPU time")
+        return self.previous(frame, event, arg) if self.previous is not None else None
+
+    def __enter__(self) -> None:
+        if thread_time() > self.deadline:
+            raise _OverBudget(f"Expanding took more than {self.seconds:g} s of CPU time")
+        self.previous = sys.gettrace()
+        sys.settrace(self._check)
+
+    def __exit__(self, *exc_info: object) -> None:
+        sys.settrace(self.previous)
 
 
 def _as_list(value: Any) -> list[Any]:
