@@ -150,7 +150,8 @@ def claim(db: Database, worker: str, *, now: datetime | None = None) -> list[int
 
 
 def deliver_due(db: Database, transport: MailTransport, worker: str, box: SecretBox) -> int:
-    """Send what is due (``box``: see ``sealing_box``); returns how many were sent. Never raises for a delivery problem.
+    """Send what is due (``box``: see ``sealing_box``); returns how many were sent. Never
+    raises for a delivery problem.
 
     A database error is raised after the batch is cleaned up as far as the database allows:
     what was delivered is recorded, what was not is released for the next round.

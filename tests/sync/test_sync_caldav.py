@@ -22,6 +22,7 @@ from calsync.store.db import Database
 from calsync.store.models import CalendarConnection, ConnectionStatus, MirroredEvent
 from calsync.sync import connections as services
 from calsync.sync.mirror import merge_intervals
+from calsync.sync.poller import Poller
 from tests.support.servers import ServerProcess, delete_event, put_event
 
 ZONE = "Europe/Berlin"
