@@ -243,7 +243,7 @@ class _ObjectReader:
                     raise InvalidCalendarData(
                         f"More than {_MAX_OCCURRENCES} occurrences up to {end}", href=self.href
                     )
-                timing = self.timings[int(occurrence[_SOURCE])]
+                timing = self.timings[int(str(occurrence[_SOURCE]))]
                 if not self._blocks(occurrence, timing):
                     continue
                 span = self._span(occurrence, timing)
@@ -394,7 +394,7 @@ class _ObjectReader:
         if interval < 1 or (count is not None and count < 1):
             # INTERVAL=0 never advances: dateutil would list the first start forever.
             raise InvalidCalendarData(
-                f"RRULE {rule.to_ical().decode()} needs an INTERVAL and COUNT of at least 1",
+                f"RRULE {rule.to_ical().decode()} needs an INTERVAL and COUNT of at least 1",  # type: ignore[no-untyped-call]
                 href=self.href,
             )
         first = self._instant(starts_at)
