@@ -1,0 +1,7 @@
+"""placeholder"""
+
+from calsync.sync.services import ServiceError
+
+
+class BusyTimeNotFresh(ServiceError):
+    pass
