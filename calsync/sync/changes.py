@@ -232,13 +232,17 @@ def reschedule(
         raise ChangeRefused("this booking's event type was deleted; the owner must move it")
     with db.reading() as session:
         refresh_target = load_event_type(session, event_type)
-    refresh_conflicts(db, settings, refresh_target, factory)
+    unstored = refresh_conflicts(db, settings, refresh_target, factory)
     live: list[Span] = []
     if actor is Actor.CUSTOMER:  # the owner and the admin may move sessions onto busy time
         lengths = {s.id: s.end - s.start for s in booking.sessions}
         wanted = [Slot(start, start + lengths[sid]) for sid, start in moves.items()]
-        live = live_busy(db, refresh_target, wanted, factory)
+        live = [*live_busy(db, refresh_target, wanted, factory), *unstored]
 
+    # A change is accepted while an earlier one of the same session is still pending (its
+    # calendar was away): the customer's latest wish is what counts, and refusing would send
+    # them back to try again later for something we can do ourselves. ``change_apply`` applies
+    # the booking's changes strictly in the order recorded, so the later one ends on top.
     try:
         with db.writing() as session:
             lock_owner(session, booking.owner_id)
