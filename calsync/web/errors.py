@@ -10,7 +10,9 @@ No answer ever carries a traceback, the rejected input, or a secret.
     401  Unauthorized (missing or wrong API key), with ``WWW-Authenticate: Bearer``; this
          and ApiSwitchedOff are answered by ``refusal`` in the app's key-checking middleware
     404  NotFoundError (unknown id)
-    409  AvailabilityUnknown, PollInProgress, provider Conflict, StaleBooking (the booking
+    409  AvailabilityUnknown, BusyTimeNotFresh (another worker is polling a conflict calendar
+         and it could not be read alongside: try again in a moment), PollInProgress,
+         provider Conflict, StaleBooking (the booking
          changed since the caller read it), ReplayMismatch (an idempotency key reused for
          another request), SlotTaken (a chosen time is no longer free: ``start`` names it,
          and ``session_id`` the session when moving one)
@@ -56,6 +58,7 @@ from calsync.sync.bookings import SlotTaken
 from calsync.sync.changes import ChangeRefused, ReplayMismatch, StaleBooking
 from calsync.sync.db import DatabaseUnavailable
 from calsync.sync.event_types import AvailabilityUnknown, InvalidInput
+from calsync.sync.fresh_busy import BusyTimeNotFresh
 from calsync.sync.services import NotFoundError, ServiceError
 from calsync.web.manage_render import message_page
 from calsync.web.rate_limit import RateLimited
@@ -173,6 +176,15 @@ async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _availability_unknown(_request: Request, exc: Exception) -> JSONResponse:
     return message_response(409, str(exc))
+
+
+async def _busy_time_not_fresh(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BusyTimeNotFresh)
+    return message_response(
+        409,
+        f"calendar {exc.connection_id} is being updated right now, so its busy time could not "
+        "be checked and nothing was changed; try again in a moment",
+    )
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -304,6 +316,7 @@ def install(app: FastAPI) -> None:
         RulesError: _rules_error,
         NotFoundError: _not_found,
         AvailabilityUnknown: _availability_unknown,
+        BusyTimeNotFresh: _busy_time_not_fresh,
         ServiceError: _service_error,
         ProviderError: _provider_error,
         PollInProgress: _poll_in_progress,
