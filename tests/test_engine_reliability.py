@@ -461,3 +461,29 @@ def test_a_replay_with_other_content_is_refused_by_the_engine(shop: Shop) -> Non
             actor=Actor.CUSTOMER,
             idempotency_key="k",
         )
+
+
+def test_a_calendar_another_worker_polls_and_that_cannot_be_read_answers_try_again(
+    db: Database, settings: Settings, radicale_server: ServerProcess, radicale_calendar: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from tests.test_api_bookings import add_event_type, app_client, booking_body
+
+    shop = Shop(db, settings, radicale_calendar)
+    add_event_type(db, shop.calendar_id)
+    Poller(db, settings).sync_now([shop.calendar_id])
+    with db.writing() as session:  # what a worker with a poll in flight leaves in the database
+        calendar = session.get(CalendarConnection, shop.calendar_id)
+        calendar.lease_owner = "other-worker"
+        calendar.lease_until = datetime.now(UTC) + timedelta(minutes=5)
+    radicale_server.stop()
+    try:
+        with app_client(settings, db) as client:
+            answer = client.post("/api/bookings", json=booking_body(at(next_monday(), 10)))
+    finally:
+        radicale_server.start()
+    assert answer.status_code == 409, answer.text
+    assert "try again in a moment" in answer.json()["detail"]
+    with db.reading() as session:
+        assert session.scalar(select(Booking.id)) is None
