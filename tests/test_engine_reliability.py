@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -464,11 +465,17 @@ def test_a_replay_with_other_content_is_refused_by_the_engine(shop: Shop) -> Non
 
 
 def test_a_calendar_another_worker_polls_and_that_cannot_be_read_answers_try_again(
-    db: Database, settings: Settings, radicale_server: ServerProcess, radicale_calendar: str
+    db: Database,
+    settings: Settings,
+    database_url: str,
+    tmp_path: Path,
+    radicale_server: ServerProcess,
+    radicale_calendar: str,
 ) -> None:
     from datetime import UTC, datetime
 
     from tests.test_api_bookings import add_event_type, app_client, booking_body
+    from tests.test_cli import Cli
 
     shop = Shop(db, settings, radicale_calendar)
     add_event_type(db, shop.calendar_id)
@@ -481,9 +488,16 @@ def test_a_calendar_another_worker_polls_and_that_cannot_be_read_answers_try_aga
     try:
         with app_client(settings, db) as client:
             answer = client.post("/api/bookings", json=booking_body(at(next_monday(), 10)))
+        start = f"{next_monday()}T10:00"
+        said = Cli(tmp_path, database_url).fails(
+            "book", "--event-type", "coaching", "--customer-email", "zoe@example.org",
+            "--customer-name", "Zoë", "--start", start,
+        )  # fmt: skip
     finally:
         radicale_server.start()
     assert answer.status_code == 409, answer.text
     assert "try again in a moment" in answer.json()["detail"]
+    assert said == f"error: calendar {shop.calendar_id} is being polled right now; nothing was "\
+        "changed, try again in a moment"  # fmt: skip
     with db.reading() as session:
         assert session.scalar(select(Booking.id)) is None

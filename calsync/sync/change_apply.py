@@ -64,12 +64,15 @@ def apply_change(
     """Carry a recorded change into the owner's calendar as far as possible, after the
     booking's earlier changes that are still pending; idempotent."""
     for earlier in _earlier_pending(db, change_id):
-        if _apply_one(db, settings, earlier, factory).status is ChangeStatus.PENDING:
-            # Still waiting for the calendar: this change waits behind it, untouched.
+        before = _apply_one(db, settings, earlier, factory)
+        if before.status is ChangeStatus.PENDING:
+            # Still waiting for the calendar: this change waits behind it, and is not due
+            # before it (so the earlier one's backoff holds).
             with db.writing() as session:
                 stored = session.get(Change, change_id)
                 assert stored is not None
                 stored.lease_until = None
+                stored.next_attempt_at = max(stored.next_attempt_at, before.next_attempt_at)
             return _load_change(db, change_id)
     return _apply_one(db, settings, change_id, factory)
 

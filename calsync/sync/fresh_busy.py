@@ -80,7 +80,9 @@ def refresh(
         try:
             extra += _spans(poller.read_without_lease(connection_id))
         except ProviderError as exc:
-            log.warning("calendar #%s: could not be read alongside a poll: %s", connection_id, exc)
+            # The faces say "try again in a moment"; the server's failure is logged once, by
+            # the lease holder's poll, which meets it too.
+            log.debug("calendar #%s: could not be read alongside a poll: %s", connection_id, exc)
             raise BusyTimeNotFresh(connection_id) from exc
     return extra
 
