@@ -178,11 +178,10 @@ def _precheck(
     key: str | None,
     fingerprint: str,
 ) -> Change | None:
-    """The checks before any calendar is polled; returns the change a copy of this request
-    made, if it is the answer. A refusal may come from the state a copy of
+    """The checks before any calendar is polled. A refusal may come from the state a copy of
     this very request left a moment ago (a double click): then that copy's change is the
-    answer, so the key is looked up once more before refusing. The decisive checks run again
-    under the owner's lock when the change is recorded."""
+    answer, so the key is looked up once more before refusing, and that change is returned.
+    The decisive checks run again under the owner's lock when the change is recorded."""
     try:
         _check_request(booking, session_ids, action, actor, reason, now)
     except ChangeRefused:

@@ -505,7 +505,7 @@ def _with_follow_ups(
         delete(MirrorFollowUp).where(MirrorFollowUp.id.in_([note.id for note in notes]))
     )
     seen = {item.href for item in changed} | set(removed)
-    wanted = {note.href for note in notes if note.href not in seen}
+    wanted = sorted({note.href for note in notes if note.href not in seen})
     rows = session.execute(
         select(MirroredEvent.href, MirroredEvent.etag, MirroredEvent.uid, MirroredEvent.data).where(
             MirroredEvent.connection_id == connection_id, MirroredEvent.href.in_(wanted)
@@ -513,9 +513,5 @@ def _with_follow_ups(
     ).all()
     stored = [mirror.ExpandedItem(href, etag, uid, data, []) for href, etag, uid, data in rows]
     present = {item.href for item in stored}
-    gone = [
-        h
-        for h in sorted(wanted)
-        if h not in present and any(n.removed and n.href == h for n in notes)
-    ]
+    gone = [h for h in wanted if h not in present and any(n.removed and n.href == h for n in notes)]
     return [*changed, *stored], [*removed, *gone]
