@@ -506,3 +506,31 @@ def test_a_calendar_another_worker_polls_and_that_cannot_be_read_answers_try_aga
         "changed, try again in a moment"  # fmt: skip
     with db.reading() as session:
         assert session.scalar(select(Booking.id)) is None
+
+
+def test_the_manage_page_asks_to_try_again_in_a_moment_in_the_customers_words(
+    shop: Shop, radicale_server: ServerProcess
+) -> None:
+    from datetime import UTC, datetime
+
+    shop.event_type()
+    monday = next_monday()
+    booked = shop.book(at(monday, 9))
+    with browser(shop) as client:
+        form = post_form(
+            confirm_reschedule(client, booked, {booked.session_ids[0]: at(monday, 15)}).text
+        )
+        with shop.db.writing() as session:  # another worker's poll is in flight
+            calendar = session.get(CalendarConnection, shop.calendar_id)
+            calendar.lease_owner = "other-worker"
+            calendar.lease_until = datetime.now(UTC) + timedelta(minutes=5)
+        radicale_server.stop()
+        try:
+            answer = send(client, form)
+        finally:
+            radicale_server.start()
+    assert answer.status_code == 409
+    assert "is being updated at this very moment" in answer.text
+    assert "Please try again in a moment." in answer.text
+    assert get_booking(shop.db, booked.id).sessions[0].start == at(monday, 9)
+    assert changes.changes_of(shop.db, booked.id) == []
