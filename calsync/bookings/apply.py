@@ -6,6 +6,12 @@ step is idempotent (an event already showing the change is left alone), so a cha
 *pending* by an outage is simply applied again later by ``apply_pending``. When the owner
 moved or deleted the event first, we stop for that event (status *conflict*). The change's
 emails are released once it is applied, and dropped when the owner got there first.
+
+The changes of one booking are applied in the order they were recorded, never one before an
+earlier one that is still pending. That is how our own writes are told from the owner's edits:
+each change expects the event to show its ``from`` times, which are the times the previous
+change of that session wrote (or the booking's, for the first), so a change can only find
+them once the previous one is in the calendar.
 """
 
 from __future__ import annotations
@@ -56,7 +62,42 @@ class OwnerChangedEvent(ProviderError):
 def apply_change(
     db: Database, settings: Settings, change_id: int, factory: ProviderFactory
 ) -> Change:
-    """Carry a recorded change into the owner's calendar as far as possible; idempotent."""
+    """Carry a recorded change into the owner's calendar as far as possible, after the
+    booking's earlier changes that are still pending; idempotent."""
+    for earlier in _earlier_pending(db, change_id):
+        before = _apply_one(db, settings, earlier, factory)
+        if before.status is ChangeStatus.PENDING:
+            # Still waiting for the calendar: this change waits behind it, and is not due
+            # before it (so the earlier one's backoff holds).
+            with db.writing() as session:
+                stored = session.get(Change, change_id)
+                assert stored is not None
+                stored.lease_until = None
+                stored.next_attempt_at = max(stored.next_attempt_at, before.next_attempt_at)
+            return _load_change(db, change_id)
+    return _apply_one(db, settings, change_id, factory)
+
+
+def _earlier_pending(db: Database, change_id: int) -> list[int]:
+    with db.reading() as session:
+        change = session.get(Change, change_id)
+        assert change is not None
+        return list(
+            session.scalars(
+                select(Change.id)
+                .where(
+                    Change.booking_id == change.booking_id,
+                    Change.id < change_id,
+                    Change.status == ChangeStatus.PENDING,
+                )
+                .order_by(Change.id)
+            )
+        )
+
+
+def _apply_one(
+    db: Database, settings: Settings, change_id: int, factory: ProviderFactory
+) -> Change:
     with db.reading() as session:
         change = session.get(Change, change_id)
         assert change is not None
@@ -246,6 +287,8 @@ def apply_pending(db: Database, settings: Settings, factory: ProviderFactory | N
                     Change.next_attempt_at <= now,
                     or_(Change.lease_until.is_(None), Change.lease_until < now),
                 )
+                # In the order recorded: a booking's changes apply one after the other.
+                .order_by(Change.id)
                 .limit(20)
                 .with_for_update(skip_locked=True)
             )

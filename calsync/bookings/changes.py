@@ -98,6 +98,20 @@ def _fingerprint(
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def replay_of(
+    db: Database,
+    booking_id: str,
+    key: str | None,
+    kind: ChangeKind,
+    targets: Mapping[int, datetime | None],
+    reason: str | None,
+) -> Change | None:
+    """The change this request (same idempotency key) already made, whatever the booking's
+    state is now; for a face that checks more than the engine before calling it. Raises
+    ReplayMismatch when the key was used for other content."""
+    return _replayed(db, booking_id, key, _fingerprint(kind, targets, reason))
+
+
 def _replayed(db: Database, booking_id: str, key: str | None, fingerprint: str) -> Change | None:
     if not key:
         return None
@@ -151,6 +165,31 @@ def _check_request(
     elif any(s.status is SessionStatus.CANCELLED for s in chosen.values()):
         raise ChangeRefused("a chosen session is already cancelled", field="sessions")
     return chosen
+
+
+def _precheck(
+    db: Database,
+    booking: Booking,
+    session_ids: Collection[int],
+    action: Action,
+    actor: Actor,
+    reason: str | None,
+    now: datetime,
+    key: str | None,
+    fingerprint: str,
+) -> Change | None:
+    """The checks before any calendar is polled. A refusal may come from the state a copy of
+    this very request left a moment ago (a double click): then that copy's change is the
+    answer, so the key is looked up once more before refusing, and that change is returned.
+    The decisive checks run again under the owner's lock when the change is recorded."""
+    try:
+        _check_request(booking, session_ids, action, actor, reason, now)
+    except ChangeRefused:
+        earlier = _replayed(db, booking.id, key, fingerprint)
+        if earlier is not None:
+            return earlier
+        raise
+    return None
 
 
 def _fee(booking: Booking, action: Action, count: int) -> Decimal | None:
@@ -222,7 +261,11 @@ def reschedule(
     if replay is not None:
         return _finish(db, settings, replay.id, factory, replayed=True)
     booking = get_booking(db, booking_id)
-    _check_request(booking, moves, Action.RESCHEDULE, actor, reason, now)
+    copy = _precheck(
+        db, booking, moves, Action.RESCHEDULE, actor, reason, now, idempotency_key, fingerprint
+    )
+    if copy is not None:
+        return _finish(db, settings, copy.id, factory, replayed=True)
     if any(start.tzinfo is None for start in moves.values()):
         raise ChangeRefused("new times need a UTC offset", field="starts")
     if len(set(moves.values())) != len(moves):
@@ -232,17 +275,22 @@ def reschedule(
         raise ChangeRefused("this booking's event type was deleted; the owner must move it")
     with db.reading() as session:
         refresh_target = load_event_type(session, event_type)
-    refresh_conflicts(db, settings, refresh_target, factory)
+    unstored = refresh_conflicts(db, settings, refresh_target, factory)
     live: list[Span] = []
     if actor is Actor.CUSTOMER:  # the owner and the admin may move sessions onto busy time
         lengths = {s.id: s.end - s.start for s in booking.sessions}
         wanted = [Slot(start, start + lengths[sid]) for sid, start in moves.items()]
-        live = live_busy(db, refresh_target, wanted, factory)
+        live = [*live_busy(db, refresh_target, wanted, factory), *unstored]
 
+    # A change is accepted while an earlier one of the same session is still pending (its
+    # calendar was away): the customer's latest wish is what counts, and refusing would send
+    # them back to try again later for something we can do ourselves. ``change_apply`` applies
+    # the booking's changes strictly in the order recorded, so the later one ends on top.
     try:
         with db.writing() as session:
             lock_owner(session, booking.owner_id)
             stored = _cas(session, booking_id, expected_version, idempotency_key, fingerprint)
+            _check_request(stored, moves, Action.RESCHEDULE, actor, reason, now)
             current = {s.id: s for s in stored.sessions}
             fresh_type = load_event_type(session, event_type)
             ignore = {current[sid].uid for sid in moves}
@@ -323,11 +371,16 @@ def cancel(
     if replay is not None:
         return _finish(db, settings, replay.id, factory, replayed=True)
     booking = get_booking(db, booking_id)
-    _check_request(booking, session_ids, Action.CANCEL, actor, reason, now)
+    copy = _precheck(
+        db, booking, session_ids, Action.CANCEL, actor, reason, now, idempotency_key, fingerprint
+    )
+    if copy is not None:
+        return _finish(db, settings, copy.id, factory, replayed=True)
     try:
         with db.writing() as session:
             lock_owner(session, booking.owner_id)
             stored = _cas(session, booking_id, expected_version, idempotency_key, fingerprint)
+            _check_request(stored, session_ids, Action.CANCEL, actor, reason, now)
             current = {s.id: s for s in stored.sessions}
             items = []
             for session_id in sorted(session_ids):
@@ -451,6 +504,7 @@ def available_for(
 
 
 __all__ = [
+    "ChangeKind",
     "ChangeOutcome",
     "ChangeRefused",
     "OwnerChangedEvent",
@@ -461,5 +515,6 @@ __all__ = [
     "available_for",
     "cancel",
     "changes_of",
+    "replay_of",
     "reschedule",
 ]

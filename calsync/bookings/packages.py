@@ -33,7 +33,6 @@ from calsync.bookings.event_types import (
 )
 from calsync.bookings.held import event_zone, lock_owner
 from calsync.bookings.live_check import live_busy
-from calsync.bookings.polling import booking_poller
 from calsync.calendars.errors import ProviderError
 from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
@@ -52,6 +51,7 @@ from calsync.store.models import (
     Owner,
     utcnow,
 )
+from calsync.sync import fresh_busy
 from calsync.sync.connections import NotFoundError, ServiceError, check_timezone
 from calsync.sync.providers import ProviderFactory, open_provider
 
@@ -118,24 +118,23 @@ def _problems(request: BookingRequest) -> list[tuple[str, str]]:
 
 def refresh_conflicts(
     db: Database, settings: Settings, event_type: EventType, factory: ProviderFactory
-) -> None:
-    """An incremental poll of the conflict calendars, so the check sees fresh busy time.
+) -> list[Span]:
+    """An incremental poll of the conflict calendars that stores the mirror and nothing else,
+    so the check sees busy time no older than the request (``fresh_busy``). Returns busy time
+    read but not stored (a calendar another worker is polling): pass it as ``extra_busy``.
 
     A calendar that cannot be read fails the booking: offering its time could double-book.
+    Raises AvailabilityUnknown, BusyTimeNotFresh.
     """
     with db.reading() as session:
         ids = [c.id for c in conflict_calendars(session, event_type)]
-    poller = booking_poller(db, settings, provider_factory=factory)
     try:
-        results = poller.sync_now(ids)
-    finally:
-        poller.stop()
-    for result in results:
-        if result.error:
-            raise AvailabilityUnknown(
-                f"calendar {result.connection_id} could not be read just now ({result.error}); "
-                "nothing was booked, try again in a minute"
-            )
+        return fresh_busy.refresh(db, settings, ids, factory)
+    except fresh_busy.CalendarUnread as exc:
+        raise AvailabilityUnknown(
+            f"calendar {exc.connection_id} could not be read just now ({exc.error}); "
+            "nothing was booked, try again in a minute"
+        ) from None
 
 
 def _check_starts(
@@ -184,11 +183,12 @@ def book(
             [("event_type", f"{event_type.slug} has no booking calendar: give it one first")]
         )
     factory = provider_factory or open_provider(settings)
-    refresh_conflicts(db, settings, event_type, factory)
+    unstored = refresh_conflicts(db, settings, event_type, factory)
     now = now or utcnow()
     starts = sorted(request.starts)
     duration = timedelta(minutes=event_type.duration_minutes)
     live = live_busy(db, event_type, [Slot(s, s + duration) for s in starts], factory)
+    live = [*live, *unstored]
     link = links.issue(settings, starts[-1] + duration)
     url = links.manage_url(settings, link.token)
 

@@ -29,6 +29,7 @@ from calsync.policy.types import RulesError
 from calsync.secretbox import SecretKeyMismatch
 from calsync.store.db import DatabaseUnavailable
 from calsync.sync import connections as services
+from calsync.sync.fresh_busy import BusyTimeNotFresh
 
 COMMAND_MODULES = (
     cli_setup,
@@ -63,6 +64,13 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=args, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
+    except BusyTimeNotFresh as exc:
+        err.print(
+            f"[bold red]error:[/bold red] calendar {exc.connection_id} is being polled right "
+            "now; nothing was changed, try again in a moment",
+            highlight=False,
+        )
+        sys.exit(1)
     except FRIENDLY_ERRORS as exc:
         # Messages hold text from outside (config keys like [google], servers' answers): not markup.
         err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)

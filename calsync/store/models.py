@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Enum,
@@ -178,6 +179,21 @@ class MirroredEvent(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (UniqueConstraint("connection_id", "href"),)
+
+
+class MirrorFollowUp(Base):
+    """An item a customer's request stored in the mirror (or removed from it) that the worker
+    has yet to look at for the owner's moves and for adoption: the request-time refresh stores
+    the mirror and nothing else, and its cursor moved past the item (``sync.fresh_busy``)."""
+
+    __tablename__ = "mirror_follow_ups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE"), index=True
+    )
+    href: Mapped[str] = mapped_column(Text)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class BusyInterval(Base):

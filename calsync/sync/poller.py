@@ -9,6 +9,10 @@ is never shared between processes.
 The poller knows calendars, not bookings: what bookings do with a stored poll (an owner's own
 move or delete of a booked event, adopting new matching events) comes in as ``PollHooks``
 (``calsync.bookings.polling`` wires them).
+
+A customer's request polls too (``fresh_busy``), but stores the mirror and nothing else: what
+its delta brought in is noted (``MirrorFollowUp``) and the worker's next poll of the calendar
+looks at it for the owner's moves and for adoption, as if it had brought it in itself.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
@@ -37,6 +41,8 @@ from calsync.store.models import (
     AdoptionRule,
     CalendarConnection,
     ConnectionStatus,
+    MirroredEvent,
+    MirrorFollowUp,
     SyncOutcome,
     SyncRun,
     utcnow,
@@ -134,7 +140,8 @@ class Poller:
         self.worker_id = worker_id or default_worker_id()
         self.open_provider = provider_factory or open_provider(settings)
         self.clock = clock
-        self._pool = ThreadPoolExecutor(self.sync.max_parallel_polls, thread_name_prefix="poll")
+        # Made by the first tick: a request-time refresh uses a Poller without any thread.
+        self._pool: ThreadPoolExecutor | None = None
         self._scheduler: BackgroundScheduler | None = None
         self.on_result: Callable[[PollResult], None] | None = None
 
@@ -199,6 +206,47 @@ class Poller:
 
     def poll(self, connection_id: int, progress: Progress | None = None) -> PollResult:
         """Poll one calendar whose lease we hold, and store the result."""
+        result, _ = self._poll(connection_id, progress, mirror_only=False)
+        return result
+
+    def poll_mirror_only(self, connection_id: int) -> tuple[PollResult, Fetched | None]:
+        """Poll one calendar whose lease we hold and store its mirror, nothing else: no owner
+        changes, no adoption (the worker follows up). Also returns what was fetched, so a
+        caller whose lease lapsed meanwhile can still use it without storing it."""
+        return self._poll(connection_id, None, mirror_only=True)
+
+    def read_without_lease(self, connection_id: int) -> list[mirror.ExpandedItem]:
+        """What changed since the stored cursor, expanded, for a calendar another worker is
+        polling: nothing is stored (the lease holder stores). Raises ProviderError.
+
+        The stored cursor and ETags only move forward, so a delta from them is never older than
+        the request; an item removed meanwhile is still busy in the mirror, which errs on the
+        side of busy."""
+        with self.db.reading() as session:
+            connection = session.scalars(
+                select(CalendarConnection)
+                .options(joinedload(CalendarConnection.owner))
+                .where(CalendarConnection.id == connection_id)
+            ).one()
+            known = mirror.known_etags(session, connection_id)
+            session.expunge(connection)
+        name = f"#{connection.id} ({connection.display_name or connection.url})"
+        provider = self.open_provider(connection)
+        try:
+            try:
+                delta = provider.changes(connection.cursor, known)
+            except CursorExpired:
+                delta = provider.changes(None, known)
+        finally:
+            provider.close()
+        now = self.clock()
+        window = Interval(now - LOOKBACK, now + timedelta(days=self.sync.horizon_days))
+        rules = mirror.rules_for(connection)
+        return [mirror.expand_item(i, window, rules, calendar=name) for i in delta.upserted]
+
+    def _poll(
+        self, connection_id: int, progress: Progress | None, *, mirror_only: bool
+    ) -> tuple[PollResult, Fetched | None]:
         started = self.clock()
         with self.db.reading() as session:
             connection = session.scalars(
@@ -216,22 +264,18 @@ class Poller:
             finally:
                 provider.close()
         except ProviderError as exc:
-            return self._record_failure(connection.id, started, exc)
+            return self._record_failure(connection.id, started, exc), None
         except Exception as exc:
             # A bug or an exhausted worker (MemoryError) must still show on the calendar and
             # give the lease back with a backoff, not leave it "ok" and retried every minute.
             log.exception("calendar %s: unexpected error while polling", name)
-            return self._record_failure(connection.id, started, exc)
-        result = self._store(connection, started, fetched)
-        if (
-            result.outcome is SyncOutcome.OK
-            and connection.adopt is not AdoptionRule.OFF
-            and self.hooks is not None
-        ):
-            # Only what this poll brought in: the existing events are adopted by `calsync adopt`.
-            arrived = [item.href for item in fetched.expanded[: fetched.changed]]
+            return self._record_failure(connection.id, started, exc), None
+        result, arrived = self._store(connection, started, fetched, mirror_only=mirror_only)
+        if arrived and connection.adopt is not AdoptionRule.OFF and self.hooks is not None:
+            # Only what this poll (or a request's since the last one) brought in: the
+            # existing events are adopted by `calsync adopt`.
             self._adopt(connection.id, arrived)
-        return result
+        return result, fetched
 
     def _adopt(self, connection_id: int, hrefs: list[str]) -> None:
         assert self.hooks is not None
@@ -303,9 +347,16 @@ class Poller:
         )
 
     def _store(
-        self, connection: CalendarConnection, started: datetime, fetched: Fetched
-    ) -> PollResult:
+        self,
+        connection: CalendarConnection,
+        started: datetime,
+        fetched: Fetched,
+        *,
+        mirror_only: bool,
+    ) -> tuple[PollResult, list[str]]:
+        """Store the poll under our lease; returns the result and the hrefs to offer adoption."""
         problems = 0
+        arrived: list[str] = []
         with self.db.writing() as session:
             current = self._holds_lease(session, connection.id)
             if current is None:
@@ -315,14 +366,16 @@ class Poller:
                 outcome = SyncOutcome.LEASE_LOST
             else:
                 mirror.apply_changes(session, connection.id, fetched.expanded, fetched.removed)
-                if self.hooks is not None:
-                    self.hooks.stored(
-                        session,
-                        self.settings,
-                        connection.id,
-                        fetched.expanded[: fetched.changed],
-                        fetched.removed,
+                changed = fetched.expanded[: fetched.changed]
+                if mirror_only:
+                    _note_follow_ups(session, connection.id, changed, fetched.removed)
+                else:
+                    changed, removed = _with_follow_ups(
+                        session, connection.id, changed, fetched.removed
                     )
+                    if self.hooks is not None:
+                        self.hooks.stored(session, self.settings, connection.id, changed, removed)
+                    arrived = [item.href for item in changed]
                 # Counted from the mirror, not this poll's items: an unreadable event stays
                 # reported until it is fixed or removed, also on polls that bring no change.
                 problems = mirror.unreadable_count(session, connection.id)
@@ -337,7 +390,9 @@ class Poller:
                 if fetched.reexpanded:
                     current.expanded_from = fetched.window.start
                     current.expanded_until = fetched.window.end
-                current.next_poll_at = self._next_poll(now, 0)
+                # What a request stored is followed up by the worker's next poll, soon.
+                followed = mirror_only and (fetched.changed or fetched.removed)
+                current.next_poll_at = now if followed else self._next_poll(now, 0)
                 current.lease_owner = current.lease_until = None
                 outcome = SyncOutcome.OK
                 if fetched.changed or fetched.removed:
@@ -359,7 +414,7 @@ class Poller:
                     removed=len(fetched.removed),
                 )
             )
-        return PollResult(
+        result = PollResult(
             connection.id,
             outcome,
             fetched.changed,
@@ -367,6 +422,7 @@ class Poller:
             fetched.full,
             problems,
         )
+        return result, arrived
 
     def _record_failure(self, connection_id: int, started: datetime, exc: Exception) -> PollResult:
         if isinstance(exc, ProviderError):
@@ -426,6 +482,10 @@ class Poller:
         """Claim due calendars and poll them in parallel; never raises."""
         try:
             ids = self.claim_due(self.sync.max_parallel_polls)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.sync.max_parallel_polls, thread_name_prefix="poll"
+                )
             results = list(self._pool.map(self._poll_safely, ids))
         except Exception:
             log.exception("poller tick failed; will try again at the next tick")
@@ -469,4 +529,46 @@ class Poller:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _note_follow_ups(
+    session: Session,
+    connection_id: int,
+    changed: list[mirror.ExpandedItem],
+    removed: list[str],
+) -> None:
+    session.add_all(
+        [MirrorFollowUp(connection_id=connection_id, href=i.href) for i in changed]
+        + [MirrorFollowUp(connection_id=connection_id, href=h, removed=True) for h in removed]
+    )
+
+
+def _with_follow_ups(
+    session: Session,
+    connection_id: int,
+    changed: list[mirror.ExpandedItem],
+    removed: list[str],
+) -> tuple[list[mirror.ExpandedItem], list[str]]:
+    """This poll's changes plus what requests stored since the last worker poll, as the mirror
+    holds it now (this poll's own version of an item wins); the notes are used up."""
+    notes = list(
+        session.scalars(select(MirrorFollowUp).where(MirrorFollowUp.connection_id == connection_id))
+    )
+    if not notes:
+        return changed, removed
+    session.execute(
+        delete(MirrorFollowUp).where(MirrorFollowUp.id.in_([note.id for note in notes]))
+    )
+    seen = {item.href for item in changed} | set(removed)
+    wanted = sorted({note.href for note in notes if note.href not in seen})
+    rows = session.execute(
+        select(MirroredEvent.href, MirroredEvent.etag, MirroredEvent.uid, MirroredEvent.data).where(
+            MirroredEvent.connection_id == connection_id, MirroredEvent.href.in_(wanted)
+        )
+    ).all()
+    stored = [mirror.ExpandedItem(href, etag, uid, data, []) for href, etag, uid, data in rows]
+    present = {item.href for item in stored}
+    gone = [h for h in wanted if h not in present and any(n.removed and n.href == h for n in notes)]
+    return [*changed, *stored], [*removed, *gone]

@@ -10,7 +10,9 @@ No answer ever carries a traceback, the rejected input, or a secret.
     401  Unauthorized (missing or wrong API key), with ``WWW-Authenticate: Bearer``; this
          and ApiSwitchedOff are answered by ``refusal`` in the app's key-checking middleware
     404  NotFoundError (unknown id)
-    409  AvailabilityUnknown, PollInProgress, provider Conflict, StaleBooking (the booking
+    409  AvailabilityUnknown, BusyTimeNotFresh (another worker is polling a conflict calendar
+         and it could not be read alongside: try again in a moment), PollInProgress,
+         provider Conflict, StaleBooking (the booking
          changed since the caller read it), ReplayMismatch (an idempotency key reused for
          another request), SlotTaken (a chosen time is no longer free: ``start`` names it,
          and ``session_id`` the session when moving one)
@@ -57,6 +59,7 @@ from calsync.config import ConfigError
 from calsync.policy.types import RulesError
 from calsync.store.db import DatabaseUnavailable
 from calsync.sync.connections import NotFoundError, ServiceError
+from calsync.sync.fresh_busy import BusyTimeNotFresh
 from calsync.web.manage.rate_limit import RateLimited
 from calsync.web.manage.render import message_page
 
@@ -186,6 +189,15 @@ async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _availability_unknown(_request: Request, exc: Exception) -> JSONResponse:
     return message_response(409, str(exc))
+
+
+async def _busy_time_not_fresh(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BusyTimeNotFresh)
+    return message_response(
+        409,
+        f"calendar {exc.connection_id} is being updated right now, so its busy time could not "
+        "be checked and nothing was changed; try again in a moment",
+    )
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -322,6 +334,7 @@ def install(app: FastAPI) -> None:
         RulesError: _rules_error,
         NotFoundError: _not_found,
         AvailabilityUnknown: _availability_unknown,
+        BusyTimeNotFresh: _busy_time_not_fresh,
         ServiceError: _service_error,
         ProviderError: _provider_error,
         PollInProgress: _poll_in_progress,

@@ -22,10 +22,15 @@ class SlowProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
+        self._cutoff: float | None = None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def url_for(self, upstream_url: str) -> str:
         return upstream_url.replace(f":{self.upstream_port}/", f":{self.port}/", 1)
+
+    def hold_current(self) -> None:
+        """Keep holding the connections waiting now; let later ones through at once."""
+        self._cutoff = time.monotonic()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -40,6 +45,8 @@ class SlowProxy:
         self.waiting += 1
         try:
             while time.monotonic() - arrived < self.delay and not self._closed:
+                if self._cutoff is not None and arrived > self._cutoff:
+                    break
                 time.sleep(0.02)
         finally:
             self.waiting -= 1

@@ -13,27 +13,29 @@ Each POST is checked in this order, and anything refused changes nothing:
    new time against fresh calendar data, serialized per owner.
 
 Success redirects (303) to the change's outcome page, so reloading it never sends the form
-again; sending the same form twice returns the same change (idempotency key), and a form from a
-page that shows an outdated booking is refused (version).
+again; sending the same form twice returns the same change (idempotency key) whatever the
+booking's state is now: it is looked up before the page's own checks (a cancelled session would
+refuse the copy), and copies sent at the same moment are settled by the engine under the
+owner's lock. A form from a page that shows an outdated booking is refused (version).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from calsync.bookings import changes
-from calsync.bookings.changes import ChangeOutcome, ChangeRefused, ReplayMismatch, StaleBooking
+from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.packages import SlotTaken
 from calsync.config import Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
-from calsync.store.models import Actor
+from calsync.store.models import Actor, ChangeKind
+from calsync.sync.fresh_busy import BusyTimeNotFresh
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage import forms
 from calsync.web.manage.forms import FormProblems, FormRefused, PostedForm, Purpose
@@ -60,6 +62,10 @@ STALE = (
 CALENDAR_UNREAD = (
     "The owner's calendar could not be checked just now, so nothing was changed. Please try "
     "again in a minute."
+)
+CALENDAR_UPDATING = (
+    "The owner's calendar is being updated at this very moment, so nothing was changed. "
+    "Please try again in a moment."
 )
 
 
@@ -107,17 +113,30 @@ def _shown(posted: PostedForm) -> date | None:
         return None
 
 
-def _run(visit: Visit, key: str, change: Callable[[], ChangeOutcome]) -> ChangeOutcome:
-    """Make the change. The same form sent twice at the same moment (a double click) makes
-    the second copy lose the race for the booking version (StaleBooking) before its key is
-    stored; asked again, the engine then answers with the change the first copy made."""
+def _sent_before(
+    visit: Visit, key: str, purpose: Purpose, session_ids: list[int], posted: PostedForm
+) -> Response | None:
+    """The answer to this form sent again (a reload, the back button, a double click): the
+    change it made, whatever the booking's state is now; None for a first sending."""
+    if purpose is Purpose.CANCEL:
+        kind, action = ChangeKind.CANCEL, Action.CANCEL
+        targets: dict[int, datetime | None] = dict.fromkeys(session_ids)
+    else:
+        kind, action = ChangeKind.RESCHEDULE, Action.RESCHEDULE
+        try:
+            targets = dict(forms.chosen_starts(posted.fields, session_ids, visit.page.names()))
+        except FormProblems:
+            return None  # not a complete form: not one that was recorded either
     try:
-        return change()
-    except StaleBooking:
-        mine = changes.changes_of(visit.db, visit.booking.id)
-        if not any(c.idempotency_key == key for c in mine):
-            raise
-        return change()
+        earlier = changes.replay_of(
+            visit.db, visit.booking.id, key, kind, targets, _reason(visit, action, posted)
+        )
+    except ReplayMismatch as exc:
+        return _refused(visit, 409, str(exc).capitalize() + ".")
+    if earlier is None:
+        return None
+    log.info("manage page: booking %s: change %s (replayed)", visit.booking.id, earlier.id)
+    return see_other(visit.paths.change(earlier.id))
 
 
 @router.post("/m/{token}/reschedule")
@@ -135,9 +154,10 @@ def reschedule(
     shown = _shown(posted)
     try:
         key, version = forms.idempotency_key(fields), forms.expected_version(fields)
-        session_ids = allowed_sessions(
-            visit, forms.chosen_sessions(fields, visit.booking), Action.RESCHEDULE
-        )
+        chosen = forms.chosen_sessions(fields, visit.booking)
+        if answered := _sent_before(visit, key, Purpose.RESCHEDULE, chosen, posted):
+            return answered
+        session_ids = allowed_sessions(visit, chosen, Action.RESCHEDULE)
     except FormProblems as exc:
         if "form" in exc.problems:
             return _refused(visit, exc.status, exc.problems["form"])
@@ -183,19 +203,15 @@ def reschedule(
         )
 
     try:
-        outcome = _run(
-            visit,
-            key,
-            lambda: changes.reschedule(
-                db,
-                settings,
-                visit.booking.id,
-                moves,
-                actor=Actor.CUSTOMER,
-                reason=reason,
-                idempotency_key=key,
-                expected_version=version,
-            ),
+        outcome = changes.reschedule(
+            db,
+            settings,
+            visit.booking.id,
+            moves,
+            actor=Actor.CUSTOMER,
+            reason=reason,
+            idempotency_key=key,
+            expected_version=version,
         )
     except ChangeRefused as exc:
         if exc.field == "reason":
@@ -216,6 +232,8 @@ def reschedule(
         return _refused(visit, 409, str(exc).capitalize() + ".")
     except AvailabilityUnknown:
         return confirm_again(409, notice=CALENDAR_UNREAD)
+    except BusyTimeNotFresh:
+        return confirm_again(409, notice=CALENDAR_UPDATING)
     except InvalidInput as exc:
         return times_page(visit, session_ids, picks, shown, notice=str(exc), status=422)
     log.info(
@@ -241,9 +259,10 @@ def cancel(
     visit, fields = opened, posted.fields
     try:
         key, version = forms.idempotency_key(fields), forms.expected_version(fields)
-        session_ids = allowed_sessions(
-            visit, forms.chosen_sessions(fields, visit.booking), Action.CANCEL
-        )
+        chosen = forms.chosen_sessions(fields, visit.booking)
+        if answered := _sent_before(visit, key, Purpose.CANCEL, chosen, posted):
+            return answered
+        session_ids = allowed_sessions(visit, chosen, Action.CANCEL)
     except FormProblems as exc:
         if "form" in exc.problems:
             return _refused(visit, exc.status, exc.problems["form"])
@@ -262,19 +281,15 @@ def cancel(
             status=422,
         )
     try:
-        outcome = _run(
-            visit,
-            key,
-            lambda: changes.cancel(
-                db,
-                settings,
-                visit.booking.id,
-                session_ids,
-                actor=Actor.CUSTOMER,
-                reason=reason,
-                idempotency_key=key,
-                expected_version=version,
-            ),
+        outcome = changes.cancel(
+            db,
+            settings,
+            visit.booking.id,
+            session_ids,
+            actor=Actor.CUSTOMER,
+            reason=reason,
+            idempotency_key=key,
+            expected_version=version,
         )
     except ChangeRefused as exc:
         if exc.field == "reason":
