@@ -73,7 +73,8 @@ def apply_change(
                 stored = session.get(Change, change_id)
                 assert stored is not None
                 stored.lease_until = None
-                stored.next_attempt_at = max(stored.next_attempt_at, before.next_attempt_at)
+                waits = [t for t in (stored.next_attempt_at, before.next_attempt_at) if t]
+                stored.next_attempt_at = max(waits) if waits else None
             return _load_change(db, change_id)
     return _apply_one(db, settings, change_id, factory)
 
