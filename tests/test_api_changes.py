@@ -49,7 +49,7 @@ def test_the_owner_moves_and_cancels_what_the_customer_may_not(shop: Shop, api: 
     booked = shop.book(at(monday, 9), at(monday, 11))
     first, second = booked.session_ids
     before = shop.event_times()
-    # 20:00 is outside the working hours: the owner may still put a session there.
+    # 20:00 is outside the working hours: the owner may put a session there, with force.
     late = at(monday + timedelta(days=1), 20)
 
     body = {
@@ -58,6 +58,13 @@ def test_the_owner_moves_and_cancels_what_the_customer_may_not(shop: Shop, api: 
         "idempotency_key": "call-42",
         "expected_version": 1,
     }
+    refused = api.post(f"/api/bookings/{booked.id}/reschedule", json=body)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()["detail"][0]
+    assert problem["field"] == "moves" and "outside the working hours" in problem["message"]
+    assert '"force": true' in problem["message"]
+    assert shop.event_times() == before
+    body["force"] = True
     response = api.post(f"/api/bookings/{booked.id}/reschedule", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()

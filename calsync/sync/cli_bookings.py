@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from calsync.sync import adoption, bookings, changes, event_types, links, services
+from calsync.sync import booking_list as booking_list_
 from calsync.sync.cli_common import (
     JsonOption,
     app,
@@ -20,6 +23,7 @@ from calsync.sync.cli_common import (
     print_json,
     state,
 )
+from calsync.sync.db import Database
 from calsync.sync.models import Actor, AdoptionRule, Booking, Change
 
 booking_app = typer.Typer(no_args_is_help=True, help="Bookings and their manage links.")
@@ -31,7 +35,13 @@ def book(
     event_type: Annotated[str, typer.Option("--event-type", help="Id or slug.")],
     customer_email: Annotated[str, typer.Option(help="The customer's email address.")],
     customer_name: Annotated[str, typer.Option(help="The customer's name.")],
-    start: Annotated[list[str], typer.Option(help="Start of a session; repeat for a package.")],
+    start: Annotated[
+        list[str],
+        typer.Option(
+            help="Start of a session; repeat for a package. A time without an offset "
+            "(2026-12-07T14:30) is in the event type's zone."
+        ),
+    ],
     customer_timezone: Annotated[str | None, typer.Option(help="The customer's zone.")] = None,
     stakeholder: Annotated[
         list[str] | None, typer.Option(help="Email of someone who hears of every change.")
@@ -56,7 +66,25 @@ def book(
         print_json(describe(result.booking, result.manage_url))
         return
     out.print(f"Booked {len(result.sessions)} session(s): booking {result.booking.id}")
+    for booked in result.sessions:
+        out.print(f"  session {booked.position}: {when_text(booked.start, zone)}", highlight=False)
     out.print(f"Manage link: {result.manage_url}", soft_wrap=True, highlight=False)
+
+
+def when_text(instant: datetime, zone: ZoneInfo) -> str:
+    """An instant as a person reads it, with its zone: ``Mon 2026-12-07 14:30 Europe/Berlin``."""
+    return f"{instant.astimezone(zone):%a %Y-%m-%d %H:%M} {zone.key}"
+
+
+def booking_zone(db: Database, booking: Booking) -> ZoneInfo:
+    """The zone times without an offset are read in: the event type's (the customer's when
+    the event type was deleted)."""
+    if booking.event_type_id is not None:
+        try:
+            return ZoneInfo(event_types.get_event_type(db, booking.event_type_id).timezone)
+        except services.NotFoundError:
+            pass
+    return ZoneInfo(booking.customer_timezone)
 
 
 def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()) -> dict[str, Any]:
@@ -118,6 +146,59 @@ def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()
     }
 
 
+@booking_app.command("list")
+def booking_list(
+    owner: Annotated[str | None, typer.Option(help="Only this owner's (email).")] = None,
+    event_type: Annotated[
+        str | None, typer.Option("--event-type", help="Only this event type (id or slug).")
+    ] = None,
+    upcoming: Annotated[
+        bool, typer.Option("--upcoming", help="Only bookings with a session still to come.")
+    ] = False,
+    past: Annotated[bool, typer.Option("--past", help="Only bookings that are over.")] = False,
+    customer: Annotated[
+        str | None, typer.Option(help="Only customers whose email or name contains this.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List bookings, soonest first, with their manage links."""
+    if upcoming and past:
+        raise services.ServiceError("give --upcoming or --past, not both")
+    db = state.db()
+    key: int | str | None = event_type
+    if event_type is not None and event_type.isdigit():
+        key = int(event_type)
+    when = booking_list_.When.UPCOMING if upcoming else booking_list_.When.PAST if past else None
+    found = booking_list_.list_bookings(
+        db,
+        booking_list_.BookingFilter(
+            owner_email=owner,
+            event_type=key,
+            when=when or booking_list_.When.ALL,
+            customer=customer,
+        ),
+    )
+    rows = [describe(b, links.current_link(state.settings, b)) for b in found]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("No bookings match. `calsync book --help` makes one.")
+        return
+    table = Table("id", "title", "customer", "first session", "sessions", "status")
+    for booking in found:
+        first = min(booking.sessions, key=lambda s: s.start)
+        table.add_row(
+            booking.id,
+            escape(booking.title),
+            escape(f"{booking.customer_name} <{booking.customer_email}>"),
+            when_text(first.start, booking_zone(db, booking)),
+            str(len(booking.sessions)),
+            booking.status.value,
+        )
+    out.print(table)
+
+
 @booking_app.command("show")
 def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     """A booking with its sessions (in the customer's zone), its link and its history."""
@@ -164,25 +245,51 @@ def _session_ids(booking: Booking, positions: list[int]) -> list[int]:
 def booking_reschedule(
     booking_id: str,
     session: Annotated[list[int], typer.Option(help="Session number (1 = first); repeatable.")],
-    to: Annotated[list[str], typer.Option(help="New start, one per --session, in order.")],
+    to: Annotated[
+        list[str],
+        typer.Option(
+            help="New start, one per --session, in order. A time without an offset "
+            "(2026-12-07T14:30) is in the event type's zone."
+        ),
+    ],
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Move even onto busy time, outside hours, inside the notice or off the slot grid.",
+        ),
+    ] = False,
 ) -> None:
-    """Move sessions as the owner (not bound by the cancel/reschedule policy)."""
+    """Move sessions as the owner: checked against busy time and the event type's hours
+    (--force skips that); never charged a fee nor counted against the customer's allowance."""
     db = state.db()
     booking = bookings.get_booking(db, booking_id)
     if len(session) != len(to):
         raise services.ServiceError("give one --to for every --session")
-    zone = ZoneInfo(booking.customer_timezone)
+    zone = booking_zone(db, booking)
     moves = dict(
         zip(_session_ids(booking, session), (parse_instant(t, zone) for t in to), strict=True)
     )
     outcome = changes.reschedule(
-        db, state.settings, booking_id, moves, actor=Actor.OWNER, reason=reason
+        db, state.settings, booking_id, moves, actor=Actor.OWNER, reason=reason, force=force
     )
     out.print(
         f"Change {outcome.change.id}: {outcome.change.status.value}. "
-        + (outcome.change.message or "")
+        + (outcome.change.message or ""),
+        highlight=False,
     )
+    if force:
+        out.print(
+            "--force: the busy-time, working-hours, notice and slot-grid checks were skipped.",
+            highlight=False,
+        )
+    customer = ZoneInfo(booking.customer_timezone)
+    for moved in outcome.sessions:
+        text = f"  session {moved.position} now starts {when_text(moved.start, zone)}"
+        if customer.key != zone.key:
+            text += f" ({when_text(moved.start, customer)} for the customer)"
+        out.print(text, highlight=False)
 
 
 @booking_app.command("cancel")

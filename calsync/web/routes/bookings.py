@@ -18,7 +18,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from calsync.sync import bookings, changes, links, services
+from calsync.sync import booking_list, bookings, changes, links, services
+from calsync.sync.booking_list import BookingFilter, When
 from calsync.sync.event_types import InvalidInput, get_event_type
 from calsync.sync.models import Actor
 from calsync.web.booking_schemas import BookingCreate, BookingOut, ManageUrlOut, SlotTakenOut
@@ -72,6 +73,27 @@ def create_booking(
         log.warning("booking %s: calendar write failed: %s", event_type.slug, exc)
         return message_response(502, str(exc))
     return BookingOut.from_row(result.booking, result.manage_url)
+
+
+@router.get("", responses=NOT_FOUND)
+def list_bookings(
+    db: DbDep,
+    settings: SettingsDep,
+    owner: str | None = None,
+    event_type: str | None = None,
+    when: When = When.ALL,
+    customer: str | None = None,
+) -> list[BookingOut]:
+    """Bookings, soonest first session first: ``owner`` (email), ``event_type`` (id or slug),
+    ``when`` (upcoming: a session still to come; past: all over), ``customer`` (part of the
+    customer's email or name)."""
+    key: int | str | None = event_type
+    if event_type is not None and event_type.isdigit():
+        key = int(event_type)
+    found = booking_list.list_bookings(
+        db, BookingFilter(owner_email=owner, event_type=key, when=when, customer=customer)
+    )
+    return [BookingOut.from_row(b, links.current_link(settings, b)) for b in found]
 
 
 @router.get("/{booking_id}", responses=NOT_FOUND)
@@ -128,7 +150,10 @@ def reschedule_sessions(
 ) -> ChangeResultOut:
     """Move sessions to new starts, in the owner's calendar too (same UID, SEQUENCE + 1).
 
-    The owner is not bound by the policy nor by the offered times. ``change.status`` is
+    The owner is not bound by the cancel/reschedule policy, and is never charged a fee nor
+    counted against the customer's allowance. A move onto a time that is not offered (busy,
+    outside hours, inside the notice, off the slot grid) is refused with the reason unless
+    ``force`` is true. ``change.status`` is
     ``pending`` while a calendar cannot be reached (a worker finishes it), ``conflict`` when
     the owner changed the event in their calendar meanwhile.
     """
@@ -142,6 +167,7 @@ def reschedule_sessions(
             reason=body.reason,
             idempotency_key=body.idempotency_key,
             expected_version=body.expected_version,
+            force=body.force,
         )
     return change_result(outcome, links.current_link(settings, outcome.booking))
 
