@@ -363,6 +363,13 @@ def adopt(
 ) -> None:
     """Turn the calendar's matching events into bookings now (the poller also does this)."""
     db = state.db()
+    connection = services.get_calendar(db, calendar)
+    if connection.adopt is AdoptionRule.OFF:
+        raise services.ServiceError(
+            f"adoption is off for calendar {calendar}, so nothing is adopted: turn it on with "
+            f"`calsync calendar adoption {calendar} --rule RULE --event-type SLUG` "
+            "(see `calsync calendar adoption --help` for the rules), then run this again"
+        )
     if dry_run:
         found = adoption.find_candidates(db, calendar)
         rows = [

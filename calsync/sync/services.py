@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 from calsync.calendars.base import CalendarInfo, Interval
 from calsync.calendars.busy import AllDayMode
 from calsync.calendars.caldav_discovery import discover_calendars
-from calsync.calendars.errors import NotFound
+from calsync.calendars.errors import NotACalendar, NotFound, Unavailable
 from calsync.config import Settings
 from calsync.secretbox import SecretBox
 from calsync.sync import google_connect, mirror
@@ -124,12 +124,7 @@ def add_caldav_calendar(
     secret = None
     if request.password:
         secret = SecretBox(settings.require_secret_key()).encrypt(request.password)
-    found = discover_calendars(
-        request.url,
-        username=request.username,
-        password=request.password,
-        timeout=settings.sync.request_timeout_seconds,
-    )
+    found = _discover_for_add(request, settings.sync.request_timeout_seconds)
     if not found:
         raise ServiceError(f"{request.url} is a CalDAV server, but it has no event calendars")
     connections = []
@@ -164,6 +159,57 @@ def add_caldav_calendar(
             session.add(connection)
             connections.append(connection)
     return connections
+
+
+def _short_reason(exc: BaseException) -> str:
+    """What went wrong in a few words, not a library's repr of its connection object."""
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    for needle, reason in (
+        ("refused", "the connection was refused: is the server running on that port?"),
+        ("name or service not known", "the host name is unknown"),
+        ("failed to resolve", "the host name is unknown"),
+        ("nodename nor servname", "the host name is unknown"),
+        ("timed out", "it did not answer in time"),
+        ("certificate", "its TLS certificate was not accepted"),
+    ):
+        if needle in text:
+            return reason
+    return "it could not be reached"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _discover_for_add(request: CalDAVRequest, timeout: float) -> list[CalendarInfo]:
+    """The calendars at the URL, with errors worded for someone adding it: nothing is saved
+    yet, so nothing will be retried."""
+    example = "e.g. https://cloud.example.org/remote.php/dav/"
+    if not request.url.startswith(("http://", "https://")):
+        raise ServiceError(
+            f"{request.url!r} is not a web address: give --caldav with http:// or https:// "
+            f"({example})"
+        )
+    try:
+        return discover_calendars(
+            request.url, username=request.username, password=request.password, timeout=timeout
+        )
+    except Unavailable as exc:
+        raise ServiceError(
+            f"could not reach the CalDAV server at {request.url}: {_short_reason(exc)}. "
+            "Nothing was saved; check the server and the URL, then add the calendar again"
+        ) from None
+    except NotACalendar:
+        raise ServiceError(
+            f"{request.url} does not look like a CalDAV server or calendar: give --caldav the "
+            f"address of your CalDAV server or of one calendar ({example}; your calendar app's "
+            "settings show it). Nothing was saved"
+        ) from None
 
 
 def _already_connected(connections: list[CalendarConnection]) -> str:
