@@ -146,3 +146,24 @@ def test_a_taken_start_is_a_409_naming_it_for_new_bookings(shop: Shop, api: Test
     assert response.status_code == 409, response.text
     assert datetime.fromisoformat(response.json()["start"]) == at(monday, 10)
     assert "session_id" not in response.json()
+
+
+def test_bookings_are_listed_with_the_cli_filters(shop: Shop, api: TestClient) -> None:
+    shop.event_type()
+    monday = next_monday()
+    first = shop.book(at(monday, 9))
+    second = shop.book(at(monday, 13), email="sam@example.org")
+
+    def ids(**query: str) -> list[str]:
+        response = api.get("/api/bookings", params=query)
+        assert response.status_code == 200, response.text
+        return [b["id"] for b in response.json()]
+
+    assert ids() == [first.id, second.id]
+    assert ids(customer="sam") == [second.id]
+    assert ids(event_type="coaching", when="upcoming") == [first.id, second.id]
+    assert ids(when="past") == []
+    listed = api.get("/api/bookings").json()[0]
+    assert listed["manage_url"] and listed["sessions"][0]["status"] == "booked"
+    assert api.get("/api/bookings", params={"when": "someday"}).status_code == 422
+    assert api.get("/api/bookings", params={"owner": "nobody@example.org"}).status_code == 404

@@ -248,3 +248,34 @@ def test_event_type_edit_changes_what_is_given_and_names_options_in_errors(
     missing = cli.fails("event-type", "edit", "coaching", "--reschedule", "until")
     assert "--reschedule-notice (policy.reschedule.notice)" in missing
     assert "no event type" in cli.fails("event-type", "edit", "nope", "--title", "X")
+
+
+def test_booking_list_filters_and_relink_emails_the_new_link(
+    tmp_path: Path, database_url: str, radicale_server: ServerProcess
+) -> None:
+    cli = Cli(tmp_path, database_url)
+    setup_shop(cli, radicale_server.new_calendar())
+    day = f"{next_monday():%Y-%m-%d}"
+    zoe = book(cli, f"{day}T09:00")
+    sam = book(cli, f"{day}T11:00", email="sam@example.org")
+
+    def listed(*filters: str) -> list[str]:
+        return [b["id"] for b in json.loads(cli.ok("booking", "list", *filters, "--json"))]
+
+    assert listed() == [zoe["id"], sam["id"]]
+    assert listed("--customer", "SAM@") == [sam["id"]]
+    assert listed("--owner", OWNER, "--event-type", "coaching", "--upcoming") == [
+        zoe["id"],
+        sam["id"],
+    ]
+    assert listed("--past") == []
+    assert "no event type" in cli.fails("booking", "list", "--event-type", "nope")
+    table = cli.ok("booking", "list", "--customer", "zoe")
+    assert zoe["id"] in table and sam["id"] not in table
+
+    before = {m["id"] for m in json.loads(cli.ok("outbox", "list", "--json"))}
+    relinked = " ".join(cli.ok("booking", "relink", zoe["id"], "--email").split())
+    assert "Queued an email with the new link to zoe@example.org" in relinked
+    new_mail = [m for m in json.loads(cli.ok("outbox", "list", "--json")) if m["id"] not in before]
+    assert len(new_mail) == 1 and "zoe@example.org" in new_mail[0]["recipient"]
+    assert new_mail[0]["booking_id"] == zoe["id"] and new_mail[0]["role"] == "customer"

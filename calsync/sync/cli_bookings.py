@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from calsync.sync import adoption, bookings, changes, event_types, links, services
+from calsync.sync import adoption, bookings, changes, event_types, links, notices, services
 from calsync.sync import booking_list as booking_list_
 from calsync.sync.cli_common import (
     JsonOption,
@@ -316,10 +316,32 @@ def booking_cancel(
 
 
 @booking_app.command("relink")
-def booking_relink(booking_id: str) -> None:
+def booking_relink(
+    booking_id: str,
+    email: Annotated[
+        bool,
+        typer.Option("--email", help="Email the customer their confirmation with the new link."),
+    ] = False,
+) -> None:
     """Issue a new manage link (the old one stops working) and write it into the events."""
-    url = bookings.relink(state.db(), state.settings, booking_id)
+    db = state.db()
+    url = bookings.relink(db, state.settings, booking_id)
     out.print(f"New manage link: {url}", soft_wrap=True, highlight=False)
+    if email:
+        booking = bookings.get_booking(db, booking_id)
+        with db.writing() as session:
+            notices.queue_new_link(
+                session,
+                state.settings,
+                booking,
+                booking.owner,
+                change_key=f"relink-{booking.id}-{booking.version}",
+            )
+        out.print(
+            f"Queued an email with the new link to {booking.customer_email} (sent by "
+            "`calsync serve` or `calsync worker`; see `calsync outbox list`).",
+            highlight=False,
+        )
 
 
 @booking_app.command("revoke")
@@ -389,8 +411,25 @@ def adopt(
             table.add_row(row["start"], row["summary"], row["customer"])
         out.print(table if rows else "Nothing would be adopted.")
         return
-    adopted = adoption.adopt(db, state.settings, calendar)
+    adopted = [bookings.get_booking(db, b.id) for b in adoption.adopt(db, state.settings, calendar)]
+    rows = [
+        {
+            "id": b.id,
+            "uid": b.sessions[0].uid,
+            "start": iso(b.sessions[0].start),
+            "customer": b.customer_email,
+            "manage_url": links.current_link(state.settings, b),
+        }
+        for b in adopted
+    ]
     if as_json:
-        print_json([{"id": b.id, "uid": b.sessions[0].uid} for b in adopted])
+        print_json(rows)
         return
     out.print(f"Adopted {len(adopted)} event(s).")
+    for booking, row in zip(adopted, rows, strict=True):
+        start = when_text(booking.sessions[0].start, booking_zone(db, booking))
+        out.print(
+            f"  booking {row['id']}: {start}, {row['customer']}, manage link {row['manage_url']}",
+            soft_wrap=True,
+            highlight=False,
+        )
