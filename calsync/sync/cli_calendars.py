@@ -384,9 +384,18 @@ def worker() -> None:
 @app.command()
 def busy(
     calendar: Annotated[int, typer.Option(help="Calendar id (see `calsync calendar list`).")],
-    from_: Annotated[str, typer.Option("--from", help="Start: date or ISO datetime.")],
-    to: Annotated[str, typer.Option(help="End: date or ISO datetime.")],
-    tz: Annotated[str | None, typer.Option(help="Zone to read and show times in.")] = None,
+    from_: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Start: date or ISO datetime; without an offset in --tz, else the owner's "
+            "zone (a calendar has no event type).",
+        ),
+    ],
+    to: Annotated[str, typer.Option(help="End: date or ISO datetime, as --from.")],
+    tz: Annotated[
+        str | None, typer.Option(help="Zone to read and show times in (default: the owner's).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Busy intervals of a calendar as calsync sees them."""

@@ -469,9 +469,19 @@ def event_type_show(
 @app.command()
 def availability(
     event_type: Annotated[str, typer.Option("--event-type", help="Id or slug.")],
-    from_: Annotated[str, typer.Option("--from", help="Start: date or ISO datetime.")],
-    to: Annotated[str, typer.Option(help="End: date or ISO datetime (exclusive).")],
-    tz: Annotated[str | None, typer.Option(help="Zone to read and show times in.")] = None,
+    from_: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Start: date or ISO datetime; without an offset in --tz, else the event "
+            "type's zone.",
+        ),
+    ],
+    to: Annotated[str, typer.Option(help="End: date or ISO datetime (exclusive), as --from.")],
+    tz: Annotated[
+        str | None,
+        typer.Option(help="Zone to read and show times in (default: the event type's)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Free slots of an event type, from the busy time calsync has mirrored."""
