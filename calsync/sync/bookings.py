@@ -176,7 +176,8 @@ def _not_free(
     local = slot.start.astimezone(ZoneInfo(event_type.timezone))
     return (
         f"{local:%a %d %b %Y %H:%M} ({event_type.timezone}) is not free: it is {why}. "
-        f"Pick one of the times `{availability_command(event_type.slug, local.date())}` lists."
+        f"Pick another time: `{availability_command(event_type.slug, local.date())}` lists the "
+        "free ones."
     )
 
 

@@ -200,15 +200,18 @@ def _discover_for_add(request: CalDAVRequest, timeout: float) -> list[CalendarIn
             request.url, username=request.username, password=request.password, timeout=timeout
         )
     except Unavailable as exc:
-        raise ServiceError(
+        # Same kind (the API answers 502), worded for adding: nothing will be retried.
+        raise Unavailable(
             f"could not reach the CalDAV server at {request.url}: {_short_reason(exc)}. "
-            "Nothing was saved; check the server and the URL, then add the calendar again"
+            "Nothing was saved; check the server and the URL, then add the calendar again",
+            url=exc.url,
         ) from None
-    except NotACalendar:
-        raise ServiceError(
+    except NotACalendar as exc:
+        raise NotACalendar(
             f"{request.url} does not look like a CalDAV server or calendar: give --caldav the "
             f"address of your CalDAV server or of one calendar ({example}; your calendar app's "
-            "settings show it). Nothing was saved"
+            "settings show it). Nothing was saved",
+            url=exc.url,
         ) from None
 
 
