@@ -167,3 +167,15 @@ def test_bookings_are_listed_with_the_cli_filters(shop: Shop, api: TestClient) -
     assert listed["manage_url"] and listed["sessions"][0]["status"] == "booked"
     assert api.get("/api/bookings", params={"when": "someday"}).status_code == 422
     assert api.get("/api/bookings", params={"owner": "nobody@example.org"}).status_code == 404
+
+
+def test_a_booking_calendar_is_not_deleted_without_force(shop: Shop, api: TestClient) -> None:
+    shop.event_type()
+    booked = shop.book(at(next_monday(), 9))
+    path = f"/api/calendars/{shop.calendar_id}"
+    refused = api.delete(path)
+    assert refused.status_code == 409, refused.text
+    assert booked.id in refused.json()["detail"] and "?force=true" in refused.json()["detail"]
+    assert api.get(path).status_code == 200
+    assert api.delete(path, params={"force": "true"}).status_code == 204
+    assert api.get(path).status_code == 404
