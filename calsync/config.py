@@ -7,9 +7,11 @@ A broken file or value raises :class:`ConfigError` naming the key and what to do
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
 import tomllib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -203,11 +205,52 @@ class Settings(BaseSettings):
         return self.secret_key
 
 
-def _describe(error: ErrorDetails) -> str:
-    key = ".".join(str(part) for part in error["loc"])
+SECTIONS = ("sync", "bookings", "web", "mail", "google")
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return "CALSYNC_" + "__".join(str(part).upper() for part in loc)
+
+
+def _describe(error: ErrorDetails, from_env: set[tuple[str, ...]]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    key = ".".join(loc)
+    if loc[:2] in from_env or loc[:1] in from_env:
+        # The value came from the environment: name the variable, not the file.
+        got = error.get("input")
+        return f"the environment variable {_env_name(loc)}: {error['msg']} (got {got!r})"
     if error["type"] == "extra_forbidden":
+        top = loc[-1]
+        if len(loc) == 2 and loc[0] in SECTIONS and top in Settings.model_fields:
+            return (
+                f"{key}: unknown key; {top} is a top-level key, so put it above the first "
+                f"[section] of the file (TOML reads every key after [{loc[0]}] as part of it)"
+            )
         return f"{key}: unknown key (see config.example.toml for the keys calsync knows)"
     return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _known_env_names() -> list[str]:
+    names = [f"CALSYNC_{name.upper()}" for name in Settings.model_fields if name not in SECTIONS]
+    for section in SECTIONS:
+        model = Settings.model_fields[section].annotation
+        for name in getattr(model, "model_fields", {}):
+            names.append(f"CALSYNC_{section.upper()}__{name.upper()}")
+    return [*names, "CALSYNC_CONFIG"]
+
+
+def unknown_env_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``CALSYNC_…`` variable calsync does not read, naming the closest
+    known one (a misspelled variable is otherwise silently ignored)."""
+    known = _known_env_names()
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith("CALSYNC_") or name in known or name.startswith("CALSYNC_TEST"):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else " (see config.example.toml)"
+        warnings.append(f"the environment variable {name} is not one calsync reads{hint}")
+    return warnings
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -229,8 +272,17 @@ def load_settings(path: Path | None = None) -> Settings:
             raise ConfigError(f"{path} cannot be read: {exc}") from None
     elif explicit:
         raise ConfigError(f"config file {path} does not exist (copy config.example.toml to start)")
+    from_env = {
+        tuple(part.lower() for part in name.removeprefix("CALSYNC_").split("__"))
+        for name in os.environ
+        if name.startswith("CALSYNC_")
+    }
     try:
         return Settings(**values)
     except ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
-        raise ConfigError(f"{path if path.exists() else 'configuration'}: {problems}") from None
+        where = f"{path}: " if path.exists() else "configuration: "
+        problems = "; ".join(
+            text if text.startswith("the environment variable") else where + text
+            for text in (_describe(e, from_env) for e in exc.errors())
+        )
+        raise ConfigError(problems) from None

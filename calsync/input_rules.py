@@ -24,7 +24,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-MAX_INT32 = 2**31 - 1
+from calsync.limits import MAX_INT32
+
 MULTI_LINE_KEPT = frozenset("\t\n\r")
 _LINE_SEPARATORS = frozenset("\u2028\u2029")
 

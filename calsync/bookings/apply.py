@@ -132,8 +132,14 @@ def _apply_one(
             if item["applied"]:
                 continue
             booked = sessions[int(item["session_id"])]
-            if booked.href is None or booked.connection_id is None:
+            if booked.href is None:
                 item["applied"] = True  # no event in any calendar (nothing to change there)
+                continue
+            if booked.connection_id is None:
+                # Its calendar was disconnected (`calendar remove --force`): the event is still
+                # on the server, so "applied" would be untrue.
+                status, problem = ChangeStatus.CONFLICT, _disconnected(booked.position)
+                item["applied"] = True  # nothing calsync can do for this event
                 continue
             calendar = calendars[booked.connection_id]
             if booked.connection_id not in providers:
@@ -165,6 +171,13 @@ def _apply_one(
         else:
             outbox.drop(session, booking_id=stored.booking_id, change_id=change_id)
     return _load_change(db, change_id)
+
+
+def _disconnected(position: int) -> str:
+    return (
+        f"session {position}'s event was not changed: its calendar was disconnected from "
+        "calsync, so change the event in your calendar yourself"
+    )
 
 
 def _apply_item(

@@ -28,7 +28,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from calsync.bookings import notices
 from calsync.bookings.apply import OwnerChangedEvent, apply_change, apply_pending
-from calsync.bookings.event_types import find_slots, get_event_type, load_event_type, slots_within
+from calsync.bookings.event_types import (
+    find_slots,
+    get_event_type,
+    load_event_type,
+    refusal_of,
+    slots_within,
+)
 from calsync.bookings.held import lock_owner
 from calsync.bookings.live_check import live_busy
 from calsync.bookings.packages import SlotTaken, get_booking, refresh_conflicts
@@ -42,6 +48,7 @@ from calsync.policy.change_rules import (
     reschedule_fee,
     verdict,
 )
+from calsync.policy.refusal import availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -52,6 +59,7 @@ from calsync.store.models import (
     BookingStatus,
     Change,
     ChangeKind,
+    EventType,
     Owner,
     SessionStatus,
     utcnow,
@@ -251,9 +259,14 @@ def reschedule(
     expected_version: int | None = None,
     now: datetime | None = None,
     provider_factory: ProviderFactory | None = None,
+    force: bool = False,
 ) -> ChangeOutcome:
     """Move sessions (session id → new start). Raises ChangeRefused, SlotTaken, StaleBooking,
-    ReplayMismatch, AvailabilityUnknown; a calendar outage leaves the change pending."""
+    ReplayMismatch, AvailabilityUnknown; a calendar outage leaves the change pending.
+
+    The owner's moves are checked like the customer's (busy time, hours, notice, grid) and
+    refused with the reason (``OwnerMoveRefused``) unless ``force``; they are never charged a
+    fee nor counted against the customer's reschedule allowance."""
     now = now or utcnow()
     factory = provider_factory or open_provider(settings)
     fingerprint = _fingerprint(ChangeKind.RESCHEDULE, moves, reason)
@@ -277,7 +290,8 @@ def reschedule(
         refresh_target = load_event_type(session, event_type)
     unstored = refresh_conflicts(db, settings, refresh_target, factory)
     live: list[Span] = []
-    if actor is Actor.CUSTOMER:  # the owner and the admin may move sessions onto busy time
+    checked = actor is Actor.CUSTOMER or not force  # a forced owner move skips the checks
+    if checked:
         lengths = {s.id: s.end - s.start for s in booking.sessions}
         wanted = [Slot(start, start + lengths[sid]) for sid, start in moves.items()]
         live = [*live_busy(db, refresh_target, wanted, factory), *unstored]
@@ -299,7 +313,9 @@ def reschedule(
             for session_id, start in sorted(moves.items(), key=lambda m: m[1]):
                 booked = current[session_id]
                 slot = Slot(start, start + (booked.end - booked.start))
-                if actor is Actor.CUSTOMER:
+                if actor is not Actor.CUSTOMER and checked:
+                    _check_owner_move(session, fresh_type, booked, slot, now, ignore, held, live)
+                elif actor is Actor.CUSTOMER:
                     free = slots_within(
                         session,
                         fresh_type,
@@ -322,7 +338,8 @@ def reschedule(
                 items.append(_move_item(booked, slot))
                 booked.start, booked.end = slot.start, slot.end
                 booked.sequence += 1
-                booked.reschedule_count += 1
+                if actor is Actor.CUSTOMER:  # the allowance is the customer's own moves
+                    booked.reschedule_count += 1
                 booked.status = SessionStatus.RESCHEDULED
                 stored.history.append(
                     BookingChange(
@@ -343,11 +360,48 @@ def reschedule(
                 fingerprint,
                 reason,
                 items,
-                _fee(stored, Action.RESCHEDULE, len(items)),
+                _fee(stored, Action.RESCHEDULE, len(items)) if actor is Actor.CUSTOMER else None,
             )
     except _AlreadyRecorded as done:
         return _finish(db, settings, done.change_id, factory, replayed=True)
     return _finish(db, settings, change.id, factory)
+
+
+class OwnerMoveRefused(ChangeRefused):
+    """An owner's move onto a time that is not offered, without ``force``."""
+
+
+def _check_owner_move(
+    session: Session,
+    event_type: EventType,
+    booked: BookedSession,
+    slot: Slot,
+    now: datetime,
+    ignore: Collection[str],
+    held: list[Span],
+    live: list[Span],
+) -> None:
+    refusal = refusal_of(
+        session,
+        event_type,
+        slot,
+        now=now,
+        ignore=ignore,
+        extra_booked=held,
+        extra_busy=live,
+    )
+    if refusal is None:
+        return
+    zone = ZoneInfo(event_type.timezone)
+    local = slot.start.astimezone(zone)
+    raise OwnerMoveRefused(
+        f"session {booked.position}: {local:%a %Y-%m-%d %H:%M} ({zone.key}) is {refusal.text}. "
+        f"See the free times with `{availability_command(event_type.slug, local.date())}`, "
+        "or move it anyway "
+        'with --force (API: "force": true), which skips the busy, hours, notice and grid '
+        "checks",
+        field="starts",
+    )
 
 
 def cancel(
@@ -508,6 +562,7 @@ __all__ = [
     "ChangeOutcome",
     "ChangeRefused",
     "OwnerChangedEvent",
+    "OwnerMoveRefused",
     "ReplayMismatch",
     "StaleBooking",
     "apply_change",

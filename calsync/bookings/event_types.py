@@ -31,6 +31,7 @@ from calsync.policy.hours import (
     weekly_from_data,
     weekly_to_data,
 )
+from calsync.policy.refusal import Refusal, why_not_offered
 from calsync.policy.types import (
     AvailabilityRules,
     Slot,
@@ -341,6 +342,23 @@ def slots_within(
     ``extra_booked`` adds spans not stored yet (other sessions of the same request);
     ``extra_busy`` adds busy time the mirror does not hold (``live_check``).
     """
+    busy, booked = taken_spans(session, event_type, start, end)
+    return free_slots(
+        rules_of(event_type),
+        busy=[*busy, *extra_busy],
+        booked=[*booked, *extra_booked],
+        now=now,
+        start=start,
+        end=end,
+        ignore=ignore,
+    )
+
+
+def taken_spans(
+    session: Session, event_type: EventType, start: datetime, end: datetime
+) -> tuple[list[Span], list[Span]]:
+    """Busy spans (conflict calendars) and booked spans (our sessions) that can touch a slot
+    in [start, end), from what this transaction sees."""
     rules = rules_of(event_type)
     # Anything that could touch a slot inside the window, buffers included.
     reach_start, reach_end = start - rules.buffer_before, end + rules.buffer_after
@@ -351,18 +369,31 @@ def slots_within(
             session, [c.id for c in calendars], reach_start, reach_end
         )
     ]
-    busy.extend(extra_busy)
     # The cap counts whole local days, so bookings are read for the days around the window.
     booked = booked_spans(
         session, event_type.owner_id, reach_start - timedelta(days=1), reach_end + timedelta(days=1)
     )
-    return free_slots(
-        rules,
-        busy=busy,
+    return busy, booked
+
+
+def refusal_of(
+    session: Session,
+    event_type: EventType,
+    slot: Slot,
+    *,
+    now: datetime,
+    ignore: Collection[str] = frozenset(),
+    extra_booked: Sequence[Span] = (),
+    extra_busy: Sequence[Span] = (),
+) -> Refusal | None:
+    """Why ``slot`` is not offered (see ``policy.refusal``), or None when it is free."""
+    busy, booked = taken_spans(session, event_type, slot.start, slot.end)
+    return why_not_offered(
+        rules_of(event_type),
+        slot,
+        busy=[*busy, *extra_busy],
         booked=[*booked, *extra_booked],
         now=now,
-        start=start,
-        end=end,
         ignore=ignore,
     )
 

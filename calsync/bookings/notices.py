@@ -214,3 +214,28 @@ def queue_owner_calendar_change(
         box=outbox.sealing_box(settings),
         held=False,
     )
+
+
+def queue_new_link(
+    session: Session, settings: Settings, booking: Booking, owner: Owner, *, change_key: str
+) -> None:
+    """The booking's confirmation again, to the customer only, carrying its new manage link
+    (``booking relink --email``); ready to send at once, the events have the link already."""
+    zone = event_zone(session, booking)
+    notice = _notice(
+        booking,
+        owner,
+        NoticeKind.BOOKED,
+        Actor.OWNER,
+        [_session_notice(s, zone) for s in booking.sessions],
+        change_key=change_key,
+        settings=settings,
+    )
+    customer = recipients(booking, owner, include_owner=False)[:1]
+    outbox.enqueue(
+        session,
+        _messages(settings, notice, customer),
+        booking_id=booking.id,
+        box=outbox.sealing_box(settings),
+        held=False,
+    )

@@ -29,6 +29,7 @@ from calsync.bookings.event_types import (
     conflict_calendars,
     get_event_type,
     load_event_type,
+    refusal_of,
     slots_within,
 )
 from calsync.bookings.held import event_zone, lock_owner
@@ -38,6 +39,7 @@ from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
 from calsync.notify import outbox
+from calsync.policy.refusal import availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -155,14 +157,28 @@ def _check_starts(
             session, event_type, slot.start, slot.end, now=now, extra_booked=held, extra_busy=live
         )
         if slot not in free:
-            local = start.astimezone(ZoneInfo(event_type.timezone))
-            raise SlotTaken(
-                f"{local:%a %d %b %Y %H:%M} ({event_type.timezone}) is not free: that time was "
-                "just taken, or is not one of the offered times. Pick another time.",
-                start,
-            )
+            raise SlotTaken(_not_free(session, event_type, slot, now, held, live), start)
         chosen.append(slot)
     return chosen
+
+
+def _not_free(
+    session: Session,
+    event_type: EventType,
+    slot: Slot,
+    now: datetime,
+    held: Sequence[Span],
+    live: Sequence[Span],
+) -> str:
+    """Which rule the slot breaks, and where the free times are."""
+    refusal = refusal_of(session, event_type, slot, now=now, extra_booked=held, extra_busy=live)
+    why = refusal.text if refusal else "not one of the offered times"
+    local = slot.start.astimezone(ZoneInfo(event_type.timezone))
+    return (
+        f"{local:%a %d %b %Y %H:%M} ({event_type.timezone}) is not free: it is {why}. "
+        f"Pick another time: `{availability_command(event_type.slug, local.date())}` lists the "
+        "free ones."
+    )
 
 
 def book(

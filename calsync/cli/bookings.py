@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from calsync.bookings import adoption, changes, event_types, links
+from calsync.bookings import adoption, changes, event_types, links, notices
+from calsync.bookings import listing as booking_list_
 from calsync.bookings import packages as bookings
 from calsync.cli.common import (
     JsonOption,
@@ -21,7 +24,8 @@ from calsync.cli.common import (
     print_json,
     state,
 )
-from calsync.input_rules import MAX_INT32
+from calsync.limits import MAX_INT32
+from calsync.store.db import Database
 from calsync.store.models import Actor, AdoptionRule, Booking, Change
 from calsync.sync import connections as services
 
@@ -34,7 +38,13 @@ def book(
     event_type: Annotated[str, typer.Option("--event-type", help="Id or slug.")],
     customer_email: Annotated[str, typer.Option(help="The customer's email address.")],
     customer_name: Annotated[str, typer.Option(help="The customer's name.")],
-    start: Annotated[list[str], typer.Option(help="Start of a session; repeat for a package.")],
+    start: Annotated[
+        list[str],
+        typer.Option(
+            help="Start of a session; repeat for a package. A time without an offset "
+            "(2026-12-07T14:30) is in the event type's zone."
+        ),
+    ],
     customer_timezone: Annotated[str | None, typer.Option(help="The customer's zone.")] = None,
     stakeholder: Annotated[
         list[str] | None, typer.Option(help="Email of someone who hears of every change.")
@@ -59,7 +69,25 @@ def book(
         print_json(describe(result.booking, result.manage_url))
         return
     out.print(f"Booked {len(result.sessions)} session(s): booking {result.booking.id}")
+    for booked in result.sessions:
+        out.print(f"  session {booked.position}: {when_text(booked.start, zone)}", highlight=False)
     out.print(f"Manage link: {result.manage_url}", soft_wrap=True, highlight=False)
+
+
+def when_text(instant: datetime, zone: ZoneInfo) -> str:
+    """An instant as a person reads it, with its zone: ``Mon 2026-12-07 14:30 Europe/Berlin``."""
+    return f"{instant.astimezone(zone):%a %Y-%m-%d %H:%M} {zone.key}"
+
+
+def booking_zone(db: Database, booking: Booking) -> ZoneInfo:
+    """The zone times without an offset are read in: the event type's (the customer's when
+    the event type was deleted)."""
+    if booking.event_type_id is not None:
+        try:
+            return ZoneInfo(event_types.get_event_type(db, booking.event_type_id).timezone)
+        except services.NotFoundError:
+            pass
+    return ZoneInfo(booking.customer_timezone)
 
 
 def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()) -> dict[str, Any]:
@@ -121,6 +149,59 @@ def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()
     }
 
 
+@booking_app.command("list")
+def booking_list(
+    owner: Annotated[str | None, typer.Option(help="Only this owner's (email).")] = None,
+    event_type: Annotated[
+        str | None, typer.Option("--event-type", help="Only this event type (id or slug).")
+    ] = None,
+    upcoming: Annotated[
+        bool, typer.Option("--upcoming", help="Only bookings with a session still to come.")
+    ] = False,
+    past: Annotated[bool, typer.Option("--past", help="Only bookings that are over.")] = False,
+    customer: Annotated[
+        str | None, typer.Option(help="Only customers whose email or name contains this.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List bookings, soonest first, with their manage links."""
+    if upcoming and past:
+        raise services.ServiceError("give --upcoming or --past, not both")
+    db = state.db()
+    key: int | str | None = event_type
+    if event_type is not None and event_type.isdigit():
+        key = int(event_type)
+    when = booking_list_.When.UPCOMING if upcoming else booking_list_.When.PAST if past else None
+    found = booking_list_.list_bookings(
+        db,
+        booking_list_.BookingFilter(
+            owner_email=owner,
+            event_type=key,
+            when=when or booking_list_.When.ALL,
+            customer=customer,
+        ),
+    )
+    rows = [describe(b, links.current_link(state.settings, b)) for b in found]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("No bookings match. `calsync book --help` makes one.")
+        return
+    table = Table("id", "title", "customer", "first session", "sessions", "status")
+    for booking in found:
+        first = min(booking.sessions, key=lambda s: s.start)
+        table.add_row(
+            booking.id,
+            escape(booking.title),
+            escape(f"{booking.customer_name} <{booking.customer_email}>"),
+            when_text(first.start, booking_zone(db, booking)),
+            str(len(booking.sessions)),
+            booking.status.value,
+        )
+    out.print(table)
+
+
 @booking_app.command("show")
 def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     """A booking with its sessions (in the customer's zone), its link and its history."""
@@ -170,25 +251,51 @@ def booking_reschedule(
         list[int],
         typer.Option(min=1, max=MAX_INT32, help="Session number (1 = first); repeatable."),
     ],
-    to: Annotated[list[str], typer.Option(help="New start, one per --session, in order.")],
+    to: Annotated[
+        list[str],
+        typer.Option(
+            help="New start, one per --session, in order. A time without an offset "
+            "(2026-12-07T14:30) is in the event type's zone."
+        ),
+    ],
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Move even onto busy time, outside hours, inside the notice or off the slot grid.",
+        ),
+    ] = False,
 ) -> None:
-    """Move sessions as the owner (not bound by the cancel/reschedule policy)."""
+    """Move sessions as the owner: checked against busy time and the event type's hours
+    (--force skips that); never charged a fee nor counted against the customer's allowance."""
     db = state.db()
     booking = bookings.get_booking(db, booking_id)
     if len(session) != len(to):
         raise services.ServiceError("give one --to for every --session")
-    zone = ZoneInfo(booking.customer_timezone)
+    zone = booking_zone(db, booking)
     moves = dict(
         zip(_session_ids(booking, session), (parse_instant(t, zone) for t in to), strict=True)
     )
     outcome = changes.reschedule(
-        db, state.settings, booking_id, moves, actor=Actor.OWNER, reason=reason
+        db, state.settings, booking_id, moves, actor=Actor.OWNER, reason=reason, force=force
     )
     out.print(
         f"Change {outcome.change.id}: {outcome.change.status.value}. "
-        + (outcome.change.message or "")
+        + (outcome.change.message or ""),
+        highlight=False,
     )
+    if force:
+        out.print(
+            "--force: the busy-time, working-hours, notice and slot-grid checks were skipped.",
+            highlight=False,
+        )
+    customer = ZoneInfo(booking.customer_timezone)
+    for moved in outcome.sessions:
+        text = f"  session {moved.position} now starts {when_text(moved.start, zone)}"
+        if customer.key != zone.key:
+            text += f" ({when_text(moved.start, customer)} for the customer)"
+        out.print(text, highlight=False)
 
 
 @booking_app.command("cancel")
@@ -218,10 +325,32 @@ def booking_cancel(
 
 
 @booking_app.command("relink")
-def booking_relink(booking_id: str) -> None:
+def booking_relink(
+    booking_id: str,
+    email: Annotated[
+        bool,
+        typer.Option("--email", help="Email the customer their confirmation with the new link."),
+    ] = False,
+) -> None:
     """Issue a new manage link (the old one stops working) and write it into the events."""
-    url = bookings.relink(state.db(), state.settings, booking_id)
+    db = state.db()
+    url = bookings.relink(db, state.settings, booking_id)
     out.print(f"New manage link: {url}", soft_wrap=True, highlight=False)
+    if email:
+        booking = bookings.get_booking(db, booking_id)
+        with db.writing() as session:
+            notices.queue_new_link(
+                session,
+                state.settings,
+                booking,
+                booking.owner,
+                change_key=f"relink-{booking.id}-{booking.version}",
+            )
+        out.print(
+            f"Queued an email with the new link to {booking.customer_email} (sent by "
+            "`calsync serve` or `calsync worker`; see `calsync outbox list`).",
+            highlight=False,
+        )
 
 
 @booking_app.command("revoke")
@@ -265,6 +394,13 @@ def adopt(
 ) -> None:
     """Turn the calendar's matching events into bookings now (the poller also does this)."""
     db = state.db()
+    connection = services.get_calendar(db, calendar)
+    if connection.adopt is AdoptionRule.OFF:
+        raise services.ServiceError(
+            f"adoption is off for calendar {calendar}, so nothing is adopted: turn it on with "
+            f"`calsync calendar adoption {calendar} --rule RULE --event-type SLUG` "
+            "(see `calsync calendar adoption --help` for the rules), then run this again"
+        )
     if dry_run:
         found = adoption.find_candidates(db, calendar)
         rows = [
@@ -284,8 +420,25 @@ def adopt(
             table.add_row(row["start"], row["summary"], row["customer"])
         out.print(table if rows else "Nothing would be adopted.")
         return
-    adopted = adoption.adopt(db, state.settings, calendar)
+    adopted = [bookings.get_booking(db, b.id) for b in adoption.adopt(db, state.settings, calendar)]
+    rows = [
+        {
+            "id": b.id,
+            "uid": b.sessions[0].uid,
+            "start": iso(b.sessions[0].start),
+            "customer": b.customer_email,
+            "manage_url": links.current_link(state.settings, b),
+        }
+        for b in adopted
+    ]
     if as_json:
-        print_json([{"id": b.id, "uid": b.sessions[0].uid} for b in adopted])
+        print_json(rows)
         return
     out.print(f"Adopted {len(adopted)} event(s).")
+    for booking, row in zip(adopted, rows, strict=True):
+        start = when_text(booking.sessions[0].start, booking_zone(db, booking))
+        out.print(
+            f"  booking {row['id']}: {start}, {row['customer']}, manage link {row['manage_url']}",
+            soft_wrap=True,
+            highlight=False,
+        )

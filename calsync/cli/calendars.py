@@ -30,7 +30,7 @@ from calsync.cli.common import (
     state,
 )
 from calsync.config import Settings
-from calsync.input_rules import MAX_INT32
+from calsync.limits import MAX_INT32
 from calsync.store.db import Database
 from calsync.store.models import CalendarConnection, CalendarRole, CancelMode
 from calsync.sync import connections as services
@@ -50,9 +50,13 @@ def calendar_add(
         str | None,
         typer.Option(help="Name of the environment variable that holds the password."),
     ] = None,
-    role: Annotated[CalendarRole, typer.Option(help="What the calendar is for.")] = (
-        CalendarRole.CONFLICTS
-    ),
+    role: Annotated[
+        CalendarRole,
+        typer.Option(
+            help="conflicts: its busy time counts; bookings: sessions are written there; "
+            "both (change later with `calsync calendar set ID --role`)."
+        ),
+    ] = CalendarRole.CONFLICTS,
     timezone: Annotated[
         str | None, typer.Option(help="Zone for floating times (default: server's, or owner's).")
     ] = None,
@@ -242,11 +246,65 @@ def calendar_list(as_json: JsonOption = False) -> None:
     out.print(table)
 
 
+@calendar_app.command("set")
+def calendar_set(
+    calendar_id: int,
+    role: Annotated[
+        CalendarRole | None,
+        typer.Option(help="conflicts (busy time counts), bookings (sessions go there) or both."),
+    ] = None,
+    cancel_mode: Annotated[
+        CancelMode | None,
+        typer.Option(help="Cancelled sessions: keep the event marked, or delete it."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The name calsync shows.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a connected calendar's role, cancel mode or name."""
+    if role is None and cancel_mode is None and name is None:
+        raise services.ServiceError("say what to change: --role, --cancel-mode or --name")
+    changed = services.set_calendar(
+        state.db(), calendar_id, role=role, cancel_mode=cancel_mode, name=name
+    )
+    if as_json:
+        print_json(
+            {
+                "id": changed.id,
+                "name": changed.display_name,
+                "role": changed.role.value,
+                "cancel_mode": changed.cancel_mode.value,
+            }
+        )
+        return
+    out.print(
+        f"Calendar {changed.id} ({escape(changed.display_name)}): role {changed.role.value}, "
+        f"cancel mode {changed.cancel_mode.value}.",
+        highlight=False,
+    )
+
+
 @calendar_app.command("remove")
-def calendar_remove(calendar_id: int) -> None:
-    """Disconnect a calendar and forget its mirrored events (nothing changes on the server)."""
-    services.remove_calendar(state.db(), calendar_id)
+def calendar_remove(
+    calendar_id: int,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Remove it even while bookings have events in it or it is an event type's "
+            "booking calendar: the events stay on the server, calsync can no longer change "
+            "them, and those event types lose their booking calendar.",
+        ),
+    ] = False,
+) -> None:
+    """Disconnect a calendar and forget its mirrored events (nothing changes on the server).
+    Refused while bookings or event types rely on it, unless --force."""
+    dependents = services.remove_calendar(state.db(), calendar_id, force=force)
     out.print(f"Removed calendar {calendar_id}.")
+    if dependents:
+        out.print(
+            f"--force: {dependents.describe()}. Now {services.REMOVE_FORCE_OUTCOME}.",
+            highlight=False,
+        )
 
 
 def _describe(result: PollResult) -> str:
@@ -334,9 +392,18 @@ def busy(
     calendar: Annotated[
         int, typer.Option(min=1, max=MAX_INT32, help="Calendar id (see `calsync calendar list`).")
     ],
-    from_: Annotated[str, typer.Option("--from", help="Start: date or ISO datetime.")],
-    to: Annotated[str, typer.Option(help="End: date or ISO datetime.")],
-    tz: Annotated[str | None, typer.Option(help="Zone to read and show times in.")] = None,
+    from_: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Start: date or ISO datetime; without an offset in --tz, else the owner's "
+            "zone (a calendar has no event type).",
+        ),
+    ],
+    to: Annotated[str, typer.Option(help="End: date or ISO datetime, as --from.")],
+    tz: Annotated[
+        str | None, typer.Option(help="Zone to read and show times in (default: the owner's).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Busy intervals of a calendar as calsync sees them."""

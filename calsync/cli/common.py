@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,8 +14,9 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
-from calsync.config import LogLevel, Settings, load_settings
+from calsync.config import LogLevel, Settings, load_settings, unknown_env_variables
 from calsync.store.db import Database, DatabaseUnavailable
 from calsync.sync.connections import ServiceError
 
@@ -47,6 +49,8 @@ class CliState:
         if self._settings is None:
             self._settings = load_settings(self.config)
             configure_logging(self._settings)
+            for warning in unknown_env_variables(os.environ):
+                err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
         return self._settings
 
     def db(self, *, migrated: bool = True) -> Database:

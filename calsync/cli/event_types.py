@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from calsync.cli.common import (
     print_json,
     state,
 )
-from calsync.input_rules import MAX_INT32
+from calsync.limits import MAX_INT32
 from calsync.policy.change_policy import (
     ActionRule,
     ChangePolicy,
@@ -40,8 +41,6 @@ from calsync.policy.hours import (
 from calsync.store.models import EventType
 from calsync.sync import connections as services
 
-Minutes = Annotated[int, typer.Option(min=0, max=MAX_INT32, help="Minutes.")]
-
 
 def _fee(text: str | None, option: str) -> Fee | None:
     """``"5"`` (a fixed amount per session) or ``"10%"`` (of the per-session value)."""
@@ -58,103 +57,376 @@ def _rule(permission: Permission, notice: int | None, reason: ReasonRule) -> Act
     return ActionRule(permission, None if notice is None else timedelta(minutes=notice), reason)
 
 
+# The options of `event-type add` and `event-type edit`, defined once. In `edit` every option
+# defaults to None: "keep what is stored".
+Owner = Annotated[str | None, typer.Option("--owner", help="Email of the owner.")]
+Slug = Annotated[str | None, typer.Option("--slug", help="Short name used in links and commands.")]
+Duration = Annotated[
+    int | None,
+    typer.Option("--duration", min=1, max=MAX_INT32, help="Length of a session in minutes."),
+]
+Title = Annotated[str | None, typer.Option("--title", help="Name customers see.")]
+Step = Annotated[
+    int | None,
+    typer.Option(
+        "--step", min=1, max=MAX_INT32, help="Minutes between slot starts (default: the duration)."
+    ),
+]
+Zone = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        help="Zone of the hours (default: owner's). Times given without an offset to "
+        "`book --start` and `booking reschedule --to` are read in this zone.",
+    ),
+]
+Hours = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hours",
+        help="Working hours, e.g. 'mon-fri 09:00-12:00,13:00-17:00'; repeatable. "
+        "Default: Mon–Fri 09:00–17:00.",
+    ),
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--override",
+        help="Other hours on a date: '2026-12-24=closed', '2026-12-31=10:00-12:00'.",
+    ),
+]
+BufferBefore = Annotated[
+    int | None,
+    typer.Option("--buffer-before", min=0, max=MAX_INT32, help="Minutes free before a session."),
+]
+BufferAfter = Annotated[
+    int | None,
+    typer.Option("--buffer-after", min=0, max=MAX_INT32, help="Minutes free after a session."),
+]
+Notice = Annotated[
+    int | None, typer.Option("--notice", min=0, max=MAX_INT32, help="Minimum notice in minutes.")
+]
+Horizon = Annotated[
+    int | None,
+    typer.Option(
+        "--horizon", min=1, max=MAX_INT32, help="How many days ahead can be booked (default 60)."
+    ),
+]
+DailyCap = Annotated[
+    int | None,
+    typer.Option("--daily-cap", min=1, max=24 * 60, help="At most this many sessions a day."),
+]
+Conflicts = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--conflicts",
+        min=1,
+        max=MAX_INT32,
+        help="Calendar ids whose busy time counts (default: all).",
+    ),
+]
+BookingCalendar = Annotated[
+    int | None,
+    typer.Option(
+        "--booking-calendar",
+        min=1,
+        max=MAX_INT32,
+        help="Calendar id for bookings (role bookings or both). Default: the owner's only "
+        "such calendar; without one the event type shows free times but cannot be booked.",
+    ),
+]
+Price = Annotated[str | None, typer.Option("--price", help="Price of a booking (a whole package).")]
+Currency = Annotated[str | None, typer.Option("--currency", help="Three-letter currency code.")]
+Cancel = Annotated[Permission | None, typer.Option("--cancel", help="When customers may cancel.")]
+CancelNotice = Annotated[
+    int | None,
+    typer.Option(
+        "--cancel-notice", min=0, max=MAX_INT32, help="With --cancel until: minutes before."
+    ),
+]
+CancelReason = Annotated[ReasonRule | None, typer.Option("--cancel-reason")]
+Reschedule = Annotated[
+    Permission | None, typer.Option("--reschedule", help="When customers may reschedule.")
+]
+RescheduleNotice = Annotated[
+    int | None,
+    typer.Option(
+        "--reschedule-notice", min=0, max=MAX_INT32, help="With --reschedule until: minutes before."
+    ),
+]
+RescheduleReason = Annotated[ReasonRule | None, typer.Option("--reschedule-reason")]
+MaxReschedules = Annotated[
+    int | None,
+    typer.Option("--max-reschedules", min=0, max=MAX_INT32, help="Per session; default unlimited."),
+]
+RescheduleFee = Annotated[
+    str | None, typer.Option("--reschedule-fee", help="Per session: '5' or '10%'.")
+]
+CancelRefund = Annotated[
+    str | None, typer.Option("--cancel-refund", help="Per session: '100%' or '20'.")
+]
+PolicyText = Annotated[
+    str | None, typer.Option("--policy-text", help="Policy as customers read it.")
+]
+
+# The spec's field names as the options that set them, so an error names what to change.
+OPTION_OF = {
+    "owner_email": "--owner",
+    "slug": "--slug",
+    "title": "--title",
+    "duration": "--duration",
+    "slot_step": "--step",
+    "timezone": "--timezone",
+    "weekly_hours": "--hours",
+    "date_overrides": "--override",
+    "time_range": "--hours",
+    "buffer_before": "--buffer-before",
+    "buffer_after": "--buffer-after",
+    "minimum_notice": "--notice",
+    "horizon": "--horizon",
+    "horizon_days": "--horizon",
+    "daily_cap": "--daily-cap",
+    "conflict_calendar_ids": "--conflicts",
+    "booking_calendar_id": "--booking-calendar",
+    "price": "--price",
+    "currency": "--currency",
+    "policy.cancel.notice": "--cancel-notice",
+    "policy.reschedule.notice": "--reschedule-notice",
+    "policy.cancel.permission": "--cancel",
+    "policy.reschedule.permission": "--reschedule",
+    "policy.max_reschedules": "--max-reschedules",
+    "policy.reschedule_fee": "--reschedule-fee",
+    "policy.cancel_refund": "--cancel-refund",
+    "reschedule_fee": "--reschedule-fee",
+    "cancel_refund": "--cancel-refund",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventTypeOptions:
+    """What `event-type add`/`edit` was given; None = not given."""
+
+    owner: str | None = None
+    slug: str | None = None
+    duration: int | None = None
+    title: str | None = None
+    step: int | None = None
+    timezone: str | None = None
+    hours: list[str] | None = None
+    override: list[str] | None = None
+    buffer_before: int | None = None
+    buffer_after: int | None = None
+    notice: int | None = None
+    horizon: int | None = None
+    daily_cap: int | None = None
+    conflicts: list[int] | None = None
+    booking_calendar: int | None = None
+    price: str | None = None
+    currency: str | None = None
+    cancel: Permission | None = None
+    cancel_notice: int | None = None
+    cancel_reason: ReasonRule | None = None
+    reschedule: Permission | None = None
+    reschedule_notice: int | None = None
+    reschedule_reason: ReasonRule | None = None
+    max_reschedules: int | None = None
+    reschedule_fee: str | None = None
+    cancel_refund: str | None = None
+    policy_text: str | None = None
+
+
+def _minutes_or(value: int | None, current: timedelta) -> timedelta:
+    return current if value is None else timedelta(minutes=value)
+
+
+def _merged_rule(
+    current: ActionRule,
+    permission: Permission | None,
+    notice: int | None,
+    reason: ReasonRule | None,
+) -> ActionRule:
+    return ActionRule(
+        current.permission if permission is None else permission,
+        current.notice if notice is None else timedelta(minutes=notice),
+        current.reason if reason is None else reason,
+    )
+
+
+def _updated(base: event_types.EventTypeSpec, o: EventTypeOptions) -> event_types.EventTypeSpec:
+    """``base`` with every given option applied."""
+    policy = base.policy
+    return replace(
+        base,
+        owner_email=o.owner or base.owner_email,
+        slug=o.slug or base.slug,
+        title=base.title if o.title is None else o.title,
+        duration=_minutes_or(o.duration, base.duration),
+        slot_step=base.slot_step if o.step is None else timedelta(minutes=o.step),
+        timezone=o.timezone or base.timezone,
+        weekly_hours=base.weekly_hours if o.hours is None else parse_weekly_hours(o.hours),
+        date_overrides=(base.date_overrides if o.override is None else parse_overrides(o.override)),
+        buffer_before=_minutes_or(o.buffer_before, base.buffer_before),
+        buffer_after=_minutes_or(o.buffer_after, base.buffer_after),
+        minimum_notice=_minutes_or(o.notice, base.minimum_notice),
+        horizon_days=base.horizon_days if o.horizon is None else o.horizon,
+        daily_cap=base.daily_cap if o.daily_cap is None else o.daily_cap,
+        conflict_calendar_ids=(
+            base.conflict_calendar_ids if o.conflicts is None else tuple(o.conflicts)
+        ),
+        booking_calendar_id=(
+            base.booking_calendar_id if o.booking_calendar is None else o.booking_calendar
+        ),
+        price=base.price if o.price is None else event_types.parse_decimal(o.price, "price"),
+        currency=base.currency if o.currency is None else o.currency.upper(),
+        policy=ChangePolicy(
+            cancel=_merged_rule(policy.cancel, o.cancel, o.cancel_notice, o.cancel_reason),
+            reschedule=_merged_rule(
+                policy.reschedule, o.reschedule, o.reschedule_notice, o.reschedule_reason
+            ),
+            max_reschedules=(
+                policy.max_reschedules if o.max_reschedules is None else o.max_reschedules
+            ),
+            reschedule_fee=(
+                policy.reschedule_fee
+                if o.reschedule_fee is None
+                else _fee(o.reschedule_fee, "reschedule_fee")
+            ),
+            cancel_refund=(
+                policy.cancel_refund
+                if o.cancel_refund is None
+                else _fee(o.cancel_refund, "cancel_refund")
+            ),
+            text=policy.text if o.policy_text is None else o.policy_text,
+        ),
+    )
+
+
+def _save(spec: event_types.EventTypeSpec, event_type_id: int | None = None) -> EventType:
+    """Save, with each problem named by the option that fixes it."""
+    try:
+        return event_types.save_event_type(state.db(), spec, event_type_id)
+    except event_types.InvalidInput as exc:
+        raise event_types.InvalidInput(
+            [
+                (f"{OPTION_OF[name]} ({name})" if name in OPTION_OF else name, message)
+                for name, message in exc.problems
+            ]
+        ) from None
+
+
+def _only_booking_calendar(owner_email: str) -> int | None:
+    """The owner's one calendar that can take bookings, if there is exactly one."""
+    usable = [
+        c.id
+        for c in services.list_calendars(state.db())
+        if c.owner.email.lower() == owner_email.lower() and c.role in event_types.BOOKING_ROLES
+    ]
+    return usable[0] if len(usable) == 1 else None
+
+
+def _say_saved(saved: EventType, verb: str, as_json: bool) -> None:
+    if as_json:
+        print_json(describe(saved))
+        return
+    out.print(f"{verb} event type {saved.slug!r} (id {saved.id}).", highlight=False)
+    if saved.booking_calendar_id is None:
+        out.print(
+            f"[yellow]{saved.slug} has no booking calendar: it shows free times but cannot be "
+            f"booked. Give it one with `calsync event-type edit {saved.slug} --booking-calendar "
+            "ID` (a calendar with role bookings or both; see `calsync calendar list`).[/yellow]"
+        )
+
+
 @event_type_app.command("add")
 def event_type_add(
-    owner: Annotated[str, typer.Option(help="Email of the owner.")],
-    slug: Annotated[str, typer.Option(help="Short name used in links and commands.")],
-    duration: Annotated[
-        int, typer.Option(min=1, max=MAX_INT32, help="Length of a session in minutes.")
-    ],
-    title: Annotated[str | None, typer.Option(help="Name customers see.")] = None,
-    step: Annotated[
-        int | None, typer.Option(min=1, max=MAX_INT32, help="Minutes between slot starts.")
-    ] = None,
-    timezone: Annotated[
-        str | None, typer.Option(help="Zone of the hours (default: owner's).")
-    ] = None,
-    hours: Annotated[
-        list[str] | None,
-        typer.Option(help="Working hours, e.g. 'mon-fri 09:00-12:00,13:00-17:00'; repeatable."),
-    ] = None,
-    override: Annotated[
-        list[str] | None,
-        typer.Option(help="Other hours on a date: '2026-12-24=closed', '2026-12-31=10:00-12:00'."),
-    ] = None,
-    buffer_before: Minutes = 0,
-    buffer_after: Minutes = 0,
-    notice: Annotated[
-        int, typer.Option(min=0, max=MAX_INT32, help="Minimum notice in minutes.")
-    ] = 0,
-    horizon: Annotated[
-        int, typer.Option(max=MAX_INT32, help="How many days ahead can be booked.")
-    ] = 60,
-    daily_cap: Annotated[
-        int | None, typer.Option(min=1, max=24 * 60, help="At most this many sessions a day.")
-    ] = None,
-    conflicts: Annotated[
-        list[int] | None,
-        typer.Option(
-            min=1, max=MAX_INT32, help="Calendar ids whose busy time counts (default: all)."
-        ),
-    ] = None,
-    booking_calendar: Annotated[
-        int | None, typer.Option(min=1, max=MAX_INT32, help="Calendar id for bookings.")
-    ] = None,
-    price: Annotated[str, typer.Option(help="Price of a booking (a whole package).")] = "0",
-    currency: Annotated[str, typer.Option(help="Three-letter currency code.")] = "EUR",
-    cancel: Annotated[
-        Permission, typer.Option(help="When customers may cancel.")
-    ] = Permission.ANYTIME,
-    cancel_notice: Annotated[
-        int | None, typer.Option(min=0, max=MAX_INT32, help="With 'until': minutes before.")
-    ] = None,
-    cancel_reason: Annotated[ReasonRule, typer.Option()] = ReasonRule.OFF,
-    reschedule: Annotated[Permission, typer.Option()] = Permission.ANYTIME,
-    reschedule_notice: Annotated[int | None, typer.Option(min=0, max=MAX_INT32)] = None,
-    reschedule_reason: Annotated[ReasonRule, typer.Option()] = ReasonRule.OFF,
-    max_reschedules: Annotated[
-        int | None, typer.Option(min=0, max=MAX_INT32, help="Per session; default unlimited.")
-    ] = None,
-    reschedule_fee: Annotated[str | None, typer.Option(help="Per session: '5' or '10%'.")] = None,
-    cancel_refund: Annotated[str | None, typer.Option(help="Per session: '100%' or '20'.")] = None,
-    policy_text: Annotated[str, typer.Option(help="Policy as customers read it.")] = "",
+    owner: Owner,
+    slug: Slug,
+    duration: Duration,
+    title: Title = None,
+    step: Step = None,
+    timezone: Zone = None,
+    hours: Hours = None,
+    override: Overrides = None,
+    buffer_before: BufferBefore = 0,
+    buffer_after: BufferAfter = 0,
+    notice: Notice = 0,
+    horizon: Horizon = 60,
+    daily_cap: DailyCap = None,
+    conflicts: Conflicts = None,
+    booking_calendar: BookingCalendar = None,
+    price: Price = "0",
+    currency: Currency = "EUR",
+    cancel: Cancel = Permission.ANYTIME,
+    cancel_notice: CancelNotice = None,
+    cancel_reason: CancelReason = ReasonRule.OFF,
+    reschedule: Reschedule = Permission.ANYTIME,
+    reschedule_notice: RescheduleNotice = None,
+    reschedule_reason: RescheduleReason = ReasonRule.OFF,
+    max_reschedules: MaxReschedules = None,
+    reschedule_fee: RescheduleFee = None,
+    cancel_refund: CancelRefund = None,
+    policy_text: PolicyText = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Define an event type: duration, hours, buffers, notice and the cancel/reschedule policy."""
-    db = state.db()
-    owner_row = services.find_owner(db, owner)
-    spec = event_types.EventTypeSpec(
+    """Define an event type: duration, hours (default Mon–Fri 09:00–17:00), buffers, notice and
+    the cancel/reschedule policy."""
+    assert owner is not None and slug is not None and duration is not None  # required options
+    owner_row = services.find_owner(state.db(), owner)
+    options = EventTypeOptions(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
+    base = event_types.EventTypeSpec(
         owner_email=owner,
         slug=slug,
         title=title or slug.replace("-", " ").capitalize(),
         duration=timedelta(minutes=duration),
-        slot_step=timedelta(minutes=step) if step else None,
-        timezone=timezone or owner_row.timezone,
-        weekly_hours=parse_weekly_hours(hours or ["mon-fri 09:00-17:00"]),
-        date_overrides=parse_overrides(override or []),
-        buffer_before=timedelta(minutes=buffer_before),
-        buffer_after=timedelta(minutes=buffer_after),
-        minimum_notice=timedelta(minutes=notice),
-        horizon_days=horizon,
-        daily_cap=daily_cap,
-        conflict_calendar_ids=tuple(conflicts or ()),
-        booking_calendar_id=booking_calendar,
-        price=event_types.parse_decimal(price, "price"),
-        currency=currency.upper(),
-        policy=ChangePolicy(
-            cancel=_rule(cancel, cancel_notice, cancel_reason),
-            reschedule=_rule(reschedule, reschedule_notice, reschedule_reason),
-            max_reschedules=max_reschedules,
-            reschedule_fee=_fee(reschedule_fee, "reschedule_fee"),
-            cancel_refund=_fee(cancel_refund, "cancel_refund"),
-            text=policy_text,
-        ),
+        timezone=owner_row.timezone,
+        weekly_hours=parse_weekly_hours(["mon-fri 09:00-17:00"]),
+        booking_calendar_id=_only_booking_calendar(owner),
     )
-    saved = event_types.save_event_type(db, spec)
-    if as_json:
-        print_json(describe(saved))
-    else:
-        out.print(f"Added event type {saved.slug!r} (id {saved.id}).")
+    _say_saved(_save(_updated(base, options)), "Added", as_json)
+
+
+@event_type_app.command("edit")
+def event_type_edit(
+    event_type: Annotated[str, typer.Argument(help="Id or slug.")],
+    owner: Owner = None,
+    slug: Slug = None,
+    duration: Duration = None,
+    title: Title = None,
+    step: Step = None,
+    timezone: Zone = None,
+    hours: Hours = None,
+    override: Overrides = None,
+    buffer_before: BufferBefore = None,
+    buffer_after: BufferAfter = None,
+    notice: Notice = None,
+    horizon: Horizon = None,
+    daily_cap: DailyCap = None,
+    conflicts: Conflicts = None,
+    booking_calendar: BookingCalendar = None,
+    price: Price = None,
+    currency: Currency = None,
+    cancel: Cancel = None,
+    cancel_notice: CancelNotice = None,
+    cancel_reason: CancelReason = None,
+    reschedule: Reschedule = None,
+    reschedule_notice: RescheduleNotice = None,
+    reschedule_reason: RescheduleReason = None,
+    max_reschedules: MaxReschedules = None,
+    reschedule_fee: RescheduleFee = None,
+    cancel_refund: CancelRefund = None,
+    policy_text: PolicyText = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an event type: the options of `event-type add`; what is not given stays.
+    Bookings made already keep the policy they were made with."""
+    options = EventTypeOptions(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
+    key: int | str = int(event_type) if event_type.isdigit() else event_type
+    current = event_types.get_event_type(state.db(), key)
+    saved = _save(_updated(event_types.spec_of(current), options), current.id)
+    _say_saved(saved, "Updated", as_json)
+
+
+_OPTION_NAMES = frozenset(f.name for f in fields(EventTypeOptions))
 
 
 def describe(event_type: EventType) -> dict[str, Any]:
@@ -223,9 +495,19 @@ def event_type_show(
 @app.command()
 def availability(
     event_type: Annotated[str, typer.Option("--event-type", help="Id or slug.")],
-    from_: Annotated[str, typer.Option("--from", help="Start: date or ISO datetime.")],
-    to: Annotated[str, typer.Option(help="End: date or ISO datetime (exclusive).")],
-    tz: Annotated[str | None, typer.Option(help="Zone to read and show times in.")] = None,
+    from_: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Start: date or ISO datetime; without an offset in --tz, else the event "
+            "type's zone.",
+        ),
+    ],
+    to: Annotated[str, typer.Option(help="End: date or ISO datetime (exclusive), as --from.")],
+    tz: Annotated[
+        str | None,
+        typer.Option(help="Zone to read and show times in (default: the event type's)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Free slots of an event type, from the busy time calsync has mirrored."""

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from calsync.cli.common import JsonOption, app, iso, out, print_json, state
-from calsync.input_rules import MAX_INT32
+from calsync.limits import MAX_INT32
 from calsync.notify import outbox
 from calsync.store.models import OutboxStatus
 

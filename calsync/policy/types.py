@@ -89,8 +89,9 @@ class TimeRange:
         if self.end != MIDNIGHT and self.end <= self.start:
             raise RulesError(
                 "time_range",
-                f"{self} ends before it starts; a range cannot cross midnight, so split it "
-                "at 24:00 (end time(0)) and continue at 00:00 on the next day",
+                f"{self} ends before it starts; a range cannot cross midnight, so end it "
+                "at 24:00 and continue at 00:00 on the next day (e.g. 'mon 22:00-24:00' "
+                "and 'tue 00:00-02:00')",
                 value=self,
             )
 

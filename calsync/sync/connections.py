@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from calsync.calendars.base import CalendarInfo, Interval
 from calsync.calendars.caldav.discovery import discover_calendars
-from calsync.calendars.errors import NotFound
+from calsync.calendars.errors import NotACalendar, NotFound, Unavailable
 from calsync.calendars.google import account as google_connect
 from calsync.calendars.ical.busy import AllDayMode
 from calsync.config import Settings
@@ -25,10 +25,14 @@ from calsync.secretbox import SecretBox
 from calsync.store.db import Database
 from calsync.store.models import (
     AdoptionRule,
+    BookedSession,
+    Booking,
+    BookingStatus,
     CalendarConnection,
     CalendarRole,
     CancelMode,
     ConnectionStatus,
+    EventType,
     MirroredEvent,
     Owner,
     ProviderKind,
@@ -121,17 +125,25 @@ def add_caldav_calendar(
     secret = None
     if request.password:
         secret = SecretBox(settings.require_secret_key()).encrypt(request.password)
-    found = discover_calendars(
-        request.url,
-        username=request.username,
-        password=request.password,
-        timeout=settings.sync.request_timeout_seconds,
-    )
+    found = _discover_for_add(request, settings.sync.request_timeout_seconds)
     if not found:
         raise ServiceError(f"{request.url} is a CalDAV server, but it has no event calendars")
     connections = []
     with db.writing() as session:
+        known = {
+            c.url: c
+            for c in session.scalars(
+                select(CalendarConnection).where(
+                    CalendarConnection.provider == ProviderKind.CALDAV,
+                    CalendarConnection.url.in_([info.url for info in found]),
+                )
+            )
+        }
+        if len(known) == len(found):
+            raise ServiceError(_already_connected(list(known.values())))
         for info in found:
+            if info.url in known:
+                continue  # connected already: a second copy would mirror it twice
             connection = CalendarConnection(
                 owner_id=owner.id,
                 provider=ProviderKind.CALDAV,
@@ -148,6 +160,69 @@ def add_caldav_calendar(
             session.add(connection)
             connections.append(connection)
     return connections
+
+
+def _short_reason(exc: BaseException) -> str:
+    """What went wrong in a few words, not a library's repr of its connection object."""
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    for needle, reason in (
+        ("refused", "the connection was refused: is the server running on that port?"),
+        ("name or service not known", "the host name is unknown"),
+        ("failed to resolve", "the host name is unknown"),
+        ("nodename nor servname", "the host name is unknown"),
+        ("timed out", "it did not answer in time"),
+        ("certificate", "its TLS certificate was not accepted"),
+    ):
+        if needle in text:
+            return reason
+    return "it could not be reached"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _discover_for_add(request: CalDAVRequest, timeout: float) -> list[CalendarInfo]:
+    """The calendars at the URL, with errors worded for someone adding it: nothing is saved
+    yet, so nothing will be retried."""
+    example = "e.g. https://cloud.example.org/remote.php/dav/"
+    if not request.url.startswith(("http://", "https://")):
+        raise ServiceError(
+            f"{request.url!r} is not a web address: give --caldav with http:// or https:// "
+            f"({example})"
+        )
+    try:
+        return discover_calendars(
+            request.url, username=request.username, password=request.password, timeout=timeout
+        )
+    except Unavailable as exc:
+        # Same kind (the API answers 502), worded for adding: nothing will be retried.
+        raise Unavailable(
+            f"could not reach the CalDAV server at {request.url}: {_short_reason(exc)}. "
+            "Nothing was saved; check the server and the URL, then add the calendar again",
+            url=exc.url,
+        ) from None
+    except NotACalendar as exc:
+        raise NotACalendar(
+            f"{request.url} does not look like a CalDAV server or calendar: give --caldav the "
+            f"address of your CalDAV server or of one calendar ({example}; your calendar app's "
+            "settings show it). Nothing was saved",
+            url=exc.url,
+        ) from None
+
+
+def _already_connected(connections: list[CalendarConnection]) -> str:
+    named = ", ".join(f"calendar {c.id} (role {c.role.value})" for c in connections)
+    first = connections[0].id
+    return (
+        f"that URL is connected already: {named}. Change its settings with "
+        f"`calsync calendar set {first} --role both` (or --cancel-mode, --name)"
+    )
 
 
 def add_google_calendar(
@@ -285,10 +360,117 @@ def get_calendar(db: Database, connection_id: int) -> CalendarConnection:
     return connection
 
 
-def remove_calendar(db: Database, connection_id: int) -> None:
+@dataclass(frozen=True, slots=True)
+class CalendarDependents:
+    """What relies on a calendar: active bookings with an event in it, and event types that
+    book into it."""
+
+    booking_ids: list[str]
+    event_type_slugs: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.booking_ids or self.event_type_slugs)
+
+    def describe(self) -> str:
+        parts = []
+        if self.booking_ids:
+            shown = ", ".join(self.booking_ids[:5]) + (", …" if len(self.booking_ids) > 5 else "")
+            parts.append(f"{len(self.booking_ids)} active booking(s) have events in it ({shown})")
+        if self.event_type_slugs:
+            parts.append(
+                "it is the booking calendar of event type(s) " + ", ".join(self.event_type_slugs)
+            )
+        return "; ".join(parts)
+
+
+REMOVE_FORCE_OUTCOME = (
+    "the bookings stay in calsync and their events stay on the server untouched, but calsync "
+    "can no longer change those events (a later move or cancel is reported as not applied, so "
+    "you change the event yourself); the event types lose their booking calendar and cannot be "
+    "booked until `calsync event-type edit SLUG --booking-calendar ID` gives them one"
+)
+
+
+class CalendarInUse(ServiceError):
+    """A calendar that bookings or event types rely on was to be removed without force."""
+
+    def __init__(self, dependents: CalendarDependents, message: str) -> None:
+        super().__init__(message)
+        self.dependents = dependents
+
+
+def set_calendar(
+    db: Database,
+    connection_id: int,
+    *,
+    role: CalendarRole | None = None,
+    cancel_mode: CancelMode | None = None,
+    name: str | None = None,
+) -> CalendarConnection:
+    """Change a calendar's role, cancel mode or name. A calendar that an event type books into
+    keeps a role that takes bookings."""
     get_calendar(db, connection_id)
+    if name is not None and not name.strip():
+        raise ServiceError("--name must not be empty")
+    with db.writing() as session:
+        stored = session.get(CalendarConnection, connection_id)
+        assert stored is not None
+        if role is not None and role is CalendarRole.CONFLICTS:
+            slugs = session.scalars(
+                select(EventType.slug).where(EventType.booking_calendar_id == connection_id)
+            ).all()
+            if slugs:
+                raise ServiceError(
+                    f"calendar {connection_id} is the booking calendar of event type(s) "
+                    f"{', '.join(slugs)}, so it needs role bookings or both; give them another "
+                    "first with `calsync event-type edit SLUG --booking-calendar ID`"
+                )
+        if role is not None:
+            stored.role = role
+        if cancel_mode is not None:
+            stored.cancel_mode = cancel_mode
+        if name is not None:
+            stored.display_name = name.strip()[:200]
+    return get_calendar(db, connection_id)
+
+
+def calendar_dependents(db: Database, connection_id: int) -> CalendarDependents:
+    with db.reading() as session:
+        booking_ids = session.scalars(
+            select(BookedSession.booking_id)
+            .join(Booking, Booking.id == BookedSession.booking_id)
+            .where(
+                BookedSession.connection_id == connection_id,
+                BookedSession.href.is_not(None),
+                Booking.status == BookingStatus.ACTIVE,
+            )
+            .distinct()
+            .order_by(BookedSession.booking_id)
+        ).all()
+        slugs = session.scalars(
+            select(EventType.slug)
+            .where(EventType.booking_calendar_id == connection_id)
+            .order_by(EventType.slug)
+        ).all()
+    return CalendarDependents(list(booking_ids), list(slugs))
+
+
+def remove_calendar(db: Database, connection_id: int, *, force: bool = False) -> CalendarDependents:
+    """Disconnect a calendar. Refused while bookings or event types depend on it, unless
+    ``force`` (then see ``REMOVE_FORCE_OUTCOME``); returns what depended on it."""
+    get_calendar(db, connection_id)
+    dependents = calendar_dependents(db, connection_id)
+    if dependents and not force:
+        raise CalendarInUse(
+            dependents,
+            f"calendar {connection_id} is still in use: {dependents.describe()}. Move those "
+            "bookings and event types first (`calsync event-type edit SLUG --booking-calendar "
+            f"ID`), or remove it anyway with `calsync calendar remove {connection_id} --force`: "
+            + REMOVE_FORCE_OUTCOME,
+        )
     with db.writing() as session:
         session.execute(delete(CalendarConnection).where(CalendarConnection.id == connection_id))
+    return dependents
 
 
 def event_counts(db: Database) -> dict[int, int]:

@@ -34,7 +34,8 @@ from pydantic import (
 )
 
 from calsync.calendars.ical.busy import AllDayMode
-from calsync.input_rules import MAX_INT32, OneLine, one_line
+from calsync.input_rules import OneLine, one_line
+from calsync.limits import MAX_INT32
 from calsync.store.models import (
     CalendarConnection,
     CalendarRole,

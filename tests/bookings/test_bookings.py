@@ -155,7 +155,7 @@ def test_two_customers_racing_for_one_slot_get_exactly_one_booking(setup: Setup)
         thread.join()
     assert sorted(type(o).__name__ for o in outcomes) == ["BookingResult", "SlotTaken"]
     taken = next(o for o in outcomes if isinstance(o, SlotTaken))
-    assert "just taken" in str(taken)
+    assert "taken by another booking" in str(taken)
     assert len(setup.events()) == 1
 
 

@@ -160,7 +160,7 @@ def test_an_occupied_slot_is_a_409_naming_it(api: TestClient) -> None:
     assert response.status_code == 409, response.text
     answer = response.json()
     assert datetime.fromisoformat(answer["start"]) == at(monday, 10)
-    assert "that time was just taken" in answer["detail"]
+    assert "taken by another booking" in answer["detail"]
     assert "Pick another time" in answer["detail"]
 
 

@@ -49,7 +49,7 @@ def test_the_owner_moves_and_cancels_what_the_customer_may_not(shop: Shop, api: 
     booked = shop.book(at(monday, 9), at(monday, 11))
     first, second = booked.session_ids
     before = shop.event_times()
-    # 20:00 is outside the working hours: the owner may still put a session there.
+    # 20:00 is outside the working hours: the owner may put a session there, with force.
     late = at(monday + timedelta(days=1), 20)
 
     body = {
@@ -58,6 +58,13 @@ def test_the_owner_moves_and_cancels_what_the_customer_may_not(shop: Shop, api: 
         "idempotency_key": "call-42",
         "expected_version": 1,
     }
+    refused = api.post(f"/api/bookings/{booked.id}/reschedule", json=body)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()["detail"][0]
+    assert problem["field"] == "moves" and "outside the working hours" in problem["message"]
+    assert '"force": true' in problem["message"]
+    assert shop.event_times() == before
+    body["force"] = True
     response = api.post(f"/api/bookings/{booked.id}/reschedule", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -139,3 +146,36 @@ def test_a_taken_start_is_a_409_naming_it_for_new_bookings(shop: Shop, api: Test
     assert response.status_code == 409, response.text
     assert datetime.fromisoformat(response.json()["start"]) == at(monday, 10)
     assert "session_id" not in response.json()
+
+
+def test_bookings_are_listed_with_the_cli_filters(shop: Shop, api: TestClient) -> None:
+    shop.event_type()
+    monday = next_monday()
+    first = shop.book(at(monday, 9))
+    second = shop.book(at(monday, 13), email="sam@example.org")
+
+    def ids(**query: str) -> list[str]:
+        response = api.get("/api/bookings", params=query)
+        assert response.status_code == 200, response.text
+        return [b["id"] for b in response.json()]
+
+    assert ids() == [first.id, second.id]
+    assert ids(customer="sam") == [second.id]
+    assert ids(event_type="coaching", when="upcoming") == [first.id, second.id]
+    assert ids(when="past") == []
+    listed = api.get("/api/bookings").json()[0]
+    assert listed["manage_url"] and listed["sessions"][0]["status"] == "booked"
+    assert api.get("/api/bookings", params={"when": "someday"}).status_code == 422
+    assert api.get("/api/bookings", params={"owner": "nobody@example.org"}).status_code == 404
+
+
+def test_a_booking_calendar_is_not_deleted_without_force(shop: Shop, api: TestClient) -> None:
+    shop.event_type()
+    booked = shop.book(at(next_monday(), 9))
+    path = f"/api/calendars/{shop.calendar_id}"
+    refused = api.delete(path)
+    assert refused.status_code == 409, refused.text
+    assert booked.id in refused.json()["detail"] and "?force=true" in refused.json()["detail"]
+    assert api.get(path).status_code == 200
+    assert api.delete(path, params={"force": "true"}).status_code == 204
+    assert api.get(path).status_code == 404

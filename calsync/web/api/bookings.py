@@ -19,8 +19,10 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from calsync.bookings import changes, links
+from calsync.bookings import listing as booking_list
 from calsync.bookings import packages as bookings
 from calsync.bookings.event_types import InvalidInput, get_event_type
+from calsync.bookings.listing import BookingFilter, When
 from calsync.store.models import Actor
 from calsync.sync import connections as services
 from calsync.web.api.booking_schemas import (
@@ -82,6 +84,27 @@ def create_booking(
     return BookingOut.from_row(result.booking, result.manage_url)
 
 
+@router.get("", responses=NOT_FOUND)
+def list_bookings(
+    db: DbDep,
+    settings: SettingsDep,
+    owner: str | None = None,
+    event_type: str | None = None,
+    when: When = When.ALL,
+    customer: str | None = None,
+) -> list[BookingOut]:
+    """Bookings, soonest first session first: ``owner`` (email), ``event_type`` (id or slug),
+    ``when`` (upcoming: a session still to come; past: all over), ``customer`` (part of the
+    customer's email or name)."""
+    key: int | str | None = event_type
+    if event_type is not None and event_type.isdigit():
+        key = int(event_type)
+    found = booking_list.list_bookings(
+        db, BookingFilter(owner_email=owner, event_type=key, when=when, customer=customer)
+    )
+    return [BookingOut.from_row(b, links.current_link(settings, b)) for b in found]
+
+
 @router.get("/{booking_id}", responses=NOT_FOUND)
 def get_booking(booking_id: BookingId, db: DbDep, settings: SettingsDep) -> BookingOut:
     """The booking with its sessions (in the customer's zone), its current link and history."""
@@ -136,7 +159,10 @@ def reschedule_sessions(
 ) -> ChangeResultOut:
     """Move sessions to new starts, in the owner's calendar too (same UID, SEQUENCE + 1).
 
-    The owner is not bound by the policy nor by the offered times. ``change.status`` is
+    The owner is not bound by the cancel/reschedule policy, and is never charged a fee nor
+    counted against the customer's allowance. A move onto a time that is not offered (busy,
+    outside hours, inside the notice, off the slot grid) is refused with the reason unless
+    ``force`` is true. ``change.status`` is
     ``pending`` while a calendar cannot be reached (a worker finishes it), ``conflict`` when
     the owner changed the event in their calendar meanwhile.
     """
@@ -150,6 +176,7 @@ def reschedule_sessions(
             reason=body.reason,
             idempotency_key=body.idempotency_key,
             expected_version=body.expected_version,
+            force=body.force,
         )
     return change_result(outcome, links.current_link(settings, outcome.booking))
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from calsync.bookings.event_types import InvalidInput
 from calsync.sync import connections as services
 from calsync.web.deps import DbDep, PollerDep, SettingsDep
-from calsync.web.errors import PollInProgress
+from calsync.web.errors import PollInProgress, message_response
 from calsync.web.schemas import NOT_FOUND, CalendarCreate, CalendarOut, DbId, SyncResultOut, failure
 
 router = APIRouter(prefix="/calendars", tags=["calendars"])
@@ -62,10 +62,25 @@ def get_calendar(calendar_id: DbId, db: DbDep) -> CalendarOut:
     return CalendarOut.from_row(connection, owner_email=connection.owner.email, events=events)
 
 
-@router.delete("/{calendar_id}", status_code=204, responses=NOT_FOUND)
-def remove_calendar(calendar_id: DbId, db: DbDep) -> Response:
-    """Disconnect a calendar and forget its mirror; nothing changes on the server."""
-    services.remove_calendar(db, calendar_id)
+@router.delete(
+    "/{calendar_id}",
+    status_code=204,
+    responses=NOT_FOUND | {409: failure("Bookings or event types rely on it (without force).")},
+)
+def remove_calendar(calendar_id: DbId, db: DbDep, force: bool = False) -> Response:
+    """Disconnect a calendar and forget its mirror; nothing changes on the server.
+
+    Refused (409) while active bookings have events in it or it is an event type's booking
+    calendar; ``?force=true`` removes it anyway: the bookings' events stay on the server but
+    calsync can no longer change them, and the event types lose their booking calendar."""
+    try:
+        services.remove_calendar(db, calendar_id, force=force)
+    except services.CalendarInUse as exc:
+        return message_response(
+            409,
+            f"calendar {calendar_id} is still in use: {exc.dependents.describe()}. Move them "
+            "first, or remove it anyway with ?force=true: " + services.REMOVE_FORCE_OUTCOME,
+        )
     return Response(status_code=204)
 
 

@@ -50,6 +50,11 @@ class MoveIn(Request):
 class RescheduleIn(Request):
     moves: list[MoveIn] = Field(min_length=1, max_length=MAX_SESSIONS)
     reason: MultiLine | None = Reason
+    force: bool = Field(
+        False,
+        description="Move even onto busy time, outside the working hours, inside the notice "
+        "or off the slot grid. Without it such a move is refused (422) with the reason.",
+    )
     idempotency_key: OneLine | None = IdempotencyKey
     expected_version: Count | None = ExpectedVersion
 
