@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
-from calsync.sync import adoption, bookings, changes, event_types, links, services
+from calsync.states import AdoptionRule
 from calsync.sync.cli_common import (
     JsonOption,
     app,
@@ -20,7 +20,9 @@ from calsync.sync.cli_common import (
     print_json,
     state,
 )
-from calsync.sync.models import Actor, AdoptionRule, Booking, Change
+
+if TYPE_CHECKING:
+    from calsync.sync.models import Booking, Change
 
 booking_app = typer.Typer(no_args_is_help=True, help="Bookings and their manage links.")
 app.add_typer(booking_app, name="booking")
@@ -39,6 +41,8 @@ def book(
     as_json: JsonOption = False,
 ) -> None:
     """Book a package of sessions into the owner's calendar."""
+    from calsync.sync import bookings, event_types
+
     db = state.db()
     key: int | str = int(event_type) if event_type.isdigit() else event_type
     chosen = event_types.get_event_type(db, key)
@@ -121,6 +125,8 @@ def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()
 @booking_app.command("show")
 def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     """A booking with its sessions (in the customer's zone), its link and its history."""
+    from calsync.sync import bookings, changes, links
+
     db = state.db()
     booking = bookings.get_booking(db, booking_id)
     data = describe(
@@ -154,6 +160,8 @@ def _session_ids(booking: Booking, positions: list[int]) -> list[int]:
     by_position = {s.position: s.id for s in booking.sessions}
     missing = [p for p in positions if p not in by_position]
     if missing:
+        from calsync.sync import services
+
         raise services.ServiceError(
             f"the booking has no session {missing[0]} (it has 1 to {len(by_position)})"
         )
@@ -168,6 +176,9 @@ def booking_reschedule(
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
 ) -> None:
     """Move sessions as the owner (not bound by the cancel/reschedule policy)."""
+    from calsync.sync import bookings, changes, services
+    from calsync.sync.models import Actor
+
     db = state.db()
     booking = bookings.get_booking(db, booking_id)
     if len(session) != len(to):
@@ -192,6 +203,9 @@ def booking_cancel(
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
 ) -> None:
     """Cancel sessions as the owner (not bound by the cancel/reschedule policy)."""
+    from calsync.sync import bookings, changes
+    from calsync.sync.models import Actor
+
     db = state.db()
     booking = bookings.get_booking(db, booking_id)
     outcome = changes.cancel(
@@ -211,6 +225,8 @@ def booking_cancel(
 @booking_app.command("relink")
 def booking_relink(booking_id: str) -> None:
     """Issue a new manage link (the old one stops working) and write it into the events."""
+    from calsync.sync import bookings
+
     url = bookings.relink(state.db(), state.settings, booking_id)
     out.print(f"New manage link: {url}", soft_wrap=True, highlight=False)
 
@@ -218,6 +234,8 @@ def booking_relink(booking_id: str) -> None:
 @booking_app.command("revoke")
 def booking_revoke(booking_id: str) -> None:
     """Make the booking's manage link stop working now."""
+    from calsync.sync import bookings
+
     bookings.revoke_link(state.db(), booking_id)
     out.print("The link no longer works. `calsync booking relink` issues a new one.")
 
@@ -232,6 +250,8 @@ def calendar_adoption(
     category: Annotated[str | None, typer.Option(help="With --rule category: its name.")] = None,
 ) -> None:
     """Set the adoption rule of a calendar (off by default)."""
+    from calsync.sync import event_types, services
+
     chosen = None
     db = state.db()
     if event_type is not None:
@@ -255,6 +275,8 @@ def adopt(
     as_json: JsonOption = False,
 ) -> None:
     """Turn the calendar's matching events into bookings now (the poller also does this)."""
+    from calsync.sync import adoption
+
     db = state.db()
     if dry_run:
         found = adoption.find_candidates(db, calendar)

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -15,9 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from calsync.calendars.busy import AllDayMode
-from calsync.config import Settings
-from calsync.sync import google_connect, google_signin, services
+from calsync.states import AllDayMode, CalendarRole, CancelMode
 from calsync.sync.cli_common import (
     JsonOption,
     app,
@@ -29,10 +27,12 @@ from calsync.sync.cli_common import (
     print_json,
     state,
 )
-from calsync.sync.db import Database
-from calsync.sync.models import CalendarConnection, CalendarRole, CancelMode
-from calsync.sync.poller import Poller, PollResult
-from calsync.sync.worker import start_background
+
+if TYPE_CHECKING:
+    from calsync.config import Settings
+    from calsync.sync.db import Database
+    from calsync.sync.models import CalendarConnection
+    from calsync.sync.poller import PollResult
 
 
 @calendar_app.command("add")
@@ -87,6 +87,8 @@ def calendar_add(
 ) -> None:
     """Connect a CalDAV calendar (or every calendar of the account at a server URL), or with
     --google a Google calendar."""
+    from calsync.sync import google_connect, services
+
     if google or google_token_file is not None or web:
         if caldav is not None:
             raise services.ServiceError("use either --caldav or --google, not both")
@@ -137,6 +139,8 @@ def calendar_add(
 
 def _google_token(token_file: Path | None) -> str:
     """The token JSON: read from ``token_file``, or obtained by the console/loopback flow."""
+    from calsync.sync import google_connect, services
+
     if token_file is None:
         return google_connect.console_flow(state.settings)
     try:
@@ -146,6 +150,8 @@ def _google_token(token_file: Path | None) -> str:
 
 
 def _print_sign_in_link(owner_email: str, as_json: bool) -> None:
+    from calsync.sync import google_signin, services
+
     owner = services.find_owner(state.db(), owner_email)
     link = google_signin.sign_in_url(state.settings, owner.id)
     if as_json:
@@ -165,6 +171,8 @@ def _print_sign_in_link(owner_email: str, as_json: bool) -> None:
 def _google_calendar_ids(calendar_id: str | None, token: str) -> list[str]:
     """The calendar asked for; without one, the owner picks from the account's calendars at a
     terminal, and gets the primary calendar elsewhere (scripts)."""
+    from calsync.sync import google_connect, services
+
     if calendar_id is not None:
         return [calendar_id]
     if not sys.stdin.isatty():
@@ -200,6 +208,8 @@ def _print_added(connections: list[CalendarConnection], as_json: bool) -> None:
 @calendar_app.command("list")
 def calendar_list(as_json: JsonOption = False) -> None:
     """List connected calendars with their sync state and last error."""
+    from calsync.sync import services
+
     db = state.db()
     counts = services.event_counts(db)
     rows = [
@@ -241,6 +251,8 @@ def calendar_list(as_json: JsonOption = False) -> None:
 @calendar_app.command("remove")
 def calendar_remove(calendar_id: int) -> None:
     """Disconnect a calendar and forget its mirrored events (nothing changes on the server)."""
+    from calsync.sync import services
+
     services.remove_calendar(state.db(), calendar_id)
     out.print(f"Removed calendar {calendar_id}.")
 
@@ -264,6 +276,9 @@ def sync(
     calendar: Annotated[int | None, typer.Option(help="Only this calendar id.")] = None,
 ) -> None:
     """Poll calendars now (with --once), or keep polling them in the foreground."""
+    from calsync.sync import services
+    from calsync.sync.poller import Poller
+
     db = state.db()
     poller = Poller(db, state.settings)
     ids = [services.get_calendar(db, calendar).id] if calendar is not None else None
@@ -299,6 +314,9 @@ def _report(result: PollResult) -> None:
 
 
 def _run_poller(db: Database, settings: Settings, only: list[int] | None = None) -> None:
+    from calsync.sync.poller import Poller
+    from calsync.sync.worker import start_background
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -332,6 +350,8 @@ def busy(
     as_json: JsonOption = False,
 ) -> None:
     """Busy intervals of a calendar as calsync sees them."""
+    from calsync.sync import services
+
     db = state.db()
     connection = services.get_calendar(db, calendar)
     zone = ZoneInfo(services.check_timezone(tz or connection.owner.timezone))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -26,7 +26,6 @@ from calsync.policy.hours import (
     parse_weekly_hours,
     weekly_to_data,
 )
-from calsync.sync import event_types, services
 from calsync.sync.cli_common import (
     JsonOption,
     app,
@@ -36,7 +35,9 @@ from calsync.sync.cli_common import (
     print_json,
     state,
 )
-from calsync.sync.models import EventType
+
+if TYPE_CHECKING:
+    from calsync.sync.models import EventType
 
 Minutes = Annotated[int, typer.Option(min=0, help="Minutes.")]
 
@@ -47,6 +48,8 @@ def _fee(text: str | None, option: str) -> Fee | None:
         return None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
     if not match:
+        from calsync.sync import event_types
+
         raise event_types.InvalidInput([(option, f"{text!r} is not an amount like 5 or 10%")])
     kind = FeeKind.PERCENT if match.group(2) else FeeKind.FIXED
     return Fee(kind, Decimal(match.group(1)))
@@ -102,6 +105,8 @@ def event_type_add(
     as_json: JsonOption = False,
 ) -> None:
     """Define an event type: duration, hours, buffers, notice and the cancel/reschedule policy."""
+    from calsync.sync import event_types, services
+
     db = state.db()
     owner_row = services.find_owner(db, owner)
     spec = event_types.EventTypeSpec(
@@ -139,6 +144,8 @@ def event_type_add(
 
 
 def describe(event_type: EventType) -> dict[str, Any]:
+    from calsync.sync import event_types
+
     spec = event_types.spec_of(event_type)
     return {
         "id": event_type.id,
@@ -166,6 +173,8 @@ def describe(event_type: EventType) -> dict[str, Any]:
 @event_type_app.command("list")
 def event_type_list(as_json: JsonOption = False) -> None:
     """List event types."""
+    from calsync.sync import event_types
+
     rows = [describe(e) for e in event_types.list_event_types(state.db())]
     if as_json:
         print_json(rows)
@@ -192,6 +201,8 @@ def event_type_show(
     event_type: Annotated[str, typer.Argument(help="Id or slug.")], as_json: JsonOption = False
 ) -> None:
     """Show one event type in full."""
+    from calsync.sync import event_types
+
     key: int | str = int(event_type) if event_type.isdigit() else event_type
     data = describe(event_types.get_event_type(state.db(), key))
     if as_json:
@@ -210,6 +221,8 @@ def availability(
     as_json: JsonOption = False,
 ) -> None:
     """Free slots of an event type, from the busy time calsync has mirrored."""
+    from calsync.sync import event_types, services
+
     db = state.db()
     key: int | str = int(event_type) if event_type.isdigit() else event_type
     chosen = event_types.get_event_type(db, key)

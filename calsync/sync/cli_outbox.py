@@ -7,9 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from calsync.sync import outbox
+from calsync.states import OutboxStatus
 from calsync.sync.cli_common import JsonOption, app, iso, out, print_json, state
-from calsync.sync.models import OutboxStatus
 
 outbox_app = typer.Typer(
     no_args_is_help=True, help="Emails: what was sent, what waits, what failed."
@@ -25,6 +24,8 @@ def outbox_list(
     as_json: JsonOption = False,
 ) -> None:
     """List outbox messages with their state and last error."""
+    from calsync.sync import outbox
+
     rows = [
         {
             "id": m.id,
@@ -65,5 +66,7 @@ def outbox_retry(
     ] = None,
 ) -> None:
     """Queue failed messages again (after fixing an address or the mail server)."""
+    from calsync.sync import outbox
+
     count = outbox.retry(state.db(), message_id or None)
     out.print(f"{count} message(s) queued again; the worker sends them within seconds.")

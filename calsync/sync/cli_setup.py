@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from calsync.sync import services
 from calsync.sync.cli_common import JsonOption, app, out, owner_app, print_json, state
 
 
@@ -34,6 +33,8 @@ def owner_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add an owner."""
+    from calsync.sync import services
+
     owner = services.add_owner(state.db(), name=name, email=email, timezone=timezone)
     if as_json:
         print_json({"id": owner.id, "name": owner.name, "email": owner.email})
@@ -44,6 +45,8 @@ def owner_add(
 @owner_app.command("list")
 def owner_list(as_json: JsonOption = False) -> None:
     """List owners."""
+    from calsync.sync import services
+
     owners = services.list_owners(state.db())
     rows = [{"id": o.id, "name": o.name, "email": o.email, "timezone": o.timezone} for o in owners]
     if as_json:

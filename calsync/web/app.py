@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from calsync import __version__
 from calsync.config import Settings, load_settings
-from calsync.sync.db import Database, DatabaseUnavailable
+from calsync.sync.db import Database, DatabaseUnavailable, missing_sqlite_file
 from calsync.sync.poller import Poller
 from calsync.sync.worker import start_background
 from calsync.web import errors
@@ -74,6 +74,12 @@ class AdminKeyMiddleware:
 def open_database(settings: Settings) -> Database:
     """The configured database; DatabaseUnavailable when it cannot be reached or has not been
     set up yet."""
+    missing = missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        # Connecting would leave an empty file behind that looks like a database.
+        raise DatabaseUnavailable(
+            f"there is no database at {missing} yet: run `calsync init` to create it"
+        )
     db = Database(settings.database_url)
     try:
         current = db.is_current()
