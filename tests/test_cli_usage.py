@@ -1,0 +1,159 @@
+"""The ``calsync`` command as a newcomer types it: usage mistakes, --version, help, start-up,
+and where ``serve``/``web`` listen.
+
+Every usage mistake must end in click's usage message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from calsync.sync.cli_serve import listen_address
+from tests.conftest import SECRET_KEY
+from tests.servers import free_port
+from tests.test_cli import cli_env
+
+
+def calsync(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "calsync", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cli_env(),
+    )
+
+
+USAGE_MISTAKES = {
+    "a misspelt command": (["calender", "list"], "Did you mean 'calendar'?"),
+    "a missing option": (
+        ["owner", "add", "--name", "Bob", "--email", "bob@example.org"],
+        "Missing option '--timezone'",
+    ),
+    "a misspelt option": (["owner", "list", "--jsn"], "No such option: --jsn"),
+    "a value not among the choices": (["outbox", "list", "--status", "bogus"], "'bogus'"),
+    "a value after a flag": (["owner", "list", "--json", "true"], "unexpected extra argument"),
+    "a word for a number": (
+        ["busy", "--calendar", "x", "--from", "2026-12-01", "--to", "2026-12-02"],
+        "Invalid value for '--calendar'",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", USAGE_MISTAKES, ids=list(USAGE_MISTAKES))
+def test_a_usage_mistake_prints_the_usage_and_exits_2(mistake: str, tmp_path: Path) -> None:
+    args, explanation = USAGE_MISTAKES[mistake]
+    result = calsync(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "Usage: calsync" in result.stderr
+    assert "Error:" in result.stderr and explanation in result.stderr
+    # A usage mistake is refused before anything is opened: no database file appears.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
+    result = calsync("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "calsync 0.1.0"
+
+
+def test_help_shows_flags_as_flags(tmp_path: Path) -> None:
+    help_text = calsync("owner", "list", "--help", cwd=tmp_path).stdout
+    assert "--json" in help_text
+    # "--json <bool>" invites "--json true", which is a usage mistake.
+    assert "<bool>" not in help_text
+
+
+def test_help_imports_neither_the_database_nor_providers_nor_the_web_tier() -> None:
+    """Start-up: `calsync --help` (and every light command) must not pay for heavy imports."""
+    script = (
+        "import json, sys\n"
+        "from calsync.sync.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=cli_env()
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout.splitlines()[-1]))
+    assert "calsync.sync.cli_calendars" in loaded  # the commands were registered
+    heavy = {
+        "sqlalchemy.engine",
+        "calsync.sync.db",
+        "calsync.calendars.caldav",
+        "calsync.calendars.google",
+        "caldav",
+        "googleapiclient",
+        "fastapi",
+        "uvicorn",
+        "icalendar",
+        "recurring_ical_events",
+        "jinja2",
+        "pydantic_settings",
+    }
+    assert heavy & loaded == set()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "host", "port", "expected", "warns"),
+    [
+        ("http://127.0.0.1:8765", None, None, ("127.0.0.1", 8765), False),
+        ("http://0.0.0.0:9000", None, None, ("0.0.0.0", 9000), False),
+        ("http://127.0.0.1:8765", None, 8000, ("127.0.0.1", 8000), True),
+        ("http://calsync.lan", "0.0.0.0", None, ("0.0.0.0", 80), True),
+        # calsync speaks plain HTTP: an https base_url has a TLS proxy in front.
+        ("https://book.example.org", None, None, ("127.0.0.1", 8000), False),
+        ("https://book.example.org", None, 9001, ("127.0.0.1", 9001), False),
+    ],
+)
+def test_serve_listens_where_base_url_points_unless_told(
+    base_url: str, host: str | None, port: int | None, expected: tuple[str, int], warns: bool
+) -> None:
+    address = listen_address(base_url, host, port)
+    assert (address.host, address.port) == expected
+    assert (address.note is not None and address.note.startswith("warning")) == warns
+
+
+def test_web_answers_at_the_port_of_base_url(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "calsync.toml").write_text(
+        f'database_url = "sqlite:///{tmp_path}/calsync.db"\nsecret_key = "{SECRET_KEY}"\n'
+        f'base_url = "http://127.0.0.1:{port}"\n'
+    )
+    assert calsync("init", cwd=tmp_path).returncode == 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "calsync", "web"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.communicate()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "calsync web never answered at base_url"
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert "warning" not in stderr.lower()
