@@ -14,9 +14,13 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from calsync import __version__
 from calsync.config import Settings, load_settings
@@ -47,6 +51,8 @@ API_RESPONSES: dict[int | str, dict[str, object]] = {
 
 DOCS_URL = "/api/docs"
 OPENAPI_URL = "/api/openapi.json"
+# Swagger UI's files come with the swagger-ui-bundle package, so the docs work offline.
+DOCS_ASSETS_URL = "/static/swagger-ui"
 # The API's description is no secret, and a browser cannot send the key to open the docs.
 PUBLIC_API_PATHS = frozenset({DOCS_URL, OPENAPI_URL, f"{DOCS_URL}/oauth2-redirect"})
 
@@ -136,7 +142,7 @@ def create_app(
         description="Owners, calendars, event types, availability and bookings. Every /api route "
         "needs `Authorization: Bearer <admin_api_key>`.",
         lifespan=lifespan,
-        docs_url=DOCS_URL,
+        docs_url=None,  # served by _add_docs from local files, not from a CDN
         openapi_url=OPENAPI_URL,
         redoc_url=None,
     )
@@ -151,6 +157,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(manage.router)
     app.include_router(google_signin.pages)
+    _add_docs(app)
     app.mount("/static", StaticAssets(), name="static")
     api = APIRouter(prefix="/api", dependencies=[bearer_scheme], responses=API_RESPONSES)
     for module in (owners, calendars, event_types, bookings):
@@ -158,6 +165,27 @@ def create_app(
     api.include_router(google_signin.api_router)
     app.include_router(api)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at DOCS_URL, its scripts and styles from this machine (FastAPI's pattern for
+    self-hosted docs assets)."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=OPENAPI_URL,
+            title=f"{app.title} - docs",
+            oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon-32x32.png",
+        )
+
+    @app.get(f"{DOCS_URL}/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def app_from_environment() -> FastAPI:
