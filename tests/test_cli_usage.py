@@ -7,18 +7,24 @@ Every usage mistake must end in click's usage message and exit code 2, never a t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from calsync.sync.cli_serve import listen_address
 from tests.conftest import SECRET_KEY
-from tests.servers import free_port
-from tests.test_cli import cli_env
+from tests.servers import ServerProcess, free_port
+from tests.test_cli import Cli, cli_env
+
+OWNER = "coach@example.org"
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def calsync(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -157,3 +163,110 @@ def test_web_answers_at_the_port_of_base_url(tmp_path: Path) -> None:
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert "warning" not in stderr.lower()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_show_commands_read_as_text_and_changes_answer_json(
+    tmp_path: Path, database_url: str, radicale_server: ServerProcess
+) -> None:
+    cli = Cli(tmp_path, database_url)
+    cli.ok("init")
+    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
+    url = radicale_server.new_calendar()
+    cli.ok("calendar", "add", "--owner", OWNER, "--caldav", url, "--role", "both")
+    cli.ok(
+        "event-type",
+        "add",
+        *("--owner", OWNER, "--slug", "coaching", "--duration", "60"),
+        *("--booking-calendar", "1"),
+    )
+
+    shown = cli.ok("event-type", "show", "coaching")
+    assert "conflict calendars: all calendars" in shown
+    assert "hours: mon 09:00-17:00; tue 09:00-17:00" in shown
+    assert "cancel: any time" in shown
+    assert "{" not in shown and "[" not in shown  # no Python dicts or lists
+
+    today = datetime.now(BERLIN).date()
+    monday = today + timedelta(days=7 - today.weekday())
+    booked = json.loads(
+        cli.ok(
+            "book",
+            "--event-type",
+            "coaching",
+            "--customer-email",
+            "zoe@example.org",
+            "--customer-name",
+            "Zoë",
+            "--customer-timezone",
+            "America/New_York",
+            "--start",
+            f"{monday}T09:00+01:00",
+            "--start",
+            f"{monday}T11:00+01:00",
+            "--json",
+        )
+    )
+    moved = json.loads(
+        cli.ok(
+            "booking",
+            "reschedule",
+            booked["id"],
+            "--session",
+            "1",
+            "--to",
+            f"{monday}T14:00+01:00",
+            "--json",
+        )
+    )
+    assert (moved["kind"], moved["status"]) == ("reschedule", "applied")
+    cancelled = json.loads(cli.ok("booking", "cancel", booked["id"], "--session", "2", "--json"))
+    assert (cancelled["kind"], cancelled["status"]) == ("cancel", "applied")
+    polled = json.loads(cli.ok("sync", "--once", "--json"))
+    assert [(p["calendar_id"], p["error"]) for p in polled] == [(1, None)]
+
+    text = cli.ok("booking", "show", booked["id"])
+    assert "Times in America/New_York (the customer's zone)." in text
+    # 14:00 Berlin is 08:00 in New York; no UTC or other offsets are mixed in.
+    assert f"{monday:%a %Y-%m-%d} 08:00" in text
+    assert "+00:00" not in text and "+01:00" not in text and "-05:00" not in text
+
+    calendar = cli.ok("calendar", "show", "1")
+    assert f"url: {url}" in calendar and "error: none" in calendar
+
+
+def test_calendar_list_keeps_one_line_per_calendar_at_80_columns() -> None:
+    from rich.console import Console
+
+    from calsync.sync.cli_calendars import _calendar_table
+
+    error = "Could not reach the CalDAV server at http://127.0.0.1:9/ " * 6
+    row = {
+        "id": 1,
+        "owner": "ada@example.org",
+        "name": "Work",
+        "url": "http://127.0.0.1:9/",
+        "role": "conflicts",
+        "status": "failing",
+        "events": 0,
+        "last_success_at": None,
+        "next_poll_at": None,
+        "failures": 3,
+        "error": error,
+    }
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(_calendar_table([row, {**row, "id": 2, "error": None, "status": "ok"}], 80))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert len(lines) <= 8  # borders, the header and one line per calendar
+    assert any("failing" in line and "Could not" in line and "…" in line for line in lines)
+
+
+def test_a_sent_message_says_when_it_was_sent_not_tries_0() -> None:
+    from calsync.sync.cli_outbox import _when
+
+    sent = {"status": "sent", "attempts": 0, "sent_at": "2026-12-01T09:30:12+00:00"}
+    assert _when({**sent, "next_attempt_at": None}) == "sent 2026-12-01 09:30"
+    waiting = {"status": "ready", "attempts": 2, "next_attempt_at": "2026-12-01T09:31:00+00:00"}
+    assert _when(waiting) == "2 tries failed; next try 2026-12-01 09:31"
+    assert _when({"status": "failed", "attempts": 1}) == "gave up after 1 try"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from calsync.states import AdoptionRule
@@ -93,22 +95,7 @@ def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()
             }
             for s in booking.sessions
         ],
-        "changes": [
-            {
-                "id": c.id,
-                "kind": c.kind.value,
-                "actor": c.actor.value,
-                "status": c.status.value,
-                "reason": c.reason,
-                "fee": c.fee,
-                "message": c.message,
-                "sessions": [
-                    {"position": i["position"], "from": i["from"], "to": i["to"]} for i in c.items
-                ],
-                "at": iso(c.created_at),
-            }
-            for c in recorded
-        ],
+        "changes": [change_data(c) for c in recorded],
         "history": [
             {
                 "at": iso(h.at),
@@ -119,6 +106,22 @@ def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()
             }
             for h in booking.history
         ],
+    }
+
+
+def change_data(change: Change) -> dict[str, Any]:
+    return {
+        "id": change.id,
+        "kind": change.kind.value,
+        "actor": change.actor.value,
+        "status": change.status.value,
+        "reason": change.reason,
+        "fee": change.fee,
+        "message": change.message,
+        "sessions": [
+            {"position": i["position"], "from": i["from"], "to": i["to"]} for i in change.items
+        ],
+        "at": iso(change.created_at),
     }
 
 
@@ -135,25 +138,39 @@ def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(data)
         return
+    zone = ZoneInfo(booking.customer_timezone)
     out.print(
-        f"[bold]{data['title']}[/bold] for {booking.customer_name} <{booking.customer_email}>"
+        f"[bold]{escape(data['title'])}[/bold] for "
+        f"{escape(booking.customer_name)} <{booking.customer_email}>",
+        highlight=False,
     )
     out.print(f"status {data['status']}, link: {data['manage_url'] or 'revoked'}", soft_wrap=True)
-    table = Table("#", "start", "end", "status", title=f"Sessions ({booking.customer_timezone})")
+    # Every time below in one zone, the customer's, named once (--json keeps the offsets).
+    out.print(f"Times in {zone.key} (the customer's zone).", highlight=False)
+    table = Table("#", "start", "end", "status", title="Sessions")
     for s in data["sessions"]:
-        table.add_row(str(s["position"]), s["start"], s["end"], s["status"])
+        table.add_row(
+            str(s["position"]), _when(s["start"], zone), _when(s["end"], zone), s["status"]
+        )
     out.print(table)
     for c in data["changes"]:
         moved = ", ".join(
-            f"#{i['position']} {i['from'][0][:16]} → {i['to'][0][:16] if i['to'] else 'cancelled'}"
+            f"#{i['position']} {_when(i['from'][0], zone)} → "
+            + (_when(i["to"][0], zone) if i["to"] else "cancelled")
             for i in c["sessions"]
         )
         out.print(f"change {c['id']} ({c['kind']} by {c['actor']}, {c['status']}): {moved}")
     for h in data["history"]:
         out.print(
-            f"{h['at'][:19]}  {h['actor']}: {h['action']}"
-            + (f" ({h['reason']})" if h["reason"] else "")
+            f"{_when(h['at'], zone)}  {h['actor']}: {h['action']}"
+            + (f" ({escape(h['reason'])})" if h["reason"] else ""),
+            highlight=False,
         )
+
+
+def _when(text: str, zone: ZoneInfo) -> str:
+    """An ISO time (UTC or with any offset) as a wall time in ``zone``."""
+    return f"{datetime.fromisoformat(text).astimezone(zone):%a %Y-%m-%d %H:%M}"
 
 
 def _session_ids(booking: Booking, positions: list[int]) -> list[int]:
@@ -174,6 +191,7 @@ def booking_reschedule(
     session: Annotated[list[int], typer.Option(help="Session number (1 = first); repeatable.")],
     to: Annotated[list[str], typer.Option(help="New start, one per --session, in order.")],
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Move sessions as the owner (not bound by the cancel/reschedule policy)."""
     from calsync.sync import bookings, changes, services
@@ -190,6 +208,9 @@ def booking_reschedule(
     outcome = changes.reschedule(
         db, state.settings, booking_id, moves, actor=Actor.OWNER, reason=reason
     )
+    if as_json:
+        print_json(change_data(outcome.change))
+        return
     out.print(
         f"Change {outcome.change.id}: {outcome.change.status.value}. "
         + (outcome.change.message or "")
@@ -201,6 +222,7 @@ def booking_cancel(
     booking_id: str,
     session: Annotated[list[int], typer.Option(help="Session number (1 = first); repeatable.")],
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Cancel sessions as the owner (not bound by the cancel/reschedule policy)."""
     from calsync.sync import bookings, changes
@@ -216,6 +238,9 @@ def booking_cancel(
         actor=Actor.OWNER,
         reason=reason,
     )
+    if as_json:
+        print_json(change_data(outcome.change))
+        return
     out.print(
         f"Change {outcome.change.id}: {outcome.change.status.value}. "
         + (outcome.change.message or "")

@@ -6,11 +6,13 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
@@ -212,40 +214,75 @@ def calendar_list(as_json: JsonOption = False) -> None:
 
     db = state.db()
     counts = services.event_counts(db)
-    rows = [
-        {
-            "id": c.id,
-            "owner": c.owner.email,
-            "name": c.display_name,
-            "url": c.url,
-            "role": c.role.value,
-            "status": c.status.value,
-            "events": counts.get(c.id, 0),
-            "last_success_at": iso(c.last_success_at),
-            "next_poll_at": iso(c.next_poll_at),
-            "failures": c.failures,
-            "error": c.last_error,
-        }
-        for c in services.list_calendars(db)
-    ]
+    rows = [_calendar_row(c, counts) for c in services.list_calendars(db)]
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "owner", "name", "role", "status", "events", "last sync", "error")
+    out.print(_calendar_table(rows, out.width))
+    if any(row["error"] for row in rows):
+        out.print("The whole error: `calsync calendar show ID` (or `calendar list --json`).")
+
+
+def _calendar_row(c: CalendarConnection, counts: dict[int, int]) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "owner": c.owner.email,
+        "name": c.display_name,
+        "url": c.url,
+        "role": c.role.value,
+        "status": c.status.value,
+        "events": counts.get(c.id, 0),
+        "last_success_at": iso(c.last_success_at),
+        "next_poll_at": iso(c.next_poll_at),
+        "failures": c.failures,
+        "error": c.last_error,
+    }
+
+
+def _calendar_table(rows: list[dict[str, Any]], width: int) -> Table:
+    """One line per calendar at any terminal width (80 columns too): long names and errors are
+    cut short with "…"; ``calendar show`` and ``--json`` have them whole."""
+    status_width = max([6, *(len(row["status"]) for row in rows)])
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=2)
+    table.add_column("status", no_wrap=True, min_width=status_width)
+    table.add_column("role", no_wrap=True, min_width=9)
+    table.add_column("calendar", overflow="ellipsis", no_wrap=True, max_width=18)
+    table.add_column("last sync", no_wrap=True, min_width=11)
+    # The error gets what is left of the width (3 columns of padding between columns), so the
+    # columns before it keep theirs.
+    rest = width - (2 + status_width + 9 + 18 + 11 + 5 * 3) - 3
+    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=max(8, rest))
     for row in rows:
         style = "red" if row["status"] in ("failing", "auth_failed", "needs_reconnect") else None
+        name = f"{row['name']} ({row['owner']})" if row["name"] else row["owner"]
+        synced = row["last_success_at"]
         table.add_row(
             str(row["id"]),
-            escape(row["owner"]),
-            escape(row["name"] or ""),
-            row["role"],
             row["status"],
-            str(row["events"]),
-            (row["last_success_at"] or "never")[:19],
-            escape(row["error"] or ""),
+            row["role"],
+            escape(name),
+            f"{datetime.fromisoformat(synced).astimezone():%m-%d %H:%M}" if synced else "never",
+            escape(" ".join((row["error"] or "").split())),
             style=style,
         )
-    out.print(table)
+    return table
+
+
+@calendar_app.command("show")
+def calendar_show(calendar_id: int, as_json: JsonOption = False) -> None:
+    """One calendar in full: its URL, sync state and whole last error."""
+    from calsync.sync import services
+
+    db = state.db()
+    connection = services.get_calendar(db, calendar_id)
+    data = _calendar_row(connection, services.event_counts(db))
+    if as_json:
+        print_json(data)
+        return
+    for name, value in data.items():
+        shown = "none" if value is None else str(value)
+        out.print(f"[bold]{name}[/bold]: {escape(shown)}", highlight=False, soft_wrap=True)
 
 
 @calendar_app.command("remove")
@@ -274,11 +311,16 @@ def _describe(result: PollResult) -> str:
 def sync(
     once: Annotated[bool, typer.Option("--once", help="Poll once and exit.")] = False,
     calendar: Annotated[int | None, typer.Option(help="Only this calendar id.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --once: print the results as JSON.")
+    ] = False,
 ) -> None:
     """Poll calendars now (with --once), or keep polling them in the foreground."""
     from calsync.sync import services
     from calsync.sync.poller import Poller
 
+    if as_json and not once:
+        raise typer.BadParameter("--json goes with --once", param_hint="--json")
     db = state.db()
     poller = Poller(db, state.settings)
     ids = [services.get_calendar(db, calendar).id] if calendar is not None else None
@@ -300,6 +342,24 @@ def sync(
 
         results = poller.sync_now(ids, progress=report)
     poller.stop()
+    if as_json:
+        print_json(
+            [
+                {
+                    "calendar_id": r.connection_id,
+                    "full": r.full,
+                    "changed": r.upserted,
+                    "removed": r.removed,
+                    "unreadable": r.problems,
+                    "outcome": r.outcome.value,
+                    "error": r.error,
+                }
+                for r in results
+            ]
+        )
+        if any(r.error for r in results):
+            raise typer.Exit(1)
+        return
     for result in results:
         out.print(_describe(result))
     if not results:

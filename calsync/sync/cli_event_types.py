@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from calsync.policy.change_policy import (
@@ -208,8 +209,71 @@ def event_type_show(
     if as_json:
         print_json(data)
         return
-    for name, value in data.items():
-        out.print(f"[bold]{name}[/bold]: {value}", highlight=False)
+    for name, value in _readable(data):
+        out.print(f"[bold]{name}[/bold]: {escape(value)}", highlight=False)
+
+
+def _ranges(ranges: list[list[str]]) -> str:
+    return ",".join(f"{start}-{end}" for start, end in ranges) or "closed"
+
+
+def _rule_text(rule: dict[str, Any]) -> str:
+    when = {
+        "anytime": "any time",
+        "until": f"until {rule['notice_minutes']} minutes before the session",
+        "never": "never",
+    }[rule["permission"]]
+    return when if rule["reason"] == "off" else f"{when}, reason {rule['reason']}"
+
+
+def _fee_text(fee: dict[str, str] | None, currency: str) -> str:
+    if fee is None:
+        return "none"
+    return f"{fee['amount']}%" if fee["kind"] == "percent" else f"{fee['amount']} {currency}"
+
+
+def _readable(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """``event-type show`` as lines a person reads (``--json`` gives the data itself)."""
+    policy = data["policy"]
+    step = data["slot_step_minutes"] or data["duration_minutes"]
+    conflicts = data["conflict_calendar_ids"]
+    return [
+        ("id", str(data["id"])),
+        ("slug", data["slug"]),
+        ("title", data["title"]),
+        ("owner", data["owner"]),
+        ("duration", f"{data['duration_minutes']} minutes, a slot every {step} minutes"),
+        ("zone", data["timezone"]),
+        ("hours", "; ".join(f"{d} {_ranges(r)}" for d, r in data["weekly_hours"].items())),
+        (
+            "date overrides",
+            "; ".join(f"{d} {_ranges(r)}" for d, r in data["date_overrides"].items()) or "none",
+        ),
+        (
+            "buffers",
+            f"{data['buffer_before_minutes']} minutes before, "
+            f"{data['buffer_after_minutes']} minutes after",
+        ),
+        ("minimum notice", f"{data['minimum_notice_minutes']} minutes"),
+        ("horizon", f"{data['horizon_days']} days ahead"),
+        ("daily cap", "none" if data["daily_cap"] is None else f"{data['daily_cap']} sessions"),
+        # An empty list means every calendar of the owner counts.
+        (
+            "conflict calendars",
+            ", ".join(str(c) for c in conflicts) if conflicts else "all calendars",
+        ),
+        ("booking calendar", str(data["booking_calendar_id"] or "none")),
+        ("price", f"{data['price']} {data['currency']}"),
+        ("cancel", _rule_text(policy["cancel"])),
+        ("reschedule", _rule_text(policy["reschedule"])),
+        (
+            "reschedules per session",
+            "unlimited" if policy["max_reschedules"] is None else str(policy["max_reschedules"]),
+        ),
+        ("reschedule fee", _fee_text(policy["reschedule_fee"], data["currency"])),
+        ("cancel refund", _fee_text(policy["cancel_refund"], data["currency"])),
+        ("policy text", policy["text"] or "none"),
+    ]
 
 
 @app.command()

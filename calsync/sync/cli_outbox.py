@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -44,7 +44,7 @@ def outbox_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "to", "subject", "status", "tries", "error")
+    table = Table("id", "to", "subject", "status", "when (UTC)", "error")
     for row in rows:
         style = "red" if row["status"] == "failed" else None
         table.add_row(
@@ -52,11 +52,31 @@ def outbox_list(
             row["recipient"],
             row["subject"],
             row["status"],
-            str(row["attempts"]),
+            _when(row),
             row["error"] or "",
             style=style,
         )
     out.print(table)
+
+
+def _when(row: dict[str, Any]) -> str:
+    """What happened to a message and when, instead of a bare count of failed tries (which
+    showed "0" for a message sent at the first try)."""
+    tries = f"{row['attempts']} {'try' if row['attempts'] == 1 else 'tries'}"
+    failed = f"{tries} failed; " if row["attempts"] else ""
+    if row["status"] == "sent":
+        return f"sent {_minute(row['sent_at'])}"
+    if row["status"] == "ready":
+        return f"{failed}next try {_minute(row['next_attempt_at'])}"
+    if row["status"] == "failed":
+        return f"gave up after {tries}"
+    if row["status"] == "held":
+        return "waits for its change"
+    return "not sent"
+
+
+def _minute(text: str | None) -> str:
+    return (text or "")[:16].replace("T", " ")
 
 
 @outbox_app.command("retry")
