@@ -270,3 +270,10 @@ def test_a_sent_message_says_when_it_was_sent_not_tries_0() -> None:
     waiting = {"status": "ready", "attempts": 2, "next_attempt_at": "2026-12-01T09:31:00+00:00"}
     assert _when(waiting) == "2 tries failed; next try 2026-12-01 09:31"
     assert _when({"status": "failed", "attempts": 1}) == "gave up after 1 try"
+
+
+def test_the_readme_shows_the_link_block_markers_calsync_writes() -> None:
+    from calsync.calendars.session_event import LINK_BLOCK_END, LINK_BLOCK_START
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"{LINK_BLOCK_START}\nhttps://book.example.org/m/…\n{LINK_BLOCK_END}\n" in readme
