@@ -113,6 +113,33 @@ def test_help_imports_neither_the_database_nor_providers_nor_the_web_tier() -> N
     assert heavy & loaded == set()
 
 
+def test_a_light_command_imports_no_calendar_client_nor_the_web_tier(tmp_path: Path) -> None:
+    (tmp_path / "calsync.toml").write_text(f'database_url = "sqlite:///{tmp_path}/calsync.db"\n')
+    assert calsync("init", cwd=tmp_path).returncode == 0
+    script = (
+        "import json, sys\n"
+        "from calsync.sync.cli import main\n"
+        "try:\n"
+        "    main(['owner', 'list', '--json'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cli_env(),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout.splitlines()[-1]))
+    assert "sqlalchemy.engine" in loaded  # it did read the database
+    heavy = {"caldav", "googleapiclient", "google.oauth2", "icalendar", "fastapi", "uvicorn"}
+    assert heavy & loaded == set()
+
+
 @pytest.mark.parametrize(
     ("base_url", "host", "port", "expected", "warns"),
     [

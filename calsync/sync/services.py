@@ -16,12 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from calsync.calendars.base import CalendarInfo, Interval
-from calsync.calendars.busy import AllDayMode
-from calsync.calendars.caldav_discovery import discover_calendars
 from calsync.calendars.errors import NotFound
 from calsync.config import Settings
 from calsync.secretbox import SecretBox
-from calsync.sync import google_connect, mirror
+from calsync.states import AllDayMode
 from calsync.sync.db import Database
 from calsync.sync.models import (
     AdoptionRule,
@@ -120,6 +118,10 @@ def add_caldav_calendar(
     secret = None
     if request.password:
         secret = SecretBox(settings.require_secret_key()).encrypt(request.password)
+    # Imported here, like google_connect below: the CLI's light commands (owner list, calendar
+    # list) use this module and should not pay for the caldav and Google client libraries.
+    from calsync.calendars.caldav_discovery import discover_calendars
+
     found = discover_calendars(
         request.url,
         username=request.username,
@@ -175,6 +177,8 @@ def add_google_calendar(
         raise ServiceError("say which Google calendar to connect (--calendar-id, e.g. primary)")
     if timezone:
         check_timezone(timezone)
+    from calsync.sync import google_connect
+
     try:
         token = google_connect.normalize_token(credentials_json, settings)
     except google_connect.TokenError as exc:
@@ -305,6 +309,8 @@ def busy(db: Database, connection_id: int, start: datetime, end: datetime) -> li
     get_calendar(db, connection_id)
     if end <= start:
         raise ServiceError("the end of the range must be after its start")
+    from calsync.sync import mirror
+
     with db.reading() as session:
         return mirror.busy_between(session, [connection_id], start, end)
 
