@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from calsync.bookings import adoption, changes, event_types, links, notices
-from calsync.bookings import listing as booking_list_
-from calsync.bookings import packages as bookings
 from calsync.cli.common import (
     JsonOption,
     app,
@@ -25,9 +22,11 @@ from calsync.cli.common import (
     state,
 )
 from calsync.limits import MAX_INT32
-from calsync.store.db import Database
-from calsync.store.models import Actor, AdoptionRule, Booking, Change
-from calsync.sync import connections as services
+from calsync.states import AdoptionRule
+
+if TYPE_CHECKING:
+    from calsync.store.db import Database
+    from calsync.store.models import Booking, Change
 
 booking_app = typer.Typer(no_args_is_help=True, help="Bookings and their manage links.")
 app.add_typer(booking_app, name="booking")
@@ -52,6 +51,9 @@ def book(
     as_json: JsonOption = False,
 ) -> None:
     """Book a package of sessions into the owner's calendar."""
+    from calsync.bookings import event_types
+    from calsync.bookings import packages as bookings
+
     db = state.db()
     key: int | str = int(event_type) if event_type.isdigit() else event_type
     chosen = event_types.get_event_type(db, key)
@@ -82,6 +84,9 @@ def when_text(instant: datetime, zone: ZoneInfo) -> str:
 def booking_zone(db: Database, booking: Booking) -> ZoneInfo:
     """The zone times without an offset are read in: the event type's (the customer's when
     the event type was deleted)."""
+    from calsync.bookings import event_types
+    from calsync.sync import connections as services
+
     if booking.event_type_id is not None:
         try:
             return ZoneInfo(event_types.get_event_type(db, booking.event_type_id).timezone)
@@ -120,22 +125,7 @@ def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()
             }
             for s in booking.sessions
         ],
-        "changes": [
-            {
-                "id": c.id,
-                "kind": c.kind.value,
-                "actor": c.actor.value,
-                "status": c.status.value,
-                "reason": c.reason,
-                "fee": c.fee,
-                "message": c.message,
-                "sessions": [
-                    {"position": i["position"], "from": i["from"], "to": i["to"]} for i in c.items
-                ],
-                "at": iso(c.created_at),
-            }
-            for c in recorded
-        ],
+        "changes": [change_data(c) for c in recorded],
         "history": [
             {
                 "at": iso(h.at),
@@ -165,6 +155,10 @@ def booking_list(
     as_json: JsonOption = False,
 ) -> None:
     """List bookings, soonest first, with their manage links."""
+    from calsync.bookings import links
+    from calsync.bookings import listing as booking_list_
+    from calsync.sync import connections as services
+
     if upcoming and past:
         raise services.ServiceError("give --upcoming or --past, not both")
     db = state.db()
@@ -202,9 +196,28 @@ def booking_list(
     out.print(table)
 
 
+def change_data(change: Change) -> dict[str, Any]:
+    return {
+        "id": change.id,
+        "kind": change.kind.value,
+        "actor": change.actor.value,
+        "status": change.status.value,
+        "reason": change.reason,
+        "fee": change.fee,
+        "message": change.message,
+        "sessions": [
+            {"position": i["position"], "from": i["from"], "to": i["to"]} for i in change.items
+        ],
+        "at": iso(change.created_at),
+    }
+
+
 @booking_app.command("show")
 def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     """A booking with its sessions (in the customer's zone), its link and its history."""
+    from calsync.bookings import changes, links
+    from calsync.bookings import packages as bookings
+
     db = state.db()
     booking = bookings.get_booking(db, booking_id)
     data = describe(
@@ -213,31 +226,47 @@ def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(data)
         return
+    zone = ZoneInfo(booking.customer_timezone)
     out.print(
-        f"[bold]{data['title']}[/bold] for {booking.customer_name} <{booking.customer_email}>"
+        f"[bold]{escape(data['title'])}[/bold] for "
+        f"{escape(booking.customer_name)} <{booking.customer_email}>",
+        highlight=False,
     )
     out.print(f"status {data['status']}, link: {data['manage_url'] or 'revoked'}", soft_wrap=True)
-    table = Table("#", "start", "end", "status", title=f"Sessions ({booking.customer_timezone})")
+    # Every time below in one zone, the customer's, named once (--json keeps the offsets).
+    out.print(f"Times in {zone.key} (the customer's zone).", highlight=False)
+    table = Table("#", "start", "end", "status", title="Sessions")
     for s in data["sessions"]:
-        table.add_row(str(s["position"]), s["start"], s["end"], s["status"])
+        table.add_row(
+            str(s["position"]), _when(s["start"], zone), _when(s["end"], zone), s["status"]
+        )
     out.print(table)
     for c in data["changes"]:
         moved = ", ".join(
-            f"#{i['position']} {i['from'][0][:16]} → {i['to'][0][:16] if i['to'] else 'cancelled'}"
+            f"#{i['position']} {_when(i['from'][0], zone)} → "
+            + (_when(i["to"][0], zone) if i["to"] else "cancelled")
             for i in c["sessions"]
         )
         out.print(f"change {c['id']} ({c['kind']} by {c['actor']}, {c['status']}): {moved}")
     for h in data["history"]:
         out.print(
-            f"{h['at'][:19]}  {h['actor']}: {h['action']}"
-            + (f" ({h['reason']})" if h["reason"] else "")
+            f"{_when(h['at'], zone)}  {h['actor']}: {h['action']}"
+            + (f" ({escape(h['reason'])})" if h["reason"] else ""),
+            highlight=False,
         )
+
+
+def _when(text: str, zone: ZoneInfo) -> str:
+    """An ISO time (UTC or with any offset) as a wall time in ``zone``."""
+    return f"{datetime.fromisoformat(text).astimezone(zone):%a %Y-%m-%d %H:%M}"
 
 
 def _session_ids(booking: Booking, positions: list[int]) -> list[int]:
     by_position = {s.position: s.id for s in booking.sessions}
     missing = [p for p in positions if p not in by_position]
     if missing:
+        from calsync.sync import connections as services
+
         raise services.ServiceError(
             f"the booking has no session {missing[0]} (it has 1 to {len(by_position)})"
         )
@@ -266,9 +295,15 @@ def booking_reschedule(
             help="Move even onto busy time, outside hours, inside the notice or off the slot grid.",
         ),
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Move sessions as the owner: checked against busy time and the event type's hours
     (--force skips that); never charged a fee nor counted against the customer's allowance."""
+    from calsync.bookings import changes
+    from calsync.bookings import packages as bookings
+    from calsync.store.models import Actor
+    from calsync.sync import connections as services
+
     db = state.db()
     booking = bookings.get_booking(db, booking_id)
     if len(session) != len(to):
@@ -280,6 +315,9 @@ def booking_reschedule(
     outcome = changes.reschedule(
         db, state.settings, booking_id, moves, actor=Actor.OWNER, reason=reason, force=force
     )
+    if as_json:
+        print_json(change_data(outcome.change))
+        return
     out.print(
         f"Change {outcome.change.id}: {outcome.change.status.value}. "
         + (outcome.change.message or ""),
@@ -306,8 +344,13 @@ def booking_cancel(
         typer.Option(min=1, max=MAX_INT32, help="Session number (1 = first); repeatable."),
     ],
     reason: Annotated[str | None, typer.Option(help="Why (shown to the customer).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Cancel sessions as the owner (not bound by the cancel/reschedule policy)."""
+    from calsync.bookings import changes
+    from calsync.bookings import packages as bookings
+    from calsync.store.models import Actor
+
     db = state.db()
     booking = bookings.get_booking(db, booking_id)
     outcome = changes.cancel(
@@ -318,6 +361,9 @@ def booking_cancel(
         actor=Actor.OWNER,
         reason=reason,
     )
+    if as_json:
+        print_json(change_data(outcome.change))
+        return
     out.print(
         f"Change {outcome.change.id}: {outcome.change.status.value}. "
         + (outcome.change.message or "")
@@ -333,6 +379,9 @@ def booking_relink(
     ] = False,
 ) -> None:
     """Issue a new manage link (the old one stops working) and write it into the events."""
+    from calsync.bookings import notices
+    from calsync.bookings import packages as bookings
+
     db = state.db()
     url = bookings.relink(db, state.settings, booking_id)
     out.print(f"New manage link: {url}", soft_wrap=True, highlight=False)
@@ -356,6 +405,8 @@ def booking_relink(
 @booking_app.command("revoke")
 def booking_revoke(booking_id: str) -> None:
     """Make the booking's manage link stop working now."""
+    from calsync.bookings import packages as bookings
+
     bookings.revoke_link(state.db(), booking_id)
     out.print("The link no longer works. `calsync booking relink` issues a new one.")
 
@@ -370,6 +421,9 @@ def calendar_adoption(
     category: Annotated[str | None, typer.Option(help="With --rule category: its name.")] = None,
 ) -> None:
     """Set the adoption rule of a calendar (off by default)."""
+    from calsync.bookings import event_types
+    from calsync.sync import connections as services
+
     chosen = None
     db = state.db()
     if event_type is not None:
@@ -393,6 +447,10 @@ def adopt(
     as_json: JsonOption = False,
 ) -> None:
     """Turn the calendar's matching events into bookings now (the poller also does this)."""
+    from calsync.bookings import adoption, links
+    from calsync.bookings import packages as bookings
+    from calsync.sync import connections as services
+
     db = state.db()
     connection = services.get_calendar(db, calendar)
     if connection.adopt is AdoptionRule.OFF:

@@ -6,18 +6,17 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from calsync.bookings.polling import booking_poller
-from calsync.calendars.google import account as google_connect
-from calsync.calendars.ical.busy import AllDayMode
 from calsync.cli.common import (
     JsonOption,
     app,
@@ -29,14 +28,14 @@ from calsync.cli.common import (
     print_json,
     state,
 )
-from calsync.config import Settings
 from calsync.limits import MAX_INT32
-from calsync.store.db import Database
-from calsync.store.models import CalendarConnection, CalendarRole, CancelMode
-from calsync.sync import connections as services
-from calsync.sync.poller import PollResult
-from calsync.web.signin import flow as google_signin
-from calsync.worker import start_background
+from calsync.states import AllDayMode, CalendarRole, CancelMode
+
+if TYPE_CHECKING:
+    from calsync.config import Settings
+    from calsync.store.db import Database
+    from calsync.store.models import CalendarConnection
+    from calsync.sync.poller import PollResult
 
 
 @calendar_app.command("add")
@@ -95,6 +94,9 @@ def calendar_add(
 ) -> None:
     """Connect a CalDAV calendar (or every calendar of the account at a server URL), or with
     --google a Google calendar."""
+    from calsync.calendars.google import account as google_connect
+    from calsync.sync import connections as services
+
     if google or google_token_file is not None or web:
         if caldav is not None:
             raise services.ServiceError("use either --caldav or --google, not both")
@@ -145,6 +147,9 @@ def calendar_add(
 
 def _google_token(token_file: Path | None) -> str:
     """The token JSON: read from ``token_file``, or obtained by the console/loopback flow."""
+    from calsync.calendars.google import account as google_connect
+    from calsync.sync import connections as services
+
     if token_file is None:
         return google_connect.console_flow(state.settings)
     try:
@@ -154,6 +159,9 @@ def _google_token(token_file: Path | None) -> str:
 
 
 def _print_sign_in_link(owner_email: str, as_json: bool) -> None:
+    from calsync.sync import connections as services
+    from calsync.web.signin import flow as google_signin
+
     owner = services.find_owner(state.db(), owner_email)
     link = google_signin.sign_in_url(state.settings, owner.id)
     if as_json:
@@ -173,6 +181,9 @@ def _print_sign_in_link(owner_email: str, as_json: bool) -> None:
 def _google_calendar_ids(calendar_id: str | None, token: str) -> list[str]:
     """The calendar asked for; without one, the owner picks from the account's calendars at a
     terminal, and gets the primary calendar elsewhere (scripts)."""
+    from calsync.calendars.google import account as google_connect
+    from calsync.sync import connections as services
+
     if calendar_id is not None:
         return [calendar_id]
     if not sys.stdin.isatty():
@@ -208,42 +219,79 @@ def _print_added(connections: list[CalendarConnection], as_json: bool) -> None:
 @calendar_app.command("list")
 def calendar_list(as_json: JsonOption = False) -> None:
     """List connected calendars with their sync state and last error."""
+    from calsync.sync import connections as services
+
     db = state.db()
     counts = services.event_counts(db)
-    rows: list[dict[str, Any]] = [
-        {
-            "id": c.id,
-            "owner": c.owner.email,
-            "name": c.display_name,
-            "url": c.url,
-            "role": c.role.value,
-            "status": c.status.value,
-            "events": counts.get(c.id, 0),
-            "last_success_at": iso(c.last_success_at),
-            "next_poll_at": iso(c.next_poll_at),
-            "failures": c.failures,
-            "error": c.last_error,
-        }
-        for c in services.list_calendars(db)
-    ]
+    rows = [_calendar_row(c, counts) for c in services.list_calendars(db)]
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "owner", "name", "role", "status", "events", "last sync", "error")
+    out.print(_calendar_table(rows, out.width))
+    if any(row["error"] for row in rows):
+        out.print("The whole error: `calsync calendar show ID` (or `calendar list --json`).")
+
+
+def _calendar_row(c: CalendarConnection, counts: dict[int, int]) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "owner": c.owner.email,
+        "name": c.display_name,
+        "url": c.url,
+        "role": c.role.value,
+        "status": c.status.value,
+        "events": counts.get(c.id, 0),
+        "last_success_at": iso(c.last_success_at),
+        "next_poll_at": iso(c.next_poll_at),
+        "failures": c.failures,
+        "error": c.last_error,
+    }
+
+
+def _calendar_table(rows: list[dict[str, Any]], width: int) -> Table:
+    """One line per calendar at any terminal width (80 columns too): long names and errors are
+    cut short with "…"; ``calendar show`` and ``--json`` have them whole."""
+    status_width = max([6, *(len(row["status"]) for row in rows)])
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=2)
+    table.add_column("status", no_wrap=True, min_width=status_width)
+    table.add_column("role", no_wrap=True, min_width=9)
+    table.add_column("calendar", overflow="ellipsis", no_wrap=True, max_width=18)
+    table.add_column("last sync", no_wrap=True, min_width=11)
+    # The error gets what is left of the width (3 columns of padding between columns), so the
+    # columns before it keep theirs.
+    rest = width - (2 + status_width + 9 + 18 + 11 + 5 * 3) - 3
+    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=max(8, rest))
     for row in rows:
         style = "red" if row["status"] in ("failing", "auth_failed", "needs_reconnect") else None
+        name = f"{row['name']} ({row['owner']})" if row["name"] else row["owner"]
+        synced = row["last_success_at"]
         table.add_row(
             str(row["id"]),
-            escape(row["owner"]),
-            escape(row["name"] or ""),
-            row["role"],
             row["status"],
-            str(row["events"]),
-            (row["last_success_at"] or "never")[:19],
-            escape(row["error"] or ""),
+            row["role"],
+            escape(name),
+            f"{datetime.fromisoformat(synced).astimezone():%m-%d %H:%M}" if synced else "never",
+            escape(" ".join((row["error"] or "").split())),
             style=style,
         )
-    out.print(table)
+    return table
+
+
+@calendar_app.command("show")
+def calendar_show(calendar_id: int, as_json: JsonOption = False) -> None:
+    """One calendar in full: its URL, sync state and whole last error."""
+    from calsync.sync import connections as services
+
+    db = state.db()
+    connection = services.get_calendar(db, calendar_id)
+    data = _calendar_row(connection, services.event_counts(db))
+    if as_json:
+        print_json(data)
+        return
+    for name, value in data.items():
+        shown = "none" if value is None else str(value)
+        out.print(f"[bold]{name}[/bold]: {escape(shown)}", highlight=False, soft_wrap=True)
 
 
 @calendar_app.command("set")
@@ -261,6 +309,8 @@ def calendar_set(
     as_json: JsonOption = False,
 ) -> None:
     """Change a connected calendar's role, cancel mode or name."""
+    from calsync.sync import connections as services
+
     if role is None and cancel_mode is None and name is None:
         raise services.ServiceError("say what to change: --role, --cancel-mode or --name")
     changed = services.set_calendar(
@@ -298,6 +348,8 @@ def calendar_remove(
 ) -> None:
     """Disconnect a calendar and forget its mirrored events (nothing changes on the server).
     Refused while bookings or event types rely on it, unless --force."""
+    from calsync.sync import connections as services
+
     dependents = services.remove_calendar(state.db(), calendar_id, force=force)
     out.print(f"Removed calendar {calendar_id}.")
     if dependents:
@@ -326,8 +378,16 @@ def sync(
     calendar: Annotated[
         int | None, typer.Option(min=1, max=MAX_INT32, help="Only this calendar id.")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --once: print the results as JSON.")
+    ] = False,
 ) -> None:
     """Poll calendars now (with --once), or keep polling them in the foreground."""
+    from calsync.bookings.polling import booking_poller
+    from calsync.sync import connections as services
+
+    if as_json and not once:
+        raise typer.BadParameter("--json goes with --once", param_hint="--json")
     db = state.db()
     poller = booking_poller(db, state.settings)
     ids = [services.get_calendar(db, calendar).id] if calendar is not None else None
@@ -349,6 +409,24 @@ def sync(
 
         results = poller.sync_now(ids, progress=report)
     poller.stop()
+    if as_json:
+        print_json(
+            [
+                {
+                    "calendar_id": r.connection_id,
+                    "full": r.full,
+                    "changed": r.upserted,
+                    "removed": r.removed,
+                    "unreadable": r.problems,
+                    "outcome": r.outcome.value,
+                    "error": r.error,
+                }
+                for r in results
+            ]
+        )
+        if any(r.error for r in results):
+            raise typer.Exit(1)
+        return
     for result in results:
         out.print(_describe(result))
     if not results:
@@ -363,6 +441,9 @@ def _report(result: PollResult) -> None:
 
 
 def _run_poller(db: Database, settings: Settings, only: list[int] | None = None) -> None:
+    from calsync.bookings.polling import booking_poller
+    from calsync.worker import start_background
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -407,6 +488,8 @@ def busy(
     as_json: JsonOption = False,
 ) -> None:
     """Busy intervals of a calendar as calsync sees them."""
+    from calsync.sync import connections as services
+
     db = state.db()
     connection = services.get_calendar(db, calendar)
     zone = ZoneInfo(services.check_timezone(tz or connection.owner.timezone))

@@ -6,13 +6,13 @@ import re
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from calsync.bookings import event_types
 from calsync.cli.common import (
     JsonOption,
     app,
@@ -38,8 +38,10 @@ from calsync.policy.hours import (
     parse_weekly_hours,
     weekly_to_data,
 )
-from calsync.store.models import EventType
-from calsync.sync import connections as services
+
+if TYPE_CHECKING:
+    from calsync.bookings import event_types
+    from calsync.store.models import EventType
 
 
 def _fee(text: str | None, option: str) -> Fee | None:
@@ -48,6 +50,8 @@ def _fee(text: str | None, option: str) -> Fee | None:
         return None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
     if not match:
+        from calsync.bookings import event_types
+
         raise event_types.InvalidInput([(option, f"{text!r} is not an amount like 5 or 10%")])
     kind = FeeKind.PERCENT if match.group(2) else FeeKind.FIXED
     return Fee(kind, Decimal(match.group(1)))
@@ -254,6 +258,8 @@ def _merged_rule(
 
 def _updated(base: event_types.EventTypeSpec, o: EventTypeOptions) -> event_types.EventTypeSpec:
     """``base`` with every given option applied."""
+    from calsync.bookings import event_types
+
     policy = base.policy
     return replace(
         base,
@@ -303,6 +309,8 @@ def _updated(base: event_types.EventTypeSpec, o: EventTypeOptions) -> event_type
 
 def _save(spec: event_types.EventTypeSpec, event_type_id: int | None = None) -> EventType:
     """Save, with each problem named by the option that fixes it."""
+    from calsync.bookings import event_types
+
     try:
         return event_types.save_event_type(state.db(), spec, event_type_id)
     except event_types.InvalidInput as exc:
@@ -316,6 +324,9 @@ def _save(spec: event_types.EventTypeSpec, event_type_id: int | None = None) -> 
 
 def _only_booking_calendar(owner_email: str) -> int | None:
     """The owner's one calendar that can take bookings, if there is exactly one."""
+    from calsync.bookings import event_types
+    from calsync.sync import connections as services
+
     usable = [
         c.id
         for c in services.list_calendars(state.db())
@@ -370,6 +381,9 @@ def event_type_add(
 ) -> None:
     """Define an event type: duration, hours (default Mon–Fri 09:00–17:00), buffers, notice and
     the cancel/reschedule policy."""
+    from calsync.bookings import event_types
+    from calsync.sync import connections as services
+
     assert owner is not None and slug is not None and duration is not None  # required options
     owner_row = services.find_owner(state.db(), owner)
     options = EventTypeOptions(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
@@ -419,6 +433,8 @@ def event_type_edit(
 ) -> None:
     """Change an event type: the options of `event-type add`; what is not given stays.
     Bookings made already keep the policy they were made with."""
+    from calsync.bookings import event_types
+
     options = EventTypeOptions(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
     key: int | str = int(event_type) if event_type.isdigit() else event_type
     current = event_types.get_event_type(state.db(), key)
@@ -430,6 +446,8 @@ _OPTION_NAMES = frozenset(f.name for f in fields(EventTypeOptions))
 
 
 def describe(event_type: EventType) -> dict[str, Any]:
+    from calsync.bookings import event_types
+
     spec = event_types.spec_of(event_type)
     return {
         "id": event_type.id,
@@ -457,6 +475,8 @@ def describe(event_type: EventType) -> dict[str, Any]:
 @event_type_app.command("list")
 def event_type_list(as_json: JsonOption = False) -> None:
     """List event types."""
+    from calsync.bookings import event_types
+
     rows = [describe(e) for e in event_types.list_event_types(state.db())]
     if as_json:
         print_json(rows)
@@ -483,13 +503,78 @@ def event_type_show(
     event_type: Annotated[str, typer.Argument(help="Id or slug.")], as_json: JsonOption = False
 ) -> None:
     """Show one event type in full."""
+    from calsync.bookings import event_types
+
     key: int | str = int(event_type) if event_type.isdigit() else event_type
     data = describe(event_types.get_event_type(state.db(), key))
     if as_json:
         print_json(data)
         return
-    for name, value in data.items():
-        out.print(f"[bold]{name}[/bold]: {value}", highlight=False)
+    for name, value in _readable(data):
+        out.print(f"[bold]{name}[/bold]: {escape(value)}", highlight=False)
+
+
+def _ranges(ranges: list[list[str]]) -> str:
+    return ",".join(f"{start}-{end}" for start, end in ranges) or "closed"
+
+
+def _rule_text(rule: dict[str, Any]) -> str:
+    when = {
+        "anytime": "any time",
+        "until": f"until {rule['notice_minutes']} minutes before the session",
+        "never": "never",
+    }[rule["permission"]]
+    return when if rule["reason"] == "off" else f"{when}, reason {rule['reason']}"
+
+
+def _fee_text(fee: dict[str, str] | None, currency: str) -> str:
+    if fee is None:
+        return "none"
+    return f"{fee['amount']}%" if fee["kind"] == "percent" else f"{fee['amount']} {currency}"
+
+
+def _readable(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """``event-type show`` as lines a person reads (``--json`` gives the data itself)."""
+    policy = data["policy"]
+    step = data["slot_step_minutes"] or data["duration_minutes"]
+    conflicts = data["conflict_calendar_ids"]
+    return [
+        ("id", str(data["id"])),
+        ("slug", data["slug"]),
+        ("title", data["title"]),
+        ("owner", data["owner"]),
+        ("duration", f"{data['duration_minutes']} minutes, a slot every {step} minutes"),
+        ("zone", data["timezone"]),
+        ("hours", "; ".join(f"{d} {_ranges(r)}" for d, r in data["weekly_hours"].items())),
+        (
+            "date overrides",
+            "; ".join(f"{d} {_ranges(r)}" for d, r in data["date_overrides"].items()) or "none",
+        ),
+        (
+            "buffers",
+            f"{data['buffer_before_minutes']} minutes before, "
+            f"{data['buffer_after_minutes']} minutes after",
+        ),
+        ("minimum notice", f"{data['minimum_notice_minutes']} minutes"),
+        ("horizon", f"{data['horizon_days']} days ahead"),
+        ("daily cap", "none" if data["daily_cap"] is None else f"{data['daily_cap']} sessions"),
+        # An empty list means every calendar of the owner counts.
+        (
+            "conflict calendars",
+            ", ".join(str(c) for c in conflicts) if conflicts else "all calendars",
+        ),
+        ("booking calendar", str(data["booking_calendar_id"] or "none")),
+        ("price", f"{data['price']} {data['currency']}"),
+        ("cancel", _rule_text(policy["cancel"])),
+        ("reschedule", _rule_text(policy["reschedule"])),
+        (
+            "reschedules per session",
+            "unlimited" if policy["max_reschedules"] is None else str(policy["max_reschedules"]),
+        ),
+        ("reschedule fee", _fee_text(policy["reschedule_fee"], data["currency"])),
+        ("cancel refund", _fee_text(policy["cancel_refund"], data["currency"])),
+        ("policy text", policy["text"] or "none"),
+    ]
 
 
 @app.command()
@@ -511,6 +596,9 @@ def availability(
     as_json: JsonOption = False,
 ) -> None:
     """Free slots of an event type, from the busy time calsync has mirrored."""
+    from calsync.bookings import event_types
+    from calsync.sync import connections as services
+
     db = state.db()
     key: int | str = int(event_type) if event_type.isdigit() else event_type
     chosen = event_types.get_event_type(db, key)

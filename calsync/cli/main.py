@@ -1,53 +1,52 @@
 """The ``calsync`` command line (Typer + Rich).
 
-The commands live in ``cli_setup`` (init, owners), ``cli_calendars`` (calendars, polling),
-``cli_event_types`` (event types, availability) and ``cli_serve`` (processes, demo). This
+The commands live in ``setup`` (init, owners), ``calendars`` (calendars, polling),
+``event_types`` (event types, availability), ``bookings``, ``outbox`` and ``serve``
+(processes, demo), each a module of ``calsync.cli``. This
 module is one of the two places where errors become messages for people (the other is the web
-error handler): ``main`` catches calsync's own exceptions and prints what happened and what
-to do, without a traceback.
+error handler): ``main`` lets click print usage mistakes its usual way (usage, one error line,
+exit code 2) and catches calsync's own exceptions, printing what happened and what to do
+(exit code 1), never a traceback.
 """
 
 from __future__ import annotations
 
 import sys
 
-import click
-import typer
 from rich.markup import escape
 
-from calsync.calendars.errors import CalendarError
-from calsync.cli import bookings as cli_bookings
-from calsync.cli import calendars as cli_calendars
-from calsync.cli import event_types as cli_event_types
-from calsync.cli import outbox as cli_outbox
-from calsync.cli import serve as cli_serve
-from calsync.cli import setup as cli_setup
+from calsync.cli import (  # noqa: F401  (importing a module registers its commands)
+    bookings,
+    calendars,
+    event_types,
+    outbox,
+    serve,
+    setup,
+)
 from calsync.cli.common import app, err
-from calsync.config import ConfigError
-from calsync.input_rules import text_problem
-from calsync.policy.types import RulesError
-from calsync.secretbox import SecretKeyMismatch
-from calsync.store.db import DatabaseUnavailable
-from calsync.sync import connections as services
-from calsync.sync.fresh_busy import BusyTimeNotFresh
+from calsync.limits import text_problem
 
-COMMAND_MODULES = (
-    cli_setup,
-    cli_calendars,
-    cli_event_types,
-    cli_bookings,
-    cli_outbox,
-    cli_serve,
-)
 
-FRIENDLY_ERRORS = (
-    ConfigError,
-    services.ServiceError,
-    CalendarError,
-    DatabaseUnavailable,
-    SecretKeyMismatch,
-    RulesError,
-)
+def _friendly_errors() -> tuple[type[Exception], ...]:
+    """calsync's own errors, whose messages are written for people. Imported only once one was
+    raised: these modules are heavy, and `calsync --help` must not load them."""
+    from calsync.calendars.errors import CalendarError
+    from calsync.config import ConfigError
+    from calsync.policy.types import RulesError
+    from calsync.secretbox import SecretKeyMismatch
+    from calsync.store.db import DatabaseUnavailable
+    from calsync.sync.connections import ServiceError
+    from calsync.sync.fresh_busy import BusyTimeNotFresh
+
+    return (
+        BusyTimeNotFresh,
+        ConfigError,
+        ServiceError,
+        CalendarError,
+        DatabaseUnavailable,
+        SecretKeyMismatch,
+        RulesError,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,33 +59,24 @@ def main(argv: list[str] | None = None) -> None:
             err.print(f"[bold red]error:[/bold red] argument {position} {problem}", highlight=False)
             sys.exit(2)
     try:
-        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
-        code = app(args=args, standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except BusyTimeNotFresh as exc:
-        err.print(
-            f"[bold red]error:[/bold red] calendar {exc.connection_id} is being polled right "
-            "now; nothing was changed, try again in a moment",
-            highlight=False,
-        )
-        sys.exit(1)
-    except FRIENDLY_ERRORS as exc:
-        # Messages hold text from outside (config keys like [google], servers' answers): not markup.
-        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
-        sys.exit(1)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("Aborted.")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except typer.TyperException as exc:
-        # Newer typer raises its own copy of click's usage errors (a value out of range).
-        show = getattr(exc, "show", None)
-        if show is None:
+        # Standalone mode: click prints usage mistakes (a missing option, a typo in a command
+        # name, a value of the wrong type or out of range) with the usage line and exits 2, and
+        # turns typer.Exit and Ctrl-C into exit codes.
+        app(args=args, prog_name="calsync", standalone_mode=True)
+    except Exception as exc:
+        if not isinstance(exc, _friendly_errors()):
             raise
-        show()
-        sys.exit(getattr(exc, "exit_code", 2))
+        # Messages hold text from outside (config keys like [google], servers' answers): not markup.
+        err.print(f"[bold red]error:[/bold red] {escape(_message(exc))}", highlight=False)
+        sys.exit(1)
+
+
+def _message(exc: Exception) -> str:
+    from calsync.sync.fresh_busy import BusyTimeNotFresh
+
+    if isinstance(exc, BusyTimeNotFresh):
+        return (
+            f"calendar {exc.connection_id} is being polled right now; nothing was changed, "
+            "try again in a moment"
+        )
+    return str(exc)

@@ -9,8 +9,7 @@ from rich.table import Table
 
 from calsync.cli.common import JsonOption, app, iso, out, print_json, state
 from calsync.limits import MAX_INT32
-from calsync.notify import outbox
-from calsync.store.models import OutboxStatus
+from calsync.states import OutboxStatus
 
 outbox_app = typer.Typer(
     no_args_is_help=True, help="Emails: what was sent, what waits, what failed."
@@ -26,6 +25,8 @@ def outbox_list(
     as_json: JsonOption = False,
 ) -> None:
     """List outbox messages with their state and last error."""
+    from calsync.notify import outbox
+
     rows: list[dict[str, Any]] = [
         {
             "id": m.id,
@@ -44,7 +45,7 @@ def outbox_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "to", "subject", "status", "tries", "error")
+    table = Table("id", "to", "subject", "status", "when (UTC)", "error")
     for row in rows:
         style = "red" if row["status"] == "failed" else None
         table.add_row(
@@ -52,11 +53,31 @@ def outbox_list(
             row["recipient"],
             row["subject"],
             row["status"],
-            str(row["attempts"]),
+            _when(row),
             row["error"] or "",
             style=style,
         )
     out.print(table)
+
+
+def _when(row: dict[str, Any]) -> str:
+    """What happened to a message and when, instead of a bare count of failed tries (which
+    showed "0" for a message sent at the first try)."""
+    tries = f"{row['attempts']} {'try' if row['attempts'] == 1 else 'tries'}"
+    failed = f"{tries} failed; " if row["attempts"] else ""
+    if row["status"] == "sent":
+        return f"sent {_minute(row['sent_at'])}"
+    if row["status"] == "ready":
+        return f"{failed}next try {_minute(row['next_attempt_at'])}"
+    if row["status"] == "failed":
+        return f"gave up after {tries}"
+    if row["status"] == "held":
+        return "waits for its change"
+    return "not sent"
+
+
+def _minute(text: str | None) -> str:
+    return (text or "")[:16].replace("T", " ")
 
 
 @outbox_app.command("retry")
@@ -67,5 +88,7 @@ def outbox_retry(
     ] = None,
 ) -> None:
     """Queue failed messages again (after fixing an address or the mail server)."""
+    from calsync.notify import outbox
+
     count = outbox.retry(state.db(), message_id or None)
     out.print(f"{count} message(s) queued again; the worker sends them within seconds.")

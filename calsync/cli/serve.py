@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
-from calsync.cli.common import app, out, state
+from calsync.cli.common import app, err, out, state
 
 
 @app.command()
@@ -40,21 +42,69 @@ def demo(
     run_demo(data_dir, once=once, console=out, port=port)
 
 
-Host = Annotated[str, typer.Option(help="Address to listen on.")]
-Port = Annotated[int, typer.Option(help="Port to listen on.")]
+Host = Annotated[
+    str | None,
+    typer.Option(help="Address to listen on [default: base_url's host; 127.0.0.1 for https]."),
+]
+Port = Annotated[
+    int | None,
+    typer.Option(help="Port to listen on [default: base_url's port; 8000 for https]."),
+]
 
 
-@app.command()
-def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
-    """Everything in one process: the web tier, the poller (and later the outbox)."""
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+    note: str | None  # what the owner should know about this address, if anything
+
+
+def listen_address(base_url: str, host: str | None, port: int | None) -> ListenAddress:
+    """Where ``serve``/``web`` listen: base_url's host and port unless told otherwise.
+
+    calsync speaks plain HTTP, so an https base_url means a TLS proxy in front: then the default
+    is 127.0.0.1:8000 for the proxy to forward to. Otherwise links (built from base_url) reach
+    calsync only if it listens where they point, so a different --host/--port gets a warning.
+    """
+    url = urlsplit(base_url)
+    if url.scheme == "https":
+        chosen = ListenAddress(host or "127.0.0.1", port or 8000, None)
+        if host is None and port is None:
+            chosen = replace(
+                chosen,
+                note=f"base_url is {base_url}: calsync serves plain HTTP on "
+                f"{chosen.host}:{chosen.port} for the TLS proxy in front to forward to "
+                "(--host/--port change this)",
+            )
+        return chosen
+    own_host, own_port = url.hostname or "127.0.0.1", url.port or 80
+    chosen = ListenAddress(host or own_host, own_port if port is None else port, None)
+    if (chosen.host, chosen.port) != (own_host, own_port):
+        chosen = replace(
+            chosen,
+            note=f"warning: links point at base_url {base_url}, but calsync listens on "
+            f"{chosen.host}:{chosen.port}; they work only if a proxy forwards "
+            f"{own_host}:{own_port} here (or set base_url in calsync.toml)",
+        )
+    return chosen
+
+
+def _run(host: str | None, port: int | None, *, run_poller: bool) -> None:
     from calsync.web.server import run_server
 
-    run_server(state.settings, host=host, port=port, run_poller=True)
+    address = listen_address(state.settings.base_url, host, port)
+    if address.note:
+        err.print(address.note, highlight=False, soft_wrap=True)
+    run_server(state.settings, host=address.host, port=address.port, run_poller=run_poller)
 
 
 @app.command()
-def web(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+def serve(host: Host = None, port: Port = None) -> None:
+    """Everything in one process: the web tier, the poller and the outbox (emails)."""
+    _run(host, port, run_poller=True)
+
+
+@app.command()
+def web(host: Host = None, port: Port = None) -> None:
     """The web tier alone (stateless; run `calsync worker` processes beside it)."""
-    from calsync.web.server import run_server
-
-    run_server(state.settings, host=host, port=port, run_poller=False)
+    _run(host, port, run_poller=False)

@@ -34,6 +34,7 @@ def owner_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add an owner."""
+
     owner = services.add_owner(state.db(), name=name, email=email, timezone=timezone)
     if as_json:
         print_json({"id": owner.id, "name": owner.name, "email": owner.email})
@@ -44,6 +45,7 @@ def owner_add(
 @owner_app.command("list")
 def owner_list(as_json: JsonOption = False) -> None:
     """List owners."""
+
     owners = services.list_owners(state.db())
     rows = [{"id": o.id, "name": o.name, "email": o.email, "timezone": o.timezone} for o in owners]
     if as_json:

@@ -30,7 +30,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from calsync.calendars.ical.busy import AllDayMode
+# The states live in calsync.states (light, for the CLI's options); re-exported here because
+# they are the columns' types.
+from calsync.states import AdoptionRule as AdoptionRule
+from calsync.states import AllDayMode as AllDayMode
+from calsync.states import CalendarRole as CalendarRole
+from calsync.states import CancelMode as CancelMode
+from calsync.states import OutboxStatus as OutboxStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -76,24 +82,6 @@ def _enum(cls: type[StrEnum]) -> Enum:
 class ProviderKind(StrEnum):
     CALDAV = "caldav"
     GOOGLE = "google"
-
-
-class CalendarRole(StrEnum):
-    CONFLICTS = "conflicts"  # its busy time blocks availability
-    BOOKINGS = "bookings"  # booked sessions are written here
-    BOTH = "both"
-
-
-class AdoptionRule(StrEnum):
-    OFF = "off"
-    ALL = "all"  # every event (a calendar used only for bookings)
-    ATTENDEES = "attendees"  # events with at least one attendee other than the owner
-    CATEGORY = "category"  # events carrying the category ``adopt_category``
-
-
-class CancelMode(StrEnum):
-    MARK = "mark"  # keep the event, marked cancelled and free, its title prefixed
-    DELETE = "delete"  # delete the event
 
 
 class ConnectionStatus(StrEnum):
@@ -449,14 +437,6 @@ class Change(Base):
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("booking_id", "idempotency_key"),)
-
-
-class OutboxStatus(StrEnum):
-    HELD = "held"  # written with its change; waits until the calendar has taken the change
-    READY = "ready"  # to be sent
-    SENT = "sent"
-    FAILED = "failed"  # refused for good (e.g. the address does not exist); see last_error
-    DROPPED = "dropped"  # its change did not happen (booking failed, owner got there first)
 
 
 class OutboxMessage(Base):

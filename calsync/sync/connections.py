@@ -16,12 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from calsync.calendars.base import CalendarInfo, Interval
-from calsync.calendars.caldav.discovery import discover_calendars
 from calsync.calendars.errors import NotACalendar, NotFound, Unavailable
-from calsync.calendars.google import account as google_connect
-from calsync.calendars.ical.busy import AllDayMode
 from calsync.config import Settings
 from calsync.secretbox import SecretBox
+from calsync.states import AllDayMode
 from calsync.store.db import Database
 from calsync.store.models import (
     AdoptionRule,
@@ -38,7 +36,6 @@ from calsync.store.models import (
     ProviderKind,
     utcnow,
 )
-from calsync.sync import mirror
 
 
 class ServiceError(Exception):
@@ -196,6 +193,10 @@ def _discover_for_add(request: CalDAVRequest, timeout: float) -> list[CalendarIn
             f"{request.url!r} is not a web address: give --caldav with http:// or https:// "
             f"({example})"
         )
+    # Imported here: the CLI's light commands (owner list, calendar list) use this module and
+    # should not pay for the caldav and Google client libraries.
+    from calsync.calendars.caldav.discovery import discover_calendars
+
     try:
         return discover_calendars(
             request.url, username=request.username, password=request.password, timeout=timeout
@@ -251,6 +252,8 @@ def add_google_calendar(
         raise ServiceError("say which Google calendar to connect (--calendar-id, e.g. primary)")
     if timezone:
         check_timezone(timezone)
+    from calsync.calendars.google import account as google_connect
+
     try:
         token = google_connect.normalize_token(credentials_json, settings)
     except google_connect.TokenError as exc:
@@ -488,6 +491,8 @@ def busy(db: Database, connection_id: int, start: datetime, end: datetime) -> li
     get_calendar(db, connection_id)
     if end <= start:
         raise ServiceError("the end of the range must be after its start")
+    from calsync.sync import mirror
+
     with db.reading() as session:
         return mirror.busy_between(session, [connection_id], start, end)
 

@@ -14,14 +14,18 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from calsync import __version__
 from calsync.bookings.polling import booking_poller
 from calsync.config import Settings, load_settings
-from calsync.store.db import Database, DatabaseUnavailable
+from calsync.store.db import Database, DatabaseUnavailable, missing_sqlite_file
 from calsync.web import errors
 from calsync.web.api import bookings, calendars, event_types, health, owners
 from calsync.web.deps import bearer_scheme, check_admin_key
@@ -41,6 +45,8 @@ API_RESPONSES: dict[int | str, dict[str, object]] = {
 
 DOCS_URL = "/api/docs"
 OPENAPI_URL = "/api/openapi.json"
+# Swagger UI's files come with the swagger-ui-bundle package, so the docs work offline.
+DOCS_ASSETS_URL = "/static/swagger-ui"
 # The API's description is no secret, and a browser cannot send the key to open the docs.
 PUBLIC_API_PATHS = frozenset({DOCS_URL, OPENAPI_URL, f"{DOCS_URL}/oauth2-redirect"})
 
@@ -68,6 +74,12 @@ class AdminKeyMiddleware:
 def open_database(settings: Settings) -> Database:
     """The configured database; DatabaseUnavailable when it cannot be reached or has not been
     set up yet."""
+    missing = missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        # Connecting would leave an empty file behind that looks like a database.
+        raise DatabaseUnavailable(
+            f"there is no database at {missing} yet: run `calsync init` to create it"
+        )
     db = Database(settings.database_url)
     try:
         current = db.is_current()
@@ -127,7 +139,7 @@ def create_app(
         description="Owners, calendars, event types, availability and bookings. Every /api route "
         "needs `Authorization: Bearer <admin_api_key>`.",
         lifespan=lifespan,
-        docs_url=DOCS_URL,
+        docs_url=None,  # served by _add_docs from local files, not from a CDN
         openapi_url=OPENAPI_URL,
         redoc_url=None,
     )
@@ -142,6 +154,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(manage.router)
     app.include_router(google_signin.pages)
+    _add_docs(app)
     app.mount("/static", StaticAssets(), name="static")
     api = APIRouter(prefix="/api", dependencies=[bearer_scheme], responses=API_RESPONSES)
     for module in (owners, calendars, event_types, bookings):
@@ -149,6 +162,27 @@ def create_app(
     api.include_router(google_signin.api_router)
     app.include_router(api)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at DOCS_URL, its scripts and styles from this machine (FastAPI's pattern for
+    self-hosted docs assets)."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=OPENAPI_URL,
+            title=f"{app.title} - docs",
+            oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon-32x32.png",
+        )
+
+    @app.get(f"{DOCS_URL}/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def app_from_environment() -> FastAPI:

@@ -227,9 +227,14 @@ def test_bad_arguments_and_broken_config_give_one_clear_line(cli: Cli) -> None:
     assert "sync.horizon_days" in cli.fails("calendar", "list")
 
 
-def test_commands_before_init_say_to_run_init(tmp_path: Path) -> None:
+def test_commands_before_init_say_to_run_init_and_create_no_database(tmp_path: Path) -> None:
     fresh = Cli(tmp_path, f"sqlite:///{tmp_path}/fresh.db")
-    assert "run `calsync init` to create or upgrade it" in fresh.fails("calendar", "list")
+    assert "run `calsync init` to create it" in fresh.fails("calendar", "list")
+    assert "run `calsync init` to create it" in fresh.fails("serve", "--port", "1")
+    # An empty file left behind would look like a database to the next command.
+    assert not (tmp_path / "fresh.db").exists()
+    fresh.ok("init")
+    assert "[]" in fresh.ok("owner", "list", "--json")
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import logging
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -512,3 +513,18 @@ def test_numbers_and_dates_out_of_range_are_field_errors_not_crashes(api: TestCl
     )
     assert booking.status_code == 422
     assert "event_type" in problems(booking)
+
+
+def test_the_api_docs_load_nothing_from_the_internet(sqlite_api: TestClient) -> None:
+    """An offline server still shows its API docs: every file the page loads is served here."""
+    page = sqlite_api.get("/api/docs", headers={}).text
+    assert "SwaggerUIBundle" in page
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(assets) >= 3  # the script, the styles, the icon
+    assert re.findall(r"https?://", page) == []
+    for url in assets:
+        response = sqlite_api.get(url, headers={})
+        assert response.status_code == 200, url
+        assert len(response.content) > 100, url
+    redirect = sqlite_api.get("/api/docs/oauth2-redirect", headers={})
+    assert redirect.status_code == 200

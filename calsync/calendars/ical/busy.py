@@ -35,7 +35,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
-from enum import StrEnum
 from math import prod
 from time import thread_time
 from types import FrameType
@@ -55,6 +54,7 @@ except ImportError:  # icalendar < 7 never guesses such TZIDs, so it has no warn
     GloballyUniqueTZIDGuessed = UserWarning  # type: ignore[assignment,misc]
 
 from calsync.calendars.ical.scan import item_uid
+from calsync.states import AllDayMode
 
 __all__ = ["AllDayMode", "BusyRules", "busy_intervals", "item_uid", "parse_calendar"]
 
@@ -103,17 +103,6 @@ _DAY_PARTS = ("BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH")
 # Guessing is what we want, so the warning is silenced, but only for texts that have such
 # a TZID: catch_warnings() swaps process-wide state and is best kept rare.
 _PREFIXED_TZID = re.compile(r'TZID="?/', re.IGNORECASE)
-
-
-class AllDayMode(StrEnum):
-    """Whether all-day events block the owner."""
-
-    FOLLOW_TRANSP = "follow_transp"
-    """Block unless TRANSP:TRANSPARENT (RFC 5545: OPAQUE is the default, all-day too)."""
-    BUSY = "busy"
-    """All-day events always block (unless cancelled or declined)."""
-    FREE = "free"
-    """All-day events never block."""
 
 
 @dataclass(frozen=True, slots=True)

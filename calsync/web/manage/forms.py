@@ -37,7 +37,7 @@ from fastapi import Request
 from starlette.datastructures import Headers, ImmutableMultiDict
 
 from calsync.config import Settings
-from calsync.input_rules import MULTI_LINE_KEPT, text_problem
+from calsync.limits import MULTI_LINE_KEPT, text_problem
 from calsync.store.models import Booking
 
 MAX_FORM_BYTES = 32 * 1024
