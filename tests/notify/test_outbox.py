@@ -357,7 +357,9 @@ def test_a_database_failure_mid_batch_sends_nothing_twice_and_keeps_nothing_wait
                 message["Message-ID"] = f"<m{number}@calsync.test>"
                 message.set_content("Hello")
                 messages.append(("owner", message))
-            outbox.enqueue(session, messages, booking_id=None, held=False)
+            outbox.enqueue(
+                session, messages, booking_id=None, box=outbox.sealing_box(settings), held=False
+            )
         conninfo = make_url(postgres_url).set(drivername="postgresql")
         faulty = KillsTheRecordingOfTheFirstDelivery(
             transport_from_settings(settings.mail), conninfo.render_as_string(hide_password=False)
