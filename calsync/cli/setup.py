@@ -46,7 +46,6 @@ def owner_list(as_json: JsonOption = False) -> None:
     """List owners."""
     from calsync.sync import connections as services
 
-
     owners = services.list_owners(state.db())
     rows = [{"id": o.id, "name": o.name, "email": o.email, "timezone": o.timezone} for o in owners]
     if as_json:
