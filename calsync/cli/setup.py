@@ -33,6 +33,7 @@ def owner_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add an owner."""
+    from calsync.sync import connections as services
 
     owner = services.add_owner(state.db(), name=name, email=email, timezone=timezone)
     if as_json:
