@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence, Sized
@@ -30,12 +29,14 @@ from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
 from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, ProviderError
 from calsync.config import Settings
 from calsync.notify import owner_notices
+from calsync.store import leases
 from calsync.store.db import Database
 from calsync.store.models import (
     AdoptionRule,
@@ -151,37 +152,25 @@ class Poller:
         """Lease up to ``limit`` calendars that are due (or, with ``only``, those if free)."""
         now = self.clock()
         with self.db.writing() as session:
-            query = (
-                select(CalendarConnection.id)
-                .where(
-                    (CalendarConnection.lease_until.is_(None))
-                    | (CalendarConnection.lease_until < now)
-                )
-                .order_by(CalendarConnection.next_poll_at)
-                .limit(limit)
-                # PostgreSQL: concurrent workers skip each other's rows instead of waiting.
-                # SQLite ignores this; its IMMEDIATE transaction already excludes other writers.
-                .with_for_update(skip_locked=True)
-            )
             if only is None:
                 # A revoked Google grant cannot come back by itself: polling waits for the
                 # owner to connect again (an explicit `calsync sync --calendar` still tries).
-                query = query.where(
+                where = [
                     CalendarConnection.next_poll_at <= now,
                     CalendarConnection.status != ConnectionStatus.NEEDS_RECONNECT,
-                )
+                ]
             else:
-                query = query.where(CalendarConnection.id.in_(list(only)))
-            ids = list(session.scalars(query))
-            if ids:
-                session.execute(
-                    update(CalendarConnection)
-                    .where(CalendarConnection.id.in_(ids))
-                    .values(
-                        lease_owner=self.worker_id,
-                        lease_until=now + timedelta(seconds=self.sync.lease_seconds),
-                    )
-                )
+                where = [CalendarConnection.id.in_(list(only))]
+            ids = leases.claim(
+                session,
+                CalendarConnection,
+                now=now,
+                lease=timedelta(seconds=self.sync.lease_seconds),
+                limit=limit,
+                where=where,
+                order_by=[CalendarConnection.next_poll_at],
+                owner=self.worker_id,
+            )
         return ids
 
     def _holds_lease(self, session: Session, connection_id: int) -> CalendarConnection | None:
@@ -197,10 +186,14 @@ class Poller:
         ).one_or_none()
 
     def _next_poll(self, now: datetime, failures: int) -> datetime:
-        base = self.sync.poll_interval_seconds
-        if failures:
-            base = min(self.sync.max_backoff_seconds, base * 2 ** min(failures - 1, 20))
-        return now + timedelta(seconds=base + random.uniform(0, self.sync.poll_jitter_seconds))
+        interval = timedelta(seconds=self.sync.poll_interval_seconds)
+        return now + leases.backoff(
+            failures,
+            base=interval,
+            # The cap bounds the backoff only: a calendar that polls fine waits its interval.
+            cap=timedelta(seconds=self.sync.max_backoff_seconds) if failures else interval,
+            jitter=timedelta(seconds=self.sync.poll_jitter_seconds),
+        )
 
     # -- one poll -------------------------------------------------------------------------
 
