@@ -28,8 +28,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, select, update
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
