@@ -33,6 +33,7 @@ from calsync.bookings.held import lock_owner
 from calsync.bookings.live_check import live_busy
 from calsync.bookings.packages import SlotTaken, get_booking, refresh_conflicts
 from calsync.config import Settings
+from calsync.observe import metrics
 from calsync.policy.change_policy import policy_from_data
 from calsync.policy.change_rules import (
     Action,
@@ -299,6 +300,7 @@ def reschedule(
             )
     except _AlreadyRecorded as done:
         return _finish(db, settings, done.change_id, factory, replayed=True)
+    metrics.CHANGES.labels(change.kind.value, change.actor.value).inc()
     return _finish(db, settings, change.id, factory)
 
 
@@ -360,6 +362,7 @@ def cancel(
             )
     except _AlreadyRecorded as done:
         return _finish(db, settings, done.change_id, factory, replayed=True)
+    metrics.CHANGES.labels(change.kind.value, change.actor.value).inc()
     return _finish(db, settings, change.id, factory)
 
 

@@ -39,6 +39,7 @@ from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
 from calsync.notify import outbox
+from calsync.observe import metrics
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -46,6 +47,7 @@ from calsync.store.models import (
     BookedSession,
     Booking,
     BookingChange,
+    BookingSource,
     BookingStatus,
     CalendarConnection,
     EventType,
@@ -236,6 +238,7 @@ def book(
         booking_calendar = session.get(CalendarConnection, fresh.booking_calendar_id)
         assert booking_calendar is not None
         session.expunge(booking_calendar)
+    metrics.BOOKINGS.labels(BookingSource.BOOKED.value).inc()
 
     _write_events(db, settings, factory, booking, owner_person(owner), booking_calendar, url, now)
     return BookingResult(get_booking(db, booking.id), url, booking.sessions)

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from calsync.config import LogLevel, Settings, load_settings
+from calsync.config import LogFormat, LogLevel, Settings, load_settings
+from calsync.observe import logs
 from calsync.store.db import Database, DatabaseUnavailable
 from calsync.sync.connections import ServiceError
 
@@ -71,10 +72,19 @@ def configure_logging(settings: Settings) -> None:
     so library detail is only shown when log_level is DEBUG.
     """
     debug = settings.log_level is LogLevel.DEBUG
+    handler: logging.Handler
+    if settings.logging.format is LogFormat.JSON:
+        handler = logs.json_handler()
+        # uvicorn then logs through this handler too (server.py leaves its logging alone).
+        for name in ("uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).setLevel(settings.log_level.value)
+    else:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+        handler.addFilter(logs.ContextFilter())
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+        handlers=[handler],
         force=True,
     )
     logging.getLogger("calsync").setLevel(settings.log_level.value)

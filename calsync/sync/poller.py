@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,8 @@ from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
 from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, ProviderError
 from calsync.config import Settings
 from calsync.notify import owner_notices
+from calsync.observe import metrics
+from calsync.observe.logs import log_context
 from calsync.store.db import Database
 from calsync.store.models import (
     AdoptionRule,
@@ -199,6 +202,14 @@ class Poller:
 
     def poll(self, connection_id: int, progress: Progress | None = None) -> PollResult:
         """Poll one calendar whose lease we hold, and store the result."""
+        began = time.perf_counter()
+        with log_context(calendar_id=connection_id):
+            result = self._poll(connection_id, progress)
+        metrics.POLLS.labels(result.outcome.value).inc()
+        metrics.POLL_DURATION.observe(time.perf_counter() - began)
+        return result
+
+    def _poll(self, connection_id: int, progress: Progress | None) -> PollResult:
         started = self.clock()
         with self.db.reading() as session:
             connection = session.scalars(
@@ -208,6 +219,8 @@ class Poller:
             ).one()
             known = mirror.known_etags(session, connection_id)
             session.expunge(connection)
+        if connection.next_poll_at <= started:  # due, not polled early on request
+            metrics.POLL_LAG.observe((started - connection.next_poll_at).total_seconds())
         name = f"#{connection.id} ({connection.display_name or connection.url})"
         try:
             provider = self.open_provider(connection)

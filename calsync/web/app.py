@@ -21,8 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from calsync import __version__
 from calsync.bookings.polling import booking_poller
 from calsync.config import Settings, load_settings
+from calsync.observe.metrics import scrape_registry
 from calsync.store.db import Database, DatabaseUnavailable
-from calsync.web import errors
+from calsync.web import errors, telemetry
 from calsync.web.api import bookings, calendars, event_types, health, owners
 from calsync.web.deps import bearer_scheme, check_admin_key
 from calsync.web.manage import routes as manage
@@ -107,6 +108,7 @@ def create_app(
         background = start_background(database, settings) if run_poller else None
         app.state.db = database
         app.state.poller = poller
+        app.state.metrics_registry = scrape_registry(database)
         # uvicorn's access log writes every path: manage tokens are replaced by a short hash.
         redaction = manage.RedactManageTokens()
         logging.getLogger("uvicorn.access").addFilter(redaction)
@@ -138,8 +140,11 @@ def create_app(
     )
     app.state.manage_limiter = SlidingWindowLimiter(manage_limits or configured)
     app.add_middleware(AdminKeyMiddleware, settings=settings)
+    # Added last, so outermost: the id and the timing cover the key check and every error.
+    app.add_middleware(telemetry.RequestTelemetry)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(telemetry.router)
     app.include_router(manage.router)
     app.include_router(google_signin.pages)
     app.mount("/static", StaticAssets(), name="static")
