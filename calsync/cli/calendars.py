@@ -31,6 +31,7 @@ from calsync.cli.common import (
 )
 from calsync.config import Settings
 from calsync.input_rules import MAX_INT32
+from calsync.observe import metrics
 from calsync.store.db import Database
 from calsync.store.models import CalendarConnection, CalendarRole, CancelMode
 from calsync.sync import connections as services
@@ -326,7 +327,10 @@ def _run_poller(db: Database, settings: Settings, only: list[int] | None = None)
 @app.command()
 def worker() -> None:
     """Run the poller until stopped (many workers may share one PostgreSQL database)."""
-    _run_poller(state.db(), state.settings)
+    settings, db = state.settings, state.db()
+    if settings.metrics_port:
+        metrics.serve_on_port(db, settings.metrics_host, settings.metrics_port)
+    _run_poller(db, settings)
 
 
 @app.command()

@@ -17,13 +17,14 @@ import logging
 import os
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from calsync.config import ConfigError
 from calsync.store.db import Database
 from calsync.store.models import (
     CalendarConnection,
@@ -139,3 +140,14 @@ def scrape_registry(db: Database) -> CollectorRegistry:
         registry.register(_ThisProcess())
     registry.register(DatabaseStates(db))
     return registry
+
+
+def serve_on_port(db: Database, host: str, port: int) -> None:
+    """Serve ``/metrics`` on ``host:port`` from a daemon thread (``calsync worker``)."""
+    try:
+        start_http_server(port, host, registry=scrape_registry(db))
+    except OSError as exc:
+        raise ConfigError(
+            f"metrics_port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
+            "pick a free port or unset metrics_port"
+        ) from None

@@ -479,7 +479,19 @@ class Poller:
         self._scheduler.start()
 
     def stop(self) -> None:
+        """Stop claiming, let the polls in flight finish (each bounded by the request timeout;
+        each gives its lease back), then give back any lease still held, so no calendar waits
+        out ``lease_seconds`` for a worker that stopped cleanly."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            with self.db.writing() as session:
+                session.execute(
+                    update(CalendarConnection)
+                    .where(CalendarConnection.lease_owner == self.worker_id)
+                    .values(lease_owner=None, lease_until=None)
+                )
+        except Exception:  # the database may be gone at shutdown; the leases then expire
+            log.warning("could not give back this worker's leases; they expire by themselves")
