@@ -29,6 +29,7 @@ from calsync.calendars.ical.event_edit import (
 )
 from calsync.config import Settings
 from calsync.notify import outbox
+from calsync.observe.logs import log_context
 from calsync.store.db import Database
 from calsync.store.models import (
     BookedSession,
@@ -255,5 +256,6 @@ def apply_pending(db: Database, settings: Settings, factory: ProviderFactory | N
                 update(Change).where(Change.id.in_(due)).values(lease_until=now + APPLY_LEASE)
             )
     for change_id in due:
-        apply_change(db, settings, change_id, factory)
+        with log_context(change_id=change_id):
+            apply_change(db, settings, change_id, factory)
     return len(due)

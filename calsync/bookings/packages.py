@@ -40,6 +40,7 @@ from calsync.calendars.ical.session_event import Person, SessionEvent, build_eve
 from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.observe import metrics
+from calsync.observe.logs import log_context
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -240,7 +241,10 @@ def book(
         session.expunge(booking_calendar)
     metrics.BOOKINGS.labels(BookingSource.BOOKED.value).inc()
 
-    _write_events(db, settings, factory, booking, owner_person(owner), booking_calendar, url, now)
+    with log_context(booking_id=booking.id):
+        _write_events(
+            db, settings, factory, booking, owner_person(owner), booking_calendar, url, now
+        )
     return BookingResult(get_booking(db, booking.id), url, booking.sessions)
 
 
