@@ -27,7 +27,7 @@ from calsync.web import errors, telemetry
 from calsync.web.api import bookings, calendars, event_types, health, owners
 from calsync.web.deps import bearer_scheme, check_admin_key
 from calsync.web.manage import routes as manage
-from calsync.web.manage.rate_limit import RateLimits, SlidingWindowLimiter
+from calsync.web.manage.rate_limit import RateLimits, SharedLimiter
 from calsync.web.manage.render import StaticAssets
 from calsync.web.schemas import Failed, ValidationFailed
 from calsync.web.signin import routes as google_signin
@@ -93,7 +93,7 @@ def create_app(
     """The web app; with ``db`` it uses (and leaves open) that database instead of its own.
 
     ``manage_limits``: the manage page's rate limits (default: from ``settings.web``, 120 reads
-    and 20 changes a minute per token and per client address, counted in this process).
+    and 20 changes a minute per token and per client address, counted in the database).
     """
 
     @asynccontextmanager
@@ -138,7 +138,7 @@ def create_app(
         settings.web.manage_reads_per_minute or None,
         settings.web.manage_changes_per_minute or None,
     )
-    app.state.manage_limiter = SlidingWindowLimiter(manage_limits or configured)
+    app.state.manage_limiter = SharedLimiter(manage_limits or configured)
     app.add_middleware(AdminKeyMiddleware, settings=settings)
     # Added last, so outermost: the id and the timing cover the key check and every error.
     app.add_middleware(telemetry.RequestTelemetry)

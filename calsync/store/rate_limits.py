@@ -1,0 +1,50 @@
+"""Sliding-window request counts kept in the database, so every web process sharing it
+shares one budget (the manage page's rate limits; ``web/manage/rate_limit.py``).
+
+One row per counted request and key, kept for the window. A check and its count are one
+transaction that first serializes on the keys (PostgreSQL: transaction-scoped advisory locks;
+SQLite: the write lock its IMMEDIATE transaction already holds), so two processes cannot both
+take the last request of a budget.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, insert, select
+
+from calsync.store.db import Database
+from calsync.store.models import RateLimitHit
+
+SWEEP_CHANCE = 0.01  # share of checks that also delete every key's expired rows
+
+
+def count_request(
+    db: Database, keys: Sequence[str], allowed: int, window: float, now: float
+) -> int | None:
+    """Count one request under every key and return None; or, when any key already has
+    ``allowed`` requests in the last ``window`` seconds, count nothing and return the seconds
+    until one more is allowed."""
+    since = now - window
+    with db.writing() as session:
+        if not db.is_sqlite:
+            for key in sorted(set(keys)):  # one order everywhere: no deadlock between processes
+                session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+        expired = RateLimitHit.at <= since
+        if random.random() < SWEEP_CHANCE:
+            session.execute(delete(RateLimitHit).where(expired))
+        else:
+            session.execute(delete(RateLimitHit).where(RateLimitHit.key.in_(keys), expired))
+        full = session.execute(
+            select(func.min(RateLimitHit.at))
+            .where(RateLimitHit.key.in_(keys), RateLimitHit.at > since)
+            .group_by(RateLimitHit.key)
+            .having(func.count() >= allowed)
+        ).scalars()
+        oldest = min(full, default=None)
+        if oldest is not None:
+            return max(1, math.ceil(oldest + window - now))
+        session.execute(insert(RateLimitHit), [{"key": key, "at": now} for key in keys])
+    return None
