@@ -7,14 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,74 +17,29 @@ import httpx
 import pytest
 
 from calsync.observe.logs import ContextFilter, json_formatter, log_context
-from tests.conftest import SECRET_KEY
-from tests.support.servers import PASSWORD, USER, ServerProcess, free_port, put_event
+from tests.support.servers import PASSWORD, USER, ServerProcess, put_event
+from tests.support.web_process import ADMIN_KEY, WebProcess, process_env
 
-ADMIN_KEY = "admin-key-for-the-log-test-0123456789"
 WRONG_PASSWORD = "wrong battery staple"
-
-
-@dataclass
-class WebProcess:
-    base: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def lines(self) -> list[dict[str, Any]]:
-        """Stops the process and returns its log, each line parsed as JSON (or failing)."""
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
-        text = self.log.read_text(encoding="utf-8")
-        parsed = []
-        for line in text.splitlines():
-            try:
-                parsed.append(json.loads(line))
-            except json.JSONDecodeError:
-                pytest.fail(f"a log line is not JSON: {line!r}")
-        return parsed
 
 
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[WebProcess]:
-    env = os.environ | {
-        "CALSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/calsync.db",
-        "CALSYNC_SECRET_KEY": SECRET_KEY,
-        "CALSYNC_ADMIN_API_KEY": ADMIN_KEY,
-        "CALSYNC_LOGGING__FORMAT": "json",
-        "CALSYNC_LOG_LEVEL": "INFO",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "calsync", "init"],
-        env=env,
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    log = tmp_path / "web.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "calsync", "web", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    env = process_env(tmp_path, CALSYNC_LOGGING__FORMAT="json", CALSYNC_LOG_LEVEL="INFO")
+    process = WebProcess.start(env, tmp_path)
+    yield process
+    process.kill()
+
+
+def json_lines(web: WebProcess) -> list[dict[str, Any]]:
+    """Stops the process and returns its log, each line parsed as JSON (or failing)."""
+    parsed = []
+    for line in web.stop().splitlines():
         try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"calsync web did not start: {log.read_text()}")
-    yield WebProcess(base, process, log)
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"a log line is not JSON: {line!r}")
+    return parsed
 
 
 def test_json_logs_carry_the_request_id_and_never_a_token_or_a_password(
@@ -125,7 +74,7 @@ def test_json_logs_carry_the_request_id_and_never_a_token_or_a_password(
     made = page.headers["x-request-id"]
     assert made != "bad id <script>" and len(made) == 32  # an insane id is replaced
 
-    lines = web.lines()
+    lines = json_lines(web)
     for line in lines:
         assert {"time", "level", "logger", "message"} <= line.keys(), line
         text = json.dumps(line)

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
@@ -26,6 +27,7 @@ from calsync.web.app import create_app
 from calsync.web.manage.rate_limit import RateLimits
 from tests.support.manage_shop import Shop
 from tests.support.servers import ServerProcess
+from tests.support.web_process import WebProcess, process_env
 from tests.support.world import at, next_monday
 
 with warnings.catch_warnings():
@@ -118,3 +120,30 @@ def test_a_booking_a_poll_an_email_and_a_page_view_show_in_the_metrics(
         assert "@" not in label and "password" not in label.lower() and "://" not in label
         assert booked.token not in label
     assert booked.token not in text and "coach@example.org" not in text
+
+
+def test_several_web_processes_are_summed_in_multiprocess_mode(tmp_path: Path) -> None:
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    env = process_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    webs = [WebProcess.start(env, tmp_path, f"web-{n}") for n in range(2)]
+    try:
+        # Each has answered its start-up /healthz; two more each.
+        for web in webs:
+            for _ in range(2):
+                assert httpx.get(f"{web.base}/healthz").status_code == 200
+        found = {}
+        for web in webs:
+            text = httpx.get(f"{web.base}/metrics").text
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if (sample.name, sample.labels.get("route")) == (
+                        "calsync_http_requests_total",
+                        "/healthz",
+                    ):
+                        found[web.base] = sample.value
+    finally:
+        for web in webs:
+            web.kill()
+    # Whichever process answers the scrape, it counts the requests both processes answered.
+    assert set(found.values()) == {6}
