@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     )
     admin_api_key: str | None = None
     log_level: LogLevel = LogLevel.INFO
+    redis_url: str | None = Field(
+        None, description="Redis for the manage page's rate limits; unset: the database."
+    )
     metrics_port: int | None = Field(
         None,
         ge=1,

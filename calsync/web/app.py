@@ -23,6 +23,7 @@ from calsync.bookings.polling import booking_poller
 from calsync.config import Settings, load_settings
 from calsync.observe.metrics import scrape_registry
 from calsync.store.db import Database, DatabaseUnavailable
+from calsync.store.rate_limits import RedisCounter
 from calsync.web import errors, telemetry
 from calsync.web.api import bookings, calendars, event_types, health, owners
 from calsync.web.deps import bearer_scheme, check_admin_key
@@ -93,7 +94,8 @@ def create_app(
     """The web app; with ``db`` it uses (and leaves open) that database instead of its own.
 
     ``manage_limits``: the manage page's rate limits (default: from ``settings.web``, 120 reads
-    and 20 changes a minute per token and per client address, counted in the database).
+    and 20 changes a minute per token and per client address, counted in the database, or in
+    Redis with ``settings.redis_url``).
     """
 
     @asynccontextmanager
@@ -138,7 +140,8 @@ def create_app(
         settings.web.manage_reads_per_minute or None,
         settings.web.manage_changes_per_minute or None,
     )
-    app.state.manage_limiter = SharedLimiter(manage_limits or configured)
+    redis = RedisCounter(settings.redis_url) if settings.redis_url else None
+    app.state.manage_limiter = SharedLimiter(manage_limits or configured, redis=redis)
     app.add_middleware(AdminKeyMiddleware, settings=settings)
     # Added last, so outermost: the id and the timing cover the key check and every error.
     app.add_middleware(telemetry.RequestTelemetry)

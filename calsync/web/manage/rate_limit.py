@@ -1,7 +1,8 @@
 """Sliding-window rate limits for the manage page, per token and per client address.
 
-The counts are kept **in the database** (``store/rate_limits.py``), so every ``calsync web``
-process sharing it shares one budget, and a restart forgets nothing. The limits are there to
+The counts are kept **in the database** (``store/rate_limits.py``), or in Redis when
+``redis_url`` is set, so every ``calsync web`` process shares one budget, and a restart forgets
+nothing. The limits are there to
 slow down a script that guesses tokens or hammers one link, and to keep a link from being used
 to flood the owner's calendar.
 
@@ -14,16 +15,20 @@ customer's address and not the proxy's (otherwise every customer shares one budg
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from fastapi import Request
+from redis.exceptions import RedisError
 
 from calsync.bookings.links import hash_token
 from calsync.store import rate_limits
 from calsync.store.db import Database
+
+log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60.0
 
@@ -58,10 +63,18 @@ class RateLimited(Exception):
 
 
 class SharedLimiter:
-    """Counts requests per key over the last ``WINDOW_SECONDS`` in the database."""
+    """Counts requests per key over the last ``WINDOW_SECONDS`` in the database, or in Redis
+    when given a ``RedisCounter``."""
 
-    def __init__(self, limits: RateLimits, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        limits: RateLimits,
+        *,
+        redis: rate_limits.RedisCounter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.limits = limits
+        self.redis = redis
         self._clock = clock  # wall time: the processes sharing a database share no other clock
 
     def check(self, db: Database, budget: Budget, *keys: str) -> None:
@@ -71,7 +84,16 @@ class SharedLimiter:
         if allowed is None:
             return
         scoped = [f"{budget.value}:{key}" for key in keys]
-        retry_after = rate_limits.count_request(db, scoped, allowed, WINDOW_SECONDS, self._clock())
+        now = self._clock()
+        if self.redis is None:
+            retry_after = rate_limits.count_request(db, scoped, allowed, WINDOW_SECONDS, now)
+        else:
+            try:
+                retry_after = self.redis.count_request(scoped, allowed, WINDOW_SECONDS, now)
+            except RedisError as exc:
+                # The limits slow down abuse; a Redis outage must not take the page down too.
+                log.warning("rate limits not counted: Redis cannot be used: %s", type(exc).__name__)
+                return
         if retry_after is not None:
             raise RateLimited(retry_after)
 
