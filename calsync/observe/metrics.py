@@ -17,7 +17,14 @@ import logging
 import os
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -36,6 +43,10 @@ from calsync.store.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# No `_created` series beside every counter: Prometheus does not need them, they double the
+# scrape.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 POLLS = Counter("calsync_polls", "Calendar polls, by result (ok, failed, lease_lost).", ["result"])
 POLL_DURATION = Histogram(
