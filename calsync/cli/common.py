@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from calsync.config import LogFormat, LogLevel, Settings, load_settings
 from calsync.observe import logs
@@ -90,6 +91,15 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("calsync").setLevel(settings.log_level.value)
     if not debug:
         logging.getLogger("caldav").setLevel(logging.CRITICAL)
+
+
+def progress_note(markup: str) -> None:
+    """A line of a long-running command's progress: on stderr for people, or a log record
+    when logs are JSON (so every line of the process stays one JSON object)."""
+    if state.settings.logging.format is LogFormat.JSON:
+        logging.getLogger("calsync.cli").info(Text.from_markup(markup).plain)
+    else:
+        err.print(markup)
 
 
 @app.callback()

@@ -8,6 +8,7 @@ killed while its request is in flight.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -213,12 +214,15 @@ def test_sigterm_mid_poll_gives_the_calendar_back_and_exits_0(
     assert current.lease_owner is None and current.lease_until is None
 
 
-def test_a_worker_serves_its_metrics_on_its_own_port(
-    pg: Database, workers: Workers, radicale_server: ServerProcess
+def test_a_worker_serves_its_metrics_on_its_own_port_and_logs_json(
+    pg: Database, workers: Workers, radicale_server: ServerProcess, tmp_path: Path
 ) -> None:
-    connect(pg, radicale_server.new_calendar(), radicale_server)
+    url = radicale_server.new_calendar()
+    put_event(url, event("e1", soon(2)), auth=radicale_server.auth)
+    connection = connect(pg, url, radicale_server)
     port = free_port()
     workers.env["CALSYNC_METRICS_PORT"] = str(port)
+    workers.env["CALSYNC_LOGGING__FORMAT"] = "json"
     workers.start()
 
     def scraped() -> dict[str, float]:
@@ -235,3 +239,7 @@ def test_a_worker_serves_its_metrics_on_its_own_port(
 
     found = wait_for(scraped, 30, "a poll counted on the worker's metrics port")
     assert isinstance(found, dict) and found["calsync_calendars:ok"] == 1
+    workers.stop_all()
+    lines = [json.loads(line) for line in (tmp_path / "worker-0.log").read_text().splitlines()]
+    polled = [line for line in lines if line["logger"] == "calsync.sync.poller"]
+    assert polled and {line["calendar_id"] for line in polled} == {connection.id}
