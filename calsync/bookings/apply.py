@@ -36,6 +36,7 @@ from calsync.calendars.ical.event_edit import (
 from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.store import leases
+from calsync.observe.logs import log_context
 from calsync.store.db import Database
 from calsync.store.models import (
     BookedSession,
@@ -306,5 +307,6 @@ def apply_pending(db: Database, settings: Settings, factory: ProviderFactory | N
             order_by=[Change.id],
         )
     for change_id in due:
-        apply_change(db, settings, change_id, factory)
+        with log_context(change_id=change_id):
+            apply_change(db, settings, change_id, factory)
     return len(due)

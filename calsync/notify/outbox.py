@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from calsync.config import Settings
 from calsync.notify.transport import DeliveryError, MailTransport
+from calsync.observe import metrics
 from calsync.secretbox import SecretBox, SecretKeyMismatch
 from calsync.store import leases
 from calsync.store.db import Database
@@ -183,8 +184,10 @@ def _deliver_one(
     try:
         transport.send(_message_of(box, stored))  # type: ignore[arg-type]
     except DeliveryError as exc:
+        metrics.DELIVERIES.labels("failed" if exc.permanent else "retry").inc()
         _failed(db, message_id, worker, exc)
         return False
+    metrics.DELIVERIES.labels("sent").inc()
     delivered_at = utcnow()
     try:
         with db.writing() as session:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
@@ -36,6 +37,8 @@ from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, Pr
 from calsync.config import Settings
 from calsync.notify import owner_notices
 from calsync.store import leases
+from calsync.observe import metrics
+from calsync.observe.logs import log_context
 from calsync.store.db import Database
 from calsync.store.models import (
     AdoptionRule,
@@ -198,7 +201,11 @@ class Poller:
 
     def poll(self, connection_id: int, progress: Progress | None = None) -> PollResult:
         """Poll one calendar whose lease we hold, and store the result."""
-        result, _ = self._poll(connection_id, progress, mirror_only=False)
+        began = time.perf_counter()
+        with log_context(calendar_id=connection_id):
+            result, _ = self._poll(connection_id, progress, mirror_only=False)
+        metrics.POLLS.labels(result.outcome.value).inc()
+        metrics.POLL_DURATION.observe(time.perf_counter() - began)
         return result
 
     def poll_mirror_only(self, connection_id: int) -> tuple[PollResult, Fetched | None]:
@@ -248,6 +255,8 @@ class Poller:
             ).one()
             known = mirror.known_etags(session, connection_id)
             session.expunge(connection)
+        if connection.next_poll_at <= started:  # due, not polled early on request
+            metrics.POLL_LAG.observe((started - connection.next_poll_at).total_seconds())
         name = f"#{connection.id} ({connection.display_name or connection.url})"
         try:
             provider = self.open_provider(connection)
@@ -518,11 +527,23 @@ class Poller:
         self._scheduler.start()
 
     def stop(self) -> None:
+        """Stop claiming, let the polls in flight finish (each bounded by the request timeout;
+        each gives its lease back), then give back any lease still held, so no calendar waits
+        out ``lease_seconds`` for a worker that stopped cleanly."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            with self.db.writing() as session:
+                session.execute(
+                    update(CalendarConnection)
+                    .where(CalendarConnection.lease_owner == self.worker_id)
+                    .values(lease_owner=None, lease_until=None)
+                )
+        except Exception:  # the database may be gone at shutdown; the leases then expire
+            log.warning("could not give back this worker's leases; they expire by themselves")
 
 
 def _note_follow_ups(

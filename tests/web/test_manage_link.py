@@ -80,7 +80,9 @@ def desk(
     add_event_type(db, add_owner_and_calendar(db, settings, radicale_calendar))
     # The page needs no key (the token is the capability); the timing test below sends far
     # more requests than the page's rate limits allow (they have tests of their own).
-    with TestClient(create_app(settings, db=db, manage_limits=RateLimits.off())) as client:
+    app = create_app(settings, db=db, manage_limits=RateLimits.off())
+    # One request id for all: the tests compare whole answers, which then carry the same one.
+    with TestClient(app, headers={"X-Request-ID": "manage-link-tests"}) as client:
         yield Desk(db, settings, client)
 
 

@@ -62,7 +62,8 @@ def shop(
 
 def browser(shop: Shop, limits: RateLimits | None = None) -> TestClient:
     app = create_app(shop.settings, db=shop.db, manage_limits=limits or RateLimits.off())
-    return TestClient(app, follow_redirects=False)
+    # One request id for all: the tests compare whole answers, which then carry the same one.
+    return TestClient(app, follow_redirects=False, headers={"X-Request-ID": "manage-page-tests"})
 
 
 @pytest.fixture
