@@ -35,8 +35,8 @@ from calsync.calendars.ical.event_edit import (
 )
 from calsync.config import Settings
 from calsync.notify import outbox
-from calsync.store import leases
 from calsync.observe.logs import log_context
+from calsync.store import leases
 from calsync.store.db import Database
 from calsync.store.models import (
     BookedSession,

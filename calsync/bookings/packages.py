@@ -39,9 +39,9 @@ from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
 from calsync.notify import outbox
-from calsync.policy.refusal import availability_command
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
+from calsync.policy.refusal import availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (

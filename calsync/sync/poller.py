@@ -36,9 +36,9 @@ from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
 from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, ProviderError
 from calsync.config import Settings
 from calsync.notify import owner_notices
-from calsync.store import leases
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
+from calsync.store import leases
 from calsync.store.db import Database
 from calsync.store.models import (
     AdoptionRule,
@@ -221,14 +221,7 @@ class Poller:
         The stored cursor and ETags only move forward, so a delta from them is never older than
         the request; an item removed meanwhile is still busy in the mirror, which errs on the
         side of busy."""
-        with self.db.reading() as session:
-            connection = session.scalars(
-                select(CalendarConnection)
-                .options(joinedload(CalendarConnection.owner))
-                .where(CalendarConnection.id == connection_id)
-            ).one()
-            known = mirror.known_etags(session, connection_id)
-            session.expunge(connection)
+        connection, known = self._load(connection_id)
         name = f"#{connection.id} ({connection.display_name or connection.url})"
         provider = self.open_provider(connection)
         try:
@@ -243,10 +236,8 @@ class Poller:
         rules = mirror.rules_for(connection)
         return [mirror.expand_item(i, window, rules, calendar=name) for i in delta.upserted]
 
-    def _poll(
-        self, connection_id: int, progress: Progress | None, *, mirror_only: bool
-    ) -> tuple[PollResult, Fetched | None]:
-        started = self.clock()
+    def _load(self, connection_id: int) -> tuple[CalendarConnection, dict[str, str]]:
+        """The connection (detached, with its owner) and the ETags of its mirrored items."""
         with self.db.reading() as session:
             connection = session.scalars(
                 select(CalendarConnection)
@@ -255,6 +246,13 @@ class Poller:
             ).one()
             known = mirror.known_etags(session, connection_id)
             session.expunge(connection)
+        return connection, known
+
+    def _poll(
+        self, connection_id: int, progress: Progress | None, *, mirror_only: bool
+    ) -> tuple[PollResult, Fetched | None]:
+        started = self.clock()
+        connection, known = self._load(connection_id)
         if connection.next_poll_at <= started:  # due, not polled early on request
             metrics.POLL_LAG.observe((started - connection.next_poll_at).total_seconds())
         name = f"#{connection.id} ({connection.display_name or connection.url})"

@@ -25,10 +25,8 @@ from swagger_ui_bundle import swagger_ui_path
 from calsync import __version__
 from calsync.bookings.polling import booking_poller
 from calsync.config import Settings, load_settings
-from calsync.store.db import Database, DatabaseUnavailable, missing_sqlite_file
-from calsync.web import errors
 from calsync.observe.metrics import scrape_registry
-from calsync.store.db import Database, DatabaseUnavailable
+from calsync.store.db import Database, DatabaseUnavailable, missing_sqlite_file
 from calsync.store.rate_limits import RedisCounter
 from calsync.web import errors, telemetry
 from calsync.web.api import bookings, calendars, event_types, health, owners
