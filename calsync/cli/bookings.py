@@ -385,6 +385,14 @@ def calendar_adoption(
         str | None, typer.Option("--event-type", help="Event type of adopted bookings.")
     ] = None,
     category: Annotated[str | None, typer.Option(help="With --rule category: its name.")] = None,
+    email_customer: Annotated[
+        bool,
+        typer.Option(
+            "--email-customer",
+            help="Email each adopted booking's customer their confirmation with the "
+            "Cancel/Reschedule link (off: the link is only written into the event).",
+        ),
+    ] = False,
 ) -> None:
     """Set the adoption rule of a calendar (off by default)."""
     from calsync.bookings import event_types
@@ -395,8 +403,16 @@ def calendar_adoption(
     if event_type is not None:
         key: int | str = int(event_type) if event_type.isdigit() else event_type
         chosen = event_types.get_event_type(db, key)
-    services.set_adoption(db, calendar_id, rule, chosen.id if chosen else None, category)
-    out.print(f"Calendar {calendar_id}: adoption rule {rule.value}.")
+    services.set_adoption(
+        db,
+        calendar_id,
+        rule,
+        chosen.id if chosen else None,
+        category,
+        email_customer=email_customer,
+    )
+    emailed = ", customers emailed their link" if email_customer else ""
+    out.print(f"Calendar {calendar_id}: adoption rule {rule.value}{emailed}.")
     if rule is not AdoptionRule.OFF:
         out.print(
             "The poller adopts events as they are added or changed. For the ones already "

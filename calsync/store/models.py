@@ -127,6 +127,8 @@ class CalendarConnection(Base):
     )
     adopt_category: Mapped[str | None] = mapped_column(String(200))
     adopt_event_type_id: Mapped[int | None] = mapped_column(Integer)
+    # Whether an adopted booking's customer is emailed their confirmation with the link.
+    adopt_email_customer: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_mode: Mapped[CancelMode] = mapped_column(_enum(CancelMode), default=CancelMode.MARK)
 
     cursor: Mapped[str | None] = mapped_column(Text)
