@@ -306,8 +306,10 @@ def find_slots(
     *,
     now: datetime | None = None,
     ignore: Collection[str] = frozenset(),
+    extra_booked: Sequence[Span] = (),
 ) -> list[Slot]:
-    """Free slots of ``event_type`` in [start, end), from the mirror of its conflict calendars.
+    """Free slots of ``event_type`` in [start, end), from the mirror of its conflict calendars;
+    ``extra_booked``: sessions not stored yet that block their time (a package being chosen).
 
     Raises InvalidInput for a reversed window or one longer than the booking horizon, and
     AvailabilityUnknown while a conflict calendar has never been synced (offering slots then
@@ -336,7 +338,15 @@ def find_slots(
                 f"calendar {names} has not been synced yet, so free times are not known: "
                 "run `calsync sync --once` or wait for the worker"
             )
-        return slots_within(session, event_type, start, end, now=now or utcnow(), ignore=ignore)
+        return slots_within(
+            session,
+            event_type,
+            start,
+            end,
+            now=now or utcnow(),
+            ignore=ignore,
+            extra_booked=extra_booked,
+        )
 
 
 def slots_within(
