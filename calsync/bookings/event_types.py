@@ -164,7 +164,7 @@ def _problems(
     else:
         problems += [(p.field, p.message) for p in rules_problems(spec.rules())]
     problems += [(p.field, p.message) for p in policy_problems(spec.policy)]
-    problems += [(f"page.{p.field}", p.message) for p in offer_problems(spec.page)]
+    problems += [(f"booking_page.{p.field}", p.message) for p in offer_problems(spec.page)]
     if spec.price < 0:
         problems.append(("price", "cannot be negative"))
     if not re.fullmatch(r"[A-Z]{3}", spec.currency):

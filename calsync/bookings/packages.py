@@ -350,7 +350,14 @@ def session_event(
         booking_id=booking.id,
         link=url,
         sequence=session.sequence,
-        description=f"Session {session.position} of {count}" if count > 1 else "",
+        description="\n\n".join(
+            part
+            for part in (
+                f"Session {session.position} of {count}" if count > 1 else "",
+                f"Notes from {booking.customer_name}: {booking.notes}" if booking.notes else "",
+            )
+            if part
+        ),
     )
 
 

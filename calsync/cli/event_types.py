@@ -238,9 +238,9 @@ OPTION_OF = {
     "policy.cancel_refund": "--cancel-refund",
     "reschedule_fee": "--reschedule-fee",
     "cancel_refund": "--cancel-refund",
-    "page.packages": "--package",
-    "page.min_days_apart": "--min-days-apart",
-    "page.max_stakeholders": "--max-stakeholders",
+    "booking_page.packages": "--package",
+    "booking_page.min_days_apart": "--min-days-apart",
+    "booking_page.max_stakeholders": "--max-stakeholders",
 }
 
 

@@ -46,7 +46,7 @@ def test_packages_spacing_and_the_page_switch_are_set_shown_and_checked(
 
     assert "is not SESSIONS=PRICE" in cli.fails("event-type", "edit", "coaching", "--package", "3")
     too_many = cli.fails("event-type", "edit", "coaching", "--package", "30=1")
-    assert "--package (page.packages)" in " ".join(too_many.split())
+    assert "--package (booking_page.packages)" in " ".join(too_many.split())
     cli.ok("event-type", "edit", "coaching", "--no-page")
     assert not json.loads(cli.ok("event-type", "show", "coaching", "--json"))["booking_page"][
         "public"

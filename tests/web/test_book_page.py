@@ -8,6 +8,7 @@ Whatever is refused must book nothing: no booking row and no event on the server
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 from collections.abc import Iterator
@@ -181,6 +182,9 @@ def test_a_package_of_three_is_booked_in_the_customers_zone_and_the_link_manages
     events = shop.events()
     assert sorted(e["DTSTART"].dt for e in events.values()) == starts
     assert all(link in readable(e.to_ical()) for e in events.values())
+    assert all(
+        "Notes from Zoë Example: First time" in str(e["DESCRIPTION"]) for e in events.values()
+    )
 
     # The customer's email: every session with its zone label, and the link.
     assert deliver(shop.db, shop.settings) == 2  # customer and owner
@@ -306,17 +310,8 @@ def test_bad_input_gets_a_clear_message_and_books_nothing(shop: Shop, client: Te
     assert client.get("/b/coach/nope").status_code == 404
     assert client.get("/b/nobody/coaching").status_code == 404
     current = get_event_type(shop.db, "coaching")
-    spec = spec_of(current)
-    save_event_type(
-        shop.db,
-        spec.__class__(
-            **{
-                **{f: getattr(spec, f) for f in spec.__dataclass_fields__},
-                "page": PageOffer(public=False),
-            }
-        ),
-        current.id,
-    )
+    switched_off = dataclasses.replace(spec_of(current), page=PageOffer(public=False))
+    save_event_type(shop.db, switched_off, current.id)
     assert client.get(PAGE).status_code == 404
     assert client.get("/b/coach").status_code == 404
     refused(404, "not available", send(client, form, **good))
