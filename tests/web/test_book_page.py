@@ -362,3 +362,29 @@ def test_two_customers_sharing_a_slot_one_books_the_other_is_sent_back(
     assert sorted(e["DTSTART"].dt for e in shop.events().values()) == (
         zoe_starts if winner == "zoe" else sam_starts
     )
+
+
+def test_the_page_is_embeddable_only_by_the_sites_the_owner_names(shop: Shop) -> None:
+    with browser(shop) as client:
+        headers = client.get(PAGE).headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    web = shop.settings.web.model_copy(update={"frame_ancestors": ["https://coach.example"]})
+    shop.settings = shop.settings.model_copy(update={"web": web})
+    with browser(shop) as client:
+        page = client.get(PAGE)
+        missing = client.get("/b/coach/nope")
+        manage = client.get("/m/not-a-token")
+    for answer in (page, missing):
+        assert "frame-ancestors https://coach.example;" in (
+            answer.headers["content-security-policy"] + ";"
+        )
+        assert "x-frame-options" not in answer.headers
+    # The manage page's URL is a secret: it is never embeddable.
+    assert "frame-ancestors 'none'" in manage.headers["content-security-policy"]
+
+
+def test_requests_are_rate_limited_per_address(shop: Shop) -> None:
+    app = create_app(shop.settings, db=shop.db, manage_limits=RateLimits(3, 1))
+    with TestClient(app, follow_redirects=False) as client:
+        assert [client.get(PAGE).status_code for _ in range(4)] == [200, 200, 200, 429]

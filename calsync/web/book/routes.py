@@ -6,13 +6,17 @@ lock, all sessions or none, the confirmation emails."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.packages import BookingRequest, CalendarWriteFailed, SlotTaken, book
+from calsync.config import Settings
 from calsync.policy.packages import spacing_problems
 from calsync.store.models import Actor
 from calsync.sync.fresh_busy import BusyTimeNotFresh
@@ -37,7 +41,7 @@ from calsync.web.manage.forms import (
     posted_form,
 )
 from calsync.web.manage.rate_limit import Budget, SlidingWindowLimiter
-from calsync.web.manage.render import message_page
+from calsync.web.manage.render import PAGE_HEADERS, message_page
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,39 @@ async def limit_booking_requests(request: Request) -> None:
     limiter.check(budget, f"book-owner:{owner}", f"address:{client}")
 
 
+def allow_framing(settings: Settings, response: Response) -> None:
+    """``web.frame_ancestors`` may embed the booking page (default: no site may, as the manage
+    page; that one never can, its URL is a secret)."""
+    sites = settings.web.frame_ancestors
+    if not sites:
+        return
+    policy = PAGE_HEADERS["Content-Security-Policy"].replace(
+        "frame-ancestors 'none'", "frame-ancestors " + " ".join(sites)
+    )
+    response.headers["Content-Security-Policy"] = policy
+    if "x-frame-options" in response.headers:
+        del response.headers["x-frame-options"]
+
+
+class BookingPageRoute(APIRoute):
+    """Every booking page answer gets the framing the owner allows."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def framed(request: Request) -> Response:
+            response = await handler(request)
+            allow_framing(request.app.state.settings, response)
+            return response
+
+        return framed
+
+
 router = APIRouter(
-    tags=["booking page"], include_in_schema=False, dependencies=[Depends(limit_booking_requests)]
+    tags=["booking page"],
+    include_in_schema=False,
+    dependencies=[Depends(limit_booking_requests)],
+    route_class=BookingPageRoute,
 )
 READ = ["GET", "HEAD"]
 
