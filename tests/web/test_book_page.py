@@ -171,7 +171,14 @@ def test_a_package_of_three_is_booked_in_the_customers_zone_and_the_link_manages
     for start in starts:
         assert format_span(start, start + HOUR, AUCKLAND) in page_text
 
-    done = send(client, form, name="Zoë Example", email="zoe@example.org", notes="First time")
+    done = send(
+        client,
+        form,
+        name="Zoë Example",
+        email="zoe@example.org",
+        stakeholder="parent@example.org",
+        notes="First time",
+    )
     assert done.status_code == 200, done.text
     assert "Your 3 sessions are confirmed" in done.text
     (link,) = [f for f in done.text.split('"') if f.startswith("http://127.0.0.1:8000/m/")]
@@ -187,7 +194,8 @@ def test_a_package_of_three_is_booked_in_the_customers_zone_and_the_link_manages
     )
 
     # The customer's email: every session with its zone label, and the link.
-    assert deliver(shop.db, shop.settings) == 2  # customer and owner
+    assert deliver(shop.db, shop.settings) == 3  # customer, owner and the stakeholder
+    assert any("parent@" in str(m["To"]) for m in mail_server.inbox.received)
     (mail,) = [m for m in mail_server.inbox.received if "zoe@" in str(m["To"])]
     assert str(mail["Subject"]) == "Your 3 sessions are confirmed: Coaching"
     body = readable(mail.as_bytes())
