@@ -29,6 +29,7 @@ from calsync.calendars.errors import InvalidCalendarData, ProviderError
 from calsync.calendars.ical.busy import parse_calendar
 from calsync.calendars.ical.event_edit import event_times, link_of, with_link
 from calsync.config import Settings
+from calsync.observe import metrics
 from calsync.store.db import Database
 from calsync.store.models import (
     Actor,
@@ -223,6 +224,7 @@ def _reserve(
             session.add(booking)
     except IntegrityError:
         return None  # another worker adopted it a moment ago
+    metrics.BOOKINGS.labels(BookingSource.ADOPTED.value).inc()
     return booking
 
 

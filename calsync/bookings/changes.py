@@ -39,6 +39,8 @@ from calsync.bookings.held import lock_owner
 from calsync.bookings.live_check import live_busy
 from calsync.bookings.packages import SlotTaken, get_booking, refresh_conflicts
 from calsync.config import Settings
+from calsync.observe import metrics
+from calsync.observe.logs import log_context
 from calsync.policy.change_policy import policy_from_data
 from calsync.policy.change_rules import (
     Action,
@@ -364,6 +366,7 @@ def reschedule(
             )
     except _AlreadyRecorded as done:
         return _finish(db, settings, done.change_id, factory, replayed=True)
+    metrics.CHANGES.labels(change.kind.value, change.actor.value).inc()
     return _finish(db, settings, change.id, factory)
 
 
@@ -467,6 +470,7 @@ def cancel(
             )
     except _AlreadyRecorded as done:
         return _finish(db, settings, done.change_id, factory, replayed=True)
+    metrics.CHANGES.labels(change.kind.value, change.actor.value).inc()
     return _finish(db, settings, change.id, factory)
 
 
@@ -521,7 +525,8 @@ def _finish(
     *,
     replayed: bool = False,
 ) -> ChangeOutcome:
-    change = apply_change(db, settings, change_id, factory)
+    with log_context(change_id=change_id):
+        change = apply_change(db, settings, change_id, factory)
     booking = get_booking(db, change.booking_id)
     fee = Decimal(change.fee) if change.fee is not None else None
     touched = {int(str(item["session_id"])) for item in change.items}

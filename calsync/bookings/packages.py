@@ -40,6 +40,8 @@ from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
 from calsync.notify import outbox
+from calsync.observe import metrics
+from calsync.observe.logs import log_context
 from calsync.policy.packages import offer_from_data, spacing_problems
 from calsync.policy.refusal import availability_command
 from calsync.policy.types import Slot, Span
@@ -49,6 +51,7 @@ from calsync.store.models import (
     BookedSession,
     Booking,
     BookingChange,
+    BookingSource,
     BookingStatus,
     CalendarConnection,
     EventType,
@@ -227,7 +230,12 @@ def book(
         replayed = _replayed(db, settings, request.idempotency_key or "")
         assert replayed is not None
         return replayed
-    _write_events(db, settings, factory, booking, owner_person(owner), booking_calendar, url, now)
+    metrics.BOOKINGS.labels(BookingSource.BOOKED.value).inc()
+
+    with log_context(booking_id=booking.id):
+        _write_events(
+            db, settings, factory, booking, owner_person(owner), booking_calendar, url, now
+        )
     return BookingResult(get_booking(db, booking.id), url, booking.sessions)
 
 

@@ -96,47 +96,13 @@ def booking_zone(db: Database, booking: Booking) -> ZoneInfo:
 
 
 def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()) -> dict[str, Any]:
-    zone = ZoneInfo(booking.customer_timezone)
-    return {
-        "id": booking.id,
-        "status": booking.status.value,
-        "source": booking.source.value,
-        "title": booking.title,
-        "customer": {
-            "name": booking.customer_name,
-            "email": booking.customer_email,
-            "timezone": booking.customer_timezone,
-        },
-        "stakeholders": booking.stakeholders,
-        "manage_url": link,
-        "link_expires_at": iso(booking.token_expires_at) if link else None,
-        "sessions": [
-            {
-                "id": s.id,
-                "uid": s.uid,
-                "position": s.position,
-                "start": iso(s.start, zone),
-                "end": iso(s.end, zone),
-                "status": s.status.value,
-                "sequence": s.sequence,
-                "reschedule_count": s.reschedule_count,
-                "calendar_id": s.connection_id,
-                "href": s.href,
-            }
-            for s in booking.sessions
-        ],
-        "changes": [change_data(c) for c in recorded],
-        "history": [
-            {
-                "at": iso(h.at),
-                "actor": h.actor.value,
-                "action": h.action,
-                "reason": h.reason,
-                "details": h.details,
-            }
-            for h in booking.history
-        ],
-    }
+    """The booking as the API's ``GET /api/bookings/{id}`` answers it (one schema for both)."""
+    # Imported here: the web schemas bring FastAPI, which light commands do not need.
+    from calsync.web.api.booking_schemas import BookingOut
+
+    shape = BookingOut.from_row(booking, link, recorded)
+    data: dict[str, Any] = shape.model_dump(mode="json", by_alias=True)
+    return data
 
 
 @booking_app.command("list")
@@ -243,9 +209,9 @@ def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     out.print(table)
     for c in data["changes"]:
         moved = ", ".join(
-            f"#{i['position']} {_when(i['from'][0], zone)} → "
-            + (_when(i["to"][0], zone) if i["to"] else "cancelled")
-            for i in c["sessions"]
+            f"#{i['position']} {_when(i['from']['start'], zone)} → "
+            + (_when(i["to"]["start"], zone) if i["to"] else "cancelled")
+            for i in c["items"]
         )
         out.print(f"change {c['id']} ({c['kind']} by {c['actor']}, {c['status']}): {moved}")
     for h in data["history"]:

@@ -19,11 +19,11 @@ from calsync.bookings.event_types import EventTypeSpec, save_event_type
 from calsync.config import MailBackend, MailSettings
 from calsync.notify import outbox
 from calsync.notify.transport import transport_from_settings
+from calsync.notify.when import format_span
 from calsync.policy.hours import parse_weekly_hours
 from calsync.policy.packages import PackageOffer, PageOffer
 from calsync.store.db import Database
 from calsync.sync.poller import Poller
-from calsync.web.manage.text import format_span
 from tests.conftest import make_settings
 from tests.support.browser import launch_chromium, live_server, serving_settings
 from tests.support.manage_shop import OWNER, Shop

@@ -36,6 +36,6 @@ def test_an_old_schema_is_upgraded_and_keeps_its_data(database_url: str) -> None
         "early@example.net",
         "x.y+z@example.org",
     ]
-    # 0009 gives every owner a unique booking page slug from the email's local part.
+    # 0010 gives every owner a unique booking page slug from the email's local part.
     assert [o.slug for o in owners] == ["early", "early-2", "x-y-z"]
     db.dispose()

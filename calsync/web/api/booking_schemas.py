@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -24,6 +25,9 @@ from calsync.store.models import (
     BookingChange,
     BookingSource,
     BookingStatus,
+    Change,
+    ChangeKind,
+    ChangeStatus,
     SessionStatus,
 )
 from calsync.web.schemas import (
@@ -150,8 +154,71 @@ class BookingChangeOut(BaseModel):
         )
 
 
+class SpanOut(BaseModel):
+    start: Instant
+    end: Instant
+
+
+class ChangeItemOut(BaseModel):
+    session_id: int
+    position: int
+    from_: SpanOut = Field(alias="from", serialization_alias="from")
+    to: SpanOut | None = Field(description="null for a cancelled session.")
+    applied: bool = Field(description="Whether the owner's calendar has it yet.")
+
+
+class ChangeOut(BaseModel):
+    id: int
+    kind: ChangeKind
+    status: ChangeStatus = Field(
+        description="pending: not in the calendar yet (a worker retries); conflict: the owner "
+        "changed the event meanwhile (``message`` says how)."
+    )
+    actor: Actor
+    reason: str | None
+    fee: str | None = Field(description="A reschedule fee, or for a cancel the refund.")
+    message: str | None
+    items: list[ChangeItemOut]
+    created_at: Instant
+    applied_at: Instant | None
+
+    @classmethod
+    def from_row(cls, change: Change, zone: ZoneInfo) -> ChangeOut:
+        """The change with its times in ``zone`` (the customer's)."""
+        items = [
+            ChangeItemOut.model_validate(
+                {
+                    "session_id": item["session_id"],
+                    "position": item["position"],
+                    "from": _span(item["from"], zone),
+                    "to": _span(item["to"], zone) if item["to"] else None,
+                    "applied": bool(item["applied"]),
+                }
+            )
+            for item in change.items
+        ]
+        return cls(
+            id=change.id,
+            kind=change.kind,
+            status=change.status,
+            actor=change.actor,
+            reason=change.reason,
+            fee=change.fee,
+            message=change.message,
+            items=items,
+            created_at=change.created_at,
+            applied_at=change.applied_at,
+        )
+
+
+def _span(pair: Any, zone: ZoneInfo) -> SpanOut:
+    start, end = (datetime.fromisoformat(t).astimezone(zone) for t in pair)
+    return SpanOut(start=start, end=end)
+
+
 class BookingOut(BaseModel):
-    """A booking as its owner sees it; session times are in the customer's zone."""
+    """A booking as its owner sees it; session times are in the customer's zone. The API's
+    ``GET /api/bookings/{id}`` body, and what ``calsync booking show --json`` prints."""
 
     id: str
     status: BookingStatus
@@ -166,10 +233,15 @@ class BookingOut(BaseModel):
     version: int
     sessions: list[BookedSessionOut]
     history: list[BookingChangeOut]
+    changes: list[ChangeOut] = Field(
+        default_factory=list, description="Its recorded changes, oldest first."
+    )
     created_at: Instant
 
     @classmethod
-    def from_row(cls, row: Booking, manage_url: str | None) -> BookingOut:
+    def from_row(
+        cls, row: Booking, manage_url: str | None, changes: Sequence[Change] = ()
+    ) -> BookingOut:
         zone = ZoneInfo(row.customer_timezone)
         return cls(
             id=row.id,
@@ -187,6 +259,7 @@ class BookingOut(BaseModel):
             version=row.version,
             sessions=[BookedSessionOut.from_row(s, zone) for s in row.sessions],
             history=[BookingChangeOut.from_row(h) for h in row.history],
+            changes=[ChangeOut.from_row(c, zone) for c in changes],
             created_at=row.created_at,
         )
 

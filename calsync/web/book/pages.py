@@ -21,6 +21,7 @@ from sqlalchemy.orm import selectinload
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput, find_slots, page_of
 from calsync.bookings.packages import BookingResult
 from calsync.config import Settings
+from calsync.notify.when import clock_words, format_span, short_day
 from calsync.policy.packages import PackageOffer, PageOffer, spacing_problem
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
@@ -28,14 +29,7 @@ from calsync.store.models import EventType, Owner, utcnow
 from calsync.web.book.forms import HONEYPOT, book_csrf
 from calsync.web.manage.forms import new_idempotency_key
 from calsync.web.manage.render import answer, message_page, path_prefix, render
-from calsync.web.manage.text import (
-    clock_words,
-    duration_words,
-    format_span,
-    money,
-    usable_zone,
-    zone_choices,
-)
+from calsync.web.manage.text import duration_words, money, usable_zone, zone_choices
 from calsync.web.manage.views import time_window, zone_heading
 
 UNKNOWN_TIMES = (
@@ -230,7 +224,7 @@ def times_page(
         days.setdefault(slot.start.astimezone(visit.zone).date(), []).append(slot)
     day_views = [
         {
-            "label": f"{day:%a, %b} {day.day}",
+            "label": short_day(day),
             "slots": [
                 {
                     "value": _utc(s.start),

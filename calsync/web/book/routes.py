@@ -40,20 +40,21 @@ from calsync.web.manage.forms import (
     check_origin,
     posted_form,
 )
-from calsync.web.manage.rate_limit import Budget, SlidingWindowLimiter
+from calsync.web.manage.rate_limit import Budget, SharedLimiter
 from calsync.web.manage.render import PAGE_HEADERS, message_page
 
 log = logging.getLogger(__name__)
 
 
-async def limit_booking_requests(request: Request) -> None:
+def limit_booking_requests(request: Request) -> None:
     """Every booking page request counts under its owner and the client's address (the manage
-    page's limiter and budgets; RateLimited is answered 429)."""
-    limiter: SlidingWindowLimiter = request.app.state.manage_limiter
+    page's shared limiter and budgets; RateLimited is answered 429). Not async: it waits for
+    the database."""
+    limiter: SharedLimiter = request.app.state.manage_limiter
     budget = Budget.READ if request.method in ("GET", "HEAD") else Budget.CHANGE
     owner = str(request.path_params.get("owner_slug", ""))[:100]
     client = request.client.host if request.client else "unknown"
-    limiter.check(budget, f"book-owner:{owner}", f"address:{client}")
+    limiter.check(request.app.state.db, budget, f"book-owner:{owner}", f"address:{client}")
 
 
 def allow_framing(settings: Settings, response: Response) -> None:

@@ -1,7 +1,7 @@
 """the public booking page: owners' slugs, event types' page offers, bookings' submit keys
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03 09:50:00
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 # calsync's own function, so existing owners get the slug a new owner with that email would.
 from calsync.store.models import owner_slug
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
