@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -99,6 +100,22 @@ class WebSettings(BaseModel):
     manage_changes_per_minute: int = Field(
         20, ge=0, description="Change requests per link and per client address a minute; 0: none."
     )
+    frame_ancestors: list[str] = Field(
+        default_factory=list,
+        description="Sites that may embed the booking page in a frame, e.g. "
+        "['https://coach.example']; empty: no site may (the default).",
+    )
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.*-]+(:\d{1,5})?", origin):
+                raise ValueError(
+                    f"{origin!r} is not a site's origin like https://coach.example "
+                    "(scheme and host, no path)"
+                )
+        return value
 
 
 class SmtpSecurity(StrEnum):

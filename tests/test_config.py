@@ -48,6 +48,7 @@ def test_plain_postgresql_url_uses_psycopg3(tmp_path: Path) -> None:
         ("base_url = 'book.example.org'\n", "base_url: Value error, must start with http"),
         ("database_url = 'mysql://x'\n", "database_url"),
         ("secret_key = 'short'\n", "secret_key"),
+        ("[web]\nframe_ancestors = ['coach.example/page']\n", "web.frame_ancestors"),
     ],
 )
 def test_broken_config_names_the_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -31,6 +31,7 @@ from calsync.policy.hours import (
     weekly_from_data,
     weekly_to_data,
 )
+from calsync.policy.packages import PageOffer, offer_from_data, offer_problems, offer_to_data
 from calsync.policy.refusal import Refusal, why_not_offered
 from calsync.policy.types import (
     AvailabilityRules,
@@ -81,6 +82,7 @@ class EventTypeSpec:
     price: Decimal = Decimal(0)
     currency: str = "EUR"
     policy: ChangePolicy = field(default_factory=ChangePolicy)
+    page: PageOffer = field(default_factory=PageOffer)
 
     def rules(self) -> AvailabilityRules:
         return AvailabilityRules(
@@ -122,7 +124,17 @@ def spec_of(event_type: EventType) -> EventTypeSpec:
         price=Decimal(event_type.price),
         currency=event_type.currency,
         policy=policy_from_data(event_type.policy),
+        page=offer_from_data(event_type.booking_page),
     )
+
+
+def page_of(event_type: EventType) -> PageOffer:
+    return offer_from_data(event_type.booking_page)
+
+
+def page_url(base_url: str, event_type: EventType) -> str:
+    """The public booking page's address (``event_type.owner`` loaded)."""
+    return f"{base_url.rstrip('/')}/b/{event_type.owner.slug}/{event_type.slug}"
 
 
 def rules_of(event_type: EventType) -> AvailabilityRules:
@@ -152,6 +164,7 @@ def _problems(
     else:
         problems += [(p.field, p.message) for p in rules_problems(spec.rules())]
     problems += [(p.field, p.message) for p in policy_problems(spec.policy)]
+    problems += [(f"booking_page.{p.field}", p.message) for p in offer_problems(spec.page)]
     if spec.price < 0:
         problems.append(("price", "cannot be negative"))
     if not re.fullmatch(r"[A-Z]{3}", spec.currency):
@@ -205,6 +218,7 @@ def _apply(
     event_type.price = str(spec.price)
     event_type.currency = spec.currency
     event_type.policy = policy_to_data(spec.policy)
+    event_type.booking_page = offer_to_data(spec.page)
 
 
 def save_event_type(
@@ -292,8 +306,10 @@ def find_slots(
     *,
     now: datetime | None = None,
     ignore: Collection[str] = frozenset(),
+    extra_booked: Sequence[Span] = (),
 ) -> list[Slot]:
-    """Free slots of ``event_type`` in [start, end), from the mirror of its conflict calendars.
+    """Free slots of ``event_type`` in [start, end), from the mirror of its conflict calendars;
+    ``extra_booked``: sessions not stored yet that block their time (a package being chosen).
 
     Raises InvalidInput for a reversed window or one longer than the booking horizon, and
     AvailabilityUnknown while a conflict calendar has never been synced (offering slots then
@@ -322,7 +338,15 @@ def find_slots(
                 f"calendar {names} has not been synced yet, so free times are not known: "
                 "run `calsync sync --once` or wait for the worker"
             )
-        return slots_within(session, event_type, start, end, now=now or utcnow(), ignore=ignore)
+        return slots_within(
+            session,
+            event_type,
+            start,
+            end,
+            now=now or utcnow(),
+            ignore=ignore,
+            extra_booked=extra_booked,
+        )
 
 
 def slots_within(

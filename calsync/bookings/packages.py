@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -41,6 +42,7 @@ from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
+from calsync.policy.packages import offer_from_data, spacing_problems
 from calsync.policy.refusal import availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
@@ -87,6 +89,11 @@ class BookingRequest:
     starts: tuple[datetime, ...]
     customer_timezone: str | None = None  # default: the event type's zone
     stakeholders: tuple[str, ...] = ()
+    # The booking page's: who asks (the page: the customer), its submit key (a second submit
+    # of one form returns the first booking) and the customer's notes.
+    actor: Actor = Actor.OWNER
+    idempotency_key: str | None = None
+    notes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +203,10 @@ def book(
     problems = _problems(request)
     if problems:
         raise InvalidInput(problems)
+    if request.idempotency_key:
+        replayed = _replayed(db, settings, request.idempotency_key)
+        if replayed is not None:
+            return replayed
     event_type = get_event_type(db, request.event_type)
     if event_type.booking_calendar_id is None:
         raise InvalidInput(
@@ -211,9 +222,56 @@ def book(
     link = links.issue(settings, starts[-1] + duration)
     url = links.manage_url(settings, link.token)
 
+    try:
+        booking, owner, booking_calendar = _reserve(
+            db, settings, request, event_type.id, event_type.owner_id, starts, now, live, link
+        )
+    except _SubmittedBefore:
+        replayed = _replayed(db, settings, request.idempotency_key or "")
+        assert replayed is not None
+        return replayed
+    metrics.BOOKINGS.labels(BookingSource.BOOKED.value).inc()
+
+    with log_context(booking_id=booking.id):
+        _write_events(
+            db, settings, factory, booking, owner_person(owner), booking_calendar, url, now
+        )
+    return BookingResult(get_booking(db, booking.id), url, booking.sessions)
+
+
+class _SubmittedBefore(Exception):
+    """The request's idempotency key has a booking already (a second submit of one form)."""
+
+
+def _reserve(
+    db: Database,
+    settings: Settings,
+    request: BookingRequest,
+    event_type_id: int,
+    owner_id: int,
+    starts: list[datetime],
+    now: datetime,
+    live: Sequence[Span],
+    link: links.IssuedLink,
+) -> tuple[Booking, Owner, CalendarConnection]:
+    """The booking, stored under the owner's lock after every check, with its emails held."""
     with db.writing() as session:
-        lock_owner(session, event_type.owner_id)
-        fresh = load_event_type(session, event_type.id)
+        lock_owner(session, owner_id)
+        if (
+            request.idempotency_key
+            and session.scalars(
+                select(Booking.id).where(Booking.idempotency_key == request.idempotency_key)
+            ).first()
+        ):
+            # A second submit that waited for the lock: the first one's booking answers it.
+            raise _SubmittedBefore
+        fresh = load_event_type(session, event_type_id)
+        assert fresh.booking_calendar_id is not None
+        page = offer_from_data(fresh.booking_page)
+        spacing = spacing_problems(page, starts, ZoneInfo(fresh.timezone))
+        if spacing:
+            raise InvalidInput([("starts", spacing)])
+        offer = page.offer(len(starts), Decimal(fresh.price)) if page.packages else None
         slots = _check_starts(session, fresh, starts, now, live)
         booking = Booking(
             id=uuid.uuid4().hex,
@@ -225,8 +283,10 @@ def book(
             stakeholders=[a.strip().lower() for a in request.stakeholders],
             title=fresh.title,
             policy=fresh.policy,
-            price=fresh.price,
+            price=fresh.price if offer is None else str(offer.price),
             currency=fresh.currency,
+            idempotency_key=request.idempotency_key,
+            notes=request.notes,
             token_hash=link.token_hash,
             token_encrypted=link.token_encrypted,
             token_expires_at=link.expires_at,
@@ -243,7 +303,7 @@ def book(
         )
         booking.history.append(
             BookingChange(
-                actor=Actor.OWNER,
+                actor=request.actor,
                 action="booked",
                 details={"sessions": [s.start.isoformat() for s in slots]},
             )
@@ -255,13 +315,24 @@ def book(
         booking_calendar = session.get(CalendarConnection, fresh.booking_calendar_id)
         assert booking_calendar is not None
         session.expunge(booking_calendar)
-    metrics.BOOKINGS.labels(BookingSource.BOOKED.value).inc()
+    return booking, owner, booking_calendar
 
-    with log_context(booking_id=booking.id):
-        _write_events(
-            db, settings, factory, booking, owner_person(owner), booking_calendar, url, now
+
+def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | None:
+    """The booking an earlier submit with ``key`` made, or None. A failed one is told again."""
+    with db.reading() as session:
+        booking_id = session.scalars(
+            select(Booking.id).where(Booking.idempotency_key == key)
+        ).first()
+    if booking_id is None:
+        return None
+    booking = get_booking(db, booking_id)
+    url = links.current_link(settings, booking)
+    if booking.status is BookingStatus.FAILED or url is None:
+        raise CalendarWriteFailed(
+            "the sessions could not be written to the calendar just now. Nothing was booked."
         )
-    return BookingResult(get_booking(db, booking.id), url, booking.sessions)
+    return BookingResult(booking, url, booking.sessions)
 
 
 def owner_person(owner: Owner) -> Person:
@@ -287,7 +358,14 @@ def session_event(
         booking_id=booking.id,
         link=url,
         sequence=session.sequence,
-        description=f"Session {session.position} of {count}" if count > 1 else "",
+        description="\n\n".join(
+            part
+            for part in (
+                f"Session {session.position} of {count}" if count > 1 else "",
+                f"Notes from {booking.customer_name}: {booking.notes}" if booking.notes else "",
+            )
+            if part
+        ),
     )
 
 

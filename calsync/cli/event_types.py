@@ -38,6 +38,7 @@ from calsync.policy.hours import (
     parse_weekly_hours,
     weekly_to_data,
 )
+from calsync.policy.packages import PackageOffer, PageOffer, offer_to_data, parse_package
 
 if TYPE_CHECKING:
     from calsync.bookings import event_types
@@ -172,6 +173,40 @@ CancelRefund = Annotated[
 PolicyText = Annotated[
     str | None, typer.Option("--policy-text", help="Policy as customers read it.")
 ]
+PageSwitch = Annotated[
+    bool | None,
+    typer.Option(
+        "--page/--no-page",
+        help="Whether the public booking page /b/<owner>/<slug> takes bookings (default off).",
+    ),
+]
+Packages = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--package",
+        help="A package the page offers: 'SESSIONS=PRICE', e.g. '3=250'; repeatable. "
+        "Default: one session at --price.",
+    ),
+]
+MinDaysApart = Annotated[
+    int | None,
+    typer.Option(
+        "--min-days-apart", min=0, max=365, help="Sessions of one package at least N days apart."
+    ),
+]
+OnePerDay = Annotated[
+    bool | None,
+    typer.Option("--one-per-day/--any-per-day", help="At most one session of a package per day."),
+]
+Stakeholders = Annotated[
+    int | None,
+    typer.Option(
+        "--max-stakeholders",
+        min=0,
+        max=10,
+        help="How many other people customers may add on the page (default 0: none).",
+    ),
+]
 
 # The spec's field names as the options that set them, so an error names what to change.
 OPTION_OF = {
@@ -203,6 +238,9 @@ OPTION_OF = {
     "policy.cancel_refund": "--cancel-refund",
     "reschedule_fee": "--reschedule-fee",
     "cancel_refund": "--cancel-refund",
+    "booking_page.packages": "--package",
+    "booking_page.min_days_apart": "--min-days-apart",
+    "booking_page.max_stakeholders": "--max-stakeholders",
 }
 
 
@@ -237,6 +275,37 @@ class EventTypeOptions:
     reschedule_fee: str | None = None
     cancel_refund: str | None = None
     policy_text: str | None = None
+    page: bool | None = None
+    package: list[str] | None = None
+    min_days_apart: int | None = None
+    one_per_day: bool | None = None
+    max_stakeholders: int | None = None
+
+
+def _packages(texts: list[str]) -> tuple[PackageOffer, ...]:
+    offers = []
+    for text in texts:
+        offer = parse_package(text)
+        if offer is None:
+            from calsync.bookings import event_types
+
+            raise event_types.InvalidInput(
+                [("--package", f"{text!r} is not SESSIONS=PRICE, e.g. 3=250")]
+            )
+        offers.append(offer)
+    return tuple(sorted(offers, key=lambda o: o.sessions))
+
+
+def _merged_page(current: PageOffer, o: EventTypeOptions) -> PageOffer:
+    return PageOffer(
+        public=current.public if o.page is None else o.page,
+        packages=current.packages if o.package is None else _packages(o.package),
+        min_days_apart=current.min_days_apart if o.min_days_apart is None else o.min_days_apart,
+        one_per_day=current.one_per_day if o.one_per_day is None else o.one_per_day,
+        max_stakeholders=(
+            current.max_stakeholders if o.max_stakeholders is None else o.max_stakeholders
+        ),
+    )
 
 
 def _minutes_or(value: int | None, current: timedelta) -> timedelta:
@@ -304,6 +373,7 @@ def _updated(base: event_types.EventTypeSpec, o: EventTypeOptions) -> event_type
             ),
             text=policy.text if o.policy_text is None else o.policy_text,
         ),
+        page=_merged_page(base.page, o),
     )
 
 
@@ -377,6 +447,11 @@ def event_type_add(
     reschedule_fee: RescheduleFee = None,
     cancel_refund: CancelRefund = None,
     policy_text: PolicyText = "",
+    page: PageSwitch = None,
+    package: Packages = None,
+    min_days_apart: MinDaysApart = None,
+    one_per_day: OnePerDay = None,
+    max_stakeholders: Stakeholders = None,
     as_json: JsonOption = False,
 ) -> None:
     """Define an event type: duration, hours (default Mon–Fri 09:00–17:00), buffers, notice and
@@ -429,6 +504,11 @@ def event_type_edit(
     reschedule_fee: RescheduleFee = None,
     cancel_refund: CancelRefund = None,
     policy_text: PolicyText = None,
+    page: PageSwitch = None,
+    package: Packages = None,
+    min_days_apart: MinDaysApart = None,
+    one_per_day: OnePerDay = None,
+    max_stakeholders: Stakeholders = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change an event type: the options of `event-type add`; what is not given stays.
@@ -469,6 +549,8 @@ def describe(event_type: EventType) -> dict[str, Any]:
         "price": str(spec.price),
         "currency": spec.currency,
         "policy": policy_to_data(spec.policy),
+        "booking_page": offer_to_data(spec.page),
+        "page_url": event_types.page_url(state.settings.base_url, event_type),
     }
 
 
@@ -574,6 +656,30 @@ def _readable(data: dict[str, Any]) -> list[tuple[str, str]]:
         ("reschedule fee", _fee_text(policy["reschedule_fee"], data["currency"])),
         ("cancel refund", _fee_text(policy["cancel_refund"], data["currency"])),
         ("policy text", policy["text"] or "none"),
+        *_page_lines(data),
+    ]
+
+
+def _page_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
+    page = data["booking_page"]
+    packages = page["packages"] or [{"sessions": 1, "price": data["price"]}]
+    spacing = [f"at least {page['min_days_apart']} days apart"] if page["min_days_apart"] else []
+    spacing += ["at most one a day"] if page["one_per_day"] else []
+    return [
+        (
+            "booking page",
+            f"{'on' if page['public'] else 'off (turn on with --page)'}: {data['page_url']}",
+        ),
+        (
+            "packages",
+            ", ".join(
+                f"{p['sessions']} {'session' if p['sessions'] == 1 else 'sessions'} "
+                f"for {p['price']} {data['currency']}"
+                for p in packages
+            ),
+        ),
+        ("spacing", ", ".join(spacing) or "none"),
+        ("stakeholders", f"customers may add up to {page['max_stakeholders']}"),
     ]
 
 

@@ -37,12 +37,14 @@ from calsync.notify import outbox
 from calsync.notify.transport import transport_from_settings
 from calsync.policy.change_policy import ActionRule, ChangePolicy, Permission, ReasonRule
 from calsync.policy.hours import parse_weekly_hours
+from calsync.policy.packages import PackageOffer, PageOffer
 from calsync.store.db import Database
 from calsync.store.models import Booking, BookingStatus, CalendarRole, EventType
 from calsync.sync import connections as services
 from calsync.sync.connections import NotFoundError
 from calsync.sync.poller import PollResult
 
+OWNER_SLUG = "ada"  # the booking page's /b/<slug>: the email's local part
 OWNER_EMAIL = "ada@example.org"
 OWNER_ZONE = "Europe/Berlin"
 CALDAV_USER = "demo"
@@ -282,6 +284,11 @@ def run_connected(
         f"Emails (.eml files: open them in any mail program): {settings.mail.directory}/"
         + (f" ({sent} new)" if sent else ""),
     )
+    say(
+        console,
+        f"The booking page: {settings.base_url}/b/{OWNER_SLUG}/coaching (book a package, "
+        "then reschedule it through the link on the last page)",
+    )
     if once:
         return
     console.print(
@@ -336,6 +343,12 @@ def _event_type(db: Database, calendar_id: int) -> EventType:
             horizon_days=30,
             booking_calendar_id=calendar_id,
             price=Decimal("300"),
+            page=PageOffer(
+                public=True,
+                packages=(PackageOffer(1, Decimal("120")), PackageOffer(3, Decimal("300"))),
+                one_per_day=True,
+                max_stakeholders=1,
+            ),
             policy=ChangePolicy(
                 cancel=ActionRule(Permission.UNTIL, timedelta(hours=24), ReasonRule.OPTIONAL),
                 reschedule=ActionRule(Permission.UNTIL, timedelta(hours=12), ReasonRule.OFF),

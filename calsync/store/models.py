@@ -7,6 +7,8 @@ All datetimes are stored as UTC and come back as aware UTC datetimes on both dat
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -94,12 +96,26 @@ class ConnectionStatus(StrEnum):
     NEEDS_RECONNECT = "needs_reconnect"
 
 
+def owner_slug(email: str, taken: Collection[str]) -> str:
+    """The booking page's owner slug: the email's local part in lower-case letters, digits and
+    dashes, with ``-2``, ``-3``… when another owner has it (``coach@a.org`` → ``coach``)."""
+    local = email.strip().lower().split("@", 1)[0]
+    base = re.sub(r"[^a-z0-9]+", "-", local).strip("-")[:90] or "owner"
+    slug, number = base, 1
+    while slug in taken:
+        number += 1
+        slug = f"{base}-{number}"
+    return slug
+
+
 class Owner(Base):
     __tablename__ = "owners"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    # The booking page's address /b/<slug>: from the email's local part, made unique.
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
     timezone: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -268,6 +284,8 @@ class EventType(Base):
     price: Mapped[str] = mapped_column(String(32), default="0")  # a decimal, as text
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The public booking page's offer (``policy.packages``): on/off, packages, spacing.
+    booking_page: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -333,6 +351,9 @@ class Booking(Base):
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     token_encrypted: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The booking page's submit key: a second submit of one form finds this booking.
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

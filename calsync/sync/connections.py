@@ -34,6 +34,7 @@ from calsync.store.models import (
     MirroredEvent,
     Owner,
     ProviderKind,
+    owner_slug,
     utcnow,
 )
 
@@ -63,7 +64,8 @@ def add_owner(db: Database, *, name: str, email: str, timezone: str) -> Owner:
     check_timezone(timezone)
     try:
         with db.writing() as session:
-            owner = Owner(name=name, email=email, timezone=timezone)
+            taken = set(session.scalars(select(Owner.slug)))
+            owner = Owner(name=name, email=email, slug=owner_slug(email, taken), timezone=timezone)
             session.add(owner)
     except IntegrityError:
         raise ServiceError(f"an owner with email {email} exists already") from None

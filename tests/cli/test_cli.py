@@ -246,6 +246,7 @@ def test_demo_once_seeds_syncs_and_prints_busy_time(tmp_path: Path) -> None:
     assert "Coaching session: free times in America/New_York" in output
     assert "Booked 3 sessions for Grace Hopper" in output
     assert "Her manage link: http://127.0.0.1:8000/m/" in output
+    assert "The booking page: http://127.0.0.1:8000/b/ada/coaching" in output
     mails = sorted((tmp_path / "demo" / "mail").glob("*.eml"))
     assert len(mails) == 3  # the customer, the owner and the stakeholder
     assert any(b"Your 3 sessions are confirmed" in m.read_bytes() for m in mails)

@@ -556,3 +556,37 @@ def test_the_api_docs_load_nothing_from_the_internet(sqlite_api: TestClient) -> 
         assert len(response.content) > 100, url
     redirect = sqlite_api.get("/api/docs/oauth2-redirect", headers={})
     assert redirect.status_code == 200
+
+
+def test_the_booking_page_offer_is_set_through_the_api_and_its_url_given(api: TestClient) -> None:
+    api.post("/api/owners", json=OWNER)
+    page = {
+        "public": True,
+        "packages": [{"sessions": 3, "price": "250.00"}, {"sessions": 1, "price": "90"}],
+        "min_days_apart": 2,
+        "one_per_day": False,
+        "max_stakeholders": 1,
+    }
+    created = api.post("/api/event-types", json=event_type_body(booking_page=page)).json()
+    assert created["booking_page"]["packages"] == [
+        {"sessions": 1, "price": "90"},
+        {"sessions": 3, "price": "250.00"},
+    ]
+    assert created["booking_page"]["min_days_apart"] == 2
+    slug = OWNER["email"].split("@")[0].lower()
+    assert created["page_url"] == f"http://127.0.0.1:8000/b/{slug}/intro-call"
+    patched = api.patch(
+        f"/api/event-types/{created['id']}", json={"booking_page": {"public": False}}
+    ).json()
+    # Replaced whole: what is left out takes its default.
+    assert patched["booking_page"] == {
+        "public": False,
+        "packages": [],
+        "min_days_apart": 0,
+        "one_per_day": False,
+        "max_stakeholders": 0,
+    }
+    bad = {"booking_page": {"packages": [{"sessions": 3, "price": "1"}] * 2}}
+    assert "booking_page" in " ".join(
+        problems(api.patch(f"/api/event-types/{created['id']}", json=bad))
+    )

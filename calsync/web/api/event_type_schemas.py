@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
 )
 
+from calsync.bookings.event_types import page_url
 from calsync.input_rules import Count, MultiLine, OneLine
 from calsync.policy.change_policy import (
     FeeKind,
@@ -20,6 +21,14 @@ from calsync.policy.change_policy import (
     ReasonRule,
     policy_from_data,
     policy_to_data,
+)
+from calsync.policy.packages import (
+    MAX_PACKAGE,
+    MAX_STAKEHOLDERS,
+    PackageOffer,
+    PageOffer,
+    offer_from_data,
+    offer_to_data,
 )
 from calsync.store.models import EventType
 from calsync.web.schemas import (
@@ -93,6 +102,42 @@ class PolicyModel(Request):
     text: MultiLine = Field("", max_length=5000)
 
 
+class PackageModel(Request):
+    sessions: int = Field(ge=1, le=MAX_PACKAGE, examples=[3])
+    price: Money = Field(description="Price of the whole package.", examples=["250.00"])
+
+
+class BookingPageModel(Request):
+    """The public booking page ``/b/<owner slug>/<event type slug>``."""
+
+    public: bool = Field(False, description="Whether the page takes bookings.")
+    packages: list[PackageModel] = Field(
+        default_factory=list,
+        description="What customers choose from; [] = one session at the event type's price.",
+    )
+    min_days_apart: int = Field(
+        0, ge=0, le=365, description="Sessions of one package start at least N days apart."
+    )
+    one_per_day: bool = Field(False, description="At most one session of a package per day.")
+    max_stakeholders: int = Field(
+        0, ge=0, le=MAX_STAKEHOLDERS, description="How many other people customers may add."
+    )
+
+    def offer(self) -> PageOffer:
+        return PageOffer(
+            public=self.public,
+            packages=tuple(
+                sorted(
+                    (PackageOffer(p.sessions, p.price) for p in self.packages),
+                    key=lambda o: o.sessions,
+                )
+            ),
+            min_days_apart=self.min_days_apart,
+            one_per_day=self.one_per_day,
+            max_stakeholders=self.max_stakeholders,
+        )
+
+
 WeeklyHoursIn = dict[Day, list[TimeRangeIn]]
 DateOverridesIn = dict[date, list[TimeRangeIn]]
 
@@ -126,6 +171,7 @@ class EventTypeCreate(Request):
     price: Money = Decimal(0)
     currency: OneLine = Field("EUR", max_length=3)
     policy: PolicyModel = Field(default_factory=PolicyModel)
+    booking_page: BookingPageModel = Field(default_factory=BookingPageModel)
 
 
 # PATCH: a field that is left out keeps its value; these may not be set to null.
@@ -145,6 +191,7 @@ _REQUIRED_ON_UPDATE = (
     "price",
     "currency",
     "policy",
+    "booking_page",
 )
 
 
@@ -170,6 +217,7 @@ class EventTypeUpdate(Request):
     price: Money | None = None
     currency: OneLine | None = Field(None, max_length=3)
     policy: PolicyModel | None = None
+    booking_page: BookingPageModel | None = Field(None, description="Replaced whole when given.")
 
     @field_validator(*_REQUIRED_ON_UPDATE, mode="before")
     @classmethod
@@ -204,11 +252,13 @@ class EventTypeOut(BaseModel):
     price: str = Field(examples=["49.00"])
     currency: str
     policy: PolicyModel
+    booking_page: BookingPageModel
+    page_url: str = Field(description="The public booking page (taking bookings when public).")
     created_at: Instant
     updated_at: Instant
 
     @classmethod
-    def from_row(cls, row: EventType) -> EventTypeOut:
+    def from_row(cls, row: EventType, base_url: str) -> EventTypeOut:
         # Through the policy's own types: stored data written by older code gets its defaults.
         policy = policy_to_data(policy_from_data(row.policy))
         return cls(
@@ -232,6 +282,10 @@ class EventTypeOut(BaseModel):
             price=row.price,
             currency=row.currency,
             policy=PolicyModel.model_validate(policy),
+            booking_page=BookingPageModel.model_validate(
+                offer_to_data(offer_from_data(row.booking_page))
+            ),
+            page_url=page_url(base_url, row),
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

@@ -37,7 +37,7 @@ from calsync.web.api.event_type_schemas import (
     SlotOut,
     TimeRangeIn,
 )
-from calsync.web.deps import DbDep
+from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.schemas import NOT_FOUND, DbId, failure, zone_problem
 
 router = APIRouter(prefix="/event-types", tags=["event types"])
@@ -65,7 +65,11 @@ def _spec_value(name: str, value: Any) -> tuple[str, Any]:
 
 
 def _spec_values(body: EventTypeCreate | EventTypeUpdate, names: Iterable[str]) -> dict[str, Any]:
-    return dict(_spec_value(name, getattr(body, name)) for name in names if name != "policy")
+    return dict(
+        _spec_value(name, getattr(body, name))
+        for name in names
+        if name not in ("policy", "booking_page")
+    )
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +101,7 @@ def _owner_problem(exc: services.NotFoundError) -> InvalidInput:
 
 
 @router.post("", status_code=201)
-def create_event_type(body: EventTypeCreate, db: DbDep) -> EventTypeOut:
+def create_event_type(body: EventTypeCreate, db: DbDep, settings: SettingsDep) -> EventTypeOut:
     """Define an event type. 422 names every field with a problem."""
     try:
         owner = services.find_owner(db, body.owner_email)
@@ -107,36 +111,43 @@ def create_event_type(body: EventTypeCreate, db: DbDep) -> EventTypeOut:
                 | {"timezone": body.timezone or owner.timezone}
             ),
             policy=policy_from_data(body.policy.model_dump(mode="json")),
+            page=body.booking_page.offer(),
         )
         saved = save_event_type(db, spec)
     except services.NotFoundError as exc:
         raise _owner_problem(exc) from None
-    return EventTypeOut.from_row(saved)
+    return EventTypeOut.from_row(saved, settings.base_url)
 
 
 @router.get("")
-def list_all_event_types(db: DbDep) -> list[EventTypeOut]:
-    return [EventTypeOut.from_row(event_type) for event_type in list_event_types(db)]
+def list_all_event_types(db: DbDep, settings: SettingsDep) -> list[EventTypeOut]:
+    return [
+        EventTypeOut.from_row(event_type, settings.base_url) for event_type in list_event_types(db)
+    ]
 
 
 @router.get("/{event_type_id}", responses=NOT_FOUND)
-def get_one_event_type(event_type_id: DbId, db: DbDep) -> EventTypeOut:
-    return EventTypeOut.from_row(get_event_type(db, event_type_id))
+def get_one_event_type(event_type_id: DbId, db: DbDep, settings: SettingsDep) -> EventTypeOut:
+    return EventTypeOut.from_row(get_event_type(db, event_type_id), settings.base_url)
 
 
 @router.patch("/{event_type_id}", responses=NOT_FOUND)
-def update_event_type(event_type_id: DbId, body: EventTypeUpdate, db: DbDep) -> EventTypeOut:
+def update_event_type(
+    event_type_id: DbId, body: EventTypeUpdate, db: DbDep, settings: SettingsDep
+) -> EventTypeOut:
     """Change only the fields given. ``policy`` is merged into the current policy; every other
     field (``weekly_hours`` included) is replaced whole."""
     current = spec_of(get_event_type(db, event_type_id))
     changes = _spec_values(body, body.model_fields_set)
     if body.policy is not None:
         changes["policy"] = _patched_policy(current.policy, body.policy)
+    if body.booking_page is not None:
+        changes["page"] = body.booking_page.offer()
     try:
         saved = save_event_type(db, dataclasses.replace(current, **changes), event_type_id)
     except services.NotFoundError as exc:
         raise _owner_problem(exc) from None
-    return EventTypeOut.from_row(saved)
+    return EventTypeOut.from_row(saved, settings.base_url)
 
 
 @router.delete("/{event_type_id}", status_code=204, responses=NOT_FOUND)

@@ -51,6 +51,7 @@ class Purpose(StrEnum):
     RESCHEDULE = "reschedule"
     CANCEL = "cancel"
     CHOOSE_CALENDARS = "choose calendars"  # the Google sign-in's calendar choice
+    BOOK = "book"  # the public booking page's submit
 
 
 class Fields(Protocol):

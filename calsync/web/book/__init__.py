@@ -1,0 +1,1 @@
+"""The public booking page ``/b/<owner>/<event type>``: customers book a package themselves."""
