@@ -39,6 +39,7 @@ from calsync.store.models import (
     BookingSource,
     CalendarConnection,
     EventType,
+    HistoryAction,
     MirroredEvent,
     utcnow,
 )
@@ -218,7 +219,9 @@ def _reserve(
                 ],
             )
             booking.history.append(
-                BookingChange(actor=Actor.SYSTEM, action="adopted", details={"href": found.href})
+                BookingChange(
+                    actor=Actor.SYSTEM, action=HistoryAction.ADOPTED, details={"href": found.href}
+                )
             )
             session.add(booking)
     except IntegrityError:

@@ -7,8 +7,6 @@ types are the same.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, field_validator
@@ -16,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from calsync.bookings.changes import ChangeOutcome
 from calsync.bookings.packages import MAX_SESSIONS
 from calsync.input_rules import Count, MultiLine, OneLine
+from calsync.store.change_items import Times
 from calsync.store.models import Actor, ChangeKind, ChangeStatus
 from calsync.web.api.booking_schemas import BookingOut, SessionStart
 from calsync.web.schemas import BodyId, Instant, Request
@@ -112,9 +111,8 @@ class ChangeResultOut(BaseModel):
     replayed: bool = Field(description="True when this answers an idempotency key seen before.")
 
 
-def _span(pair: Any, zone: ZoneInfo) -> SpanOut:
-    start, end = (datetime.fromisoformat(t).astimezone(zone) for t in pair)
-    return SpanOut(start=start, end=end)
+def _span(times: Times, zone: ZoneInfo) -> SpanOut:
+    return SpanOut(start=times.start.astimezone(zone), end=times.end.astimezone(zone))
 
 
 def change_result(outcome: ChangeOutcome, manage_url: str | None) -> ChangeResultOut:
@@ -124,11 +122,11 @@ def change_result(outcome: ChangeOutcome, manage_url: str | None) -> ChangeResul
     items = [
         ChangeItemOut.model_validate(
             {
-                "session_id": item["session_id"],
-                "position": item["position"],
-                "from": _span(item["from"], zone),
-                "to": _span(item["to"], zone) if item["to"] else None,
-                "applied": bool(item["applied"]),
+                "session_id": item.session_id,
+                "position": item.position,
+                "from": _span(item.before, zone),
+                "to": _span(item.after, zone) if item.after else None,
+                "applied": item.applied,
             }
         )
         for item in change.items

@@ -6,11 +6,13 @@ Each POST is checked in this order, and anything refused changes nothing:
    (the same 404 as every page for a token that opens nothing);
 2. where it comes from: a cross-site request or a foreign ``Origin`` is refused (403), and so is
    a form without this link's anti-CSRF token for this purpose (``manage/forms.py``);
-3. the form: sessions of this booking only, times with offsets that are in the future and
-   offered by the availability engine (422, back on the page with the problem next to the
-   field), the idempotency key and booking version (400 when missing);
-4. the change engine (``calsync.bookings.changes``), which checks the policy and re-checks every
-   new time against fresh calendar data, serialized per owner.
+3. the form: sessions of this booking only, times with offsets offered by the availability
+   engine (422, back on the page with the problem next to the field), the idempotency key and
+   booking version (400 when missing);
+4. the change engine (``calsync.bookings.changes``): its plan checks the policy, the reason,
+   past times and overlaps between the moved sessions, and re-checks every new time against
+   fresh calendar data, serialized per owner. Its refusals are worded by
+   ``manage/wording.py``.
 
 Success redirects (303) to the change's outcome page, so reloading it never sends the form
 again; sending the same form twice returns the same change (idempotency key) whatever the
@@ -27,9 +29,9 @@ from datetime import date, datetime
 from fastapi import APIRouter, Depends, Request, Response
 
 from calsync.bookings import changes
-from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking
+from calsync.bookings.changes import Ask, ChangeRefused, ReplayMismatch, StaleBooking, TimeTaken
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
-from calsync.bookings.packages import SlotTaken
+from calsync.bookings.plan import ChangeField
 from calsync.config import Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
@@ -51,22 +53,10 @@ from calsync.web.manage.pages import (
     token_tag,
 )
 from calsync.web.manage.render import message_page, see_other
+from calsync.web.manage.wording import CALENDAR_UNREAD, CALENDAR_UPDATING, STALE, refusal_words
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-STALE = (
-    "Your booking changed while you were choosing (perhaps the owner moved a session), so "
-    "nothing was changed. Here it is as it is now; please choose again."
-)
-CALENDAR_UNREAD = (
-    "The owner's calendar could not be checked just now, so nothing was changed. Please try "
-    "again in a minute."
-)
-CALENDAR_UPDATING = (
-    "The owner's calendar is being updated at this very moment, so nothing was changed. "
-    "Please try again in a moment."
-)
 
 
 def _open(
@@ -127,16 +117,19 @@ def _sent_before(
             targets = dict(forms.chosen_starts(posted.fields, session_ids, visit.page.names()))
         except FormProblems:
             return None  # not a complete form: not one that was recorded either
+    ask = Ask(kind, Actor.CUSTOMER, targets, _reason(visit, action, posted))
     try:
-        earlier = changes.replay_of(
-            visit.db, visit.booking.id, key, kind, targets, _reason(visit, action, posted)
-        )
+        earlier = changes.replay_of(visit.db, visit.booking.id, key, ask)
     except ReplayMismatch as exc:
-        return _refused(visit, 409, str(exc).capitalize() + ".")
+        return _refused(visit, 409, _words(visit, exc))
     if earlier is None:
         return None
-    log.info("manage page: booking %s: change %s (replayed)", visit.booking.id, earlier.id)
-    return see_other(visit.paths.change(earlier.id))
+    log.info("manage page: booking %s: change %s (replayed)", visit.booking.id, earlier)
+    return see_other(visit.paths.change(earlier))
+
+
+def _words(visit: Visit, exc: ChangeRefused | StaleBooking | ReplayMismatch | TimeTaken) -> str:
+    return refusal_words(exc.refusal, visit.page.names(), visit.zone)
 
 
 @router.post("/m/{token}/reschedule")
@@ -214,22 +207,27 @@ def reschedule(
             expected_version=version,
         )
     except ChangeRefused as exc:
-        if exc.field == "reason":
-            return confirm_again(422, problems={"reason": str(exc)})
-        if exc.field == "starts":
-            return times_page(visit, session_ids, picks, shown, notice=str(exc), status=422)
-        return booking_page(visit, "reschedule", notice=str(exc), status=422)
-    except SlotTaken as exc:
+        words, at = _words(visit, exc), exc.refusal.session_id
+        if exc.field is ChangeField.REASON:
+            return confirm_again(422, problems={"reason": words})
+        if exc.field is ChangeField.STARTS and at is not None:
+            problems = {forms.start_field(at): words}
+            return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
+        if exc.field is ChangeField.STARTS:
+            return times_page(visit, session_ids, picks, shown, notice=words, status=422)
+        return booking_page(visit, "reschedule", notice=words, status=422)
+    except TimeTaken as exc:
         # Back to the times, the other choices kept, the note at the session that lost its.
         kept = {sid: start for sid, start in moves.items() if sid != exc.session_id}
         taken = forms.start_field(exc.session_id) if exc.session_id else "form"
         first = shown or exc.start.astimezone(visit.zone).date()
         log.info("manage page: booking %s: a chosen time was taken", visit.booking.id)
-        return times_page(visit, session_ids, kept, first, problems={taken: str(exc)}, status=409)
+        problems = {taken: _words(visit, exc)}
+        return times_page(visit, session_ids, kept, first, problems=problems, status=409)
     except StaleBooking:
         return _stale(visit, "reschedule")
     except ReplayMismatch as exc:
-        return _refused(visit, 409, str(exc).capitalize() + ".")
+        return _refused(visit, 409, _words(visit, exc))
     except AvailabilityUnknown:
         return confirm_again(409, notice=CALENDAR_UNREAD)
     except BusyTimeNotFresh:
@@ -292,7 +290,7 @@ def cancel(
             expected_version=version,
         )
     except ChangeRefused as exc:
-        if exc.field == "reason":
+        if exc.field is ChangeField.REASON:
             return confirm_page(
                 visit,
                 Purpose.CANCEL,
@@ -300,14 +298,14 @@ def cancel(
                 {},
                 reason=reason,
                 key=key,
-                problems={"reason": str(exc)},
+                problems={"reason": _words(visit, exc)},
                 status=422,
             )
-        return booking_page(visit, "cancel", notice=str(exc), status=422)
+        return booking_page(visit, "cancel", notice=_words(visit, exc), status=422)
     except StaleBooking:
         return _stale(visit, "cancel")
     except ReplayMismatch as exc:
-        return _refused(visit, 409, str(exc).capitalize() + ".")
+        return _refused(visit, 409, _words(visit, exc))
     log.info("manage page: booking %s: change %s", visit.booking.id, outcome.change.id)
     return see_other(visit.paths.change(outcome.change.id))
 

@@ -230,18 +230,16 @@ def times_page(
 def check_moves(
     visit: Visit, session_ids: Sequence[int], moves: Mapping[int, datetime]
 ) -> dict[str, str]:
-    """Problems with the chosen times, by field: past, not offered, or clashing with each other.
-
-    A time the availability engine does not offer (tampered with, or taken since the list was
-    shown) is refused here; the change engine re-checks against fresh calendar data anyway."""
+    """Problems with the chosen times, by field: a time the list of free times does not show
+    (tampered with, or taken since the list was shown). Past times and moved sessions that
+    overlap are the change engine's rules (``bookings/plan.py``), as is the re-check against
+    fresh calendar data."""
     problems: dict[str, str] = {}
     names, lengths = visit.page.names(), visit.lengths()
-    spans: list[tuple[int, datetime, datetime]] = []
     for session_id, start in moves.items():
         name, end = names[session_id], start + lengths[session_id]
         if start <= visit.now:
-            problems[start_field(session_id)] = f"{name}: that time has already passed."
-            continue
+            continue  # the engine refuses it
         try:
             free = available_for(visit.db, visit.booking, session_ids, start, end)
         except AvailabilityUnknown:
@@ -254,14 +252,6 @@ def check_moves(
             problems[start_field(session_id)] = (
                 f"{name}: that time is not available. Please choose one of the times shown."
             )
-            continue
-        for other_id, other_start, other_end in spans:
-            if start < other_end and other_start < end:
-                problems[start_field(session_id)] = (
-                    f"{name} and {names[other_id]} cannot take the same time. "
-                    f"Please choose another time for {name}."
-                )
-        spans.append((session_id, start, end))
     return problems
 
 
