@@ -14,8 +14,8 @@ import pytest
 from calsync.bookings import changes
 from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking
 from calsync.bookings.event_types import save_event_type
-from calsync.bookings.plan import ChangeField, RefusalKind
 from calsync.bookings.packages import BookingRequest, SlotTaken, book, get_booking
+from calsync.bookings.plan import ChangeField, RefusalKind
 from calsync.bookings.polling import booking_poller
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.ical.event_edit import description_outside_block
