@@ -18,13 +18,14 @@ from zoneinfo import ZoneInfo
 from fastapi import Request, Response
 
 from calsync.bookings import links
-from calsync.bookings.changes import available_for
+from calsync.bookings.changes import available_for, facts_of
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput, get_event_type
+from calsync.bookings.plan import Ask, ChangeField, Refusal, plan
 from calsync.config import Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
-from calsync.store.models import Booking, Change, utcnow
+from calsync.store.models import Actor, Booking, Change, ChangeKind, utcnow
 from calsync.sync.connections import NotFoundError
 from calsync.web.manage.forms import (
     FormProblems,
@@ -45,6 +46,7 @@ from calsync.web.manage.views import (
     time_window,
     zone_heading,
 )
+from calsync.web.manage.wording import refusal_words
 
 log = logging.getLogger(__name__)
 TABS = ("keep", "reschedule", "cancel")
@@ -230,16 +232,23 @@ def times_page(
 def check_moves(
     visit: Visit, session_ids: Sequence[int], moves: Mapping[int, datetime]
 ) -> dict[str, str]:
-    """Problems with the chosen times, by field: a time the list of free times does not show
-    (tampered with, or taken since the list was shown). Past times and moved sessions that
-    overlap are the change engine's rules (``bookings/plan.py``), as is the re-check against
-    fresh calendar data."""
+    """Problems with the chosen times, by field: what the change engine's plan refuses before
+    any calendar is read (a past time, two sessions on one slot or overlapping:
+    ``bookings/plan.py``), then a time the list of free times does not show (tampered with, or
+    taken since the list was shown). The engine re-checks against fresh calendar data anyway."""
     problems: dict[str, str] = {}
     names, lengths = visit.page.names(), visit.lengths()
+    ask = Ask(ChangeKind.RESCHEDULE, Actor.CUSTOMER, dict(moves))
+    refused = plan(facts_of(visit.booking), ask, visit.now)
+    if isinstance(refused, Refusal) and refused.field is ChangeField.STARTS:
+        at = refused.session_id
+        problems[start_field(at) if at is not None else "form"] = refusal_words(
+            refused, names, visit.zone
+        )
     for session_id, start in moves.items():
         name, end = names[session_id], start + lengths[session_id]
-        if start <= visit.now:
-            continue  # the engine refuses it
+        if start <= visit.now or start_field(session_id) in problems:
+            continue
         try:
             free = available_for(visit.db, visit.booking, session_ids, start, end)
         except AvailabilityUnknown:
