@@ -63,7 +63,7 @@ from calsync.bookings.plan import (
     plan,
 )
 from calsync.config import Settings
-from calsync.policy.change_policy import ChangePolicy, policy_from_data
+from calsync.policy.change_policy import policy_from_data
 from calsync.policy.types import Slot, Span
 from calsync.store.change_items import ChangeItem, Times
 from calsync.store.db import Database
@@ -178,25 +178,6 @@ def _earlier(session: Session, booking_id: str, key: str | None) -> Earlier | No
         select(Change).where(Change.booking_id == booking_id, Change.idempotency_key == key)
     ).one_or_none()
     return None if change is None else Earlier(change.id, change.fingerprint)
-
-
-def replay_of(db: Database, booking_id: str, key: str | None, ask: Ask) -> int | None:
-    """The change this request (same idempotency key) already made, whatever the booking's
-    state is now; for a face that checks more than the engine before calling it. Raises
-    ReplayMismatch when the key was used for other content."""
-    with db.reading() as session:
-        earlier = _earlier(session, booking_id, key)
-    if earlier is None:
-        return None
-    answer = plan(_NO_BOOKING, ask, utcnow(), earlier=earlier)
-    if isinstance(answer, Refusal):
-        raise refused(answer)
-    assert isinstance(answer, Replay)
-    return answer.change_id
-
-
-# A placeholder for ``replay_of``: with ``earlier`` given, the plan answers before the booking.
-_NO_BOOKING = BookingFacts(0, False, Decimal(0), ChangePolicy(), (), False)
 
 
 def reschedule(
@@ -461,6 +442,5 @@ __all__ = [
     "changes_of",
     "record",
     "refused",
-    "replay_of",
     "reschedule",
 ]

@@ -6,46 +6,43 @@ Each POST is checked in this order, and anything refused changes nothing:
    (the same 404 as every page for a token that opens nothing);
 2. where it comes from: a cross-site request or a foreign ``Origin`` is refused (403), and so is
    a form without this link's anti-CSRF token for this purpose (``manage/forms.py``);
-3. the form: sessions of this booking only, times with offsets offered by the availability
-   engine (422, back on the page with the problem next to the field), the idempotency key and
-   booking version (400 when missing);
+3. the form: sessions of this booking only, times with offsets (422, back on the page with
+   the problem next to the field), the idempotency key and booking version (400 when missing);
 4. the change engine (``calsync.bookings.changes``): its plan checks the policy, the reason,
    past times and overlaps between the moved sessions, and re-checks every new time against
    fresh calendar data, serialized per owner. Its refusals are worded by
    ``manage/wording.py``.
 
-Success redirects (303) to the change's outcome page, so reloading it never sends the form
-again; sending the same form twice returns the same change (idempotency key) whatever the
-booking's state is now: it is looked up before the page's own checks (a cancelled session would
-refuse the copy), and copies sent at the same moment are settled by the engine under the
+The route only parses the form, calls the engine and maps what it answers. Success redirects
+(303) to the change's outcome page, so reloading it never sends the form again; sending the
+same form twice returns the same change (idempotency key) whatever the booking's state is now,
+and copies sent at the same moment are settled: both by the engine (``record``), under the
 owner's lock. A form from a page that shows an outdated booking is refused (version).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from calsync.bookings import changes
-from calsync.bookings.changes import Ask, ChangeRefused, ReplayMismatch, StaleBooking, TimeTaken
+from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking, TimeTaken
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.plan import ChangeField
 from calsync.config import Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
-from calsync.store.models import Actor, ChangeKind
+from calsync.store.models import Actor
 from calsync.sync.fresh_busy import BusyTimeNotFresh
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage import forms
 from calsync.web.manage.forms import FormProblems, FormRefused, PostedForm, Purpose
 from calsync.web.manage.pages import (
     Visit,
-    allowed_sessions,
     booking_page,
-    check_moves,
     confirm_page,
     not_valid,
     open_visit,
@@ -53,7 +50,13 @@ from calsync.web.manage.pages import (
     token_tag,
 )
 from calsync.web.manage.render import message_page, see_other
-from calsync.web.manage.wording import CALENDAR_UNREAD, CALENDAR_UPDATING, STALE, refusal_words
+from calsync.web.manage.wording import (
+    CALENDAR_UNREAD,
+    CALENDAR_UPDATING,
+    STALE,
+    refusal_words,
+    taken_meanwhile,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -103,31 +106,6 @@ def _shown(posted: PostedForm) -> date | None:
         return None
 
 
-def _sent_before(
-    visit: Visit, key: str, purpose: Purpose, session_ids: list[int], posted: PostedForm
-) -> Response | None:
-    """The answer to this form sent again (a reload, the back button, a double click): the
-    change it made, whatever the booking's state is now; None for a first sending."""
-    if purpose is Purpose.CANCEL:
-        kind, action = ChangeKind.CANCEL, Action.CANCEL
-        targets: dict[int, datetime | None] = dict.fromkeys(session_ids)
-    else:
-        kind, action = ChangeKind.RESCHEDULE, Action.RESCHEDULE
-        try:
-            targets = dict(forms.chosen_starts(posted.fields, session_ids, visit.page.names()))
-        except FormProblems:
-            return None  # not a complete form: not one that was recorded either
-    ask = Ask(kind, Actor.CUSTOMER, targets, _reason(visit, action, posted))
-    try:
-        earlier = changes.replay_of(visit.db, visit.booking.id, key, ask)
-    except ReplayMismatch as exc:
-        return _refused(visit, 409, _words(visit, exc))
-    if earlier is None:
-        return None
-    log.info("manage page: booking %s: change %s (replayed)", visit.booking.id, earlier)
-    return see_other(visit.paths.change(earlier))
-
-
 def _words(visit: Visit, exc: ChangeRefused | StaleBooking | ReplayMismatch | TimeTaken) -> str:
     return refusal_words(exc.refusal, visit.page.names(), visit.zone)
 
@@ -147,10 +125,7 @@ def reschedule(
     shown = _shown(posted)
     try:
         key, version = forms.idempotency_key(fields), forms.expected_version(fields)
-        chosen = forms.chosen_sessions(fields, visit.booking)
-        if answered := _sent_before(visit, key, Purpose.RESCHEDULE, chosen, posted):
-            return answered
-        session_ids = allowed_sessions(visit, chosen, Action.RESCHEDULE)
+        session_ids = forms.chosen_sessions(fields, visit.booking)
     except FormProblems as exc:
         if "form" in exc.problems:
             return _refused(visit, exc.status, exc.problems["form"])
@@ -161,9 +136,6 @@ def reschedule(
         moves = forms.chosen_starts(fields, session_ids, names)
     except FormProblems as exc:
         return times_page(visit, session_ids, picks, shown, problems=exc.problems, status=422)
-    problems = check_moves(visit, session_ids, moves)
-    if problems:
-        return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
     try:
         reason = _reason(visit, Action.RESCHEDULE, posted)
     except FormProblems as exc:
@@ -215,14 +187,18 @@ def reschedule(
             return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
         if exc.field is ChangeField.STARTS:
             return times_page(visit, session_ids, picks, shown, notice=words, status=422)
+        if exc.field is ChangeField.SESSIONS:
+            return booking_page(visit, "reschedule", problems={"sessions": words}, status=422)
         return booking_page(visit, "reschedule", notice=words, status=422)
     except TimeTaken as exc:
+        field = forms.start_field(exc.session_id) if exc.session_id else "form"
+        problems = {field: _words(visit, exc)}
+        if not taken_meanwhile(exc.refusal):  # never offered (a tampered form)
+            return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
         # Back to the times, the other choices kept, the note at the session that lost its.
         kept = {sid: start for sid, start in moves.items() if sid != exc.session_id}
-        taken = forms.start_field(exc.session_id) if exc.session_id else "form"
         first = shown or exc.start.astimezone(visit.zone).date()
         log.info("manage page: booking %s: a chosen time was taken", visit.booking.id)
-        problems = {taken: _words(visit, exc)}
         return times_page(visit, session_ids, kept, first, problems=problems, status=409)
     except StaleBooking:
         return _stale(visit, "reschedule")
@@ -257,10 +233,7 @@ def cancel(
     visit, fields = opened, posted.fields
     try:
         key, version = forms.idempotency_key(fields), forms.expected_version(fields)
-        chosen = forms.chosen_sessions(fields, visit.booking)
-        if answered := _sent_before(visit, key, Purpose.CANCEL, chosen, posted):
-            return answered
-        session_ids = allowed_sessions(visit, chosen, Action.CANCEL)
+        session_ids = forms.chosen_sessions(fields, visit.booking)
     except FormProblems as exc:
         if "form" in exc.problems:
             return _refused(visit, exc.status, exc.problems["form"])
@@ -300,6 +273,10 @@ def cancel(
                 key=key,
                 problems={"reason": _words(visit, exc)},
                 status=422,
+            )
+        if exc.field is ChangeField.SESSIONS:
+            return booking_page(
+                visit, "cancel", problems={"sessions": _words(visit, exc)}, status=422
             )
         return booking_page(visit, "cancel", notice=_words(visit, exc), status=422)
     except StaleBooking:

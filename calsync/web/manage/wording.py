@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from calsync.bookings.plan import Refusal, RefusalKind
+from calsync.policy.refusal import Why
 
 STALE = (
     "Your booking changed while you were choosing (perhaps the owner moved a session), so "
@@ -69,6 +70,8 @@ def refusal_words(refusal: Refusal, names: Mapping[int, str], zone: ZoneInfo) ->
             return f"{name}: that time has already passed."
         case RefusalKind.NO_EVENT_TYPE:
             return "These sessions can no longer be moved online; please contact us."
+        case RefusalKind.TAKEN | RefusalKind.NOT_OFFERED if not taken_meanwhile(refusal):
+            return f"{name}: that time is not available. Please choose one of the times shown."
         case RefusalKind.TAKEN | RefusalKind.NOT_OFFERED:
             assert refusal.at is not None
             local = refusal.at.astimezone(zone)
@@ -76,6 +79,12 @@ def refusal_words(refusal: Refusal, names: Mapping[int, str], zone: ZoneInfo) ->
                 f"{local:%a %d %b %H:%M} was just taken. Your other choices are kept; please "
                 "pick another time for this session."
             )
+
+
+def taken_meanwhile(refusal: Refusal) -> bool:
+    """A time that was offered and is taken now (busy, booked, a full day), as opposed to one
+    the page never offered (outside hours, off the grid, inside the notice)."""
+    return refusal.why in (None, Why.BUSY, Why.BOOKED, Why.FULL_DAY)
 
 
 def _name(refusal: Refusal, names: Mapping[int, str]) -> str:
