@@ -34,6 +34,19 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"  # for people reading a terminal
+    JSON = "json"  # one JSON object a line, for log collectors
+
+
+class LoggingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: LogFormat = Field(
+        LogFormat.TEXT, description="text for people, json for one object a line."
+    )
+
+
 class MailBackend(StrEnum):
     SMTP = "smtp"
     DIRECTORY = "directory"
@@ -153,6 +166,17 @@ class Settings(BaseSettings):
     )
     admin_api_key: str | None = None
     log_level: LogLevel = LogLevel.INFO
+    redis_url: str | None = Field(
+        None, description="Redis for the manage page's rate limits; unset: the database."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port where `calsync worker` serves /metrics; unset: none.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the worker's metrics port binds.")
+    logging: LoggingSettings = LoggingSettings()
     sync: SyncSettings = SyncSettings()
     bookings: BookingSettings = BookingSettings()
     web: WebSettings = WebSettings()

@@ -25,6 +25,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "calendars": UPPER,
     "notify": UPPER,
     "store": UPPER,
+    "observe": UPPER,
     "sync": UPPER - {"sync"},
     "bookings": {"web", "cli", "demo", "worker"},
     "payments": {"web", "cli", "demo", "worker"},

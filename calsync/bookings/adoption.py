@@ -23,12 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from calsync.bookings import links
+from calsync.bookings import links, notices
 from calsync.bookings.calendar_writes import patch_event
 from calsync.calendars.errors import InvalidCalendarData, ProviderError
 from calsync.calendars.ical.busy import parse_calendar
 from calsync.calendars.ical.event_edit import event_times, link_of, with_link
 from calsync.config import Settings
+from calsync.observe import metrics
 from calsync.store.db import Database
 from calsync.store.models import (
     Actor,
@@ -41,6 +42,7 @@ from calsync.store.models import (
     EventType,
     HistoryAction,
     MirroredEvent,
+    Owner,
     utcnow,
 )
 from calsync.sync.connections import ServiceError, get_calendar
@@ -178,7 +180,27 @@ def adopt(
             adopted.append(booking)
     factory = provider_factory or open_provider(settings)
     inject_pending_links(db, settings, connection, factory)
+    if connection.adopt_email_customer:
+        for booking in adopted:
+            _email_customer(db, settings, booking.id)
     return adopted
+
+
+def _email_customer(db: Database, settings: Settings, booking_id: str) -> None:
+    """The adopted customer's confirmation with their manage link, through the outbox."""
+    with db.writing() as session:
+        booking = session.get(Booking, booking_id)
+        assert booking is not None
+        owner = session.get(Owner, booking.owner_id)
+        assert owner is not None
+        notices.queue_new_link(
+            session,
+            settings,
+            booking,
+            owner,
+            change_key=f"adopted-{booking_id}",
+            actor=Actor.SYSTEM,
+        )
 
 
 def _reserve(
@@ -226,6 +248,7 @@ def _reserve(
             session.add(booking)
     except IntegrityError:
         return None  # another worker adopted it a moment ago
+    metrics.BOOKINGS.labels(BookingSource.ADOPTED.value).inc()
     return booking
 
 

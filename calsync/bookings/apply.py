@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 
 from calsync.bookings.calendar_writes import patch_event
 from calsync.bookings.held import event_zone
@@ -34,6 +34,8 @@ from calsync.calendars.ical.event_edit import (
 )
 from calsync.config import Settings
 from calsync.notify import outbox
+from calsync.observe.logs import log_context
+from calsync.store import leases
 from calsync.store.change_items import ChangeItem
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -273,8 +275,9 @@ def _still_pending(
         stored.items = items
         stored.attempts += 1
         stored.message = str(exc)
-        wait = min(RETRY_CAP, RETRY_BASE * 2 ** min(stored.attempts - 1, 10))
-        stored.next_attempt_at = utcnow() + wait
+        stored.next_attempt_at = utcnow() + leases.backoff(
+            stored.attempts, base=RETRY_BASE, cap=RETRY_CAP
+        )
         stored.lease_until = None
     return _load_change(db, change_id)
 
@@ -291,24 +294,17 @@ def apply_pending(db: Database, settings: Settings, factory: ProviderFactory | N
     factory = factory or open_provider(settings)
     now = utcnow()
     with db.writing() as session:
-        due = list(
-            session.scalars(
-                select(Change.id)
-                .where(
-                    Change.status == ChangeStatus.PENDING,
-                    Change.next_attempt_at <= now,
-                    or_(Change.lease_until.is_(None), Change.lease_until < now),
-                )
-                # In the order recorded: a booking's changes apply one after the other.
-                .order_by(Change.id)
-                .limit(20)
-                .with_for_update(skip_locked=True)
-            )
+        due = leases.claim(
+            session,
+            Change,
+            now=now,
+            lease=APPLY_LEASE,
+            limit=20,
+            where=[Change.status == ChangeStatus.PENDING, Change.next_attempt_at <= now],
+            # In the order recorded: a booking's changes apply one after the other.
+            order_by=[Change.id],
         )
-        if due:
-            session.execute(
-                update(Change).where(Change.id.in_(due)).values(lease_until=now + APPLY_LEASE)
-            )
     for change_id in due:
-        apply_change(db, settings, change_id, factory)
+        with log_context(change_id=change_id):
+            apply_change(db, settings, change_id, factory)
     return len(due)

@@ -63,6 +63,8 @@ from calsync.bookings.plan import (
     plan,
 )
 from calsync.config import Settings
+from calsync.observe import metrics
+from calsync.observe.logs import log_context
 from calsync.policy.change_policy import policy_from_data
 from calsync.policy.types import Slot, Span
 from calsync.store.change_items import ChangeItem, Times
@@ -256,6 +258,8 @@ def _change(
     if ask.kind is ChangeKind.RESCHEDULE:
         live = _fresh_busy(db, settings, booking, ask, factory)
     recorded = record(db, settings, booking_id, booking.owner_id, ask, key, now, live)
+    if not recorded.replayed:
+        metrics.CHANGES.labels(ask.kind.value, ask.actor.value).inc()
     return _finish(db, settings, recorded.change_id, factory, replayed=recorded.replayed)
 
 
@@ -389,7 +393,8 @@ def _finish(
     *,
     replayed: bool = False,
 ) -> ChangeOutcome:
-    change = apply_change(db, settings, change_id, factory)
+    with log_context(change_id=change_id):
+        change = apply_change(db, settings, change_id, factory)
     booking = get_booking(db, change.booking_id)
     fee = Decimal(change.fee) if change.fee is not None else None
     touched = {item.session_id for item in change.items}

@@ -1,16 +1,18 @@
-"""The live check at commit time: Google's own free/busy answer, on top of the fresh poll.
+"""The live check at commit time: the calendar server's own free/busy answer, on top of the
+fresh poll.
 
 Before a booking or a customer's reschedule is recorded, the conflict calendars are polled
-(``bookings.refresh_conflicts``), and then, for Google calendars, ``freebusy.query`` is asked
-about the exact window the new sessions need. Whatever Google reports busy there that the
-mirror does not already hold as busy (an event made between the poll and now, or one a sync
-delta has not delivered yet) blocks the new times too. Subtracting the mirror's busy time
-leaves calsync's own rules in charge of everything it knows about: the sessions being moved,
-declined events and the like stay as the mirror says.
+(``bookings.refresh_conflicts``), and then each is asked ``busy()`` about the exact window the
+new sessions need. Providers that have a live answer give it (Google: ``freebusy.query``);
+the others (CalDAV) answer None and the fresh poll is all there is. Whatever a server reports
+busy there that the mirror does not already hold as busy (an event made between the poll and
+now, or one a sync delta has not delivered yet) blocks the new times too. Subtracting the
+mirror's busy time leaves calsync's own rules in charge of everything it knows about: the
+sessions being moved, declined events and the like stay as the mirror says.
 
-Calendars whose all-day events are set to count as free are left out: Google's free/busy
-counts those days as busy, against the owner's setting. A calendar Google cannot answer for
-stops the booking (AvailabilityUnknown): unknown is not free.
+Calendars whose all-day events are set to count as free are left out: a server's free/busy
+(Google's) counts those days as busy, against the owner's setting. A calendar that cannot
+answer stops the booking (AvailabilityUnknown): unknown is not free.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from datetime import datetime
 from calsync.bookings.event_types import AvailabilityUnknown, conflict_calendars, rules_of
 from calsync.calendars.base import Interval
 from calsync.calendars.errors import ProviderError
-from calsync.calendars.google.provider import GoogleProvider
 from calsync.calendars.ical.busy import AllDayMode
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
-from calsync.store.models import CalendarConnection, EventType, ProviderKind
+from calsync.store.models import CalendarConnection, EventType
 from calsync.sync import mirror
 from calsync.sync.providers import ProviderFactory
 
@@ -33,7 +34,7 @@ from calsync.sync.providers import ProviderFactory
 def live_busy(
     db: Database, event_type: EventType, slots: Sequence[Slot], factory: ProviderFactory
 ) -> list[Span]:
-    """Busy time Google reports around ``slots`` that the mirror does not know as busy."""
+    """Busy time the calendars report live around ``slots`` that the mirror does not know."""
     if not slots:
         return []
     rules = rules_of(event_type)
@@ -41,11 +42,7 @@ def live_busy(
     end = max(s.end for s in slots) + rules.buffer_after
     with db.reading() as session:
         conflicts = conflict_calendars(session, event_type)
-        calendars = [
-            c
-            for c in conflicts
-            if c.provider is ProviderKind.GOOGLE and c.all_day is not AllDayMode.FREE
-        ]
+        calendars = [c for c in conflicts if c.all_day is not AllDayMode.FREE]
         if not calendars:
             return []
         # Everything the slot check already counts as busy, whichever calendar holds it.
@@ -53,19 +50,17 @@ def live_busy(
             Interval(s, e)
             for s, e, _ in mirror.busy_spans(session, [c.id for c in conflicts], start, end)
         ]
-    reported = [i for c in calendars for i in _ask_google(c, factory, start, end)]
+    reported = [i for c in calendars for i in _ask_live(c, factory, start, end)]
     return [Span(i.start, i.end) for i in subtract(reported, known)]
 
 
-def _ask_google(
+def _ask_live(
     calendar: CalendarConnection, factory: ProviderFactory, start: datetime, end: datetime
 ) -> list[Interval]:
     try:
         provider = factory(calendar)
         try:
-            if not isinstance(provider, GoogleProvider):
-                return []  # a stand-in provider in a test of something else
-            return provider.busy(start, end)[provider.calendar_id]
+            return provider.busy(start, end) or []  # None: no live answer to add
         finally:
             provider.close()
     except ProviderError as exc:

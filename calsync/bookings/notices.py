@@ -217,7 +217,13 @@ def queue_owner_calendar_change(
 
 
 def queue_new_link(
-    session: Session, settings: Settings, booking: Booking, owner: Owner, *, change_key: str
+    session: Session,
+    settings: Settings,
+    booking: Booking,
+    owner: Owner,
+    *,
+    change_key: str,
+    actor: Actor = Actor.OWNER,
 ) -> None:
     """The booking's confirmation again, to the customer only, carrying its new manage link
     (``booking relink --email``); ready to send at once, the events have the link already."""
@@ -226,7 +232,7 @@ def queue_new_link(
         booking,
         owner,
         NoticeKind.BOOKED,
-        Actor.OWNER,
+        actor,
         [_session_notice(s, zone) for s in booking.sessions],
         change_key=change_key,
         settings=settings,

@@ -39,6 +39,8 @@ from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
 from calsync.notify import outbox
+from calsync.observe import metrics
+from calsync.observe.logs import log_context
 from calsync.policy.refusal import availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
@@ -47,6 +49,7 @@ from calsync.store.models import (
     BookedSession,
     Booking,
     BookingChange,
+    BookingSource,
     BookingStatus,
     CalendarConnection,
     EventType,
@@ -253,8 +256,12 @@ def book(
         booking_calendar = session.get(CalendarConnection, fresh.booking_calendar_id)
         assert booking_calendar is not None
         session.expunge(booking_calendar)
+    metrics.BOOKINGS.labels(BookingSource.BOOKED.value).inc()
 
-    _write_events(db, settings, factory, booking, owner_person(owner), booking_calendar, url, now)
+    with log_context(booking_id=booking.id):
+        _write_events(
+            db, settings, factory, booking, owner_person(owner), booking_calendar, url, now
+        )
     return BookingResult(get_booking(db, booking.id), url, booking.sessions)
 
 

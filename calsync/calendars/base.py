@@ -110,6 +110,12 @@ class CalendarProvider(abc.ABC):
     def delete(self, href: Href, etag: ETag) -> None:
         """Delete the item if it is still at ``etag``. Raises Conflict, NotFound."""
 
+    def busy(self, start: datetime, end: datetime) -> list[Interval] | None:
+        """The server's own free/busy answer for ``[start, end)`` (aware datetimes), asked
+        live; None when the server has none to give (CalDAV: calsync's mirror is all there
+        is). Raises ProviderError when the server has an answer but cannot give it now."""
+        return None
+
     def timezone(self) -> str | None:
         """The calendar's IANA zone for floating times, if the server says."""
         return None

@@ -18,6 +18,10 @@ provider boundary with the original chained as ``__cause__``; none escapes a pro
 
 from __future__ import annotations
 
+import errno
+import socket
+import ssl
+
 
 class CalendarError(Exception):
     """Base of everything raised by ``calsync.calendars``."""
@@ -68,3 +72,39 @@ class InvalidCalendarData(CalendarError):
     def __init__(self, message: str, *, href: str | None = None) -> None:
         super().__init__(message)
         self.href = href
+
+
+_NETWORK_WORDS = (
+    (errno.ECONNREFUSED, "the connection was refused"),
+    (errno.ECONNRESET, "the connection was reset"),
+    (errno.EHOSTUNREACH, "the host cannot be reached"),
+    (errno.ENETUNREACH, "the network cannot be reached"),
+    (errno.ETIMEDOUT, "the connection timed out"),
+)
+
+
+def network_reason(exc: BaseException) -> str:
+    """What went wrong on the network, in plain words, from a third-party exception and
+    whatever it wraps: never a repr, an object address or a library's retry details."""
+    chain: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(chain) < 20:
+        current = todo.pop(0)
+        if any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        wrapped = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        wrapped += list(current.args)
+        todo += [e for e in wrapped if isinstance(e, BaseException)]
+    for code, words in _NETWORK_WORDS:
+        if any(isinstance(e, OSError) and e.errno == code for e in chain):
+            return words
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "the host name could not be resolved"
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return "a secure (TLS) connection could not be set up"
+    if any(isinstance(e, TimeoutError) for e in chain):
+        return "the connection timed out"
+    if any("refused" in str(e).lower() for e in chain):  # a library that drops the errno
+        return "the connection was refused"
+    return "a network error"

@@ -19,6 +19,7 @@ import re
 import threading
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from urllib.parse import quote
 
 from calsync.calendars.base import (
@@ -29,14 +30,17 @@ from calsync.calendars.base import (
     Delta,
     ETag,
     Href,
+    Interval,
 )
 from calsync.calendars.errors import (
     Conflict,
     CursorExpired,
+    InvalidCalendarData,
     NotFound,
     ProviderError,
     Unavailable,
 )
+from calsync.calendars.ical.busy import BusyRules, busy_intervals
 
 _UID_LINE = re.compile(r"^UID:(.*?)\r?$", re.MULTILINE)
 
@@ -149,6 +153,22 @@ class MemoryProvider(CalendarProvider):
             self._check(href, etag)
             self._remove(href)
 
+    def busy(self, start: datetime, end: datetime) -> list[Interval]:
+        """Busy time from the events held now, read the way the mirror reads a calendar in
+        this zone (no owner addresses: a declined event counts, as on a server's free/busy).
+        Stands in for a server with live free/busy (Google) in tests of the live check."""
+        rules = BusyRules(timezone=self._tz or "UTC")
+        with self._lock:
+            self._enter()
+            texts = [(href, data) for href, (_, data) in self._items.items()]
+        found: list[Interval] = []
+        for href, data in texts:
+            try:
+                found += busy_intervals(data, start, end, rules, href=href)
+            except InvalidCalendarData:
+                continue  # a server's free/busy skips what it cannot read, too
+        return sorted((i for i in found if i.start < end and i.end > start), key=_span)
+
     def timezone(self) -> str | None:
         return self._tz
 
@@ -196,3 +216,7 @@ class MemoryProvider(CalendarProvider):
         if prefix != f"mem:{self._epoch}" or not seq.isdigit() or int(seq) > self._seq:
             raise CursorExpired(f"The cursor {cursor!r} is no longer valid.", url=self.path)
         return int(seq)
+
+
+def _span(interval: Interval) -> tuple[datetime, datetime]:
+    return interval.start, interval.end

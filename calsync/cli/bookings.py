@@ -96,47 +96,13 @@ def booking_zone(db: Database, booking: Booking) -> ZoneInfo:
 
 
 def describe(booking: Booking, link: str | None, recorded: Sequence[Change] = ()) -> dict[str, Any]:
-    zone = ZoneInfo(booking.customer_timezone)
-    return {
-        "id": booking.id,
-        "status": booking.status.value,
-        "source": booking.source.value,
-        "title": booking.title,
-        "customer": {
-            "name": booking.customer_name,
-            "email": booking.customer_email,
-            "timezone": booking.customer_timezone,
-        },
-        "stakeholders": booking.stakeholders,
-        "manage_url": link,
-        "link_expires_at": iso(booking.token_expires_at) if link else None,
-        "sessions": [
-            {
-                "id": s.id,
-                "uid": s.uid,
-                "position": s.position,
-                "start": iso(s.start, zone),
-                "end": iso(s.end, zone),
-                "status": s.status.value,
-                "sequence": s.sequence,
-                "reschedule_count": s.reschedule_count,
-                "calendar_id": s.connection_id,
-                "href": s.href,
-            }
-            for s in booking.sessions
-        ],
-        "changes": [change_data(c) for c in recorded],
-        "history": [
-            {
-                "at": iso(h.at),
-                "actor": h.actor.value,
-                "action": h.action.value,
-                "reason": h.reason,
-                "details": h.details,
-            }
-            for h in booking.history
-        ],
-    }
+    """The booking as the API's ``GET /api/bookings/{id}`` answers it (one schema for both)."""
+    # Imported here: the web schemas bring FastAPI, which light commands do not need.
+    from calsync.web.api.booking_schemas import BookingOut
+
+    shape = BookingOut.from_row(booking, link, recorded)
+    data: dict[str, Any] = shape.model_dump(mode="json", by_alias=True)
+    return data
 
 
 @booking_app.command("list")
@@ -248,9 +214,9 @@ def booking_show(booking_id: str, as_json: JsonOption = False) -> None:
     out.print(table)
     for c in data["changes"]:
         moved = ", ".join(
-            f"#{i['position']} {_when(i['from'][0], zone)} → "
-            + (_when(i["to"][0], zone) if i["to"] else "cancelled")
-            for i in c["sessions"]
+            f"#{i['position']} {_when(i['from']['start'], zone)} → "
+            + (_when(i["to"]["start"], zone) if i["to"] else "cancelled")
+            for i in c["items"]
         )
         out.print(f"change {c['id']} ({c['kind']} by {c['actor']}, {c['status']}): {moved}")
     for h in data["history"]:
@@ -424,6 +390,14 @@ def calendar_adoption(
         str | None, typer.Option("--event-type", help="Event type of adopted bookings.")
     ] = None,
     category: Annotated[str | None, typer.Option(help="With --rule category: its name.")] = None,
+    email_customer: Annotated[
+        bool,
+        typer.Option(
+            "--email-customer",
+            help="Email each adopted booking's customer their confirmation with the "
+            "Cancel/Reschedule link (off: the link is only written into the event).",
+        ),
+    ] = False,
 ) -> None:
     """Set the adoption rule of a calendar (off by default)."""
     from calsync.bookings import event_types
@@ -434,8 +408,16 @@ def calendar_adoption(
     if event_type is not None:
         key: int | str = int(event_type) if event_type.isdigit() else event_type
         chosen = event_types.get_event_type(db, key)
-    services.set_adoption(db, calendar_id, rule, chosen.id if chosen else None, category)
-    out.print(f"Calendar {calendar_id}: adoption rule {rule.value}.")
+    services.set_adoption(
+        db,
+        calendar_id,
+        rule,
+        chosen.id if chosen else None,
+        category,
+        email_customer=email_customer,
+    )
+    emailed = ", customers emailed their link" if email_customer else ""
+    out.print(f"Calendar {calendar_id}: adoption rule {rule.value}{emailed}.")
     if rule is not AdoptionRule.OFF:
         out.print(
             "The poller adopts events as they are added or changed. For the ones already "

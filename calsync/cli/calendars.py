@@ -26,6 +26,7 @@ from calsync.cli.common import (
     out,
     parse_instant,
     print_json,
+    progress_note,
     state,
 )
 from calsync.limits import MAX_INT32
@@ -437,7 +438,7 @@ def sync(
 
 def _report(result: PollResult) -> None:
     if result.upserted or result.removed or result.error:
-        err.print(_describe(result))
+        progress_note(_describe(result))
 
 
 def _run_poller(db: Database, settings: Settings, only: list[int] | None = None) -> None:
@@ -452,12 +453,12 @@ def _run_poller(db: Database, settings: Settings, only: list[int] | None = None)
         poller = booking_poller(db, settings)
         while not stop.is_set():
             for result in poller.sync_now(only):
-                err.print(_describe(result))
+                progress_note(_describe(result))
             stop.wait(settings.sync.poll_interval_seconds)
     else:
         poller = start_background(db, settings)
         poller.on_result = _report
-        err.print(f"Worker {poller.worker_id} polling; Ctrl-C to stop.")
+        progress_note(f"Worker {poller.worker_id} polling; Ctrl-C to stop.")
         stop.wait()
     poller.stop()
 
@@ -465,7 +466,12 @@ def _run_poller(db: Database, settings: Settings, only: list[int] | None = None)
 @app.command()
 def worker() -> None:
     """Run the poller until stopped (many workers may share one PostgreSQL database)."""
-    _run_poller(state.db(), state.settings)
+    from calsync.observe import metrics
+
+    settings, db = state.settings, state.db()
+    if settings.metrics_port:
+        metrics.serve_on_port(db, settings.metrics_host, settings.metrics_port)
+    _run_poller(db, settings)
 
 
 @app.command()

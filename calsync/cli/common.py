@@ -95,13 +95,23 @@ def configure_logging(settings: Settings) -> None:
     """
     from rich.logging import RichHandler
 
-    from calsync.config import LogLevel
+    from calsync.config import LogFormat, LogLevel
+    from calsync.observe import logs
 
     debug = settings.log_level is LogLevel.DEBUG
+    handler: logging.Handler
+    if settings.logging.format is LogFormat.JSON:
+        handler = logs.json_handler()
+        # uvicorn then logs through this handler too (server.py leaves its logging alone).
+        for name in ("uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).setLevel(settings.log_level.value)
+    else:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+        handler.addFilter(logs.ContextFilter())
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+        handlers=[handler],
         force=True,
     )
     logging.getLogger("calsync").setLevel(settings.log_level.value)
@@ -113,6 +123,19 @@ def _print_version(wanted: bool) -> None:
     if wanted:
         out.print(f"calsync {version('calsync')}", highlight=False)
         raise typer.Exit()
+
+
+def progress_note(markup: str) -> None:
+    """A line of a long-running command's progress: on stderr for people, or a log record
+    when logs are JSON (so every line of the process stays one JSON object)."""
+    from calsync.config import LogFormat
+
+    if state.settings.logging.format is LogFormat.JSON:
+        from rich.text import Text
+
+        logging.getLogger("calsync.cli").info(Text.from_markup(markup).plain)
+    else:
+        err.print(markup)
 
 
 @app.callback()

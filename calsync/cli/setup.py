@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from calsync.cli.common import JsonOption, app, out, owner_app, print_json, state
-from calsync.sync import connections as services
 
 
 @app.command()
@@ -34,6 +33,7 @@ def owner_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add an owner."""
+    from calsync.sync import connections as services
 
     owner = services.add_owner(state.db(), name=name, email=email, timezone=timezone)
     if as_json:
@@ -45,6 +45,7 @@ def owner_add(
 @owner_app.command("list")
 def owner_list(as_json: JsonOption = False) -> None:
     """List owners."""
+    from calsync.sync import connections as services
 
     owners = services.list_owners(state.db())
     rows = [{"id": o.id, "name": o.name, "email": o.email, "timezone": o.timezone} for o in owners]

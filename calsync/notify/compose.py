@@ -34,7 +34,7 @@ import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from email import policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -42,7 +42,6 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -51,11 +50,11 @@ from calsync.calendars.ical.timezones import iana_zone
 from calsync.config import MailSettings
 from calsync.notify.itip import clean_text, itip_object, one_line
 from calsync.notify.values import ActedBy, Method, Notice, Recipient, Role, SessionNotice
+from calsync.notify.when import format_span
 
 __all__ = [
     "TEMPLATES",
     "compose",
-    "format_span",
     "installation_namespace",
     "message_id",
     "organizer_for",
@@ -63,9 +62,6 @@ __all__ = [
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE_FILES = ("subject.txt", "body.txt", "body.html")
-
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +122,6 @@ def message_id(change_key: str, recipient_email: str, part: int, domain: str) ->
     key = f"{change_key}\0{recipient_email.casefold()}\0{part}".encode()
     digest = hashlib.sha256(key).hexdigest()[:32]
     return f"<calsync.{digest}@{_ascii_domain(domain)}>"
-
-
-def format_span(start: datetime, end: datetime, zone: ZoneInfo) -> str:
-    """``Thu, Dec 3, 2026, 10:30 AM – 11:30 AM (New York time, GMT-5:00)``; the end repeats
-    the day when it falls on another one."""
-    start, end = start.astimezone(zone), end.astimezone(zone)
-    until = _clock(end) if end.date() == start.date() else f"{_day(end)}, {_clock(end)}"
-    return f"{_day(start)}, {_clock(start)} – {until} ({_zone_label(zone.key, start)})"
 
 
 # --- One message ---------------------------------------------------------------------------
@@ -292,8 +280,8 @@ def _context(
     lines = [
         SessionLine(
             position=s.position,
-            when=format_span(s.start, s.end, zone),
-            was=format_span(s.previous_start, s.previous_end, zone)
+            when=format_span(s.start, s.end, zone, recipient.locale),
+            was=format_span(s.previous_start, s.previous_end, zone, recipient.locale)
             if s.moved and s.previous_start and s.previous_end and s.method is Method.REQUEST
             else None,
         )
@@ -362,26 +350,3 @@ def template_environment(overrides: Path | None) -> jinja2.Environment:
 def _plural(word: str, count: int) -> str:
     """``{{ "session" | plural(count) }}``: the word, with an "s" unless ``count`` is 1."""
     return word if count == 1 else f"{word}s"
-
-
-# --- Times in words ------------------------------------------------------------------------
-
-
-def _day(moment: datetime) -> str:
-    return f"{_WEEKDAYS[moment.weekday()]}, {_MONTHS[moment.month - 1]} {moment.day}, {moment.year}"
-
-
-def _clock(moment: datetime) -> str:
-    return f"{moment.hour % 12 or 12}:{moment.minute:02d} {'AM' if moment.hour < 12 else 'PM'}"
-
-
-def _zone_label(name: str, moment: datetime) -> str:
-    """``New York time, GMT-5:00``; ``UTC`` for UTC."""
-    offset = moment.utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds()) // 60
-    if name in ("UTC", "Etc/UTC") or ("/" not in name and not minutes):
-        return "UTC"
-    hours, rest = divmod(abs(minutes), 60)
-    gmt = f"GMT{'-' if minutes < 0 else '+'}{hours}:{rest:02d}" if minutes else "GMT"
-    city = name.rsplit("/", 1)[-1].replace("_", " ")
-    return f"{city} time, {gmt}"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from calsync.calendars.ical.lines import fold
 from calsync.calendars.ical.session_event import (
     PRODID,
     Person,
@@ -38,9 +39,6 @@ from calsync.notify.values import Method, SessionNotice
 
 __all__ = ["clean_text", "fold_line", "itip_object", "one_line"]
 
-FOLD_OCTETS = 75
-# What folding never splits: a TEXT escape (``\\,``) or an RFC 6868 parameter escape (``^^``).
-_FOLD_UNIT = re.compile(r"[\\^].|.", re.DOTALL)
 # Line and paragraph separators other than CR/LF: str.splitlines() and some parsers break
 # lines at them, so they are turned into plain line breaks before anything else.
 _OTHER_BREAKS = {0x85: "\n", 0x2028: "\n", 0x2029: "\n"}
@@ -61,19 +59,8 @@ def one_line(text: str) -> str:
 
 
 def fold_line(line: str) -> str:
-    """One content line, folded at 75 octets (never inside a UTF-8 sequence or an escape),
-    with its CRLF."""
-    pieces: list[str] = []
-    current, size = "", 0
-    for unit in _FOLD_UNIT.findall(line):
-        octets = len(unit.encode("utf-8"))
-        if current and size + octets > FOLD_OCTETS:
-            pieces.append(current)
-            current, size = " ", 1  # a continuation line starts with one space
-        current += unit
-        size += octets
-    pieces.append(current)
-    return "\r\n".join(pieces) + "\r\n"
+    """One content line, folded at 75 octets (``calendars.ical.lines.fold``), with its CRLF."""
+    return fold(line)
 
 
 def itip_object(

@@ -18,7 +18,6 @@ the batch is given back at once instead of waiting for its claim to expire.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -26,13 +25,15 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from calsync.config import Settings
 from calsync.notify.transport import DeliveryError, MailTransport
+from calsync.observe import metrics
 from calsync.secretbox import SecretBox, SecretKeyMismatch
+from calsync.store import leases
 from calsync.store.db import Database
 from calsync.store.models import OutboxMessage, OutboxStatus, utcnow
 
@@ -127,25 +128,19 @@ def _set_held(
 def claim(db: Database, worker: str, *, now: datetime | None = None) -> list[int]:
     now = now or utcnow()
     with db.writing() as session:
-        ids = list(
-            session.scalars(
-                select(OutboxMessage.id)
-                .where(
-                    OutboxMessage.status == OutboxStatus.READY,
-                    OutboxMessage.next_attempt_at <= now,
-                    or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now),
-                )
-                .order_by(OutboxMessage.id)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
+        ids = leases.claim(
+            session,
+            OutboxMessage,
+            now=now,
+            lease=LEASE,
+            limit=BATCH,
+            where=[
+                OutboxMessage.status == OutboxStatus.READY,
+                OutboxMessage.next_attempt_at <= now,
+            ],
+            order_by=[OutboxMessage.id],
+            owner=worker,
         )
-        if ids:
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(ids))
-                .values(lease_owner=worker, lease_until=now + LEASE)
-            )
     return ids
 
 
@@ -189,8 +184,10 @@ def _deliver_one(
     try:
         transport.send(_message_of(box, stored))  # type: ignore[arg-type]
     except DeliveryError as exc:
+        metrics.DELIVERIES.labels("failed" if exc.permanent else "retry").inc()
         _failed(db, message_id, worker, exc)
         return False
+    metrics.DELIVERIES.labels("sent").inc()
     delivered_at = utcnow()
     try:
         with db.writing() as session:
@@ -246,11 +243,7 @@ def _release(db: Database, message_ids: list[int], worker: str) -> None:
     if not message_ids:
         return
     with db.writing() as session:
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(message_ids), OutboxMessage.lease_owner == worker)
-            .values(lease_owner=None, lease_until=None)
-        )
+        leases.release(session, OutboxMessage, message_ids, owner=worker)
 
 
 def _message_of(box: SecretBox, stored: bytes) -> Message:
@@ -274,8 +267,8 @@ def _failed(db: Database, message_id: int, worker: str, exc: DeliveryError) -> N
             row.status = OutboxStatus.FAILED
             log.warning("message to %s failed for good: %s", row.recipient, exc)
             return
-        wait = min(RETRY_CAP, RETRY_BASE * 2 ** min(row.attempts - 1, 12))
-        row.next_attempt_at = utcnow() + wait * random.uniform(1.0, 1.25)
+        wait = leases.backoff(row.attempts, base=RETRY_BASE, cap=RETRY_CAP, spread=0.25)
+        row.next_attempt_at = utcnow() + wait
         log.info("message to %s: %s; retrying in %s", row.recipient, exc, wait)
 
 

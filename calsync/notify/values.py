@@ -14,6 +14,9 @@ from enum import StrEnum
 
 from calsync.calendars.ical.session_event import Person
 
+# The locale times are written in (``notify.when``) until bookings store one.
+DEFAULT_LOCALE = "en_US"
+
 __all__ = [
     "ActedBy",
     "Method",
@@ -62,12 +65,14 @@ SESSION_STATUSES = frozenset({"CONFIRMED", "CANCELLED"})
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """One person to tell, and the IANA zone their times are shown in."""
+    """One person to tell, and the IANA zone and the locale (``notify.when``) their times are
+    shown in."""
 
     email: str
     name: str
     role: Role
     timezone: str
+    locale: str = DEFAULT_LOCALE
 
     def __post_init__(self) -> None:
         Person(self.email, self.name)  # the same address rules as everywhere else

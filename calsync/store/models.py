@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -127,6 +128,8 @@ class CalendarConnection(Base):
     )
     adopt_category: Mapped[str | None] = mapped_column(String(200))
     adopt_event_type_id: Mapped[int | None] = mapped_column(Integer)
+    # Whether an adopted booking's customer is emailed their confirmation with the link.
+    adopt_email_customer: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_mode: Mapped[CancelMode] = mapped_column(_enum(CancelMode), default=CancelMode.MARK)
 
     cursor: Mapped[str | None] = mapped_column(Text)
@@ -489,3 +492,17 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+
+class RateLimitHit(Base):
+    """One counted request under one key (``store.rate_limits``): shared by every web
+    process, kept for a minute."""
+
+    __tablename__ = "rate_limit_hits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "<budget>:token:<hash>" or "<budget>:address:<ip>"; never the token itself.
+    key: Mapped[str] = mapped_column(String(120))
+    at: Mapped[float] = mapped_column(Float)  # Unix time: comparable across processes
+
+    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)

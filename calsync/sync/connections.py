@@ -517,8 +517,11 @@ def set_adoption(
     rule: AdoptionRule,
     event_type_id: int | None,
     category: str | None,
+    *,
+    email_customer: bool = False,
 ) -> None:
-    """Turn adoption on or off for a calendar (see ``sync.adoption``)."""
+    """Turn adoption on or off for a calendar (see ``bookings.adoption``); ``email_customer``:
+    each adopted booking's customer is emailed their confirmation with the manage link."""
     connection = get_calendar(db, connection_id)
     if rule is not AdoptionRule.OFF and event_type_id is None:
         raise ServiceError("say which event type adopted bookings get (--event-type)")
@@ -530,3 +533,4 @@ def set_adoption(
         stored.adopt = rule
         stored.adopt_event_type_id = event_type_id
         stored.adopt_category = category
+        stored.adopt_email_customer = email_customer

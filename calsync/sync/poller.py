@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +36,9 @@ from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
 from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, ProviderError
 from calsync.config import Settings
 from calsync.notify import owner_notices
+from calsync.observe import metrics
+from calsync.observe.logs import log_context
+from calsync.store import leases
 from calsync.store.db import Database
 from calsync.store.models import (
     AdoptionRule,
@@ -151,37 +154,25 @@ class Poller:
         """Lease up to ``limit`` calendars that are due (or, with ``only``, those if free)."""
         now = self.clock()
         with self.db.writing() as session:
-            query = (
-                select(CalendarConnection.id)
-                .where(
-                    (CalendarConnection.lease_until.is_(None))
-                    | (CalendarConnection.lease_until < now)
-                )
-                .order_by(CalendarConnection.next_poll_at)
-                .limit(limit)
-                # PostgreSQL: concurrent workers skip each other's rows instead of waiting.
-                # SQLite ignores this; its IMMEDIATE transaction already excludes other writers.
-                .with_for_update(skip_locked=True)
-            )
             if only is None:
                 # A revoked Google grant cannot come back by itself: polling waits for the
                 # owner to connect again (an explicit `calsync sync --calendar` still tries).
-                query = query.where(
+                where = [
                     CalendarConnection.next_poll_at <= now,
                     CalendarConnection.status != ConnectionStatus.NEEDS_RECONNECT,
-                )
+                ]
             else:
-                query = query.where(CalendarConnection.id.in_(list(only)))
-            ids = list(session.scalars(query))
-            if ids:
-                session.execute(
-                    update(CalendarConnection)
-                    .where(CalendarConnection.id.in_(ids))
-                    .values(
-                        lease_owner=self.worker_id,
-                        lease_until=now + timedelta(seconds=self.sync.lease_seconds),
-                    )
-                )
+                where = [CalendarConnection.id.in_(list(only))]
+            ids = leases.claim(
+                session,
+                CalendarConnection,
+                now=now,
+                lease=timedelta(seconds=self.sync.lease_seconds),
+                limit=limit,
+                where=where,
+                order_by=[CalendarConnection.next_poll_at],
+                owner=self.worker_id,
+            )
         return ids
 
     def _holds_lease(self, session: Session, connection_id: int) -> CalendarConnection | None:
@@ -197,16 +188,24 @@ class Poller:
         ).one_or_none()
 
     def _next_poll(self, now: datetime, failures: int) -> datetime:
-        base = self.sync.poll_interval_seconds
-        if failures:
-            base = min(self.sync.max_backoff_seconds, base * 2 ** min(failures - 1, 20))
-        return now + timedelta(seconds=base + random.uniform(0, self.sync.poll_jitter_seconds))
+        interval = timedelta(seconds=self.sync.poll_interval_seconds)
+        return now + leases.backoff(
+            failures,
+            base=interval,
+            # The cap bounds the backoff only: a calendar that polls fine waits its interval.
+            cap=timedelta(seconds=self.sync.max_backoff_seconds) if failures else interval,
+            jitter=timedelta(seconds=self.sync.poll_jitter_seconds),
+        )
 
     # -- one poll -------------------------------------------------------------------------
 
     def poll(self, connection_id: int, progress: Progress | None = None) -> PollResult:
         """Poll one calendar whose lease we hold, and store the result."""
-        result, _ = self._poll(connection_id, progress, mirror_only=False)
+        began = time.perf_counter()
+        with log_context(calendar_id=connection_id):
+            result, _ = self._poll(connection_id, progress, mirror_only=False)
+        metrics.POLLS.labels(result.outcome.value).inc()
+        metrics.POLL_DURATION.observe(time.perf_counter() - began)
         return result
 
     def poll_mirror_only(self, connection_id: int) -> tuple[PollResult, Fetched | None]:
@@ -222,14 +221,7 @@ class Poller:
         The stored cursor and ETags only move forward, so a delta from them is never older than
         the request; an item removed meanwhile is still busy in the mirror, which errs on the
         side of busy."""
-        with self.db.reading() as session:
-            connection = session.scalars(
-                select(CalendarConnection)
-                .options(joinedload(CalendarConnection.owner))
-                .where(CalendarConnection.id == connection_id)
-            ).one()
-            known = mirror.known_etags(session, connection_id)
-            session.expunge(connection)
+        connection, known = self._load(connection_id)
         name = f"#{connection.id} ({connection.display_name or connection.url})"
         provider = self.open_provider(connection)
         try:
@@ -244,10 +236,8 @@ class Poller:
         rules = mirror.rules_for(connection)
         return [mirror.expand_item(i, window, rules, calendar=name) for i in delta.upserted]
 
-    def _poll(
-        self, connection_id: int, progress: Progress | None, *, mirror_only: bool
-    ) -> tuple[PollResult, Fetched | None]:
-        started = self.clock()
+    def _load(self, connection_id: int) -> tuple[CalendarConnection, dict[str, str]]:
+        """The connection (detached, with its owner) and the ETags of its mirrored items."""
         with self.db.reading() as session:
             connection = session.scalars(
                 select(CalendarConnection)
@@ -256,6 +246,15 @@ class Poller:
             ).one()
             known = mirror.known_etags(session, connection_id)
             session.expunge(connection)
+        return connection, known
+
+    def _poll(
+        self, connection_id: int, progress: Progress | None, *, mirror_only: bool
+    ) -> tuple[PollResult, Fetched | None]:
+        started = self.clock()
+        connection, known = self._load(connection_id)
+        if connection.next_poll_at <= started:  # due, not polled early on request
+            metrics.POLL_LAG.observe((started - connection.next_poll_at).total_seconds())
         name = f"#{connection.id} ({connection.display_name or connection.url})"
         try:
             provider = self.open_provider(connection)
@@ -526,11 +525,23 @@ class Poller:
         self._scheduler.start()
 
     def stop(self) -> None:
+        """Stop claiming, let the polls in flight finish (each bounded by the request timeout;
+        each gives its lease back), then give back any lease still held, so no calendar waits
+        out ``lease_seconds`` for a worker that stopped cleanly."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            with self.db.writing() as session:
+                session.execute(
+                    update(CalendarConnection)
+                    .where(CalendarConnection.lease_owner == self.worker_id)
+                    .values(lease_owner=None, lease_until=None)
+                )
+        except Exception:  # the database may be gone at shutdown; the leases then expire
+            log.warning("could not give back this worker's leases; they expire by themselves")
 
 
 def _note_follow_ups(

@@ -25,12 +25,14 @@ from swagger_ui_bundle import swagger_ui_path
 from calsync import __version__
 from calsync.bookings.polling import booking_poller
 from calsync.config import Settings, load_settings
+from calsync.observe.metrics import scrape_registry
 from calsync.store.db import Database, DatabaseUnavailable, missing_sqlite_file
-from calsync.web import errors
+from calsync.store.rate_limits import RedisCounter
+from calsync.web import errors, telemetry
 from calsync.web.api import bookings, calendars, event_types, health, owners
 from calsync.web.deps import bearer_scheme, check_admin_key
 from calsync.web.manage import routes as manage
-from calsync.web.manage.rate_limit import RateLimits, SlidingWindowLimiter
+from calsync.web.manage.rate_limit import RateLimits, SharedLimiter
 from calsync.web.manage.render import StaticAssets
 from calsync.web.schemas import Failed, ValidationFailed
 from calsync.web.signin import routes as google_signin
@@ -104,7 +106,8 @@ def create_app(
     """The web app; with ``db`` it uses (and leaves open) that database instead of its own.
 
     ``manage_limits``: the manage page's rate limits (default: from ``settings.web``, 120 reads
-    and 20 changes a minute per token and per client address, counted in this process).
+    and 20 changes a minute per token and per client address, counted in the database, or in
+    Redis with ``settings.redis_url``).
     """
 
     @asynccontextmanager
@@ -119,6 +122,7 @@ def create_app(
         background = start_background(database, settings) if run_poller else None
         app.state.db = database
         app.state.poller = poller
+        app.state.metrics_registry = scrape_registry(database)
         # uvicorn's access log writes every path: manage tokens are replaced by a short hash.
         redaction = manage.RedactManageTokens()
         logging.getLogger("uvicorn.access").addFilter(redaction)
@@ -148,10 +152,14 @@ def create_app(
         settings.web.manage_reads_per_minute or None,
         settings.web.manage_changes_per_minute or None,
     )
-    app.state.manage_limiter = SlidingWindowLimiter(manage_limits or configured)
+    redis = RedisCounter(settings.redis_url) if settings.redis_url else None
+    app.state.manage_limiter = SharedLimiter(manage_limits or configured, redis=redis)
     app.add_middleware(AdminKeyMiddleware, settings=settings)
+    # Added last, so outermost: the id and the timing cover the key check and every error.
+    app.add_middleware(telemetry.RequestTelemetry)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(telemetry.router)
     app.include_router(manage.router)
     app.include_router(google_signin.pages)
     _add_docs(app)

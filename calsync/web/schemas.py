@@ -197,6 +197,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: failure("No such id.")}
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unavailable"]
+    # not_current: the schema is not the one this version of calsync needs (run `calsync init`).
+    migrations: Literal["current", "not_current", "unknown"]
 
 
 # -- owners ---------------------------------------------------------------------------------------

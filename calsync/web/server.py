@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 from fastapi import FastAPI
 
-from calsync.config import Settings
+from calsync.config import LogFormat, Settings
 from calsync.web.app import create_app, open_database
 
 
@@ -32,5 +32,10 @@ def _serve(app: FastAPI, settings: Settings, host: str, port: int) -> None:
         # support" and serve without a database.
         lifespan="on",
         log_level=settings.log_level.value.lower(),
+        # JSON logs: uvicorn's records go to the handler calsync configured (one format for
+        # every line) instead of uvicorn's own text handlers.
+        log_config=None
+        if settings.logging.format is LogFormat.JSON
+        else uvicorn.config.LOGGING_CONFIG,
         server_header=False,
     )

@@ -5,10 +5,12 @@ lands between our read and our write is kept (the real server answers 412)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 
 import pytest
+from sqlalchemy import select
 
-from calsync.bookings import adoption
+from calsync.bookings import adoption, links
 from calsync.bookings.event_types import save_event_type
 from calsync.bookings.packages import get_booking
 from calsync.bookings.polling import booking_poller
@@ -16,8 +18,9 @@ from calsync.calendars.base import CalendarProvider
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.ical.event_edit import description_outside_block, link_of
 from calsync.config import Settings
+from calsync.notify import outbox
 from calsync.store.db import Database
-from calsync.store.models import AdoptionRule, BookingSource, CalendarConnection
+from calsync.store.models import AdoptionRule, BookingSource, CalendarConnection, OutboxMessage
 from calsync.sync import connections as services
 from tests.support.servers import ServerProcess, put_event
 from tests.support.world import OWNER, coaching
@@ -202,3 +205,45 @@ def test_the_poller_adopts_new_events_and_adopt_takes_the_ones_already_there(own
     (adopted,) = adoption.adopt(owner.db, owner.settings, owner.calendar.id)
     assert adopted.sessions[0].uid == "already-there"
     assert link_of(owner.data(old.href)) is not None
+
+
+def _outbox(db: Database, settings: Settings) -> list[tuple[str, str]]:
+    """(recipient, plain-text body) of every queued email."""
+    with db.reading() as session:
+        rows = list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+    found = []
+    for row in rows:
+        message = message_from_bytes(
+            outbox.unseal(outbox.sealing_box(settings), row.raw), policy=policy.default
+        )
+        body = message.get_body(preferencelist=("plain",))
+        assert body is not None
+        found.append((str(message["To"]), body.get_content()))
+    return found
+
+
+@pytest.mark.parametrize("email_customer", [True, False])
+def test_an_adopted_customer_is_emailed_their_link_when_the_calendar_says_so(
+    owner: Owner, email_customer: bool
+) -> None:
+    """Issue 12 item 7: adoption wrote the link into the event but told the customer nothing."""
+    put_event(owner.url, existing_event("session-1", owner.start), auth=owner.server.auth)
+    owner.poll()
+    services.set_adoption(
+        owner.db,
+        owner.calendar.id,
+        AdoptionRule.ATTENDEES,
+        owner.event_type.id,
+        None,
+        email_customer=email_customer,
+    )
+    (adopted,) = adoption.adopt(owner.db, owner.settings, owner.calendar.id)
+    sent = _outbox(owner.db, owner.settings)
+    if not email_customer:
+        assert sent == []
+        return
+    link = links.current_link(owner.settings, get_booking(owner.db, adopted.id))
+    assert link is not None
+    ((to, body),) = sent  # the customer only: the owner and the parent already have the event
+    assert "zoe@example.org" in to
+    assert link in body

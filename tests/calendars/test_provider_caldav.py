@@ -72,6 +72,12 @@ def provider_on(request: pytest.FixtureRequest) -> Iterator[type[CalDAVProvider]
 
 
 class TestRadicale(ProviderContract):
+    answers_busy = False
+
+    @pytest.fixture
+    def unreachable(self, provider_on: type[CalDAVProvider]) -> CalDAVProvider:
+        return provider_on(f"http://127.0.0.1:{free_port()}/alice/cal/", timeout=5)
+
     @pytest.fixture
     def provider(self, radicale_calendar: str, provider_on: type[CalDAVProvider]) -> CalDAVProvider:
         return provider_on(radicale_calendar)
@@ -83,6 +89,8 @@ class TestRadicale(ProviderContract):
 
 
 class TestXandikos(ProviderContract):
+    answers_busy = False
+
     @pytest.fixture
     def provider(self, xandikos_calendar: str, provider_on: type[CalDAVProvider]) -> CalDAVProvider:
         return provider_on(xandikos_calendar)

@@ -46,6 +46,18 @@ class TestGoogleProvider(ProviderContract):
         yield provider
         provider.close()
 
+    @pytest.fixture
+    def unreachable(self, fake: FakeGoogle) -> GoogleProvider:
+        endpoint = fake.endpoint
+        fake.stop()  # nothing listens there any more: connection refused
+        return GoogleProvider(
+            "primary",
+            credentials=Credentials(token="test-token"),
+            api_endpoint=endpoint,
+            max_tries=2,
+            backoff_base=0.001,
+        )
+
 
 def booked(uid: str, start: str = "20300102T100000Z", **extra: str) -> str:
     lines = tuple(f"{k.replace('_', '-').upper()}:{v}" for k, v in extra.items())
@@ -361,7 +373,7 @@ def test_freebusy_splits_calendars_and_windows(fake: FakeGoogle) -> None:
     )
     provider = connect(fake)
     start, end = datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 8, 1, tzinfo=UTC)  # 212 days
-    result = provider.busy(start, end, ids)
+    result = provider.busy_by_calendar(start, end, ids)
     queries = [r for r in fake.requests if r.path.endswith("/freeBusy")]
     assert len(queries) == 3 * 3  # 50 + 50 + 20 calendars, 90 + 90 + 32 days
     assert max(len(q.body["items"]) for q in queries) == 50
@@ -375,7 +387,7 @@ def test_freebusy_error_for_one_calendar_is_not_free(fake: FakeGoogle) -> None:
     provider = connect(fake)
     start, end = datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 2, tzinfo=UTC)
     with pytest.raises(Unavailable, match=r"nobody@example\.org.*notFound"):
-        provider.busy(start, end, ["primary", "nobody@example.org"])
+        provider.busy_by_calendar(start, end, ["primary", "nobody@example.org"])
 
 
 def test_no_third_party_exception_escapes(fake: FakeGoogle) -> None:

@@ -9,11 +9,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from calsync.config import Settings
+from calsync.store.db import Database
 from tests.cli.test_cli import Cli
+from tests.conftest import SECRET_KEY
 from tests.support.servers import ServerProcess
+from tests.web.test_api_bookings import app_client
 
 OWNER = "coach@example.org"
 BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -112,3 +117,19 @@ def test_book_show_move_and_cancel_from_the_command_line(
     assert "the booking has no session 3" in cli.fails(
         "booking", "cancel", booked["id"], "--session", "3"
     )
+
+    # One shape for a booking: the CLI prints exactly what the API answers (ids, times in the
+    # customer's zone with their offsets, the link, history and changes).
+    settings = Settings(database_url=database_url, secret_key=SECRET_KEY)
+    db = Database(database_url)
+    try:
+        with app_client(settings, db) as api:
+            answer = api.get(f"/api/bookings/{booked['id']}")
+        assert answer.status_code == 200
+        shown = json.loads(cli.ok("booking", "show", booked["id"], "--json"))
+        assert shown == answer.json()
+        moved_to = datetime.fromisoformat(f"{monday}T09:00-05:00")
+        assert shown["sessions"][0]["start"] == moved_to.astimezone(NEW_YORK).isoformat()
+        assert [c["items"][0]["position"] for c in shown["changes"]] == [1, 2]
+    finally:
+        db.dispose()

@@ -302,5 +302,5 @@ def test_a_sent_message_says_when_it_was_sent_not_tries_0() -> None:
 def test_the_readme_shows_the_link_block_markers_calsync_writes() -> None:
     from calsync.calendars.ical.session_event import LINK_BLOCK_END, LINK_BLOCK_START
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert f"{LINK_BLOCK_START}\nhttps://book.example.org/m/…\n{LINK_BLOCK_END}\n" in readme

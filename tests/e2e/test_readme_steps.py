@@ -21,7 +21,7 @@ import pytest
 from tests.cli.test_cli import Cli
 from tests.support.servers import PASSWORD, USER, ServerProcess
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 SECTIONS = (
     "## Using calsync",
     "### Event types and free times",

@@ -8,6 +8,7 @@ killed while its request is in flight.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -17,14 +18,16 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from calsync.store.db import Database
 from calsync.store.models import CalendarConnection, MirroredEvent, SyncOutcome, SyncRun
 from calsync.sync import connections as services
 from tests.conftest import SECRET_KEY, make_settings
-from tests.support.servers import ServerProcess, put_event
+from tests.support.servers import ServerProcess, free_port, put_event
 from tests.support.slowproxy import SlowProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -189,3 +192,54 @@ def test_a_killed_worker_is_taken_over_after_its_lease_expires(
     assert stored == 6
     busy = services.busy(pg, connection.id, soon(0), soon(48))
     assert len(busy) == 6
+
+
+def test_sigterm_mid_poll_gives_the_calendar_back_and_exits_0(
+    pg: Database, workers: Workers, radicale_server: ServerProcess, proxy: SlowProxy
+) -> None:
+    connection = connect(pg, proxy.url_for(radicale_server.new_calendar()), radicale_server)
+    proxy.delay = 600  # the poll's request hangs in the network until its timeout
+    workers.env["CALSYNC_SYNC__REQUEST_TIMEOUT_SECONDS"] = "3"
+    workers.env["CALSYNC_SYNC__LEASE_SECONDS"] = "600"  # an expired lease would hide a leak
+    worker = workers.start()
+
+    def polling() -> bool:
+        current = services.get_calendar(pg, connection.id)
+        return bool(current.lease_owner and f":{worker.pid}:" in current.lease_owner)
+
+    wait_for(lambda: polling() and proxy.waiting, 30, "the worker to claim and start polling")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    current = services.get_calendar(pg, connection.id)
+    assert current.lease_owner is None and current.lease_until is None
+
+
+def test_a_worker_serves_its_metrics_on_its_own_port_and_logs_json(
+    pg: Database, workers: Workers, radicale_server: ServerProcess, tmp_path: Path
+) -> None:
+    url = radicale_server.new_calendar()
+    put_event(url, event("e1", soon(2)), auth=radicale_server.auth)
+    connection = connect(pg, url, radicale_server)
+    port = free_port()
+    workers.env["CALSYNC_METRICS_PORT"] = str(port)
+    workers.env["CALSYNC_LOGGING__FORMAT"] = "json"
+    workers.start()
+
+    def scraped() -> dict[str, float]:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return {}
+        found = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in ("calsync_polls_total", "calsync_calendars"):
+                    found[f"{sample.name}:{','.join(sample.labels.values())}"] = sample.value
+        return found if found.get("calsync_polls_total:ok") else {}
+
+    found = wait_for(scraped, 30, "a poll counted on the worker's metrics port")
+    assert isinstance(found, dict) and found["calsync_calendars:ok"] == 1
+    workers.stop_all()
+    lines = [json.loads(line) for line in (tmp_path / "worker-0.log").read_text().splitlines()]
+    polled = [line for line in lines if line["logger"] == "calsync.sync.poller"]
+    assert polled and {line["calendar_id"] for line in polled} == {connection.id}

@@ -35,6 +35,7 @@ from tests.support.itip_client import apply_message, calendar_parts, check_itip,
 from tests.support.servers import ServerProcess
 
 NY = ZoneInfo("America/New_York")
+NB = "\u202f"  # Babel (CLDR) en_US: a narrow no-break space before AM/PM
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 LINK = "https://book.example.org/m/Secret-Token-0123456789abcdef"
 OWNER = Person("coach@example.org", "Coach Carter")
@@ -243,20 +244,24 @@ def test_only_the_customer_ever_gets_the_manage_link() -> None:
 def test_times_are_shown_in_each_recipients_zone() -> None:
     expected = {
         "zoe@example.org": (
-            "was: Thu, Dec 3, 2026, 4:30 PM – 5:30 PM (Berlin time, GMT+1:00)",
-            "now: Thu, Dec 10, 2026, 4:30 PM – 5:30 PM (Berlin time, GMT+1:00)",
+            f"was: Thu, Dec 3, 2026, 4:30{NB}PM – 5:30{NB}PM, "
+            "Central European Standard Time (GMT+01:00)",
+            f"now: Thu, Dec 10, 2026, 4:30{NB}PM – 5:30{NB}PM, "
+            "Central European Standard Time (GMT+01:00)",
         ),
         "coach@example.org": (
-            "was: Thu, Dec 3, 2026, 10:30 AM – 11:30 AM (New York time, GMT-5:00)",
-            "now: Thu, Dec 10, 2026, 10:30 AM – 11:30 AM (New York time, GMT-5:00)",
+            f"was: Thu, Dec 3, 2026, 10:30{NB}AM – 11:30{NB}AM, Eastern Standard Time (GMT-05:00)",
+            f"now: Thu, Dec 10, 2026, 10:30{NB}AM – 11:30{NB}AM, Eastern Standard Time (GMT-05:00)",
         ),
         "boss@example.org": (
-            "was: Fri, Dec 4, 2026, 12:30 AM – 1:30 AM (Tokyo time, GMT+9:00)",
-            "now: Fri, Dec 11, 2026, 12:30 AM – 1:30 AM (Tokyo time, GMT+9:00)",
+            f"was: Fri, Dec 4, 2026, 12:30{NB}AM – 1:30{NB}AM, Japan Standard Time (GMT+09:00)",
+            f"now: Fri, Dec 11, 2026, 12:30{NB}AM – 1:30{NB}AM, Japan Standard Time (GMT+09:00)",
         ),
         "mum@example.org": (
-            "was: Thu, Dec 3, 2026, 3:30 PM – 4:30 PM (UTC)",
-            "now: Thu, Dec 10, 2026, 3:30 PM – 4:30 PM (UTC)",
+            f"was: Thu, Dec 3, 2026, 3:30{NB}PM – 4:30{NB}PM, "
+            "Coordinated Universal Time (GMT+00:00)",
+            f"now: Thu, Dec 10, 2026, 3:30{NB}PM – 4:30{NB}PM, "
+            "Coordinated Universal Time (GMT+00:00)",
         ),
     }
     for recipient in RECIPIENTS:
@@ -269,7 +274,15 @@ def test_times_are_shown_in_each_recipients_zone() -> None:
 
 def test_an_unknown_recipient_zone_falls_back_to_the_sessions_zone() -> None:
     (message,) = send(BOOKED, replace(RECIPIENTS[0], timezone="Not/A_Zone"))
-    assert "Thu, Dec 3, 2026, 10:30 AM – 11:30 AM (New York time, GMT-5:00)" in text_of(
+    assert (
+        f"Thu, Dec 3, 2026, 10:30{NB}AM – 11:30{NB}AM, Eastern Standard Time (GMT-05:00)"
+        in text_of(message, "plain")
+    )
+
+
+def test_a_recipients_locale_writes_the_times_in_their_language() -> None:
+    (message,) = send(BOOKED, replace(RECIPIENTS[0], locale="de_DE"))
+    assert "Do., 3. Dez. 2026, 16:30 – 17:30, Mitteleuropäische Normalzeit (GMT+01:00)" in text_of(
         message, "plain"
     )
 

@@ -2,19 +2,24 @@
 
 A provider's test module subclasses ``ProviderContract`` and supplies a ``provider`` fixture
 (a fresh, empty calendar per test) and, if its cursors cannot be expired by
-``provider.expire_cursors()``, an ``expire_cursor`` override. The memory, CalDAV (Radicale,
-Xandikos) and Google providers all pass the same tests.
+``provider.expire_cursors()``, an ``expire_cursor`` override; ``answers_busy = False`` for a
+provider with no live free/busy (CalDAV), and an ``unreachable`` fixture (a provider of its kind
+whose server refuses connections) where a third-party library stands between the provider and
+its calendar. The memory, CalDAV (Radicale, Xandikos) and Google providers all pass the same
+tests.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Cursor, Delta
-from calsync.calendars.errors import Conflict, CursorExpired, NotFound
+from calsync.calendars.errors import Conflict, CursorExpired, NotFound, Unavailable
 
 
 def make_ics(
@@ -62,9 +67,17 @@ def hrefs(items: list[CalendarItem]) -> set[str]:
 class ProviderContract:
     """Tests every provider must pass. Subclasses provide the ``provider`` fixture."""
 
+    answers_busy = True  # False where the server has no live free/busy (``busy()`` is None)
+
     @pytest.fixture
     def provider(self) -> CalendarProvider:
         raise NotImplementedError("subclasses supply a provider on a fresh, empty calendar")
+
+    @pytest.fixture
+    def unreachable(self) -> CalendarProvider | None:
+        """A provider of this kind whose server refuses connections; None when no third-party
+        library stands between the provider and its calendar (nothing to translate)."""
+        return None
 
     def expire_cursor(self, provider: CalendarProvider, cursor: Cursor) -> Cursor:
         """Return a cursor the provider will reject; by default make it forget its cursors."""
@@ -84,6 +97,43 @@ class ProviderContract:
         for item in delta.upserted:
             known[item.href] = item.etag
         return delta
+
+    # -- the rest of the interface: busy, timezone, close, errors ------------------------------
+
+    def test_busy_is_the_servers_live_answer_or_none(self, provider: CalendarProvider) -> None:
+        day = datetime(2030, 1, 2, tzinfo=UTC)
+        provider.create(the_uid := uid(), make_ics(the_uid))  # 10:00-11:00 UTC that day
+        busy = provider.busy(day, day.replace(day=3))
+        if not self.answers_busy:
+            assert busy is None
+            return
+        assert busy is not None
+        assert [(i.start, i.end) for i in busy] == [(day.replace(hour=10), day.replace(hour=11))]
+        assert provider.busy(day.replace(day=3), day.replace(day=4)) == []
+
+    def test_timezone_is_none_or_an_iana_zone(self, provider: CalendarProvider) -> None:
+        zone = provider.timezone()
+        assert zone is None or ZoneInfo(zone).key == zone
+
+    def test_close_releases_and_may_be_called_again(self, provider: CalendarProvider) -> None:
+        provider.changes(None, {})
+        provider.close()
+        provider.close()
+
+    def test_a_refused_connection_is_unavailable_in_plain_words(
+        self, unreachable: CalendarProvider | None
+    ) -> None:
+        if unreachable is None:
+            pytest.skip("no third-party library between this provider and its calendar")
+        with pytest.raises(Unavailable) as info:
+            unreachable.changes(None, {})
+        message = str(info.value)
+        assert "the connection was refused" in message
+        # No library's repr, object address, errno or retry details: words a person can act on.
+        for noise in ("0x", "<", "Errno", "HTTPConnectionPool", "Max retries", "object at"):
+            assert noise not in message, message
+        assert info.value.__cause__ is not None  # the library's exception, kept for debugging
+        unreachable.close()
 
     # -- single objects -------------------------------------------------------------------------
 

@@ -180,14 +180,42 @@ def test_healthz_reports_the_database(api: TestClient, tmp_path: Path) -> None:
     assert api.get("/healthz", headers={"Authorization": ""}).json() == {
         "status": "ok",
         "database": "ok",
+        "migrations": "current",
     }
     unreachable = Database("postgresql+psycopg://calsync:s3cret@127.0.0.1:1/nothing")
     settings = make_settings(f"sqlite:///{tmp_path}/unused.db")
     with client_for(settings, unreachable) as client:
         response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": "unavailable"}
+    assert response.json() == {
+        "status": "unavailable",
+        "database": "unavailable",
+        "migrations": "unknown",
+    }
     assert "s3cret" not in response.text and "127.0.0.1" not in response.text
+
+
+def test_healthz_fails_until_the_database_is_migrated_for_this_version(
+    settings: Settings, db: Database
+) -> None:
+    # What a deploy of new code before `calsync init` (or a rollback after it) looks like.
+    def set_revision(revision: str) -> None:
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{revision}'")
+
+    with db.engine.connect() as connection:
+        newest = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    set_revision("0001")
+    with client_for(settings, db) as client:
+        response = client.get("/healthz")
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "database": "ok",
+            "migrations": "not_current",
+        }
+        set_revision(str(newest))
+        assert client.get("/healthz").json()["status"] == "ok"
 
 
 # -- owners -------------------------------------------------------------------------------------

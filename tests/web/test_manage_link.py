@@ -6,6 +6,7 @@ Real app, both databases, bookings written into a real Radicale calendar.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import secrets
@@ -14,6 +15,8 @@ import time as clock
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -22,11 +25,13 @@ from sqlalchemy import select
 
 from calsync.bookings.packages import BookingRequest, book, get_booking, revoke_link
 from calsync.config import Settings
+from calsync.notify import outbox
+from calsync.notify.when import format_span
 from calsync.store.db import Database
 from calsync.store.models import Booking, utcnow
 from calsync.web.app import create_app
 from calsync.web.manage.rate_limit import RateLimits
-from calsync.web.manage.routes import RedactManageTokens, format_span
+from calsync.web.manage.routes import RedactManageTokens
 from tests.support.servers import ServerProcess
 from tests.web.test_api_bookings import (
     CUSTOMER_ZONE,
@@ -75,19 +80,25 @@ def desk(
     add_event_type(db, add_owner_and_calendar(db, settings, radicale_calendar))
     # The page needs no key (the token is the capability); the timing test below sends far
     # more requests than the page's rate limits allow (they have tests of their own).
-    with TestClient(create_app(settings, db=db, manage_limits=RateLimits.off())) as client:
+    app = create_app(settings, db=db, manage_limits=RateLimits.off())
+    # One request id for all: the tests compare whole answers, which then carry the same one.
+    with TestClient(app, headers={"X-Request-ID": "manage-link-tests"}) as client:
         yield Desk(db, settings, client)
 
 
+NB = "\u202f"  # Babel (CLDR) en_US: a narrow no-break space before AM/PM
+
+
 def expected_when(start: datetime) -> str:
-    """The page's time format, written here with strftime to check it independently."""
+    """The page's time format, written here with strftime to check it independently (Babel's
+    en_US puts a narrow no-break space before AM/PM)."""
     local = start.astimezone(CUSTOMER_ZONE)
     end = (start + timedelta(hours=1)).astimezone(CUSTOMER_ZONE)
     offset = int((local.utcoffset() or timedelta(0)).total_seconds() // 3600)
-    dst = ", DST" if local.dst() else ""
+    season = "Daylight" if local.dst() else "Standard"
     return (
-        f"{local:%a, %b} {local.day}, {local.year}, {local:%-I:%M %p} – {end:%-I:%M %p}, "
-        f"New York time (GMT{offset:+d}:00{dst})"
+        f"{local:%a, %b} {local.day}, {local.year}, {local:%-I:%M}\u202f{local:%p} – "
+        f"{end:%-I:%M}\u202f{end:%p}, Eastern {season} Time (GMT{offset:+03d}:00)"
     )
 
 
@@ -113,19 +124,32 @@ def test_times_read_like_a_calendar_in_the_customers_zone() -> None:
     utc, new_york = ZoneInfo("UTC"), ZoneInfo("America/New_York")
     winter = datetime(2026, 12, 3, 15, 30, tzinfo=utc)
     assert format_span(winter, winter + timedelta(hours=1), new_york) == (
-        "Thu, Dec 3, 2026, 10:30 AM – 11:30 AM, New York time (GMT-5:00)"
+        f"Thu, Dec 3, 2026, 10:30{NB}AM – 11:30{NB}AM, Eastern Standard Time (GMT-05:00)"
     )
     summer = datetime(2019, 6, 27, 14, 30, tzinfo=utc)
     assert format_span(summer, summer + timedelta(minutes=15), new_york) == (
-        "Thu, Jun 27, 2019, 10:30 AM – 10:45 AM, New York time (GMT-4:00, DST)"
+        f"Thu, Jun 27, 2019, 10:30{NB}AM – 10:45{NB}AM, Eastern Daylight Time (GMT-04:00)"
     )
     late = datetime(2026, 12, 3, 18, 0, tzinfo=utc)
     assert format_span(late, late + timedelta(hours=1), ZoneInfo("Asia/Kolkata")) == (
-        "Thu, Dec 3, 2026, 11:30 PM – Fri, Dec 4, 2026, 12:30 AM, Kolkata time (GMT+5:30)"
+        f"Thu, Dec 3, 2026, 11:30{NB}PM – Fri, Dec 4, 2026, 12:30{NB}AM, "
+        "India Standard Time (GMT+05:30)"
     )
     noon = datetime(2026, 12, 3, 12, 0, tzinfo=utc)
     assert format_span(noon, noon + timedelta(hours=1), utc) == (
-        "Thu, Dec 3, 2026, 12:00 PM – 1:00 PM, UTC (GMT)"
+        f"Thu, Dec 3, 2026, 12:00{NB}PM – 1:00{NB}PM, Coordinated Universal Time (GMT+00:00)"
+    )
+
+
+def test_times_can_be_written_in_another_locale() -> None:
+    """The door Babel opens: the same session in German, as a booking's locale would ask."""
+    utc = ZoneInfo("UTC")
+    summer = datetime(2019, 6, 27, 14, 30, tzinfo=utc)
+    assert format_span(
+        summer, summer + timedelta(hours=12), ZoneInfo("Europe/Berlin"), "de_DE"
+    ) == (
+        "Do., 27. Juni 2019, 16:30 – Fr., 28. Juni 2019, 04:30, "
+        "Mitteleuropäische Sommerzeit (GMT+02:00)"
     )
 
 
@@ -203,6 +227,30 @@ def test_a_valid_link_shows_the_sessions_in_the_customers_zone_and_head_changes_
     # the URLs it requested).
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("calsync")]
     assert ours and not [line for line in ours if token in line]
+
+
+def test_the_email_and_the_page_write_a_session_the_same_way(desk: Desk) -> None:
+    """One spelling for the customer: the confirmation email and the manage page show the same
+    session in the same words (notify/when.py serves both)."""
+    monday = next_monday()
+    start = at(monday, 9)
+    booking_id, path = desk.book(start)
+    page = html.unescape(desk.client.get(path).text)
+    [stored] = [
+        m
+        for m in outbox.list_messages(desk.db)
+        if m.booking_id == booking_id and m.recipient.endswith("<zoe@example.org>")
+    ]
+    email = message_from_bytes(
+        outbox.unseal(outbox.sealing_box(desk.settings), stored.raw), policy=policy.default
+    )
+    assert isinstance(email, EmailMessage)
+    body = email.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    when = format_span(start, start + timedelta(hours=1), CUSTOMER_ZONE)
+    assert when == expected_when(start)
+    assert when in text and when in page
 
 
 # -- links that open nothing ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from sqlalchemy import update
 from calsync.bookings import changes
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.config import Settings
+from calsync.notify.when import clock_words, format_span, zone_label
 from calsync.policy.change_policy import (
     ActionRule,
     ChangePolicy,
@@ -39,7 +40,6 @@ from calsync.store.db import Database
 from calsync.store.models import Actor, Booking, Change, utcnow
 from calsync.web.app import create_app
 from calsync.web.manage.rate_limit import RateLimits
-from calsync.web.manage.text import format_span
 from tests.conftest import make_settings
 from tests.support.manage_shop import ALWAYS, NEW_YORK, Booked, Form, Shop, get_form, post_form
 from tests.support.servers import ServerProcess, put_event
@@ -62,7 +62,8 @@ def shop(
 
 def browser(shop: Shop, limits: RateLimits | None = None) -> TestClient:
     app = create_app(shop.settings, db=shop.db, manage_limits=limits or RateLimits.off())
-    return TestClient(app, follow_redirects=False)
+    # One request id for all: the tests compare whole answers, which then carry the same one.
+    return TestClient(app, follow_redirects=False, headers={"X-Request-ID": "manage-page-tests"})
 
 
 @pytest.fixture
@@ -146,8 +147,8 @@ def test_one_of_two_sessions_is_moved_through_the_forms(shop: Shop, client: Test
     times = times_page(client, booked, [second], target)
     # Day by day in New York time: 11:00 in Berlin is 5:00 AM there (4:00 AM in the weeks
     # when only one of the two is on summer time), and the session's own time is not offered.
-    assert f">{target.astimezone(NEW_YORK):%-I:%M %p}<" in times.text
-    assert "New York time" in times.text
+    assert f">{clock_words(target.astimezone(NEW_YORK))}<" in times.text
+    assert zone_label(NEW_YORK, target) in times.text
     own = get_form(times.text, "/reschedule/review").options(f"start-{second}")
     assert at(monday + timedelta(days=2), 14) not in {datetime.fromisoformat(o.value) for o in own}
 
@@ -396,7 +397,10 @@ def test_get_and_head_change_nothing_on_any_page(shop: Shop, client: TestClient)
         assert got.status_code == status, (path, got.text)
         assert head.status_code == status and head.content == b"", path
         assert head.headers == got.headers, path
-    assert "Tokyo time" in client.get(f"{booked.path}/times?session={first}&tz=Asia/Tokyo").text
+    assert (
+        "Japan Standard Time"
+        in client.get(f"{booked.path}/times?session={first}&tz=Asia/Tokyo").text
+    )
     assert shop.state(booked.id) == state and shop.event_times() == events
     assert len(changes.changes_of(shop.db, booked.id)) == recorded
 

@@ -31,6 +31,7 @@ from calsync.calendars.errors import (
     NotACalendar,
     ProviderError,
     Unavailable,
+    network_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class Boundary:
             )
         if isinstance(exc, OSError):  # niquests' RequestException is an OSError too
             return Unavailable(
-                f"Could not reach the CalDAV server at {url} while {doing} ({exc}). "
+                f"Could not reach the CalDAV server at {url} while {doing}: {network_reason(exc)}. "
                 "calsync will try again later; if this persists, check that the server is "
                 "running and the URL is right.",
                 url=url,

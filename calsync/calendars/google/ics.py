@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from calsync.calendars.errors import InvalidCalendarData
+from calsync.calendars.ical.lines import fold, unfold
 from calsync.calendars.ical.timezones import iana_zone
 
 log = logging.getLogger(__name__)
@@ -153,22 +154,6 @@ def _name(line: str) -> str:
     return match.group(1).upper() if match else ""
 
 
-def fold(line: str) -> str:
-    """One content line with CRLF, folded at 75 octets, never inside a UTF-8 sequence."""
-    out: list[str] = []
-    current = b""
-    limit = 75
-    for char in line:
-        encoded = char.encode("utf-8")
-        if len(current) + len(encoded) > limit:
-            out.append(current.decode("utf-8"))
-            current = b" "
-            limit = 75
-        current += encoded
-    out.append(current.decode("utf-8"))
-    return "\r\n".join(out) + "\r\n"
-
-
 # -- iCalendar -> Google ------------------------------------------------------------------------
 
 
@@ -239,7 +224,7 @@ def _google_time(value: date | datetime, prop: Any) -> dict[str, str]:
 
 def _raw_lines(data: str) -> tuple[list[str], list[str]]:
     """Recurrence lines and unknown X- lines of the first VEVENT, unfolded, as written."""
-    unfolded = re.sub(r"\r?\n[ \t]", "", data)
+    unfolded = unfold(data)
     recurrence: list[str] = []
     x_lines: list[str] = []
     inside = False

@@ -57,6 +57,7 @@ from calsync.calendars.errors import (
     NotFound,
     ProviderError,
     Unavailable,
+    network_reason,
 )
 from calsync.calendars.google.ics import BOOKING_KEY, Event, group_to_ics, ics_to_event
 
@@ -139,7 +140,7 @@ class Caller:
                     self._wait(attempt, f"{what}: {exc}")
                     continue
                 raise Unavailable(
-                    f"Google Calendar unreachable ({what}): {exc}", url=self.label
+                    f"Google Calendar unreachable ({what}): {network_reason(exc)}", url=self.label
                 ) from exc
             except google.auth.exceptions.GoogleAuthError as exc:
                 raise AuthFailed(f"{RECONNECT}: {exc}", url=self.label) from exc
@@ -420,11 +421,15 @@ class GoogleProvider(CalendarProvider):
 
     # -- live free/busy -----------------------------------------------------------------------
 
-    def busy(
-        self, start: datetime, end: datetime, calendar_ids: Sequence[str] | None = None
+    def busy(self, start: datetime, end: datetime) -> list[Interval]:
+        """This calendar's busy intervals from Google's freebusy.query."""
+        return self.busy_by_calendar(start, end, [self.calendar_id])[self.calendar_id]
+
+    def busy_by_calendar(
+        self, start: datetime, end: datetime, calendar_ids: Sequence[str]
     ) -> dict[str, list[Interval]]:
-        """Busy intervals per calendar (default: this one) from Google's freebusy.query."""
-        ids = list(calendar_ids) if calendar_ids is not None else [self.calendar_id]
+        """Busy intervals per calendar id, in as few freebusy.query requests as Google allows."""
+        ids = list(calendar_ids)
         return freebusy(self._service, ids, start, end, call=self.call, quota_user=self.quota_user)
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from calsync.calendars.errors import InvalidCalendarData
+from calsync.calendars.ical.lines import fold, unfold
 from calsync.calendars.ical.session_event import (
     check_link,
     description_with_link,
@@ -58,15 +59,11 @@ _NAME = re.compile(r"[A-Za-z0-9-]+")
 # One unit of an escaped TEXT value. An unknown escape such as "\:" stays as written, the way
 # icalendar reads it, so the backslash is a unit of its own.
 _TEXT_UNIT = re.compile(r"\\[\\;,nN]|.", re.DOTALL)
-# What folding never splits: a backslash and the character it escapes.
-_FOLD_UNIT = re.compile(r"\\.|.", re.DOTALL)
-_FOLD_OCTETS = 75
 # A calsync manage link's token: ``/m/`` and secrets.token_urlsafe(24) (32 characters), also
 # percent-encoded as a redirect parameter. Matched by shape, not by base_url: the base URL may
 # have changed since the link was written, and the token works on any host that serves it.
 _LINK_TOKEN = re.compile(r"(/|%2[fF])m(/|%2[fF])[A-Za-z0-9_-]{32,}")
 REDACTED_TOKEN = "redacted"
-_FOLD_BREAK = re.compile(r"(?:\r\n|\n|\r)[ \t]")
 _RECURRENCE = frozenset({"RRULE", "RDATE", "RECURRENCE-ID"})
 _DURATION = re.compile(
     r"(?P<sign>[+-])?P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -134,7 +131,7 @@ def redact_link_tokens(data: str) -> str:
     rewrites only the lines that held a token; any text, even text that is not iCalendar,
     is accepted. Idempotent.
     """
-    if not _LINK_TOKEN.search(_FOLD_BREAK.sub("", data)):
+    if not _LINK_TOKEN.search(unfold(data)):
         return data  # the usual case, found at C speed
     eol_match = re.search(r"\r\n|\n|\r", data)
     eol = eol_match[0] if eol_match else "\r\n"
@@ -144,7 +141,7 @@ def redact_link_tokens(data: str) -> str:
         if redacted == line.text:
             out.append(line.raw)
         else:
-            folded = _fold(redacted, eol)
+            folded = fold(redacted, eol)
             out.append(folded if line.raw.endswith(("\n", "\r")) else folded[: -len(eol)])
     return "".join(out)
 
@@ -447,21 +444,7 @@ class _Plan:
         return "".join(out)
 
     def _fold(self, content: str) -> str:
-        return _fold(content, self._document.eol)
-
-
-def _fold(content: str, eol: str) -> str:
-    """``content`` folded at 75 octets, never inside a UTF-8 sequence or an escape."""
-    pieces, current, size = [], "", 0
-    for unit in _FOLD_UNIT.findall(content):
-        octets = len(unit.encode("utf-8"))
-        if current and size + octets > _FOLD_OCTETS:
-            pieces.append(current)
-            current, size = " ", 1  # a continuation line starts with one space
-        current += unit
-        size += octets
-    pieces.append(current)
-    return eol.join(pieces) + eol
+        return fold(content, self._document.eol)
 
 
 # --- Values --------------------------------------------------------------------------------

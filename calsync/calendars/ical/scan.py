@@ -4,10 +4,10 @@ every sync (such as its UID), where parsing thousands of objects would dominate 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-# For item_uid's scan: the line breaks RFC 5545 allows, and a property name.
-_LINE_BREAK = re.compile(r"\r\n|\n|\r")
+from calsync.calendars.ical.lines import unfolded_lines
+
+# For item_uid's scan: a property name.
 _PROPERTY_NAME = re.compile(r"[A-Za-z0-9-]+(?=[;:])")
 
 
@@ -18,7 +18,7 @@ def item_uid(data: str) -> str | None:
     every sync. It does not validate: use ``parse_calendar`` for that. Never raises.
     """
     stack: list[str] = []
-    for line in _unfolded_lines(data):
+    for line in unfolded_lines(data):
         match = _PROPERTY_NAME.match(line)
         name = match[0].upper() if match else ""
         if name == "BEGIN":
@@ -29,20 +29,6 @@ def item_uid(data: str) -> str | None:
         elif name == "UID" and stack[-1:] == ["VEVENT"] and stack[:1] == ["VCALENDAR"]:
             return _unescape_text(_content_value(line))
     return None
-
-
-def _unfolded_lines(data: str) -> Iterator[str]:
-    """Content lines with RFC 5545 folding (CRLF or LF, then a space or tab) undone."""
-    current: list[str] = []
-    for raw in _LINE_BREAK.split(data):
-        if raw[:1] in (" ", "\t") and current:
-            current.append(raw[1:])
-            continue
-        if current:
-            yield "".join(current)
-        current = [raw]
-    if current:
-        yield "".join(current)
 
 
 def _content_value(line: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -17,6 +18,7 @@ from pydantic import (
 
 from calsync.bookings.packages import MAX_SESSIONS
 from calsync.input_rules import one_line
+from calsync.store.change_items import Times
 from calsync.store.models import (
     Actor,
     BookedSession,
@@ -24,6 +26,9 @@ from calsync.store.models import (
     BookingChange,
     BookingSource,
     BookingStatus,
+    Change,
+    ChangeKind,
+    ChangeStatus,
     SessionStatus,
 )
 from calsync.web.schemas import (
@@ -146,12 +151,78 @@ class BookingChangeOut(BaseModel):
     @classmethod
     def from_row(cls, row: BookingChange) -> BookingChangeOut:
         return cls(
-            at=row.at, actor=row.actor, action=row.action, reason=row.reason, details=row.details
+            at=row.at,
+            actor=row.actor,
+            action=row.action.value,
+            reason=row.reason,
+            details=row.details,
         )
 
 
+class SpanOut(BaseModel):
+    start: Instant
+    end: Instant
+
+
+class ChangeItemOut(BaseModel):
+    session_id: int
+    position: int
+    from_: SpanOut = Field(alias="from", serialization_alias="from")
+    to: SpanOut | None = Field(description="null for a cancelled session.")
+    applied: bool = Field(description="Whether the owner's calendar has it yet.")
+
+
+class ChangeOut(BaseModel):
+    id: int
+    kind: ChangeKind
+    status: ChangeStatus = Field(
+        description="pending: not in the calendar yet (a worker retries); conflict: the owner "
+        "changed the event meanwhile (``message`` says how)."
+    )
+    actor: Actor
+    reason: str | None
+    fee: str | None = Field(description="A reschedule fee, or for a cancel the refund.")
+    message: str | None
+    items: list[ChangeItemOut]
+    created_at: Instant
+    applied_at: Instant | None
+
+    @classmethod
+    def from_row(cls, change: Change, zone: ZoneInfo) -> ChangeOut:
+        """The change with its times in ``zone`` (the customer's)."""
+        items = [
+            ChangeItemOut.model_validate(
+                {
+                    "session_id": item.session_id,
+                    "position": item.position,
+                    "from": _span(item.before, zone),
+                    "to": _span(item.after, zone) if item.after else None,
+                    "applied": item.applied,
+                }
+            )
+            for item in change.items
+        ]
+        return cls(
+            id=change.id,
+            kind=change.kind,
+            status=change.status,
+            actor=change.actor,
+            reason=change.reason,
+            fee=change.fee,
+            message=change.message,
+            items=items,
+            created_at=change.created_at,
+            applied_at=change.applied_at,
+        )
+
+
+def _span(times: Times, zone: ZoneInfo) -> SpanOut:
+    return SpanOut(start=times.start.astimezone(zone), end=times.end.astimezone(zone))
+
+
 class BookingOut(BaseModel):
-    """A booking as its owner sees it; session times are in the customer's zone."""
+    """A booking as its owner sees it; session times are in the customer's zone. The API's
+    ``GET /api/bookings/{id}`` body, and what ``calsync booking show --json`` prints."""
 
     id: str
     status: BookingStatus
@@ -166,10 +237,15 @@ class BookingOut(BaseModel):
     version: int
     sessions: list[BookedSessionOut]
     history: list[BookingChangeOut]
+    changes: list[ChangeOut] = Field(
+        default_factory=list, description="Its recorded changes, oldest first."
+    )
     created_at: Instant
 
     @classmethod
-    def from_row(cls, row: Booking, manage_url: str | None) -> BookingOut:
+    def from_row(
+        cls, row: Booking, manage_url: str | None, changes: Sequence[Change] = ()
+    ) -> BookingOut:
         zone = ZoneInfo(row.customer_timezone)
         return cls(
             id=row.id,
@@ -187,6 +263,7 @@ class BookingOut(BaseModel):
             version=row.version,
             sessions=[BookedSessionOut.from_row(s, zone) for s in row.sessions],
             history=[BookingChangeOut.from_row(h) for h in row.history],
+            changes=[ChangeOut.from_row(c, zone) for c in changes],
             created_at=row.created_at,
         )
 

@@ -105,9 +105,11 @@ def list_bookings(
 
 @router.get("/{booking_id}", responses=NOT_FOUND)
 def get_booking(booking_id: BookingId, db: DbDep, settings: SettingsDep) -> BookingOut:
-    """The booking with its sessions (in the customer's zone), its current link and history."""
+    """The booking with its sessions (in the customer's zone), its current link, history and
+    changes."""
     booking = bookings.get_booking(db, booking_id)
-    return BookingOut.from_row(booking, links.current_link(settings, booking))
+    recorded = changes.changes_of(db, booking_id)
+    return BookingOut.from_row(booking, links.current_link(settings, booking), recorded)
 
 
 @router.post(

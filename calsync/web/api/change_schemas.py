@@ -14,10 +14,8 @@ from pydantic import BaseModel, Field, field_validator
 from calsync.bookings.changes import ChangeOutcome
 from calsync.bookings.packages import MAX_SESSIONS
 from calsync.input_rules import Count, MultiLine, OneLine
-from calsync.store.change_items import Times
-from calsync.store.models import Actor, ChangeKind, ChangeStatus
-from calsync.web.api.booking_schemas import BookingOut, SessionStart
-from calsync.web.schemas import BodyId, Instant, Request
+from calsync.web.api.booking_schemas import BookingOut, ChangeOut, SessionStart
+from calsync.web.schemas import BodyId, Request
 
 IdempotencyKey = Field(
     None,
@@ -76,74 +74,17 @@ class CancelIn(Request):
         return _distinct(ids)
 
 
-class SpanOut(BaseModel):
-    start: Instant
-    end: Instant
-
-
-class ChangeItemOut(BaseModel):
-    session_id: int
-    position: int
-    from_: SpanOut = Field(alias="from", serialization_alias="from")
-    to: SpanOut | None = Field(description="null for a cancelled session.")
-    applied: bool = Field(description="Whether the owner's calendar has it yet.")
-
-
-class ChangeOut(BaseModel):
-    id: int
-    kind: ChangeKind
-    status: ChangeStatus = Field(
-        description="pending: not in the calendar yet (a worker retries); conflict: the owner "
-        "changed the event meanwhile (``message`` says how)."
-    )
-    actor: Actor
-    reason: str | None
-    fee: str | None = Field(description="A reschedule fee, or for a cancel the refund.")
-    message: str | None
-    items: list[ChangeItemOut]
-    created_at: Instant
-    applied_at: Instant | None
-
-
 class ChangeResultOut(BaseModel):
     change: ChangeOut
     booking: BookingOut
     replayed: bool = Field(description="True when this answers an idempotency key seen before.")
 
 
-def _span(times: Times, zone: ZoneInfo) -> SpanOut:
-    return SpanOut(start=times.start.astimezone(zone), end=times.end.astimezone(zone))
-
-
 def change_result(outcome: ChangeOutcome, manage_url: str | None) -> ChangeResultOut:
     """The change with its times in the customer's zone, and the booking as it is now."""
     change, booking = outcome.change, outcome.booking
-    zone = ZoneInfo(booking.customer_timezone)
-    items = [
-        ChangeItemOut.model_validate(
-            {
-                "session_id": item.session_id,
-                "position": item.position,
-                "from": _span(item.before, zone),
-                "to": _span(item.after, zone) if item.after else None,
-                "applied": item.applied,
-            }
-        )
-        for item in change.items
-    ]
     return ChangeResultOut(
-        change=ChangeOut(
-            id=change.id,
-            kind=change.kind,
-            status=change.status,
-            actor=change.actor,
-            reason=change.reason,
-            fee=change.fee,
-            message=change.message,
-            items=items,
-            created_at=change.created_at,
-            applied_at=change.applied_at,
-        ),
+        change=ChangeOut.from_row(change, ZoneInfo(booking.customer_timezone)),
         booking=BookingOut.from_row(booking, manage_url),
         replayed=outcome.replayed,
     )

@@ -1,10 +1,10 @@
 """Sliding-window rate limits for the manage page, per token and per client address.
 
-The limits live **in this process's memory**: each ``calsync web`` process counts on its own,
-so N processes behind a load balancer allow up to N times the limit, and a restart forgets
-every count. That is enough for what the limits are for (slowing down a script that guesses
-tokens or hammers one link, keeping a link from being used to flood the owner's calendar); a
-limit shared between processes would need the database or a cache server.
+The counts are kept **in the database** (``store/rate_limits.py``), or in Redis when
+``redis_url`` is set, so every ``calsync web`` process shares one budget, and a restart forgets
+nothing. The limits are there to
+slow down a script that guesses tokens or hammers one link, and to keep a link from being used
+to flood the owner's calendar.
 
 Reads (GET and HEAD) get a generous budget and changes (POST) a tight one. Each request is
 counted under its token's hash (valid or not) and under the client's address, and refused when
@@ -15,20 +15,22 @@ customer's address and not the proxy's (otherwise every customer shares one budg
 
 from __future__ import annotations
 
-import math
-import threading
+import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from fastapi import Request
+from redis.exceptions import RedisError
 
 from calsync.bookings.links import hash_token
+from calsync.store import rate_limits
+from calsync.store.db import Database
+
+log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60.0
-SWEEP_EVERY = 1000  # requests between sweeps of keys that have gone quiet
 
 
 class Budget(StrEnum):
@@ -60,54 +62,48 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-class SlidingWindowLimiter:
-    """Counts requests per key over the last ``WINDOW_SECONDS``; thread-safe, per process."""
+class SharedLimiter:
+    """Counts requests per key over the last ``WINDOW_SECONDS`` in the database, or in Redis
+    when given a ``RedisCounter``."""
 
-    def __init__(self, limits: RateLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: RateLimits,
+        *,
+        redis: rate_limits.RedisCounter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.limits = limits
-        self._clock = clock
-        self._seen: dict[tuple[str, ...], deque[float]] = {}
-        self._lock = threading.Lock()
-        self._since_sweep = 0
+        self.redis = redis
+        self._clock = clock  # wall time: the processes sharing a database share no other clock
 
-    def check(self, budget: Budget, *keys: str) -> None:
+    def check(self, db: Database, budget: Budget, *keys: str) -> None:
         """Count one request under every key, or raise RateLimited (counting nothing) when
         any key has used up its budget."""
         allowed = self.limits.allowed(budget)
         if allowed is None:
             return
+        scoped = [f"{budget.value}:{key}" for key in keys]
         now = self._clock()
-        with self._lock:
-            self._maybe_sweep(now)
-            windows = [self._window((budget.value, key), now) for key in keys]
-            full = [w for w in windows if len(w) >= allowed]
-            if full:
-                oldest = min(w[0] for w in full)
-                raise RateLimited(max(1, math.ceil(oldest + WINDOW_SECONDS - now)))
-            for window in windows:
-                window.append(now)
-
-    def _window(self, key: tuple[str, ...], now: float) -> deque[float]:
-        window = self._seen.setdefault(key, deque())
-        while window and window[0] <= now - WINDOW_SECONDS:
-            window.popleft()
-        return window
-
-    def _maybe_sweep(self, now: float) -> None:
-        self._since_sweep += 1
-        if self._since_sweep < SWEEP_EVERY:
-            return
-        self._since_sweep = 0
-        quiet = [k for k, w in self._seen.items() if not w or w[-1] <= now - WINDOW_SECONDS]
-        for key in quiet:
-            del self._seen[key]
+        if self.redis is None:
+            retry_after = rate_limits.count_request(db, scoped, allowed, WINDOW_SECONDS, now)
+        else:
+            try:
+                retry_after = self.redis.count_request(scoped, allowed, WINDOW_SECONDS, now)
+            except RedisError as exc:
+                # The limits slow down abuse; a Redis outage must not take the page down too.
+                log.warning("rate limits not counted: Redis cannot be used: %s", type(exc).__name__)
+                return
+        if retry_after is not None:
+            raise RateLimited(retry_after)
 
 
-async def limit_manage_requests(request: Request) -> None:
+def limit_manage_requests(request: Request) -> None:
     """Dependency of every manage page route: count the request under its token and the
-    client's address; RateLimited (answered 429 by errors.py) when either is over budget."""
-    limiter: SlidingWindowLimiter = request.app.state.manage_limiter
+    client's address; RateLimited (answered 429 by errors.py) when either is over budget.
+    Not async: it waits for the database, so FastAPI runs it on a worker thread."""
+    limiter: SharedLimiter = request.app.state.manage_limiter
     budget = Budget.READ if request.method in ("GET", "HEAD") else Budget.CHANGE
     token = str(request.path_params.get("token", "")).split("/", 1)[0]
     client = request.client.host if request.client else "unknown"
-    limiter.check(budget, f"token:{hash_token(token)}", f"address:{client}")
+    limiter.check(request.app.state.db, budget, f"token:{hash_token(token)}", f"address:{client}")

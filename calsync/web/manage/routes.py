@@ -28,6 +28,7 @@ from datetime import date
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 
+from calsync.notify.when import format_span
 from calsync.policy.change_rules import Action
 from calsync.store.models import Change
 from calsync.web.deps import DbDep, SettingsDep
@@ -52,7 +53,6 @@ from calsync.web.manage.pages import (
     token_tag,
 )
 from calsync.web.manage.rate_limit import limit_manage_requests
-from calsync.web.manage.text import format_span
 
 __all__ = ["RedactManageTokens", "format_span", "redact_tokens", "router", "token_tag"]
 

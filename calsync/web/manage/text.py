@@ -1,7 +1,6 @@
-"""The manage page's words: times in the customer's zone, zone labels, the policy in sentences.
+"""The manage page's words: the zone menu, money, the policy in sentences.
 
-Times read the way a calendar app writes them, in English and without locale data:
-``Thu, Jun 27, 2019, 10:30 AM – 10:45 AM, New York time (GMT-4:00, DST)``.
+Times in words are ``notify.when``'s, the same spelling as in the emails.
 """
 
 from __future__ import annotations
@@ -11,10 +10,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from calsync.notify.when import gmt_offset, zone_city
 from calsync.policy.change_policy import ActionRule, ChangePolicy, Permission, ReasonRule
-
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # Offered in the zone menu besides the booking's own zones: one or two per populated offset.
 COMMON_ZONES = (
@@ -68,48 +65,6 @@ COMMON_ZONES = (
 )
 
 
-def day_words(moment: datetime) -> str:
-    """``Thu, Jun 27, 2019``."""
-    return f"{WEEKDAYS[moment.weekday()]}, {MONTHS[moment.month - 1]} {moment.day}, {moment.year}"
-
-
-def clock_words(moment: datetime) -> str:
-    """``10:30 AM``."""
-    return f"{moment.hour % 12 or 12}:{moment.minute:02d} {'AM' if moment.hour < 12 else 'PM'}"
-
-
-def zone_city(name: str) -> str:
-    """``America/New_York`` → ``New York``; ``UTC`` and ``Etc/…`` stay as they are."""
-    if "/" not in name or name.startswith("Etc/"):
-        return name
-    return name.rsplit("/", 1)[1].replace("_", " ")
-
-
-def gmt_offset(moment: datetime) -> str:
-    """``GMT-5:00``; ``GMT`` at offset zero."""
-    offset = moment.utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds()) // 60
-    sign = "-" if minutes < 0 else "+"
-    hours, rest = divmod(abs(minutes), 60)
-    return f"GMT{sign}{hours}:{rest:02d}" if minutes else "GMT"
-
-
-def zone_label(name: str, moment: datetime) -> str:
-    """``New York time (GMT-5:00)``, with ``, DST`` while summer time is in force."""
-    dst = ", DST" if moment.dst() else ""
-    city = zone_city(name)
-    return f"{city if city in ('UTC', 'GMT') else city + ' time'} ({gmt_offset(moment)}{dst})"
-
-
-def format_span(start: datetime, end: datetime, zone: ZoneInfo) -> str:
-    """``Thu, Dec 3, 2026, 10:30 AM – 11:30 AM, New York time (GMT-5:00)``."""
-    start, end = start.astimezone(zone), end.astimezone(zone)
-    until = (
-        clock_words(end) if end.date() == start.date() else f"{day_words(end)}, {clock_words(end)}"
-    )
-    return f"{day_words(start)}, {clock_words(start)} – {until}, {zone_label(zone.key, start)}"
-
-
 def money(amount: Decimal, currency: str) -> str:
     """``20.00 EUR``."""
     return f"{amount:.2f} {currency}"
@@ -133,10 +88,12 @@ def zone_choices(wanted: tuple[str, ...], now: datetime) -> list[tuple[str, str]
     def offset(name: str) -> timedelta:
         return now.astimezone(ZoneInfo(name)).utcoffset() or timedelta(0)
 
-    ordered = sorted(names, key=lambda name: (offset(name), zone_city(name)))
+    def city(name: str) -> str:
+        return zone_city(ZoneInfo(name))
+
+    ordered = sorted(names, key=lambda name: (offset(name), city(name)))
     return [
-        (name, f"{zone_city(name)} ({gmt_offset(now.astimezone(ZoneInfo(name)))})")
-        for name in ordered
+        (name, f"{city(name)} ({gmt_offset(now.astimezone(ZoneInfo(name)))})") for name in ordered
     ]
 
 

@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from calsync.notify.when import clock_words, format_span, short_day, zone_city, zone_label
 from calsync.policy.change_policy import ChangePolicy, ReasonRule, policy_from_data
 from calsync.policy.change_rules import (
     Action,
@@ -33,15 +34,7 @@ from calsync.store.models import (
     ChangeStatus,
     SessionStatus,
 )
-from calsync.web.manage.text import (
-    clock_words,
-    day_words,
-    format_span,
-    money,
-    policy_lines,
-    zone_city,
-    zone_label,
-)
+from calsync.web.manage.text import money, policy_lines
 
 WINDOW_DAYS = 7
 STATUS_LABELS = {
@@ -138,7 +131,7 @@ def booking_view(booking: Booking, zone: ZoneInfo, now: datetime) -> BookingView
         owner_email=booking.owner.email,
         customer_name=booking.customer_name,
         zone=zone.key,
-        zone_city=zone_city(zone.key),
+        zone_city=zone_city(zone),
         cancelled=booking.status is BookingStatus.CANCELLED,
         single=count == 1,
         version=booking.version,
@@ -189,7 +182,7 @@ def time_window(first: date | None, zone: ZoneInfo, now: datetime, horizon_days:
 
 def _short_day(day: date) -> str:
     """``Thu, Jun 27``."""
-    return day_words(datetime.combine(day, time(12))).rsplit(",", 1)[0]
+    return short_day(day)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,5 +349,5 @@ def change_view(change: Change, booking: Booking, zone: ZoneInfo) -> ChangeView:
 
 
 def zone_heading(zone: ZoneInfo, moment: datetime) -> str:
-    """``Auckland time (GMT+12:00)`` at ``moment``."""
-    return zone_label(zone.key, moment.astimezone(zone))
+    """``New Zealand Standard Time (GMT+12:00)`` at ``moment``."""
+    return zone_label(zone, moment)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from calsync.bookings.plan import Refusal, RefusalKind
+from calsync.notify.when import clock_words, short_day
 from calsync.policy.refusal import Why
 
 STALE = (
@@ -76,8 +77,8 @@ def refusal_words(refusal: Refusal, names: Mapping[int, str], zone: ZoneInfo) ->
             assert refusal.at is not None
             local = refusal.at.astimezone(zone)
             return (
-                f"{local:%a %d %b %H:%M} was just taken. Your other choices are kept; please "
-                "pick another time for this session."
+                f"{short_day(local.date())} {clock_words(local)} was just taken. Your other "
+                "choices are kept; please pick another time for this session."
             )
 
 
