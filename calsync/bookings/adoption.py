@@ -40,6 +40,7 @@ from calsync.store.models import (
     BookingSource,
     CalendarConnection,
     EventType,
+    HistoryAction,
     MirroredEvent,
     Owner,
     utcnow,
@@ -240,7 +241,9 @@ def _reserve(
                 ],
             )
             booking.history.append(
-                BookingChange(actor=Actor.SYSTEM, action="adopted", details={"href": found.href})
+                BookingChange(
+                    actor=Actor.SYSTEM, action=HistoryAction.ADOPTED, details={"href": found.href}
+                )
             )
             session.add(booking)
     except IntegrityError:

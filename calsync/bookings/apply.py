@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import cast
 
 from sqlalchemy import select
 
@@ -37,6 +36,7 @@ from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.observe.logs import log_context
 from calsync.store import leases
+from calsync.store.change_items import ChangeItem
 from calsync.store.db import Database
 from calsync.store.models import (
     BookedSession,
@@ -125,23 +125,23 @@ def _apply_one(
                 )
             )
         }
-    items = [dict(item) for item in change.items]
+    items = list(change.items)
     problem: str | None = None
     status = ChangeStatus.APPLIED
     providers: dict[int, CalendarProvider] = {}
     try:
-        for item in items:
-            if item["applied"]:
+        for index, item in enumerate(items):
+            if item.applied:
                 continue
-            booked = sessions[int(item["session_id"])]
+            booked = sessions[item.session_id]
             if booked.href is None:
-                item["applied"] = True  # no event in any calendar (nothing to change there)
+                items[index] = item.done()  # no event in any calendar (nothing to change there)
                 continue
             if booked.connection_id is None:
                 # Its calendar was disconnected (`calendar remove --force`): the event is still
                 # on the server, so "applied" would be untrue.
                 status, problem = ChangeStatus.CONFLICT, _disconnected(booked.position)
-                item["applied"] = True  # nothing calsync can do for this event
+                items[index] = item.done()  # nothing calsync can do for this event
                 continue
             calendar = calendars[booked.connection_id]
             if booked.connection_id not in providers:
@@ -151,9 +151,9 @@ def _apply_one(
                 written = _apply_item(provider, settings, change.kind, calendar, booked, item, zone)
             except OwnerChangedEvent as exc:
                 status, problem = ChangeStatus.CONFLICT, str(exc)
-                item["applied"] = True  # nothing more to do for this event
+                items[index] = item.done()  # nothing more to do for this event
                 continue
-            item["applied"] = True
+            items[index] = item.done()
             _store_written(db, booked.id, written)
     except ProviderError as exc:
         return _still_pending(db, change_id, items, exc)
@@ -188,14 +188,12 @@ def _apply_item(
     kind: ChangeKind,
     calendar: CalendarConnection,
     booked: BookedSession,
-    item: dict[str, object],
+    item: ChangeItem,
     zone: str,
 ) -> CalendarItem | None:
     """Apply one session's part of a change; returns what is stored now (None: deleted)."""
-    # The stored item keeps each session's times as ISO strings.
-    old = tuple(datetime.fromisoformat(t) for t in cast(list[str], item["from"]))
-    to = cast(list[str] | None, item["to"])
-    new = tuple(datetime.fromisoformat(t) for t in to) if to else None
+    old = (item.before.start, item.before.end)
+    new = (item.after.start, item.after.end) if item.after else None
     href = booked.href
     assert href is not None
 
@@ -268,7 +266,7 @@ def _store_written(db: Database, session_id: int, written: CalendarItem | None) 
 
 
 def _still_pending(
-    db: Database, change_id: int, items: list[dict[str, object]], exc: ProviderError
+    db: Database, change_id: int, items: list[ChangeItem], exc: ProviderError
 ) -> Change:
     log.warning("change %s stays pending: %s", change_id, exc)
     with db.writing() as session:

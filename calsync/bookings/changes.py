@@ -1,27 +1,38 @@
-"""The change engine: reschedule and cancel sessions of a booking (DESIGN.md §5.3).
+"""The change engine: reschedule and cancel sessions of a booking (DESIGN.md §5.3), in three
+steps.
 
-A change is *recorded* first, in one transaction that holds the owner's lock: the booking's
-version is compared and bumped (so a page showing an old state cannot overwrite a newer one),
-every new slot is re-checked against fresh busy time with the moved sessions not blocking
-themselves, the sessions take their new times and SEQUENCE, and a ``Change`` row remembers
-what to do. A package change is all-or-nothing at this step. Then the change is *applied* to
-the owner's calendar, one event at a time, each a conditional write that changes only the
-times (or the cancellation marks). If a calendar cannot be reached the change stays pending
-and a worker applies it later; applying is idempotent, so nothing happens twice. If the owner
-moved or deleted the event meanwhile, we stop for that event and say so. Applying lives in
-``change_apply``; this module re-exports what callers use (``apply_pending``).
+1. *plan* (``bookings/plan.py``, pure): the request checked against the booking, its policy,
+   the time taken around the new times and now: a plan, a replay, or a typed refusal. It runs
+   once before any calendar is read (a quick refusal), and again in step 2.
+2. *record* (``record`` here): one transaction under the owner's lock: the request's earlier
+   change by idempotency key (a replay or a double click answers with it), the plan again on
+   fresh busy time, the booking's version compared and bumped, the sessions' new times and
+   SEQUENCE, the ``Change`` with its typed items, its outbox rows held. All-or-nothing.
+3. *apply* (``bookings/apply.py``): the conditional writes to the owner's calendar, one event
+   at a time; a calendar that is down leaves the change pending for the worker.
+
+Refusals leave as the exceptions below, each carrying the plan's ``Refusal`` (a
+``RefusalKind`` and typed fields: ``ChangeField``, session, time); no sentence is written here.
+The faces word them: ``web/manage/wording.py``, ``web/errors.py``, ``cli/messages.py``.
+
+    ServiceError (sync/connections.py)
+    ├── ChangeRefused           the plan's refusal: ``refusal.kind``, ``field``, position, time
+    │   └── OwnerMoveRefused    an owner's move onto a time not offered, without ``force``
+    ├── StaleBooking            the booking changed since the caller looked at it
+    ├── ReplayMismatch          an idempotency key used again for other content
+    └── SlotTaken (packages)
+        └── TimeTaken           a customer's new time is not offered (any more)
+    ProviderError (calendars/errors.py)
+    └── OwnerChangedEvent (apply.py)  the owner moved or deleted the event first
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -32,26 +43,31 @@ from calsync.bookings.event_types import (
     find_slots,
     get_event_type,
     load_event_type,
-    refusal_of,
-    slots_within,
+    rules_of,
+    taken_spans,
 )
 from calsync.bookings.held import lock_owner
 from calsync.bookings.live_check import live_busy
 from calsync.bookings.packages import SlotTaken, get_booking, refresh_conflicts
+from calsync.bookings.plan import (
+    Ask,
+    BookingFacts,
+    ChangeField,
+    Earlier,
+    Plan,
+    Refusal,
+    RefusalKind,
+    Replay,
+    SessionFacts,
+    Taken,
+    plan,
+)
 from calsync.config import Settings
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
 from calsync.policy.change_policy import policy_from_data
-from calsync.policy.change_rules import (
-    Action,
-    SessionState,
-    cancel_refund,
-    reason_problem,
-    reschedule_fee,
-    verdict,
-)
-from calsync.policy.refusal import availability_command
 from calsync.policy.types import Slot, Span
+from calsync.store.change_items import ChangeItem, Times
 from calsync.store.db import Database
 from calsync.store.models import (
     Actor,
@@ -61,7 +77,7 @@ from calsync.store.models import (
     BookingStatus,
     Change,
     ChangeKind,
-    EventType,
+    HistoryAction,
     Owner,
     SessionStatus,
     utcnow,
@@ -73,19 +89,57 @@ log = logging.getLogger(__name__)
 
 
 class ChangeRefused(ServiceError):
-    """The change is not allowed as asked; ``field`` names the input at fault, if any."""
+    """The change is not made; ``refusal`` says why, with typed fields (each face words it)."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.kind.value)
+        self.refusal = refusal
+
+    @property
+    def field(self) -> ChangeField | None:
+        return self.refusal.field
+
+
+class OwnerMoveRefused(ChangeRefused):
+    """An owner's move onto a time that is not offered, without ``force``."""
 
 
 class StaleBooking(ServiceError):
     """The booking changed since the customer looked at it."""
 
+    def __init__(self, refusal: Refusal | None = None) -> None:
+        super().__init__(RefusalKind.STALE.value)
+        self.refusal = refusal or Refusal(RefusalKind.STALE)
+
 
 class ReplayMismatch(ServiceError):
     """An idempotency key was used again for a different request."""
+
+    def __init__(self, refusal: Refusal | None = None) -> None:
+        super().__init__(RefusalKind.REPLAY_MISMATCH.value)
+        self.refusal = refusal or Refusal(RefusalKind.REPLAY_MISMATCH)
+
+
+class TimeTaken(SlotTaken):
+    """A customer's new time is not offered (taken meanwhile, or never offered)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        assert refusal.at is not None
+        super().__init__(refusal.kind.value, refusal.at, refusal.session_id)
+        self.refusal = refusal
+
+
+def refused(refusal: Refusal) -> ServiceError:
+    """The exception that carries ``refusal`` to the faces."""
+    if refusal.kind is RefusalKind.STALE:
+        return StaleBooking(refusal)
+    if refusal.kind is RefusalKind.REPLAY_MISMATCH:
+        return ReplayMismatch(refusal)
+    if refusal.kind is RefusalKind.TAKEN:
+        return TimeTaken(refusal)
+    if refusal.kind is RefusalKind.NOT_OFFERED:
+        return OwnerMoveRefused(refusal)
+    return ChangeRefused(refusal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,156 +151,35 @@ class ChangeOutcome:
     sessions: list[BookedSession] = field(default_factory=list)
 
 
-def _fingerprint(
-    kind: ChangeKind, targets: Mapping[int, datetime | None], reason: str | None
-) -> str:
-    body = {
-        "kind": kind.value,
-        "targets": sorted((sid, t.isoformat() if t else None) for sid, t in targets.items()),
-        "reason": (reason or "").strip(),
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def replay_of(
-    db: Database,
-    booking_id: str,
-    key: str | None,
-    kind: ChangeKind,
-    targets: Mapping[int, datetime | None],
-    reason: str | None,
-) -> Change | None:
-    """The change this request (same idempotency key) already made, whatever the booking's
-    state is now; for a face that checks more than the engine before calling it. Raises
-    ReplayMismatch when the key was used for other content."""
-    return _replayed(db, booking_id, key, _fingerprint(kind, targets, reason))
-
-
-def _replayed(db: Database, booking_id: str, key: str | None, fingerprint: str) -> Change | None:
-    if not key:
-        return None
-    with db.reading() as session:
-        change = session.scalars(
-            select(Change).where(Change.booking_id == booking_id, Change.idempotency_key == key)
-        ).one_or_none()
-    if change is not None and change.fingerprint != fingerprint:
-        raise ReplayMismatch(
-            "this form was already sent with other choices; reload the page and try again"
-        )
-    return change
-
-
-def _state(session: BookedSession) -> SessionState:
-    return SessionState(
-        session.start, session.status is SessionStatus.CANCELLED, session.reschedule_count
+def facts_of(booking: Booking) -> BookingFacts:
+    """The booking as the plan reads it."""
+    return BookingFacts(
+        version=booking.version,
+        active=booking.status is BookingStatus.ACTIVE,
+        price=Decimal(booking.price),
+        policy=policy_from_data(booking.policy),
+        sessions=tuple(
+            SessionFacts(
+                s.id,
+                s.position,
+                s.uid,
+                Times(s.start, s.end),
+                s.status is SessionStatus.CANCELLED,
+                s.reschedule_count,
+            )
+            for s in booking.sessions
+        ),
+        has_event_type=booking.event_type_id is not None,
     )
 
 
-def _check_request(
-    booking: Booking,
-    session_ids: Collection[int],
-    action: Action,
-    actor: Actor,
-    reason: str | None,
-    now: datetime,
-) -> dict[int, BookedSession]:
-    """The sessions asked for, after the customer-facing checks (the owner skips the policy)."""
-    if not session_ids:
-        raise ChangeRefused("choose at least one session", field="sessions")
-    mine = {s.id: s for s in booking.sessions}
-    chosen = {}
-    for session_id in session_ids:
-        if session_id not in mine:
-            raise ChangeRefused("a chosen session is not part of this booking", field="sessions")
-        chosen[session_id] = mine[session_id]
-    if booking.status is not BookingStatus.ACTIVE:
-        raise ChangeRefused("this booking is no longer active")
-    if actor is Actor.CUSTOMER:
-        policy = policy_from_data(booking.policy)
-        for booked in chosen.values():
-            decision = verdict(policy, action, _state(booked), now)
-            if not decision.allowed:
-                raise ChangeRefused(
-                    f"Session {booked.position}: {decision.reason}", field="sessions"
-                )
-        problem = reason_problem(policy, action, reason)
-        if problem:
-            raise ChangeRefused(problem, field="reason")
-    elif any(s.status is SessionStatus.CANCELLED for s in chosen.values()):
-        raise ChangeRefused("a chosen session is already cancelled", field="sessions")
-    return chosen
-
-
-def _precheck(
-    db: Database,
-    booking: Booking,
-    session_ids: Collection[int],
-    action: Action,
-    actor: Actor,
-    reason: str | None,
-    now: datetime,
-    key: str | None,
-    fingerprint: str,
-) -> Change | None:
-    """The checks before any calendar is polled. A refusal may come from the state a copy of
-    this very request left a moment ago (a double click): then that copy's change is the
-    answer, so the key is looked up once more before refusing, and that change is returned.
-    The decisive checks run again under the owner's lock when the change is recorded."""
-    try:
-        _check_request(booking, session_ids, action, actor, reason, now)
-    except ChangeRefused:
-        earlier = _replayed(db, booking.id, key, fingerprint)
-        if earlier is not None:
-            return earlier
-        raise
-    return None
-
-
-def _fee(booking: Booking, action: Action, count: int) -> Decimal | None:
-    policy = policy_from_data(booking.policy)
-    price, size = Decimal(booking.price), len(booking.sessions)
-    if action is Action.RESCHEDULE:
-        return reschedule_fee(policy, price, size, count)
-    return cancel_refund(policy, price, size, count)
-
-
-class _AlreadyRecorded(Exception):
-    """The same request (same idempotency key) was recorded before: answer with that."""
-
-    def __init__(self, change_id: int) -> None:
-        super().__init__(change_id)
-        self.change_id = change_id
-
-
-def _cas(
-    session: Session,
-    booking_id: str,
-    expected_version: int | None,
-    key: str | None,
-    fingerprint: str,
-) -> Booking:
-    """The booking, locked by the caller; raises if this request was already recorded (checked
-    here, under the owner's lock, so two copies sent at once cannot both pass) or if the booking
-    changed since the customer looked at it."""
-    if key:
-        earlier = session.scalars(
-            select(Change).where(Change.booking_id == booking_id, Change.idempotency_key == key)
-        ).one_or_none()
-        if earlier is not None:
-            if earlier.fingerprint != fingerprint:
-                raise ReplayMismatch(
-                    "this form was already sent with other choices; reload the page and try again"
-                )
-            raise _AlreadyRecorded(earlier.id)
-    stored = session.scalars(
-        select(Booking).options(selectinload(Booking.sessions)).where(Booking.id == booking_id)
-    ).one()
-    if expected_version is not None and stored.version != expected_version:
-        raise StaleBooking(
-            "this booking changed while you were choosing (perhaps the owner moved a session); "
-            "please look at it again"
-        )
-    return stored
+def _earlier(session: Session, booking_id: str, key: str | None) -> Earlier | None:
+    if not key:
+        return None
+    change = session.scalars(
+        select(Change).where(Change.booking_id == booking_id, Change.idempotency_key == key)
+    ).one_or_none()
+    return None if change is None else Earlier(change.id, change.fingerprint)
 
 
 def reschedule(
@@ -263,148 +196,15 @@ def reschedule(
     provider_factory: ProviderFactory | None = None,
     force: bool = False,
 ) -> ChangeOutcome:
-    """Move sessions (session id → new start). Raises ChangeRefused, SlotTaken, StaleBooking,
-    ReplayMismatch, AvailabilityUnknown; a calendar outage leaves the change pending.
+    """Move sessions (session id → new start). Raises ChangeRefused (OwnerMoveRefused),
+    TimeTaken, StaleBooking, ReplayMismatch, AvailabilityUnknown; a calendar outage leaves the
+    change pending.
 
     The owner's moves are checked like the customer's (busy time, hours, notice, grid) and
     refused with the reason (``OwnerMoveRefused``) unless ``force``; they are never charged a
     fee nor counted against the customer's reschedule allowance."""
-    now = now or utcnow()
-    factory = provider_factory or open_provider(settings)
-    fingerprint = _fingerprint(ChangeKind.RESCHEDULE, moves, reason)
-    replay = _replayed(db, booking_id, idempotency_key, fingerprint)
-    if replay is not None:
-        return _finish(db, settings, replay.id, factory, replayed=True)
-    booking = get_booking(db, booking_id)
-    copy = _precheck(
-        db, booking, moves, Action.RESCHEDULE, actor, reason, now, idempotency_key, fingerprint
-    )
-    if copy is not None:
-        return _finish(db, settings, copy.id, factory, replayed=True)
-    if any(start.tzinfo is None for start in moves.values()):
-        raise ChangeRefused("new times need a UTC offset", field="starts")
-    if len(set(moves.values())) != len(moves):
-        raise ChangeRefused("two sessions cannot move to the same time", field="starts")
-    event_type = booking.event_type_id
-    if event_type is None:
-        raise ChangeRefused("this booking's event type was deleted; the owner must move it")
-    with db.reading() as session:
-        refresh_target = load_event_type(session, event_type)
-    unstored = refresh_conflicts(db, settings, refresh_target, factory)
-    live: list[Span] = []
-    checked = actor is Actor.CUSTOMER or not force  # a forced owner move skips the checks
-    if checked:
-        lengths = {s.id: s.end - s.start for s in booking.sessions}
-        wanted = [Slot(start, start + lengths[sid]) for sid, start in moves.items()]
-        live = [*live_busy(db, refresh_target, wanted, factory), *unstored]
-
-    # A change is accepted while an earlier one of the same session is still pending (its
-    # calendar was away): the customer's latest wish is what counts, and refusing would send
-    # them back to try again later for something we can do ourselves. ``change_apply`` applies
-    # the booking's changes strictly in the order recorded, so the later one ends on top.
-    try:
-        with db.writing() as session:
-            lock_owner(session, booking.owner_id)
-            stored = _cas(session, booking_id, expected_version, idempotency_key, fingerprint)
-            _check_request(stored, moves, Action.RESCHEDULE, actor, reason, now)
-            current = {s.id: s for s in stored.sessions}
-            fresh_type = load_event_type(session, event_type)
-            ignore = {current[sid].uid for sid in moves}
-            held: list[Span] = []
-            items = []
-            for session_id, start in sorted(moves.items(), key=lambda m: m[1]):
-                booked = current[session_id]
-                slot = Slot(start, start + (booked.end - booked.start))
-                if actor is not Actor.CUSTOMER and checked:
-                    _check_owner_move(session, fresh_type, booked, slot, now, ignore, held, live)
-                elif actor is Actor.CUSTOMER:
-                    free = slots_within(
-                        session,
-                        fresh_type,
-                        slot.start,
-                        slot.end,
-                        now=now,
-                        ignore=ignore,
-                        extra_booked=held,
-                        extra_busy=live,
-                    )
-                    if slot not in free:
-                        local = start.astimezone(ZoneInfo(stored.customer_timezone))
-                        raise SlotTaken(
-                            f"{local:%a %d %b %H:%M} was just taken. Your other choices are "
-                            "kept; please pick another time for this session.",
-                            start,
-                            session_id,
-                        )
-                held.append(Span(slot.start, slot.end))
-                items.append(_move_item(booked, slot))
-                booked.start, booked.end = slot.start, slot.end
-                booked.sequence += 1
-                if actor is Actor.CUSTOMER:  # the allowance is the customer's own moves
-                    booked.reschedule_count += 1
-                booked.status = SessionStatus.RESCHEDULED
-                stored.history.append(
-                    BookingChange(
-                        actor=actor,
-                        action="rescheduled",
-                        session_id=booked.id,
-                        reason=reason,
-                        details={"from": items[-1]["from"], "to": items[-1]["to"]},
-                    )
-                )
-            change = _record(
-                session,
-                settings,
-                stored,
-                ChangeKind.RESCHEDULE,
-                actor,
-                idempotency_key,
-                fingerprint,
-                reason,
-                items,
-                _fee(stored, Action.RESCHEDULE, len(items)) if actor is Actor.CUSTOMER else None,
-            )
-    except _AlreadyRecorded as done:
-        return _finish(db, settings, done.change_id, factory, replayed=True)
-    metrics.CHANGES.labels(change.kind.value, change.actor.value).inc()
-    return _finish(db, settings, change.id, factory)
-
-
-class OwnerMoveRefused(ChangeRefused):
-    """An owner's move onto a time that is not offered, without ``force``."""
-
-
-def _check_owner_move(
-    session: Session,
-    event_type: EventType,
-    booked: BookedSession,
-    slot: Slot,
-    now: datetime,
-    ignore: Collection[str],
-    held: list[Span],
-    live: list[Span],
-) -> None:
-    refusal = refusal_of(
-        session,
-        event_type,
-        slot,
-        now=now,
-        ignore=ignore,
-        extra_booked=held,
-        extra_busy=live,
-    )
-    if refusal is None:
-        return
-    zone = ZoneInfo(event_type.timezone)
-    local = slot.start.astimezone(zone)
-    raise OwnerMoveRefused(
-        f"session {booked.position}: {local:%a %Y-%m-%d %H:%M} ({zone.key}) is {refusal.text}. "
-        f"See the free times with `{availability_command(event_type.slug, local.date())}`, "
-        "or move it anyway "
-        'with --force (API: "force": true), which skips the busy, hours, notice and grid '
-        "checks",
-        field="starts",
-    )
+    ask = Ask(ChangeKind.RESCHEDULE, actor, dict(moves), reason, force, expected_version)
+    return _change(db, settings, booking_id, ask, idempotency_key, now, provider_factory)
 
 
 def cancel(
@@ -421,92 +221,154 @@ def cancel(
     provider_factory: ProviderFactory | None = None,
 ) -> ChangeOutcome:
     """Cancel sessions. Raises ChangeRefused, StaleBooking, ReplayMismatch."""
+    targets: dict[int, datetime | None] = dict.fromkeys(session_ids)
+    ask = Ask(ChangeKind.CANCEL, actor, targets, reason, expected_version=expected_version)
+    return _change(db, settings, booking_id, ask, idempotency_key, now, provider_factory)
+
+
+def _change(
+    db: Database,
+    settings: Settings,
+    booking_id: str,
+    ask: Ask,
+    key: str | None,
+    now: datetime | None,
+    provider_factory: ProviderFactory | None,
+) -> ChangeOutcome:
+    """Plan (before reading any calendar), fresh busy time, record, apply."""
     now = now or utcnow()
     factory = provider_factory or open_provider(settings)
-    fingerprint = _fingerprint(ChangeKind.CANCEL, dict.fromkeys(session_ids), reason)
-    replay = _replayed(db, booking_id, idempotency_key, fingerprint)
-    if replay is not None:
-        return _finish(db, settings, replay.id, factory, replayed=True)
+    with db.reading() as session:
+        earlier = _earlier(session, booking_id, key)
     booking = get_booking(db, booking_id)
-    copy = _precheck(
-        db, booking, session_ids, Action.CANCEL, actor, reason, now, idempotency_key, fingerprint
-    )
-    if copy is not None:
-        return _finish(db, settings, copy.id, factory, replayed=True)
-    try:
-        with db.writing() as session:
-            lock_owner(session, booking.owner_id)
-            stored = _cas(session, booking_id, expected_version, idempotency_key, fingerprint)
-            _check_request(stored, session_ids, Action.CANCEL, actor, reason, now)
-            current = {s.id: s for s in stored.sessions}
-            items = []
-            for session_id in sorted(session_ids):
-                booked = current[session_id]
-                items.append(_move_item(booked, None))
-                booked.status = SessionStatus.CANCELLED
-                booked.sequence += 1
-                stored.history.append(
-                    BookingChange(
-                        actor=actor,
-                        action="cancelled",
-                        session_id=booked.id,
-                        reason=reason,
-                        details={"from": items[-1]["from"]},
-                    )
-                )
-            if all(s.status is SessionStatus.CANCELLED for s in stored.sessions):
-                stored.status = BookingStatus.CANCELLED
-            change = _record(
-                session,
-                settings,
-                stored,
-                ChangeKind.CANCEL,
-                actor,
-                idempotency_key,
-                fingerprint,
-                reason,
-                items,
-                _fee(stored, Action.CANCEL, len(items)),
-            )
-    except _AlreadyRecorded as done:
-        return _finish(db, settings, done.change_id, factory, replayed=True)
-    metrics.CHANGES.labels(change.kind.value, change.actor.value).inc()
-    return _finish(db, settings, change.id, factory)
+    first = plan(facts_of(booking), ask, now, earlier=earlier)
+    if isinstance(first, Refusal):
+        # The refusal may come from the state a copy of this very request left a moment ago
+        # (a double click): then that copy's change is the answer.
+        with db.reading() as session:
+            earlier = _earlier(session, booking_id, key)
+        if earlier is None:
+            raise refused(first)
+        first = plan(facts_of(booking), ask, now, earlier=earlier)
+        if isinstance(first, Refusal):
+            raise refused(first)
+    if isinstance(first, Replay):
+        return _finish(db, settings, first.change_id, factory, replayed=True)
+    live: list[Span] = []
+    if ask.kind is ChangeKind.RESCHEDULE:
+        live = _fresh_busy(db, settings, booking, ask, factory)
+    recorded = record(db, settings, booking_id, booking.owner_id, ask, key, now, live)
+    if not recorded.replayed:
+        metrics.CHANGES.labels(ask.kind.value, ask.actor.value).inc()
+    return _finish(db, settings, recorded.change_id, factory, replayed=recorded.replayed)
 
 
-def _move_item(booked: BookedSession, to: Slot | None) -> dict[str, object]:
-    return {
-        "session_id": booked.id,
-        "uid": booked.uid,
-        "position": booked.position,
-        "from": [booked.start.isoformat(), booked.end.isoformat()],
-        "to": [to.start.isoformat(), to.end.isoformat()] if to else None,
-        "applied": False,
-    }
+def _fresh_busy(
+    db: Database, settings: Settings, booking: Booking, ask: Ask, factory: ProviderFactory
+) -> list[Span]:
+    """Refresh the conflict calendars' mirror; the busy time it could not store, and the live
+    free/busy answer for the new times (when they are checked)."""
+    assert booking.event_type_id is not None  # the plan refuses a move without it
+    with db.reading() as session:
+        event_type = load_event_type(session, booking.event_type_id)
+    unstored = refresh_conflicts(db, settings, event_type, factory)
+    if not ask.checked:
+        return []
+    lengths = {s.id: s.end - s.start for s in booking.sessions}
+    wanted = [Slot(start, start + lengths[sid]) for sid, start in ask.targets.items() if start]
+    return [*live_busy(db, event_type, wanted, factory), *unstored]
 
 
-def _record(
-    session: Session,
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    change_id: int
+    replayed: bool = False
+
+
+def record(
+    db: Database,
     settings: Settings,
-    booking: Booking,
-    kind: ChangeKind,
-    actor: Actor,
+    booking_id: str,
+    owner_id: int,
+    ask: Ask,
     key: str | None,
-    fingerprint: str,
-    reason: str | None,
-    items: list[dict[str, object]],
-    fee: Decimal | None,
+    now: datetime,
+    live: Sequence[Span] = (),
+) -> Recorded:
+    """The change, in one transaction under the owner's lock: the plan again on what the
+    transaction sees (a copy of this request recorded meanwhile is the answer; the booking's
+    version is compared), then the sessions' new state, the change, its items and its held
+    outbox rows, and the version bumped. Raises what the plan refuses.
+
+    A change is accepted while an earlier one of the same session is still pending (its
+    calendar was away): the customer's latest wish is what counts, and ``apply`` applies the
+    booking's changes strictly in the order recorded, so the later one ends on top."""
+    with db.writing() as session:
+        lock_owner(session, owner_id)
+        earlier = _earlier(session, booking_id, key)
+        stored = session.scalars(
+            select(Booking).options(selectinload(Booking.sessions)).where(Booking.id == booking_id)
+        ).one()
+        taken = None
+        if ask.kind is ChangeKind.RESCHEDULE and stored.event_type_id is not None:
+            taken = _taken(session, stored.event_type_id, ask, live)
+        answer = plan(facts_of(stored), ask, now, taken=taken, earlier=earlier)
+        if isinstance(answer, Replay):
+            return Recorded(answer.change_id, replayed=True)
+        if isinstance(answer, Refusal):
+            raise refused(answer)
+        change = _write(session, settings, stored, answer, key)
+        return Recorded(change.id)
+
+
+def _taken(session: Session, event_type_id: int, ask: Ask, live: Sequence[Span]) -> Taken:
+    event_type = load_event_type(session, event_type_id)
+    starts = [t for t in ask.targets.values() if t is not None and t.tzinfo is not None]
+    if not starts:
+        return Taken(rules_of(event_type), live, (), event_type.slug)
+    # The longest session bounds the window; a day either side covers buffers and the cap.
+    busy, booked = taken_spans(
+        session, event_type, min(starts) - timedelta(days=1), max(starts) + timedelta(days=1)
+    )
+    return Taken(rules_of(event_type), [*busy, *live], booked, event_type.slug)
+
+
+def _write(
+    session: Session, settings: Settings, booking: Booking, planned: Plan, key: str | None
 ) -> Change:
+    ask = planned.ask
+    current = {s.id: s for s in booking.sessions}
+    for item in planned.items:
+        booked = current[item.session_id]
+        booked.sequence += 1
+        if item.after is not None:
+            booked.start, booked.end = item.after.start, item.after.end
+            if planned.counts_allowance:
+                booked.reschedule_count += 1
+            booked.status = SessionStatus.RESCHEDULED
+        else:
+            booked.status = SessionStatus.CANCELLED
+        booking.history.append(
+            BookingChange(
+                actor=ask.actor,
+                action=HistoryAction.RESCHEDULED if item.after else HistoryAction.CANCELLED,
+                session_id=booked.id,
+                reason=ask.reason,
+                details=_details(item),
+            )
+        )
+    if all(s.status is SessionStatus.CANCELLED for s in booking.sessions):
+        booking.status = BookingStatus.CANCELLED
     booking.version += 1
     change = Change(
         booking_id=booking.id,
-        kind=kind,
-        actor=actor,
+        kind=ask.kind,
+        actor=ask.actor,
         idempotency_key=key,
-        fingerprint=fingerprint,
-        reason=(reason or "").strip() or None,
-        items=items,
-        fee=None if fee is None else str(fee),
+        fingerprint=ask.fingerprint(),
+        reason=(ask.reason or "").strip() or None,
+        items=list(planned.items),
+        fee=None if planned.fee is None else str(planned.fee),
         next_attempt_at=utcnow(),
     )
     session.add(change)
@@ -515,6 +377,12 @@ def _record(
     assert owner is not None
     notices.queue_change(session, settings, booking, owner, change)
     return change
+
+
+def _details(item: ChangeItem) -> dict[str, object]:
+    """The history line's details: the times before (and after, for a move)."""
+    data = item.to_data()
+    return {"from": data["from"], "to": data["to"]} if item.after else {"from": data["from"]}
 
 
 def _finish(
@@ -529,7 +397,7 @@ def _finish(
         change = apply_change(db, settings, change_id, factory)
     booking = get_booking(db, change.booking_id)
     fee = Decimal(change.fee) if change.fee is not None else None
-    touched = {int(str(item["session_id"])) for item in change.items}
+    touched = {item.session_id for item in change.items}
     return ChangeOutcome(
         change, booking, fee, replayed, [s for s in booking.sessions if s.id in touched]
     )
@@ -563,6 +431,7 @@ def available_for(
 
 
 __all__ = [
+    "Ask",
     "ChangeKind",
     "ChangeOutcome",
     "ChangeRefused",
@@ -570,11 +439,13 @@ __all__ = [
     "OwnerMoveRefused",
     "ReplayMismatch",
     "StaleBooking",
+    "TimeTaken",
     "apply_change",
     "apply_pending",
     "available_for",
     "cancel",
     "changes_of",
-    "replay_of",
+    "record",
+    "refused",
     "reschedule",
 ]

@@ -151,9 +151,9 @@ def queue_change(
     by_id = {s.id: s for s in booking.sessions}
     sessions = []
     for item in change.items:
-        booked = by_id[int(item["session_id"])]
-        before = tuple(datetime.fromisoformat(t) for t in item["from"])
-        sessions.append(_session_notice(booked, zone, before if item["to"] else None))  # type: ignore[arg-type]
+        booked = by_id[item.session_id]
+        before = (item.before.start, item.before.end) if item.after else None
+        sessions.append(_session_notice(booked, zone, before))
     kind = NoticeKind.RESCHEDULED if change.kind is ChangeKind.RESCHEDULE else NoticeKind.CANCELLED
     fee_text = None
     if change.fee is not None:

@@ -27,6 +27,7 @@ from calsync.store.models import (
     BookingStatus,
     Change,
     ChangeStatus,
+    HistoryAction,
     SessionStatus,
 )
 from calsync.sync.mirror import ExpandedItem
@@ -77,7 +78,7 @@ def apply_owner_changes(
             count += 1
     for booked in _sessions_at(session, connection_id, removed):
         # The server confirmed the deletion: the owner deleted the event.
-        _cancel(booked, "deleted_by_owner", {})
+        _cancel(booked, HistoryAction.DELETED_BY_OWNER, {})
         _tell(session, settings, booked, None, None)
         count += 1
     return count
@@ -92,7 +93,7 @@ def _being_changed(session: Session, booking_ids: set[str]) -> set[int]:
             Change.booking_id.in_(booking_ids), Change.status == ChangeStatus.PENDING
         )
     )
-    return {int(item["session_id"]) for change in pending for item in change.items}
+    return {item.session_id for change in pending for item in change.items}
 
 
 def _older_than_ours(booked: BookedSession, data: str) -> bool:
@@ -132,7 +133,7 @@ def _follow_edit(booked: BookedSession, item: ExpandedItem) -> int:
         )
         return 0
     if cancelled:
-        _cancel(booked, "cancelled_by_owner", {})
+        _cancel(booked, HistoryAction.CANCELLED_BY_OWNER, {})
         return 1
     if times is None or times == (booked.start, booked.end):
         # Our own writes come back this way; a recurring rewrite is not ours to interpret.
@@ -142,7 +143,7 @@ def _follow_edit(booked: BookedSession, item: ExpandedItem) -> int:
     booked.booking.history.append(
         BookingChange(
             actor=Actor.OWNER_CALENDAR,
-            action="moved_by_owner",
+            action=HistoryAction.MOVED_BY_OWNER,
             session_id=booked.id,
             details={
                 "from": old,
@@ -154,7 +155,7 @@ def _follow_edit(booked: BookedSession, item: ExpandedItem) -> int:
     return 1
 
 
-def _cancel(booked: BookedSession, action: str, details: dict[str, str]) -> None:
+def _cancel(booked: BookedSession, action: HistoryAction, details: dict[str, str]) -> None:
     booked.status = SessionStatus.CANCELLED
     booking = booked.booking
     booking.history.append(

@@ -55,6 +55,7 @@ from calsync.store.models import (
     BookingStatus,
     CalendarConnection,
     EventType,
+    HistoryAction,
     Owner,
     utcnow,
 )
@@ -304,7 +305,7 @@ def _reserve(
         booking.history.append(
             BookingChange(
                 actor=request.actor,
-                action="booked",
+                action=HistoryAction.BOOKED,
                 details={"sessions": [s.start.isoformat() for s in slots]},
             )
         )
@@ -404,7 +405,9 @@ def _write_events(
             failed.status = BookingStatus.FAILED
             failed.token_hash = failed.token_encrypted = None
             failed.history.append(
-                BookingChange(actor=Actor.SYSTEM, action="failed", details={"error": str(exc)})
+                BookingChange(
+                    actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": str(exc)}
+                )
             )
             outbox.drop(session, booking_id=booking.id)
         raise CalendarWriteFailed(
@@ -456,7 +459,7 @@ def relink(
         stored.token_hash, stored.token_encrypted = link.token_hash, link.token_encrypted
         stored.token_expires_at = link.expires_at
         stored.version += 1
-        stored.history.append(BookingChange(actor=Actor.OWNER, action="relinked"))
+        stored.history.append(BookingChange(actor=Actor.OWNER, action=HistoryAction.RELINKED))
     factory = provider_factory or open_provider(settings)
     _rewrite_links(db, settings, factory, booking, url)
     return url
@@ -500,4 +503,4 @@ def revoke_link(db: Database, booking_id: str) -> None:
         assert stored is not None
         stored.token_hash = stored.token_encrypted = None
         stored.version += 1
-        stored.history.append(BookingChange(actor=Actor.OWNER, action="link_revoked"))
+        stored.history.append(BookingChange(actor=Actor.OWNER, action=HistoryAction.LINK_REVOKED))

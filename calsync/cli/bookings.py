@@ -172,7 +172,12 @@ def change_data(change: Change) -> dict[str, Any]:
         "fee": change.fee,
         "message": change.message,
         "sessions": [
-            {"position": i["position"], "from": i["from"], "to": i["to"]} for i in change.items
+            {
+                "position": i.position,
+                "from": i.before.to_data(),
+                "to": i.after.to_data() if i.after else None,
+            }
+            for i in change.items
         ],
         "at": iso(change.created_at),
     }

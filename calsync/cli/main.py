@@ -2,11 +2,11 @@
 
 The commands live in ``setup`` (init, owners), ``calendars`` (calendars, polling),
 ``event_types`` (event types, availability), ``bookings``, ``outbox`` and ``serve``
-(processes, demo), each a module of ``calsync.cli``. This
-module is one of the two places where errors become messages for people (the other is the web
-error handler): ``main`` lets click print usage mistakes its usual way (usage, one error line,
-exit code 2) and catches calsync's own exceptions, printing what happened and what to do
-(exit code 1), never a traceback.
+(processes, demo), each a module of ``calsync.cli``. Errors become one-line messages in
+``cli/messages.py`` (the web's are ``web/errors.py`` and ``web/manage/wording.py``): ``main``
+lets click print usage mistakes its usual way (usage, one error line, exit code 2) and catches
+calsync's own exceptions, printing what happened and what to do (exit code 1), never a
+traceback.
 """
 
 from __future__ import annotations
@@ -72,11 +72,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _message(exc: Exception) -> str:
-    from calsync.sync.fresh_busy import BusyTimeNotFresh
+    from calsync.cli.messages import message
 
-    if isinstance(exc, BusyTimeNotFresh):
-        return (
-            f"calendar {exc.connection_id} is being polled right now; nothing was changed, "
-            "try again in a moment"
-        )
-    return str(exc)
+    return message(exc)

@@ -40,6 +40,7 @@ from calsync.states import AllDayMode as AllDayMode
 from calsync.states import CalendarRole as CalendarRole
 from calsync.states import CancelMode as CancelMode
 from calsync.states import OutboxStatus as OutboxStatus
+from calsync.store.change_items import ChangeItem, ChangeItems
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -398,6 +399,21 @@ class BookedSession(Base):
     __table_args__ = (Index("ix_booked_sessions_event", "connection_id", "href"),)
 
 
+class HistoryAction(StrEnum):
+    """What a line of a booking's history records."""
+
+    BOOKED = "booked"
+    FAILED = "failed"
+    RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"
+    RELINKED = "relinked"
+    LINK_REVOKED = "link_revoked"
+    ADOPTED = "adopted"
+    MOVED_BY_OWNER = "moved_by_owner"
+    DELETED_BY_OWNER = "deleted_by_owner"
+    CANCELLED_BY_OWNER = "cancelled_by_owner"
+
+
 class BookingChange(Base):
     """The history of a booking: who did what, when, and why."""
 
@@ -412,7 +428,16 @@ class BookingChange(Base):
     )
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[Actor] = mapped_column(_enum(Actor))
-    action: Mapped[str] = mapped_column(String(40))
+    # A plain string column (no CHECK constraint), so no migration: the values above fit it.
+    action: Mapped[HistoryAction] = mapped_column(
+        Enum(
+            HistoryAction,
+            native_enum=False,
+            create_constraint=False,
+            length=40,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -433,10 +458,9 @@ class ChangeStatus(StrEnum):
 class Change(Base):
     """One reschedule or cancel of some sessions of a booking, recorded before it is applied.
 
-    ``items`` lists each session touched: ``{"session_id", "uid", "from": [start, end],
-    "to": [start, end] | None, "applied": bool}``. The idempotency key makes a replayed request
-    return this change instead of making another. These rows are also what notifications are
-    made from.
+    ``items`` lists each session touched (``ChangeItem``, stored as JSON). The idempotency key
+    makes a replayed request return this change instead of making another. These rows are also
+    what notifications are made from.
     """
 
     __tablename__ = "changes"
@@ -451,7 +475,7 @@ class Change(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(100))
     fingerprint: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
-    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    items: Mapped[list[ChangeItem]] = mapped_column(ChangeItems)
     fee: Mapped[str | None] = mapped_column(String(32))  # reschedule fee or cancellation refund
     message: Mapped[str | None] = mapped_column(Text)  # what went wrong, for the customer
     attempts: Mapped[int] = mapped_column(Integer, default=0)

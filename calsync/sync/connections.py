@@ -2,6 +2,20 @@
 
 Each function takes the database and plain values, validates them, and raises
 :class:`ServiceError` (or a provider error) with a message a person can act on.
+
+``ServiceError`` is the root of the errors of the layers above the providers:
+
+    ServiceError                       a request that cannot be carried out as given
+    ├── NotFoundError                  an unknown id or slug
+    ├── CalendarInUse                  a booking calendar removed without ``force``
+    ├── BusyTimeNotFresh (sync/fresh_busy.py)
+    ├── InvalidInput, AvailabilityUnknown (bookings/event_types.py)
+    ├── SlotTaken, CalendarWriteFailed (bookings/packages.py)
+    └── ChangeRefused, StaleBooking, ReplayMismatch (bookings/changes.py: typed refusals,
+        no words; see its docstring)
+
+The provider errors are their own tree (``calendars/errors.py``). Each face words them in one
+module: ``web/errors.py`` (API), ``web/manage/wording.py`` (manage page), ``cli/messages.py``.
 """
 
 from __future__ import annotations

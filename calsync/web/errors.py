@@ -1,4 +1,13 @@
-"""The one place where errors become HTTP answers (the CLI is the other place they become words).
+"""The one place where errors become HTTP answers: the API's translator (the manage page's words
+are ``web/manage/wording.py``, the CLI's ``cli/messages.py``). The change engine's refusals carry
+no words; ``change_words`` writes the API's sentence from their typed fields.
+
+The web's own errors, beside the layers' trees (``sync/connections.py``, ``calendars/errors.py``):
+
+    Unauthorized, ApiSwitchedOff, PollInProgress      (here)
+    RateLimited                                       (web/manage/rate_limit.py)
+    FormRefused, FormProblems                         (web/manage/forms.py: before the engine)
+    SignInError                                       (web/signin/flow.py)
 
 Every answer is JSON with a ``detail``: a list of ``{"field", "message"}`` when the request
 itself is at fault field by field (422), else one sentence saying what happened and what to do.
@@ -39,15 +48,17 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
-from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking
+from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking, TimeTaken
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.packages import SlotTaken
+from calsync.bookings.plan import ChangeField, Refusal, RefusalKind
 from calsync.calendars.errors import (
     AuthFailed,
     Conflict,
@@ -56,6 +67,7 @@ from calsync.calendars.errors import (
     ProviderError,
 )
 from calsync.config import ConfigError
+from calsync.policy.refusal import availability_command
 from calsync.policy.types import RulesError
 from calsync.store.db import DatabaseUnavailable
 from calsync.sync.connections import NotFoundError, ServiceError
@@ -214,14 +226,82 @@ async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
     return message_response(502, str(exc))
 
 
-async def _change_refused(_request: Request, exc: Exception) -> JSONResponse:
+# The change engine's fields as the API's bodies name them (reschedule: ``moves``).
+_CHANGE_FIELDS = {
+    ChangeField.SESSIONS: "moves",
+    ChangeField.STARTS: "moves",
+    ChangeField.REASON: "reason",
+}
+_CANCEL_FIELDS = {ChangeField.SESSIONS: "session_ids", ChangeField.REASON: "reason"}
+
+
+def change_words(refusal: Refusal) -> str:
+    """The API's sentence for a refusal of the change engine (the owner asked)."""
+    match refusal.kind:
+        case RefusalKind.STALE:
+            return (
+                "this booking changed since you read it (expected_version is old); read it "
+                "again and retry"
+            )
+        case RefusalKind.REPLAY_MISMATCH:
+            return "this idempotency_key was already sent with another request; use a new one"
+        case RefusalKind.NO_SESSIONS:
+            return "choose at least one session"
+        case RefusalKind.NOT_IN_BOOKING:
+            return "a chosen session is not part of this booking"
+        case RefusalKind.INACTIVE:
+            return "this booking is no longer active"
+        case RefusalKind.NOT_ALLOWED:
+            return f"Session {refusal.position}: {refusal.policy_reason}"
+        case RefusalKind.REASON_REQUIRED:
+            return "a reason is required"
+        case RefusalKind.REASON_TOO_LONG:
+            return "keep the reason under 2,000 characters"
+        case RefusalKind.ALREADY_CANCELLED:
+            return "a chosen session is already cancelled"
+        case RefusalKind.NO_OFFSET:
+            return "new times need a UTC offset"
+        case RefusalKind.SAME_TIME:
+            return "two sessions cannot move to the same time"
+        case RefusalKind.OVERLAP:
+            return (
+                f"sessions {refusal.position} and {refusal.other_position} would overlap; "
+                'move them apart, or send "force": true'
+            )
+        case RefusalKind.PAST:
+            return f"session {refusal.position}: that time has already passed"
+        case RefusalKind.NO_EVENT_TYPE:
+            return "this booking's event type was deleted; the owner must move it"
+        case RefusalKind.TAKEN:
+            return f"session {refusal.position}'s new time is not free"
+        case RefusalKind.NOT_OFFERED:
+            assert refusal.at is not None and refusal.zone is not None
+            zone = ZoneInfo(refusal.zone)
+            local = refusal.at.astimezone(zone)
+            command = availability_command(refusal.event_type or "SLUG", local.date())
+            return (
+                f"session {refusal.position}: {local:%a %Y-%m-%d %H:%M} ({zone.key}) is "
+                f"{refusal.why_text}. See the free times with `{command}`, or move it anyway "
+                'with "force": true, which skips the busy, hours, notice and grid checks'
+            )
+
+
+async def _change_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ChangeRefused)
-    return problems_response([(exc.field or "body", str(exc))])
+    names = _CANCEL_FIELDS if request.url.path.endswith("/cancel") else _CHANGE_FIELDS
+    field = names.get(exc.field, "body") if exc.field else "body"
+    return problems_response([(field, change_words(exc.refusal))])
+
+
+async def _change_conflict(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StaleBooking | ReplayMismatch)
+    return message_response(409, change_words(exc.refusal))
 
 
 async def _slot_taken(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SlotTaken)
-    content: dict[str, object] = {"detail": str(exc), "start": exc.start.isoformat()}
+    words = change_words(exc.refusal) if isinstance(exc, TimeTaken) else str(exc)
+    content: dict[str, object] = {"detail": words, "start": exc.start.isoformat()}
     if exc.session_id is not None:
         content["session_id"] = exc.session_id
     return JSONResponse(status_code=409, content=content)
@@ -328,8 +408,8 @@ def install(app: FastAPI) -> None:
         InvalidInput: _invalid_input,
         ChangeRefused: _change_refused,
         SlotTaken: _slot_taken,
-        StaleBooking: _conflict,
-        ReplayMismatch: _conflict,
+        StaleBooking: _change_conflict,
+        ReplayMismatch: _change_conflict,
         RateLimited: _rate_limited,
         RulesError: _rules_error,
         NotFoundError: _not_found,

@@ -18,6 +18,7 @@ from pydantic import (
 
 from calsync.bookings.packages import MAX_SESSIONS
 from calsync.input_rules import one_line
+from calsync.store.change_items import Times
 from calsync.store.models import (
     Actor,
     BookedSession,
@@ -150,7 +151,11 @@ class BookingChangeOut(BaseModel):
     @classmethod
     def from_row(cls, row: BookingChange) -> BookingChangeOut:
         return cls(
-            at=row.at, actor=row.actor, action=row.action, reason=row.reason, details=row.details
+            at=row.at,
+            actor=row.actor,
+            action=row.action.value,
+            reason=row.reason,
+            details=row.details,
         )
 
 
@@ -188,11 +193,11 @@ class ChangeOut(BaseModel):
         items = [
             ChangeItemOut.model_validate(
                 {
-                    "session_id": item["session_id"],
-                    "position": item["position"],
-                    "from": _span(item["from"], zone),
-                    "to": _span(item["to"], zone) if item["to"] else None,
-                    "applied": bool(item["applied"]),
+                    "session_id": item.session_id,
+                    "position": item.position,
+                    "from": _span(item.before, zone),
+                    "to": _span(item.after, zone) if item.after else None,
+                    "applied": item.applied,
                 }
             )
             for item in change.items
@@ -211,9 +216,8 @@ class ChangeOut(BaseModel):
         )
 
 
-def _span(pair: Any, zone: ZoneInfo) -> SpanOut:
-    start, end = (datetime.fromisoformat(t).astimezone(zone) for t in pair)
-    return SpanOut(start=start, end=end)
+def _span(times: Times, zone: ZoneInfo) -> SpanOut:
+    return SpanOut(start=times.start.astimezone(zone), end=times.end.astimezone(zone))
 
 
 class BookingOut(BaseModel):

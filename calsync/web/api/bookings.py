@@ -11,8 +11,6 @@ body; provider failures while relinking.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -146,15 +144,6 @@ CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@contextmanager
-def _fields_named(names: dict[str, str]) -> Iterator[None]:
-    """The engine's field names (``sessions``, ``starts``) as this request names them."""
-    try:
-        yield
-    except changes.ChangeRefused as exc:
-        raise changes.ChangeRefused(str(exc), names.get(exc.field or "", exc.field)) from exc
-
-
 @router.post("/{booking_id}/reschedule", responses=CHANGE_RESPONSES)
 def reschedule_sessions(
     booking_id: BookingId, body: RescheduleIn, db: DbDep, settings: SettingsDep
@@ -168,18 +157,17 @@ def reschedule_sessions(
     ``pending`` while a calendar cannot be reached (a worker finishes it), ``conflict`` when
     the owner changed the event in their calendar meanwhile.
     """
-    with _fields_named({"sessions": "moves", "starts": "moves"}):
-        outcome = changes.reschedule(
-            db,
-            settings,
-            booking_id,
-            {move.session_id: move.start for move in body.moves},
-            actor=Actor.OWNER,
-            reason=body.reason,
-            idempotency_key=body.idempotency_key,
-            expected_version=body.expected_version,
-            force=body.force,
-        )
+    outcome = changes.reschedule(
+        db,
+        settings,
+        booking_id,
+        {move.session_id: move.start for move in body.moves},
+        actor=Actor.OWNER,
+        reason=body.reason,
+        idempotency_key=body.idempotency_key,
+        expected_version=body.expected_version,
+        force=body.force,
+    )
     return change_result(outcome, links.current_link(settings, outcome.booking))
 
 
@@ -189,15 +177,14 @@ def cancel_sessions(
 ) -> ChangeResultOut:
     """Cancel sessions (the booking is cancelled once all of its sessions are). The owner is
     not bound by the policy."""
-    with _fields_named({"sessions": "session_ids"}):
-        outcome = changes.cancel(
-            db,
-            settings,
-            booking_id,
-            body.session_ids,
-            actor=Actor.OWNER,
-            reason=body.reason,
-            idempotency_key=body.idempotency_key,
-            expected_version=body.expected_version,
-        )
+    outcome = changes.cancel(
+        db,
+        settings,
+        booking_id,
+        body.session_ids,
+        actor=Actor.OWNER,
+        reason=body.reason,
+        idempotency_key=body.idempotency_key,
+        expected_version=body.expected_version,
+    )
     return change_result(outcome, links.current_link(settings, outcome.booking))

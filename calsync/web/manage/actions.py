@@ -6,44 +6,43 @@ Each POST is checked in this order, and anything refused changes nothing:
    (the same 404 as every page for a token that opens nothing);
 2. where it comes from: a cross-site request or a foreign ``Origin`` is refused (403), and so is
    a form without this link's anti-CSRF token for this purpose (``manage/forms.py``);
-3. the form: sessions of this booking only, times with offsets that are in the future and
-   offered by the availability engine (422, back on the page with the problem next to the
-   field), the idempotency key and booking version (400 when missing);
-4. the change engine (``calsync.bookings.changes``), which checks the policy and re-checks every
-   new time against fresh calendar data, serialized per owner.
+3. the form: sessions of this booking only, times with offsets (422, back on the page with
+   the problem next to the field), the idempotency key and booking version (400 when missing);
+4. the change engine (``calsync.bookings.changes``): its plan checks the policy, the reason,
+   past times and overlaps between the moved sessions, and re-checks every new time against
+   fresh calendar data, serialized per owner. Its refusals are worded by
+   ``manage/wording.py``.
 
-Success redirects (303) to the change's outcome page, so reloading it never sends the form
-again; sending the same form twice returns the same change (idempotency key) whatever the
-booking's state is now: it is looked up before the page's own checks (a cancelled session would
-refuse the copy), and copies sent at the same moment are settled by the engine under the
+The route only parses the form, calls the engine and maps what it answers. Success redirects
+(303) to the change's outcome page, so reloading it never sends the form again; sending the
+same form twice returns the same change (idempotency key) whatever the booking's state is now,
+and copies sent at the same moment are settled: both by the engine (``record``), under the
 owner's lock. A form from a page that shows an outdated booking is refused (version).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from calsync.bookings import changes
-from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking
+from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking, TimeTaken
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
-from calsync.bookings.packages import SlotTaken
+from calsync.bookings.plan import ChangeField
 from calsync.config import Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
-from calsync.store.models import Actor, ChangeKind
+from calsync.store.models import Actor
 from calsync.sync.fresh_busy import BusyTimeNotFresh
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage import forms
 from calsync.web.manage.forms import FormProblems, FormRefused, PostedForm, Purpose
 from calsync.web.manage.pages import (
     Visit,
-    allowed_sessions,
     booking_page,
-    check_moves,
     confirm_page,
     not_valid,
     open_visit,
@@ -51,22 +50,16 @@ from calsync.web.manage.pages import (
     token_tag,
 )
 from calsync.web.manage.render import message_page, see_other
+from calsync.web.manage.wording import (
+    CALENDAR_UNREAD,
+    CALENDAR_UPDATING,
+    STALE,
+    refusal_words,
+    taken_meanwhile,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-STALE = (
-    "Your booking changed while you were choosing (perhaps the owner moved a session), so "
-    "nothing was changed. Here it is as it is now; please choose again."
-)
-CALENDAR_UNREAD = (
-    "The owner's calendar could not be checked just now, so nothing was changed. Please try "
-    "again in a minute."
-)
-CALENDAR_UPDATING = (
-    "The owner's calendar is being updated at this very moment, so nothing was changed. "
-    "Please try again in a moment."
-)
 
 
 def _open(
@@ -113,30 +106,8 @@ def _shown(posted: PostedForm) -> date | None:
         return None
 
 
-def _sent_before(
-    visit: Visit, key: str, purpose: Purpose, session_ids: list[int], posted: PostedForm
-) -> Response | None:
-    """The answer to this form sent again (a reload, the back button, a double click): the
-    change it made, whatever the booking's state is now; None for a first sending."""
-    if purpose is Purpose.CANCEL:
-        kind, action = ChangeKind.CANCEL, Action.CANCEL
-        targets: dict[int, datetime | None] = dict.fromkeys(session_ids)
-    else:
-        kind, action = ChangeKind.RESCHEDULE, Action.RESCHEDULE
-        try:
-            targets = dict(forms.chosen_starts(posted.fields, session_ids, visit.page.names()))
-        except FormProblems:
-            return None  # not a complete form: not one that was recorded either
-    try:
-        earlier = changes.replay_of(
-            visit.db, visit.booking.id, key, kind, targets, _reason(visit, action, posted)
-        )
-    except ReplayMismatch as exc:
-        return _refused(visit, 409, str(exc).capitalize() + ".")
-    if earlier is None:
-        return None
-    log.info("manage page: booking %s: change %s (replayed)", visit.booking.id, earlier.id)
-    return see_other(visit.paths.change(earlier.id))
+def _words(visit: Visit, exc: ChangeRefused | StaleBooking | ReplayMismatch | TimeTaken) -> str:
+    return refusal_words(exc.refusal, visit.page.names(), visit.zone)
 
 
 @router.post("/m/{token}/reschedule")
@@ -154,10 +125,7 @@ def reschedule(
     shown = _shown(posted)
     try:
         key, version = forms.idempotency_key(fields), forms.expected_version(fields)
-        chosen = forms.chosen_sessions(fields, visit.booking)
-        if answered := _sent_before(visit, key, Purpose.RESCHEDULE, chosen, posted):
-            return answered
-        session_ids = allowed_sessions(visit, chosen, Action.RESCHEDULE)
+        session_ids = forms.chosen_sessions(fields, visit.booking)
     except FormProblems as exc:
         if "form" in exc.problems:
             return _refused(visit, exc.status, exc.problems["form"])
@@ -168,9 +136,6 @@ def reschedule(
         moves = forms.chosen_starts(fields, session_ids, names)
     except FormProblems as exc:
         return times_page(visit, session_ids, picks, shown, problems=exc.problems, status=422)
-    problems = check_moves(visit, session_ids, moves)
-    if problems:
-        return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
     try:
         reason = _reason(visit, Action.RESCHEDULE, posted)
     except FormProblems as exc:
@@ -214,22 +179,31 @@ def reschedule(
             expected_version=version,
         )
     except ChangeRefused as exc:
-        if exc.field == "reason":
-            return confirm_again(422, problems={"reason": str(exc)})
-        if exc.field == "starts":
-            return times_page(visit, session_ids, picks, shown, notice=str(exc), status=422)
-        return booking_page(visit, "reschedule", notice=str(exc), status=422)
-    except SlotTaken as exc:
+        words, at = _words(visit, exc), exc.refusal.session_id
+        if exc.field is ChangeField.REASON:
+            return confirm_again(422, problems={"reason": words})
+        if exc.field is ChangeField.STARTS and at is not None:
+            problems = {forms.start_field(at): words}
+            return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
+        if exc.field is ChangeField.STARTS:
+            return times_page(visit, session_ids, picks, shown, notice=words, status=422)
+        if exc.field is ChangeField.SESSIONS:
+            return booking_page(visit, "reschedule", problems={"sessions": words}, status=422)
+        return booking_page(visit, "reschedule", notice=words, status=422)
+    except TimeTaken as exc:
+        field = forms.start_field(exc.session_id) if exc.session_id else "form"
+        problems = {field: _words(visit, exc)}
+        if not taken_meanwhile(exc.refusal):  # never offered (a tampered form)
+            return times_page(visit, session_ids, picks, shown, problems=problems, status=422)
         # Back to the times, the other choices kept, the note at the session that lost its.
         kept = {sid: start for sid, start in moves.items() if sid != exc.session_id}
-        taken = forms.start_field(exc.session_id) if exc.session_id else "form"
         first = shown or exc.start.astimezone(visit.zone).date()
         log.info("manage page: booking %s: a chosen time was taken", visit.booking.id)
-        return times_page(visit, session_ids, kept, first, problems={taken: str(exc)}, status=409)
+        return times_page(visit, session_ids, kept, first, problems=problems, status=409)
     except StaleBooking:
         return _stale(visit, "reschedule")
     except ReplayMismatch as exc:
-        return _refused(visit, 409, str(exc).capitalize() + ".")
+        return _refused(visit, 409, _words(visit, exc))
     except AvailabilityUnknown:
         return confirm_again(409, notice=CALENDAR_UNREAD)
     except BusyTimeNotFresh:
@@ -259,10 +233,7 @@ def cancel(
     visit, fields = opened, posted.fields
     try:
         key, version = forms.idempotency_key(fields), forms.expected_version(fields)
-        chosen = forms.chosen_sessions(fields, visit.booking)
-        if answered := _sent_before(visit, key, Purpose.CANCEL, chosen, posted):
-            return answered
-        session_ids = allowed_sessions(visit, chosen, Action.CANCEL)
+        session_ids = forms.chosen_sessions(fields, visit.booking)
     except FormProblems as exc:
         if "form" in exc.problems:
             return _refused(visit, exc.status, exc.problems["form"])
@@ -292,7 +263,7 @@ def cancel(
             expected_version=version,
         )
     except ChangeRefused as exc:
-        if exc.field == "reason":
+        if exc.field is ChangeField.REASON:
             return confirm_page(
                 visit,
                 Purpose.CANCEL,
@@ -300,14 +271,18 @@ def cancel(
                 {},
                 reason=reason,
                 key=key,
-                problems={"reason": str(exc)},
+                problems={"reason": _words(visit, exc)},
                 status=422,
             )
-        return booking_page(visit, "cancel", notice=str(exc), status=422)
+        if exc.field is ChangeField.SESSIONS:
+            return booking_page(
+                visit, "cancel", problems={"sessions": _words(visit, exc)}, status=422
+            )
+        return booking_page(visit, "cancel", notice=_words(visit, exc), status=422)
     except StaleBooking:
         return _stale(visit, "cancel")
     except ReplayMismatch as exc:
-        return _refused(visit, 409, str(exc).capitalize() + ".")
+        return _refused(visit, 409, _words(visit, exc))
     log.info("manage page: booking %s: change %s", visit.booking.id, outcome.change.id)
     return see_other(visit.paths.change(outcome.change.id))
 

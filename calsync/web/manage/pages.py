@@ -18,13 +18,14 @@ from zoneinfo import ZoneInfo
 from fastapi import Request, Response
 
 from calsync.bookings import links
-from calsync.bookings.changes import available_for
+from calsync.bookings.changes import available_for, facts_of
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput, get_event_type
+from calsync.bookings.plan import Ask, ChangeField, Refusal, plan
 from calsync.config import Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
-from calsync.store.models import Booking, Change, utcnow
+from calsync.store.models import Actor, Booking, Change, ChangeKind, utcnow
 from calsync.sync.connections import NotFoundError
 from calsync.web.manage.forms import (
     FormProblems,
@@ -45,6 +46,7 @@ from calsync.web.manage.views import (
     time_window,
     zone_heading,
 )
+from calsync.web.manage.wording import refusal_words
 
 log = logging.getLogger(__name__)
 TABS = ("keep", "reschedule", "cancel")
@@ -230,17 +232,22 @@ def times_page(
 def check_moves(
     visit: Visit, session_ids: Sequence[int], moves: Mapping[int, datetime]
 ) -> dict[str, str]:
-    """Problems with the chosen times, by field: past, not offered, or clashing with each other.
-
-    A time the availability engine does not offer (tampered with, or taken since the list was
-    shown) is refused here; the change engine re-checks against fresh calendar data anyway."""
+    """Problems with the chosen times, by field: what the change engine's plan refuses before
+    any calendar is read (a past time, two sessions on one slot or overlapping:
+    ``bookings/plan.py``), then a time the list of free times does not show (tampered with, or
+    taken since the list was shown). The engine re-checks against fresh calendar data anyway."""
     problems: dict[str, str] = {}
     names, lengths = visit.page.names(), visit.lengths()
-    spans: list[tuple[int, datetime, datetime]] = []
+    ask = Ask(ChangeKind.RESCHEDULE, Actor.CUSTOMER, dict(moves))
+    refused = plan(facts_of(visit.booking), ask, visit.now)
+    if isinstance(refused, Refusal) and refused.field is ChangeField.STARTS:
+        at = refused.session_id
+        problems[start_field(at) if at is not None else "form"] = refusal_words(
+            refused, names, visit.zone
+        )
     for session_id, start in moves.items():
         name, end = names[session_id], start + lengths[session_id]
-        if start <= visit.now:
-            problems[start_field(session_id)] = f"{name}: that time has already passed."
+        if start <= visit.now or start_field(session_id) in problems:
             continue
         try:
             free = available_for(visit.db, visit.booking, session_ids, start, end)
@@ -254,14 +261,6 @@ def check_moves(
             problems[start_field(session_id)] = (
                 f"{name}: that time is not available. Please choose one of the times shown."
             )
-            continue
-        for other_id, other_start, other_end in spans:
-            if start < other_end and other_start < end:
-                problems[start_field(session_id)] = (
-                    f"{name} and {names[other_id]} cannot take the same time. "
-                    f"Please choose another time for {name}."
-                )
-        spans.append((session_id, start, end))
     return problems
 
 

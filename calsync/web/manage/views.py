@@ -318,14 +318,13 @@ class ChangeView:
 def change_view(change: Change, booking: Booking, zone: ZoneInfo) -> ChangeView:
     count = len(booking.sessions)
     lines = []
-    for item in sorted(change.items, key=lambda i: int(i["position"])):
-        old = [datetime.fromisoformat(t) for t in item["from"]]
-        new = [datetime.fromisoformat(t) for t in item["to"]] if item["to"] else None
+    for item in sorted(change.items, key=lambda i: i.position):
+        old, new = item.before, item.after
         lines.append(
             ChangeLine(
-                _line_label(int(item["position"]), count),
-                format_span(old[0], old[1], zone),
-                format_span(new[0], new[1], zone) if new else None,
+                _line_label(item.position, count),
+                format_span(old.start, old.end, zone),
+                format_span(new.start, new.end, zone) if new else None,
             )
         )
     moved = change.kind is ChangeKind.RESCHEDULE
