@@ -246,7 +246,14 @@ class Settings(BaseSettings):
         return self.secret_key
 
 
-SECTIONS = ("sync", "bookings", "web", "mail", "google")
+def _sections() -> tuple[str, ...]:
+    """The ``[section]`` names: every field of Settings that is itself a settings model (read
+    from the model, so a new section is known to the messages below without a list to keep)."""
+    return tuple(
+        name
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    )
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
@@ -262,7 +269,7 @@ def _describe(error: ErrorDetails, from_env: set[tuple[str, ...]]) -> str:
         return f"the environment variable {_env_name(loc)}: {error['msg']} (got {got!r})"
     if error["type"] == "extra_forbidden":
         top = loc[-1]
-        if len(loc) == 2 and loc[0] in SECTIONS and top in Settings.model_fields:
+        if len(loc) == 2 and loc[0] in _sections() and top in Settings.model_fields:
             return (
                 f"{key}: unknown key; {top} is a top-level key, so put it above the first "
                 f"[section] of the file (TOML reads every key after [{loc[0]}] as part of it)"
@@ -272,8 +279,9 @@ def _describe(error: ErrorDetails, from_env: set[tuple[str, ...]]) -> str:
 
 
 def _known_env_names() -> list[str]:
-    names = [f"CALSYNC_{name.upper()}" for name in Settings.model_fields if name not in SECTIONS]
-    for section in SECTIONS:
+    sections = _sections()
+    names = [f"CALSYNC_{name.upper()}" for name in Settings.model_fields if name not in sections]
+    for section in sections:
         model = Settings.model_fields[section].annotation
         for name in getattr(model, "model_fields", {}):
             names.append(f"CALSYNC_{section.upper()}__{name.upper()}")

@@ -8,8 +8,9 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 
-from calsync.cli.common import app, err, out, state
+from calsync.cli.common import app, out, progress_note, state
 
 
 @app.command()
@@ -94,7 +95,7 @@ def _run(host: str | None, port: int | None, *, run_poller: bool) -> None:
 
     address = listen_address(state.settings.base_url, host, port)
     if address.note:
-        err.print(address.note, highlight=False, soft_wrap=True)
+        progress_note(escape(address.note))
     run_server(state.settings, host=address.host, port=address.port, run_poller=run_poller)
 
 

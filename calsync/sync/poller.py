@@ -201,18 +201,25 @@ class Poller:
 
     def poll(self, connection_id: int, progress: Progress | None = None) -> PollResult:
         """Poll one calendar whose lease we hold, and store the result."""
-        began = time.perf_counter()
-        with log_context(calendar_id=connection_id):
-            result, _ = self._poll(connection_id, progress, mirror_only=False)
-        metrics.POLLS.labels(result.outcome.value).inc()
-        metrics.POLL_DURATION.observe(time.perf_counter() - began)
+        result, _ = self._measured(connection_id, progress, mirror_only=False)
         return result
 
     def poll_mirror_only(self, connection_id: int) -> tuple[PollResult, Fetched | None]:
         """Poll one calendar whose lease we hold and store its mirror, nothing else: no owner
         changes, no adoption (the worker follows up). Also returns what was fetched, so a
         caller whose lease lapsed meanwhile can still use it without storing it."""
-        return self._poll(connection_id, None, mirror_only=True)
+        return self._measured(connection_id, None, mirror_only=True)
+
+    def _measured(
+        self, connection_id: int, progress: Progress | None, *, mirror_only: bool
+    ) -> tuple[PollResult, Fetched | None]:
+        """``_poll``, counted in the metrics and with the calendar in every log line."""
+        began = time.perf_counter()
+        with log_context(calendar_id=connection_id):
+            result, fetched = self._poll(connection_id, progress, mirror_only=mirror_only)
+        metrics.POLLS.labels(result.outcome.value).inc()
+        metrics.POLL_DURATION.observe(time.perf_counter() - began)
+        return result, fetched
 
     def read_without_lease(self, connection_id: int) -> list[mirror.ExpandedItem]:
         """What changed since the stored cursor, expanded, for a calendar another worker is
