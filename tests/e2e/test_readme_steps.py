@@ -61,6 +61,8 @@ def shifted(commands: list[str], today: date) -> list[str]:
 
 def as_run(command: str, url: str) -> tuple[list[str], dict[str, str]] | None:
     words = shlex.split(re.sub(r"\s*\[[^\]]*\]", "", command), comments=True)
+    if not words:
+        return None  # a line that only comments on the one above
     env = {}
     while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
         env[words.pop(0).split("=", 1)[0]] = PASSWORD  # the README's "…"
