@@ -3,7 +3,7 @@
 PostgreSQL tests use the server named by CALSYNC_TEST_POSTGRES_URL (default: the local
 server on 127.0.0.1:5432, database ``test``); each test gets a database of its own, made and
 dropped around it. Where the server is unreachable those tests are skipped, unless
-CALSYNC_REQUIRE_POSTGRES=1 (as in CI), where they fail.
+CALSYNC_TEST_REQUIRE_POSTGRES=1 (as in CI), where they fail.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def postgres_admin() -> str:
     problem = _postgres_problem()
     if problem:
         message = f"PostgreSQL at {POSTGRES_URL} is not reachable: {problem}"
-        if os.environ.get("CALSYNC_REQUIRE_POSTGRES") == "1":
+        if os.environ.get("CALSYNC_TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
     return _admin_conninfo()
