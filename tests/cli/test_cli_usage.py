@@ -304,3 +304,22 @@ def test_the_readme_shows_the_link_block_markers_calsync_writes() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert f"{LINK_BLOCK_START}\nhttps://book.example.org/m/…\n{LINK_BLOCK_END}\n" in readme
+
+
+def test_a_console_script_from_before_the_layout_move_still_gives_usage_errors() -> None:
+    """An editable install made before the move keeps a `calsync` script that names
+    calsync.sync.cli:main; a mistyped command there must still be a usage message, exit 2."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from calsync.sync.cli import main; sys.exit(main())",
+            "no-such-command",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "No such command 'no-such-command'" in done.stderr
+    assert "Traceback" not in done.stderr
