@@ -62,6 +62,13 @@ from calsync.bookings.plan import (
     Taken,
     plan,
 )
+from calsync.bookings.reschedule_requests import (
+    Grant,
+    RequestNotOpen,
+    RequestState,
+    find_request,
+    use_request,
+)
 from calsync.config import Settings
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
@@ -195,16 +202,31 @@ def reschedule(
     now: datetime | None = None,
     provider_factory: ProviderFactory | None = None,
     force: bool = False,
+    request_token: str | None = None,
 ) -> ChangeOutcome:
     """Move sessions (session id → new start). Raises ChangeRefused (OwnerMoveRefused),
-    TimeTaken, StaleBooking, ReplayMismatch, AvailabilityUnknown; a calendar outage leaves the
-    change pending.
+    TimeTaken, StaleBooking, ReplayMismatch, AvailabilityUnknown, RequestNotOpen; a calendar
+    outage leaves the change pending.
 
     The owner's moves are checked like the customer's (busy time, hours, notice, grid) and
     refused with the reason (``OwnerMoveRefused``) unless ``force``; they are never charged a
-    fee nor counted against the customer's reschedule allowance."""
-    ask = Ask(ChangeKind.RESCHEDULE, actor, dict(moves), reason, force, expected_version)
-    return _change(db, settings, booking_id, ask, idempotency_key, now, provider_factory)
+    fee nor counted against the customer's reschedule allowance.
+
+    ``request_token`` (the customer's, from the owner's reschedule request): the request must
+    be open and name every moved session; the policy's limits, reason and fee are waived, and
+    the request is used up in the transaction that records the change."""
+    ask = Ask(
+        ChangeKind.RESCHEDULE,
+        actor,
+        dict(moves),
+        reason,
+        force,
+        expected_version,
+        waived=request_token is not None,
+    )
+    return _change(
+        db, settings, booking_id, ask, idempotency_key, now, provider_factory, request_token
+    )
 
 
 def cancel(
@@ -234,12 +256,16 @@ def _change(
     key: str | None,
     now: datetime | None,
     provider_factory: ProviderFactory | None,
+    request_token: str | None = None,
 ) -> ChangeOutcome:
     """Plan (before reading any calendar), fresh busy time, record, apply."""
     now = now or utcnow()
     factory = provider_factory or open_provider(settings)
     with db.reading() as session:
         earlier = _earlier(session, booking_id, key)
+        if request_token is not None and earlier is None:
+            # A replay answers with its change even though the request is used up by now.
+            _granted(find_request(session, booking_id, request_token, now), ask)
     booking = get_booking(db, booking_id)
     first = plan(facts_of(booking), ask, now, earlier=earlier)
     if isinstance(first, Refusal):
@@ -257,7 +283,9 @@ def _change(
     live: list[Span] = []
     if ask.kind is ChangeKind.RESCHEDULE:
         live = _fresh_busy(db, settings, booking, ask, factory)
-    recorded = record(db, settings, booking_id, booking.owner_id, ask, key, now, live)
+    recorded = record(
+        db, settings, booking_id, booking.owner_id, ask, key, now, live, request_token
+    )
     if not recorded.replayed:
         metrics.CHANGES.labels(ask.kind.value, ask.actor.value).inc()
     return _finish(db, settings, recorded.change_id, factory, replayed=recorded.replayed)
@@ -294,6 +322,7 @@ def record(
     key: str | None,
     now: datetime,
     live: Sequence[Span] = (),
+    request_token: str | None = None,
 ) -> Recorded:
     """The change, in one transaction under the owner's lock: the plan again on what the
     transaction sees (a copy of this request recorded meanwhile is the answer; the booking's
@@ -312,13 +341,28 @@ def record(
         taken = None
         if ask.kind is ChangeKind.RESCHEDULE and stored.event_type_id is not None:
             taken = _taken(session, stored.event_type_id, ask, live)
+        grant = None
+        if request_token is not None and earlier is None:
+            grant = _granted(find_request(session, booking_id, request_token, now), ask)
         answer = plan(facts_of(stored), ask, now, taken=taken, earlier=earlier)
         if isinstance(answer, Replay):
             return Recorded(answer.change_id, replayed=True)
         if isinstance(answer, Refusal):
             raise refused(answer)
-        change = _write(session, settings, stored, answer, key)
+        change = _write(session, settings, stored, answer, key, grant)
+        if grant is not None:
+            use_request(session, grant.id, change.id, now)
         return Recorded(change.id)
+
+
+def _granted(found: Grant | RequestState, ask: Ask) -> Grant:
+    """The open request that covers every session ``ask`` moves; else RequestNotOpen."""
+    if isinstance(found, RequestState):
+        raise RequestNotOpen(found)
+    if not set(ask.targets) <= found.session_ids:
+        # A session the owner did not name: a tampered form (the page offers only those).
+        raise RequestNotOpen(RequestState.UNKNOWN)
+    return found
 
 
 def _taken(session: Session, event_type_id: int, ask: Ask, live: Sequence[Span]) -> Taken:
@@ -334,7 +378,12 @@ def _taken(session: Session, event_type_id: int, ask: Ask, live: Sequence[Span])
 
 
 def _write(
-    session: Session, settings: Settings, booking: Booking, planned: Plan, key: str | None
+    session: Session,
+    settings: Settings,
+    booking: Booking,
+    planned: Plan,
+    key: str | None,
+    grant: Grant | None = None,
 ) -> Change:
     ask = planned.ask
     current = {s.id: s for s in booking.sessions}
@@ -354,7 +403,7 @@ def _write(
                 action=HistoryAction.RESCHEDULED if item.after else HistoryAction.CANCELLED,
                 session_id=booked.id,
                 reason=ask.reason,
-                details=_details(item),
+                details=_details(item) | ({"request": grant.id} if grant else {}),
             )
         )
     if all(s.status is SessionStatus.CANCELLED for s in booking.sessions):
@@ -438,6 +487,7 @@ __all__ = [
     "OwnerChangedEvent",
     "OwnerMoveRefused",
     "ReplayMismatch",
+    "RequestNotOpen",
     "StaleBooking",
     "TimeTaken",
     "apply_change",

@@ -35,6 +35,7 @@ from calsync.bookings.event_types import (
 )
 from calsync.bookings.held import event_zone, lock_owner
 from calsync.bookings.live_check import live_busy
+from calsync.bookings.reschedule_requests import end_with_link
 from calsync.calendars.errors import ProviderError
 from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
@@ -460,6 +461,8 @@ def relink(
         stored.token_expires_at = link.expires_at
         stored.version += 1
         stored.history.append(BookingChange(actor=Actor.OWNER, action=HistoryAction.RELINKED))
+        # A reschedule request's emailed link is the old manage link: it stops with it.
+        end_with_link(session, booking_id, utcnow())
     factory = provider_factory or open_provider(settings)
     _rewrite_links(db, settings, factory, booking, url)
     return url
@@ -504,3 +507,4 @@ def revoke_link(db: Database, booking_id: str) -> None:
         stored.token_hash = stored.token_encrypted = None
         stored.version += 1
         stored.history.append(BookingChange(actor=Actor.OWNER, action=HistoryAction.LINK_REVOKED))
+        end_with_link(session, booking_id, utcnow())

@@ -412,6 +412,9 @@ class HistoryAction(StrEnum):
     MOVED_BY_OWNER = "moved_by_owner"
     DELETED_BY_OWNER = "deleted_by_owner"
     CANCELLED_BY_OWNER = "cancelled_by_owner"
+    RESCHEDULE_REQUESTED = "reschedule_requested"  # the owner asked the customer to move
+    RESCHEDULE_REQUEST_REVOKED = "reschedule_request_revoked"
+    CONFIRMATION_RESENT = "confirmation_resent"
 
 
 class BookingChange(Base):
@@ -485,6 +488,30 @@ class Change(Base):
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("booking_id", "idempotency_key"),)
+
+
+class RescheduleRequest(Base):
+    """The owner asked the customer to choose new times for some sessions
+    (``bookings/reschedule_requests.py``).
+
+    The customer's link to it is the manage link plus a token of its own, of which only the
+    hash is kept. While it is open (not used, not revoked, not expired), the customer may move
+    those sessions once, free of the policy's fee, notice, allowance and reason."""
+
+    __tablename__ = "reschedule_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    session_ids: Mapped[list[int]] = mapped_column(JSON)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    message: Mapped[str | None] = mapped_column(Text)  # the owner's words to the customer
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id", ondelete="SET NULL"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(Base):

@@ -21,7 +21,9 @@ from calsync.bookings import links
 from calsync.bookings.changes import available_for, facts_of
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput, get_event_type
 from calsync.bookings.plan import Ask, ChangeField, Refusal, plan
+from calsync.bookings.reschedule_requests import Grant, RequestState, find_request
 from calsync.config import Settings
+from calsync.notify.when import day_words
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
@@ -46,7 +48,7 @@ from calsync.web.manage.views import (
     time_window,
     zone_heading,
 )
-from calsync.web.manage.wording import refusal_words
+from calsync.web.manage.wording import refusal_words, request_words
 
 log = logging.getLogger(__name__)
 TABS = ("keep", "reschedule", "cancel")
@@ -62,9 +64,12 @@ class Paths:
 
     base: str
     tz: str | None  # the zone the customer chose on the page, carried from page to page
+    # An open reschedule request's token (``bookings/reschedule_requests.py``), carried too.
+    request: str | None = None
 
     def _with(self, path: str, params: Sequence[tuple[str, str]] = ()) -> str:
         query = [*params, *([("tz", self.tz)] if self.tz else [])]
+        query += [("request", self.request)] if self.request else []
         return f"{path}?{urlencode(query)}" if query else path
 
     def tab(self, name: str, ticked: Sequence[int] = ()) -> str:
@@ -101,12 +106,22 @@ class Visit:
     zone: ZoneInfo
     chosen_zone: str | None
     now: datetime
+    # The owner's open reschedule request this visit came with (its token in ``?request=``),
+    # or why the token given opens none (``request_state``).
+    grant: Grant | None = None
+    request_token: str | None = None
+    request_state: RequestState | None = None
     page: BookingView = field(init=False)
     paths: Paths = field(init=False)
 
     def __post_init__(self) -> None:
-        self.page = booking_view(self.booking, self.zone, self.now)
-        self.paths = Paths(f"{path_prefix(self.settings)}/m/{self.token}", self.chosen_zone)
+        requested = self.grant.session_ids if self.grant else frozenset()
+        self.page = booking_view(self.booking, self.zone, self.now, requested)
+        self.paths = Paths(
+            f"{path_prefix(self.settings)}/m/{self.token}",
+            self.chosen_zone,
+            self.request_token if self.grant else None,
+        )
 
     @property
     def token_hash(self) -> str:
@@ -118,24 +133,68 @@ class Visit:
 
     def render(self, name: str, status: int = 200, **values: object) -> Response:
         values.setdefault("notice", None)
+        values.setdefault("asked", self.asked())
         body = render(
             self.settings, name, page=self.page, paths=self.paths, zone=self.zone.key, **values
         )
         return answer(self.request, body, status)
 
+    def asked(self) -> str | None:
+        """What the owner's open request asks, for the page: who, which sessions, until when."""
+        if self.grant is None:
+            return None
+        names = [s.name for s in self.page.sessions if s.id in self.grant.session_ids]
+        which = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        until = day_words(self.grant.expires_at.astimezone(self.zone))
+        return (
+            f"{self.page.owner_name} asked you to choose new times for {which}. No fee "
+            f"applies, whatever the usual rules say. This offer is open until {until}."
+        )
+
+    def request_refused(self) -> str | None:
+        """Why the request link this visit came with offers nothing, if it does not."""
+        if self.request_state is None or self.request_state is RequestState.OPEN:
+            return None
+        return request_words(self.request_state, self.page.owner_name)
+
 
 def open_visit(
-    request: Request, settings: Settings, db: Database, token: str, zone_name: str | None
+    request: Request,
+    settings: Settings,
+    db: Database,
+    token: str,
+    zone_name: str | None,
+    request_token: str | None = None,
 ) -> Visit | None:
-    """The visit a valid token opens (None for every token that opens nothing)."""
+    """The visit a valid token opens (None for every token that opens nothing), with the
+    owner's reschedule request when ``request_token`` opens one."""
     now = utcnow()
+    grant: Grant | None = None
+    state: RequestState | None = None
     with db.reading() as session:
         booking = links.booking_for_token(session, token, now=now)
+        if booking is not None and request_token:
+            found = find_request(session, booking.id, request_token, now)
+            grant, state = (
+                (None, found) if isinstance(found, RequestState) else (found, RequestState.OPEN)
+            )
     if booking is None:
         return None
     chosen = usable_zone(zone_name)
     zone = chosen or ZoneInfo(booking.customer_timezone)
-    return Visit(request, settings, db, token, booking, zone, zone.key if chosen else None, now)
+    return Visit(
+        request,
+        settings,
+        db,
+        token,
+        booking,
+        zone,
+        zone.key if chosen else None,
+        now,
+        grant,
+        request_token if grant else None,
+        state,
+    )
 
 
 def token_tag(token: str) -> str:
@@ -238,7 +297,7 @@ def check_moves(
     taken since the list was shown). The engine re-checks against fresh calendar data anyway."""
     problems: dict[str, str] = {}
     names, lengths = visit.page.names(), visit.lengths()
-    ask = Ask(ChangeKind.RESCHEDULE, Actor.CUSTOMER, dict(moves))
+    ask = Ask(ChangeKind.RESCHEDULE, Actor.CUSTOMER, dict(moves), waived=visit.grant is not None)
     refused = plan(facts_of(visit.booking), ask, visit.now)
     if isinstance(refused, Refusal) and refused.field is ChangeField.STARTS:
         at = refused.session_id
@@ -299,6 +358,8 @@ def confirm_page(
     ]
     if visit.chosen_zone:
         hidden.append(("tz", visit.chosen_zone))
+    if visit.paths.request:
+        hidden.append(("request", visit.paths.request))
     if shown:
         hidden.append(("shown", shown.isoformat()))
     rule = page.reason_rule(action)

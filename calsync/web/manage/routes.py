@@ -64,7 +64,17 @@ READ = ["GET", "HEAD"]
 
 
 def _visit(request: Request, settings: SettingsDep, db: DbDep, token: str) -> Visit | None:
-    return open_visit(request, settings, db, token, request.query_params.get("tz"))
+    params = request.query_params
+    return open_visit(request, settings, db, token, params.get("tz"), params.get("request"))
+
+
+def _request_gone(visit: Visit) -> Response | None:
+    """The Reschedule tab with why the owner's request link offers nothing (410), if so."""
+    words = visit.request_refused()
+    if words is None:
+        return None
+    log.info("manage page: booking %s: request link refused", visit.booking.id)
+    return booking_page(visit, "reschedule", notice=words, status=410)
 
 
 def _day(text: str | None) -> date | None:
@@ -81,6 +91,9 @@ def manage_page(token: str, request: Request, db: DbDep, settings: SettingsDep) 
     if visit is None:
         return not_valid(request, settings, token)
     log.info("manage page: booking %s shown (token #%s)", visit.booking.id, token_tag(token))
+    gone = _request_gone(visit)
+    if gone is not None:
+        return gone
     params = request.query_params
     return booking_page(visit, params.get("tab", "keep"), ticked=_ticked(params.getlist("session")))
 
@@ -96,6 +109,9 @@ def free_times(token: str, request: Request, db: DbDep, settings: SettingsDep) -
     visit = _visit(request, settings, db, token)
     if visit is None:
         return not_valid(request, settings, token)
+    gone = _request_gone(visit)
+    if gone is not None:
+        return gone
     params = request.query_params
     try:
         session_ids = _movable(visit, chosen_sessions(params, visit.booking))
@@ -118,6 +134,9 @@ def review_reschedule(token: str, request: Request, db: DbDep, settings: Setting
     visit = _visit(request, settings, db, token)
     if visit is None:
         return not_valid(request, settings, token)
+    gone = _request_gone(visit)
+    if gone is not None:
+        return gone
     params = request.query_params
     shown = _day(params.get("shown"))
     try:
@@ -185,6 +204,8 @@ def anything_else(token: str, request: Request, settings: SettingsDep) -> Respon
 # -- logs -----------------------------------------------------------------------------------------
 
 _MANAGE_PATH = re.compile(r"/m/([^\s?\"/]+)")
+# A reschedule request's token travels in the query (and in forms): never into the logs.
+_REQUEST_QUERY = re.compile(r"([?&]request=)[^\s&\"#]+")
 # Google's one-time code and calsync's sealed state come back in the sign-in callback's query.
 _SIGN_IN_QUERY = re.compile(r"(/oauth/google/callback/?)\?[^\s\"]*")
 
@@ -192,6 +213,7 @@ _SIGN_IN_QUERY = re.compile(r"(/oauth/google/callback/?)\?[^\s\"]*")
 def redact_tokens(text: str) -> str:
     """``GET /m/<token>`` → ``GET /m/#<short hash>``; the sign-in callback's query goes."""
     text = _MANAGE_PATH.sub(lambda match: f"/m/#{token_tag(match.group(1))}", text)
+    text = _REQUEST_QUERY.sub(r"\1…", text)
     return _SIGN_IN_QUERY.sub(r"\1?…", text)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from calsync.bookings.plan import Refusal, RefusalKind
+from calsync.bookings.reschedule_requests import RequestState
 from calsync.notify.when import clock_words, short_day
 from calsync.policy.refusal import Why
 
@@ -93,3 +94,23 @@ def _name(refusal: Refusal, names: Mapping[int, str]) -> str:
         text = names[refusal.session_id]
         return text[0].upper() + text[1:]
     return f"Session {refusal.position}" if refusal.position else "A chosen session"
+
+
+def request_words(state: RequestState, owner_name: str) -> str:
+    """Why the owner's "choose new times" link offers nothing (any more)."""
+    usual = "Your booking is shown as it is; the usual rules for changes apply."
+    match state:
+        case RequestState.USED:
+            return f"You already chose new times with this link. {usual}"
+        case RequestState.EXPIRED:
+            return (
+                f"This link to choose new times has expired. {usual} Write to {owner_name} "
+                "if you still need to move a session."
+            )
+        case RequestState.REVOKED:
+            return f"{owner_name} withdrew this request to choose new times. {usual}"
+        case RequestState.UNKNOWN | RequestState.OPEN:
+            return (
+                "This link to choose new times is not valid (perhaps it was cut short). "
+                f"{usual} Please use the link from the email exactly as it is."
+            )
