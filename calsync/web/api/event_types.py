@@ -92,6 +92,18 @@ def _patched_policy(current: ChangePolicy, patch: PolicyModel) -> ChangePolicy:
     return policy_from_data(_merge(policy_to_data(current), changes))
 
 
+def spec_from_body(body: EventTypeCreate, owner_timezone: str) -> EventTypeSpec:
+    """The service's spec of a full event-type body (the API's POST, the console's form)."""
+    return EventTypeSpec(
+        **(
+            _spec_values(body, EventTypeCreate.model_fields)
+            | {"timezone": body.timezone or owner_timezone}
+        ),
+        policy=policy_from_data(body.policy.model_dump(mode="json")),
+        page=body.booking_page.offer(),
+    )
+
+
 def _owner_problem(exc: services.NotFoundError) -> InvalidInput:
     # The owner is named in the body, so an unknown one is a field problem, not a missing URL.
     return InvalidInput([("owner_email", str(exc))])
@@ -105,14 +117,7 @@ def create_event_type(body: EventTypeCreate, db: DbDep, settings: SettingsDep) -
     """Define an event type. 422 names every field with a problem."""
     try:
         owner = services.find_owner(db, body.owner_email)
-        spec = EventTypeSpec(
-            **(
-                _spec_values(body, EventTypeCreate.model_fields)
-                | {"timezone": body.timezone or owner.timezone}
-            ),
-            policy=policy_from_data(body.policy.model_dump(mode="json")),
-            page=body.booking_page.offer(),
-        )
+        spec = spec_from_body(body, owner.timezone)
         saved = save_event_type(db, spec)
     except services.NotFoundError as exc:
         raise _owner_problem(exc) from None
