@@ -527,3 +527,7 @@ class RateLimitHit(Base):
     at: Mapped[float] = mapped_column(Float)  # Unix time: comparable across processes
 
     __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
+
+
+# The console's tables live in a module of their own; importing it registers them on Base.
+from calsync.store import console_rows as console_rows  # noqa: E402
