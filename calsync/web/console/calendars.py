@@ -164,26 +164,23 @@ def save_settings(
         problems["name"] = "Give the calendar a name, so you can tell it apart."
     elif len(name) > 200:
         problems["name"] = "The name can be at most 200 characters long."
+    if not problems and role is CalendarRole.CONFLICTS:
+        needed_by = services.calendar_dependents(db, calendar.id).event_type_slugs
+        if needed_by:
+            problems["role"] = (
+                "Event types book into this calendar, so it must keep taking bookings. Give "
+                f"{', '.join(needed_by)} another booking calendar first."
+            )
     if not problems:
         try:
             services.set_calendar(db, calendar.id, role=role, cancel_mode=cancel_mode, name=name)
-        except services.ServiceError as exc:
-            problems["role"] = _role_refused(str(exc))
+        except services.ServiceError as exc:  # an event type took it meanwhile
+            problems["role"] = str(exc)
     if problems:
         return _settings_page(
             request, settings, form.owner, db, calendar, problems=problems, status=422
         )
     return go(settings, f"/calendars/{calendar.id}?done=saved")
-
-
-def _role_refused(detail: str) -> str:
-    if "booking calendar of event type" in detail:
-        slugs = detail.split("event type(s) ", 1)[1].split(",")[0:3]
-        return (
-            "Event types book into this calendar, so it must keep taking bookings. Give them "
-            f"another booking calendar first ({', '.join(s.strip() for s in slugs)})."
-        )
-    return detail
 
 
 @router.post("/console/calendars/{calendar_id}/adoption")
