@@ -599,3 +599,7 @@ class PaymentHold(Base):
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_payment_holds_owner", "owner_id", "released_at", "start"),)
+
+
+# The console's tables live in a module of their own; importing it registers them on Base.
+from calsync.store import console_rows as console_rows  # noqa: E402
