@@ -43,7 +43,7 @@ from calsync.notify import outbox
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
 from calsync.policy.packages import offer_from_data, spacing_problems
-from calsync.policy.refusal import availability_command
+from calsync.policy.refusal import Refusal, Why, availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -70,12 +70,20 @@ EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
 class SlotTaken(ServiceError):
-    """A chosen time is no longer free."""
+    """A chosen time is no longer free. ``why`` is the rule it breaks when known, so a page can
+    tell a time taken meanwhile (busy, booked) from one never offered (hours, past, …)."""
 
-    def __init__(self, message: str, start: datetime, session_id: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        start: datetime,
+        session_id: int | None = None,
+        why: Why | None = None,
+    ) -> None:
         super().__init__(message)
         self.start = start
         self.session_id = session_id
+        self.why = why
 
 
 class CalendarWriteFailed(ServiceError):
@@ -168,21 +176,20 @@ def _check_starts(
             session, event_type, slot.start, slot.end, now=now, extra_booked=held, extra_busy=live
         )
         if slot not in free:
-            raise SlotTaken(_not_free(session, event_type, slot, now, held, live), start)
+            refusal = refusal_of(
+                session, event_type, slot, now=now, extra_booked=held, extra_busy=live
+            )
+            raise SlotTaken(
+                _not_free(event_type, slot, refusal),
+                start,
+                why=refusal.why if refusal else None,
+            )
         chosen.append(slot)
     return chosen
 
 
-def _not_free(
-    session: Session,
-    event_type: EventType,
-    slot: Slot,
-    now: datetime,
-    held: Sequence[Span],
-    live: Sequence[Span],
-) -> str:
+def _not_free(event_type: EventType, slot: Slot, refusal: Refusal | None) -> str:
     """Which rule the slot breaks, and where the free times are."""
-    refusal = refusal_of(session, event_type, slot, now=now, extra_booked=held, extra_busy=live)
     why = refusal.text if refusal else "not one of the offered times"
     local = slot.start.astimezone(ZoneInfo(event_type.timezone))
     return (

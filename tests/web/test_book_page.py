@@ -246,29 +246,34 @@ def test_bad_input_gets_a_clear_message_and_books_nothing(shop: Shop, client: Te
             headers={"Content-Type": "application/x-www-form-urlencoded", **SAME_SITE},
         )
 
-    # A slot outside the working hours (a Saturday), and one in the past.
+    def kept(response: httpx.Response) -> list[datetime]:
+        """The choices the times step keeps (it sends them on as hidden fields)."""
+        form = the_form(response.text, "/times")
+        return [
+            datetime.fromisoformat(c.value)
+            for c in form.controls
+            if c.name == "pick" and c.type == "hidden"
+        ]
+
+    # A slot outside the working hours (a Saturday), and one in the past: never offered, so
+    # not "taken"; the other choices are kept.
     saturday = at(monday + timedelta(days=5), 10)
-    refused(
-        409,
-        "is not free any more",
-        with_picks([at(monday, 9), at(monday, 9) + 2 * timedelta(days=1), saturday]),
-    )
+    others = [at(monday, 9), at(monday + timedelta(days=2), 9)]
+    answer = with_picks([*others, saturday])
+    refused(422, "cannot be booked: it is outside the hours offered", answer)
+    assert sorted(kept(answer)) == others and "taken</span>" not in answer.text
     past = at(monday - timedelta(days=14), 10)
-    refused(
-        409,
-        "is not free any more",
-        with_picks([past, at(monday, 9), at(monday + timedelta(days=2), 9)]),
-    )
+    answer = with_picks([past, *others])
+    refused(422, "cannot be booked: it is in the past", answer)
+    assert sorted(kept(answer)) == others
     # Too many sessions for the package, a package not offered.
     four = [*three_days(), at(monday + timedelta(days=4), 9)]
     refused(422, "one time for each of its sessions", with_picks(four))
     refused(422, "Choose one of the packages", with_picks(four, size="4"))
-    # The spacing rule (at least a day apart).
-    refused(
-        422,
-        "at least 1 day apart",
-        with_picks([at(monday, 9), at(monday, 11), at(monday + timedelta(days=2), 9)]),
-    )
+    # The spacing rule (at least a day apart): the times that keep it are kept.
+    answer = with_picks([at(monday, 9), at(monday, 11), at(monday + timedelta(days=2), 9)])
+    refused(422, "at least 1 day apart", answer)
+    assert sorted(kept(answer)) == others
     # Over-long and header-injecting names and emails.
     refused(422, "too long", send(client, form, name="Z" * 201, email="zoe@example.org"))
     refused(
