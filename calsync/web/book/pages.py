@@ -68,6 +68,11 @@ class Visit:
     def when(self, start: datetime) -> str:
         return format_span(start, start + self.length, self.zone)
 
+    @property
+    def zone_given(self) -> bool:
+        """Whether the customer chose the zone (else the page's script may detect it)."""
+        return usable_zone(self.request.query_params.get("tz")) is not None
+
     def render(self, template: str, status: int = 200, **values: object) -> Response:
         body = render(
             self.settings,
@@ -76,6 +81,7 @@ class Visit:
             owner=self.owner,
             base=self.base,
             zone=self.zone.key,
+            detect_zone=self.request.method in ("GET", "HEAD") and not self.zone_given,
             **values,
         )
         return answer(self.request, body, status)
