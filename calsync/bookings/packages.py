@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ from calsync.sync.providers import ProviderFactory, open_provider
 log = logging.getLogger(__name__)
 
 MAX_SESSIONS = 20
+# A second submit of one form that arrives while the first is still writing the events waits
+# this long for them, so that it answers as the first will (booked, or not booked).
+REPLAY_WAIT_SECONDS = 20.0
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
@@ -327,7 +331,8 @@ def _reserve(
 
 
 def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | None:
-    """The booking an earlier submit with ``key`` made, or None. A failed one is told again."""
+    """The booking an earlier submit with ``key`` made, or None. A failed one is told again;
+    one whose events are still being written is waited for (``REPLAY_WAIT_SECONDS``)."""
     with db.reading() as session:
         booking_id = session.scalars(
             select(Booking.id).where(Booking.idempotency_key == key)
@@ -335,6 +340,14 @@ def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | Non
     if booking_id is None:
         return None
     booking = get_booking(db, booking_id)
+    deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+    while (
+        booking.status is BookingStatus.ACTIVE
+        and any(s.href is None for s in booking.sessions)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+        booking = get_booking(db, booking_id)
     url = links.current_link(settings, booking)
     if booking.status is BookingStatus.FAILED or url is None:
         raise CalendarWriteFailed(

@@ -3,13 +3,14 @@ session, gives their details and books, through the page's own forms as a browse
 JavaScript would; on both databases, with the events on a real Radicale server and the
 confirmation through a real SMTP server (aiosmtpd).
 
-Whatever is refused must book nothing: no booking row and no event on the server.
+Whatever is refused must book nothing: no booking row and no event on the server. Races
+between processes are in ``tests/e2e/test_book_races.py``, the browser in
+``tests/e2e/test_book_browser*.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -63,7 +64,13 @@ def shop(
     radicale_server: ServerProcess,
     radicale_calendar: str,
 ) -> Shop:
-    shop = Shop(db, with_smtp(settings, mail_server), radicale_calendar)
+    return open_page(db, with_smtp(settings, mail_server), radicale_calendar)
+
+
+def open_page(db: Database, settings: Settings, calendar_url: str) -> Shop:
+    """The coach in Berlin, their calendar at ``calendar_url``, and the coaching page on:
+    packages of 1 and 3 sessions at least a day apart, one stakeholder allowed."""
+    shop = Shop(db, settings, calendar_url)
     save_event_type(
         db,
         EventTypeSpec(
@@ -109,7 +116,7 @@ def the_form(page: str, action_suffix: str) -> Form:
 
 
 def choose(
-    client: TestClient,
+    client: httpx.Client,
     starts: list[datetime],
     *,
     size: int | None = None,
@@ -137,7 +144,7 @@ def choose(
     return page
 
 
-def send(client: TestClient, form: Form, **changed: str | None) -> httpx.Response:
+def send(client: httpx.Client, form: Form, **changed: str | None) -> httpx.Response:
     values = [(k, v) for k, v in form.values() if k not in changed]
     values += [(k, v) for k, v in changed.items() if v is not None]
     return client.post(
@@ -328,53 +335,6 @@ def test_bad_input_gets_a_clear_message_and_books_nothing(shop: Shop, client: Te
     assert client.get(PAGE).status_code == 404
     assert client.get("/b/coach").status_code == 404
     refused(404, "not available", send(client, form, **good))
-
-
-def test_two_customers_sharing_a_slot_one_books_the_other_is_sent_back(
-    shop: Shop, client: TestClient
-) -> None:
-    monday = next_monday()
-    shared = at(monday + timedelta(days=2), 11)
-    zoe_starts = [at(monday, 9), shared, at(monday + timedelta(days=4), 9)]
-    sam_starts = [at(monday, 13), shared, at(monday + timedelta(days=4), 15)]
-    with browser(shop) as other:
-        zoe = details(choose(client, zoe_starts))
-        sam = details(choose(other, sam_starts))
-        barrier = threading.Barrier(2)
-        answers: dict[str, httpx.Response] = {}
-
-        def submit(name: str, who: TestClient, form: Form) -> None:
-            barrier.wait()
-            answers[name] = send(who, form, name=name, email=f"{name}@example.org")
-
-        threads = [
-            threading.Thread(target=submit, args=("zoe", client, zoe)),
-            threading.Thread(target=submit, args=("sam", other, sam)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    statuses = sorted(r.status_code for r in answers.values())
-    assert statuses == [200, 409], {k: r.text for k, r in answers.items()}
-    winner = next(k for k, r in answers.items() if r.status_code == 200)
-    loser = answers["sam" if winner == "zoe" else "zoe"]
-    kept = sam_starts if winner == "zoe" else zoe_starts
-    # Sent back to the times: the taken one marked, the other two kept as chosen.
-    assert "is not free any more" in loser.text
-    taken = format_span(shared, shared + HOUR, AUCKLAND)
-    assert f'<li class="session cancelled taken"><span class="when">{taken}</span>' in loser.text
-    form = the_form(loser.text, "/times")
-    hidden = [
-        datetime.fromisoformat(c.value)
-        for c in form.controls
-        if c.name == "pick" and c.type == "hidden"
-    ]
-    assert sorted(hidden) == sorted(s for s in kept if s != shared)
-    assert bookings(shop.db) == 1
-    assert sorted(e["DTSTART"].dt for e in shop.events().values()) == (
-        zoe_starts if winner == "zoe" else sam_starts
-    )
 
 
 def test_the_page_is_embeddable_only_by_the_sites_the_owner_names(shop: Shop) -> None:
