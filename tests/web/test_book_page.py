@@ -31,6 +31,7 @@ from calsync.store.db import Database
 from calsync.store.models import Booking
 from calsync.sync.poller import Poller
 from calsync.web.app import create_app
+from calsync.web.book import forms
 from calsync.web.manage.rate_limit import RateLimits
 from tests.bookings.test_secrets_at_rest import deliver, readable, with_smtp
 from tests.notify.test_outbox import MailServer
@@ -298,6 +299,7 @@ def test_bad_input_gets_a_clear_message_and_books_nothing(shop: Shop, client: Te
         "not an email address",
         send(client, form, name="Zoë", email="zoe@example.org", stakeholder="not-an-address"),
     )
+    refused(422, "like name@example.org", send(client, form, name="Zoë", email="zoe@example..org"))
     # No CSRF token, a forged one, a filled honeypot, no idempotency key.
     refused(403, "could not be checked", send(client, form, csrf=None, **good))
     refused(403, "could not be checked", send(client, form, csrf="x" * 43, **good))
@@ -314,6 +316,21 @@ def test_bad_input_gets_a_clear_message_and_books_nothing(shop: Shop, client: Te
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Origin": "https://evil.example",
             },
+        ),
+    )
+    # This form sent to another event type's page: its token is this page's only.
+    save_event_type(
+        shop.db,
+        dataclasses.replace(spec_of(get_event_type(shop.db, "coaching")), slug="intro"),
+    )
+    assert client.get("/b/coach/intro").status_code == 200
+    refused(
+        403,
+        "could not be checked",
+        client.post(
+            form.action.replace("/coaching/", "/intro/"),
+            content=urlencode([*form.values(), *good.items()]),
+            headers={"Content-Type": "application/x-www-form-urlencoded", **SAME_SITE},
         ),
     )
     # A forged event type or owner, and a page switched off.
@@ -333,8 +350,12 @@ def test_bad_input_gets_a_clear_message_and_books_nothing(shop: Shop, client: Te
     switched_off = dataclasses.replace(spec_of(current), page=PageOffer(public=False))
     save_event_type(shop.db, switched_off, current.id)
     assert client.get(PAGE).status_code == 404
-    assert client.get("/b/coach").status_code == 404
+    listed = client.get("/b/coach")
+    assert "/b/coach/intro" in listed.text and PAGE not in listed.text
     refused(404, "not available", send(client, form, **good))
+    intro = get_event_type(shop.db, "intro")
+    save_event_type(shop.db, dataclasses.replace(spec_of(intro), page=PageOffer()), intro.id)
+    assert client.get("/b/coach").status_code == 404  # no page on: no list either
 
 
 def test_the_page_is_embeddable_only_by_the_sites_the_owner_names(shop: Shop) -> None:
@@ -361,3 +382,25 @@ def test_requests_are_rate_limited_per_address(shop: Shop) -> None:
     app = create_app(shop.settings, db=shop.db, manage_limits=RateLimits(3, 1))
     with TestClient(app, follow_redirects=False) as client:
         assert [client.get(PAGE).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("address", "deliverable"),
+    [
+        ("zoe@example.org", True),
+        ("Zoë.Example+coaching@bücher.example", True),
+        ("zoe@mail.example.co.uk", True),
+        ("zoe@localhost", False),
+        ("zoe@example..org", False),
+        ("zoe@-example.org", False),
+        ("zoe@exa_mple.org", False),
+        ("zoe@example.c", False),
+        ("zoe@10.0.0.1", False),
+        (".zoe@example.org", False),
+        ("zo..e@example.org", False),
+        ("z" * 65 + "@example.org", False),
+        ("zoe@" + "a" * 64 + ".org", False),
+    ],
+)
+def test_an_email_address_is_checked_for_its_form_only(address: str, deliverable: bool) -> None:
+    assert forms.deliverable_form(address) is deliverable
