@@ -173,7 +173,10 @@ def test_a_package_of_three_is_booked_in_the_customers_zone_and_the_link_manages
     shop: Shop, client: TestClient, mail_server: MailServer
 ) -> None:
     starts = three_days()
-    form = details(choose(client, starts))
+    page = choose(client, starts)
+    assert "Price: <strong>120.00 EUR</strong>" in page.text
+    assert "Nothing is charged on this page" in page.text  # until payments are configured
+    form = details(page)
     # The running list shows every chosen time in the customer's zone.
     page_text = client.get(form.action.removesuffix("/book") + "/times", params=form.values()).text
     for start in starts:

@@ -60,6 +60,11 @@ class Visit:
     def packages(self) -> tuple[PackageOffer, ...]:
         return self.offer.offers(Decimal(self.event_type.price))
 
+    def price(self, size: int) -> Decimal:
+        """What the package of ``size`` sessions costs (the engine records the same)."""
+        offer = self.offer.offer(size, Decimal(self.event_type.price))
+        return offer.price if offer else Decimal(self.event_type.price)
+
     def times_url(self, size: int, picks: Sequence[datetime], **extra: str) -> str:
         query = [("package", str(size)), ("tz", self.zone.key)]
         query += [("pick", _utc(p)) for p in picks] + list(extra.items())
@@ -277,8 +282,7 @@ def details_page(
 ) -> Response:
     """Name, email, stakeholders and notes, with the chosen times and the price."""
     key = new_idempotency_key()
-    offer = visit.offer.offer(size, Decimal(visit.event_type.price))
-    price = offer.price if offer else Decimal(visit.event_type.price)
+    price = visit.price(size)
     slots = list(stakeholders) + [""] * (visit.offer.max_stakeholders - len(stakeholders))
     return visit.render(
         "book_details.html",

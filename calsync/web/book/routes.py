@@ -231,6 +231,14 @@ def submit(
             stakeholders=stakeholders,
             status=422,
         )
+    # The payment seam: a package with a price (``visit.price(size)``) is booked here and
+    # paid to the owner directly, as the details step says ("Nothing is charged on this
+    # page"). When the payments work is merged, a
+    # priced package with payments configured goes to its payment step instead of straight
+    # to ``book``: the sessions held for the customer while Stripe.js takes the payment (the
+    # manage page's fee step is the model), and the events written and the confirmation sent
+    # once the webhook or the return URL has re-read the paid PaymentIntent. Everything above
+    # (origin, CSRF, idempotency key, details) stays as it is.
     request_ = BookingRequest(
         event_type=visit.event_type.id,
         customer_name=details.name,
