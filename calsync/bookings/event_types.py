@@ -41,7 +41,14 @@ from calsync.policy.types import (
     rules_problems,
 )
 from calsync.store.db import Database
-from calsync.store.models import CalendarConnection, CalendarRole, EventType, Owner, utcnow
+from calsync.store.models import (
+    CalendarConnection,
+    CalendarRole,
+    EventType,
+    Owner,
+    owner_page_url,
+    utcnow,
+)
 from calsync.sync import mirror
 from calsync.sync.connections import NotFoundError, ServiceError, find_owner
 
@@ -134,7 +141,7 @@ def page_of(event_type: EventType) -> PageOffer:
 
 def page_url(base_url: str, event_type: EventType) -> str:
     """The public booking page's address (``event_type.owner`` loaded)."""
-    return f"{base_url.rstrip('/')}/b/{event_type.owner.slug}/{event_type.slug}"
+    return f"{owner_page_url(base_url, event_type.owner)}/{event_type.slug}"
 
 
 def rules_of(event_type: EventType) -> AvailabilityRules:

@@ -109,6 +109,11 @@ def owner_slug(email: str, taken: Collection[str]) -> str:
     return slug
 
 
+def owner_page_url(base_url: str, owner: Owner) -> str:
+    """The booking page listing the owner's public event types: ``<base_url>/b/<slug>``."""
+    return f"{base_url.rstrip('/')}/b/{owner.slug}"
+
+
 class Owner(Base):
     __tablename__ = "owners"
 
