@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, Update, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
@@ -43,6 +43,7 @@ from calsync.store import leases
 from calsync.store.db import Database
 from calsync.store.models import (
     AdoptionRule,
+    Base,
     CalendarConnection,
     ConnectionStatus,
     MirroredEvent,
@@ -488,33 +489,17 @@ class Poller:
         for the result. With ``defer_run`` the run record is kept for the tick to write with
         the others of its batch (``_flush_runs``)."""
         now = self.clock()
-        unreadable = (
-            select(func.count())
-            .where(MirroredEvent.connection_id == connection.id, MirroredEvent.problem.is_not(None))
-            .scalar_subquery()
-        )
-        waiting = select(MirrorFollowUp.id).where(MirrorFollowUp.connection_id == connection.id)
         with self.db.writing() as session:
-            problems = session.scalar(
-                update(CalendarConnection)
-                .where(
-                    CalendarConnection.id == connection.id,
-                    CalendarConnection.lease_owner == self.worker_id,
-                    CalendarConnection.status == ConnectionStatus.OK,
-                    CalendarConnection.failures == 0,
-                    ~waiting.exists(),
-                )
-                .values(
-                    cursor=fetched.cursor,
-                    last_polled_at=now,
-                    last_success_at=now,
-                    next_poll_at=self._next_poll(now, 0),
-                    lease_owner=None,
-                    lease_until=None,
-                )
-                .returning(unreadable)
-                .execution_options(synchronize_session=False)
-            )
+            problems = session.execute(
+                _UNCHANGED_STORE,
+                {
+                    "connection": connection.id,
+                    "worker": self.worker_id,
+                    "new_cursor": fetched.cursor,
+                    "now": now,
+                    "next_at": self._next_poll(now, 0),
+                },
+            ).scalar()
             if problems is None:
                 return None
             run = {
@@ -531,7 +516,7 @@ class Poller:
                 with self._runs_lock:
                     self._runs.append(run)
             else:
-                session.execute(insert(SyncRun), [run])
+                session.execute(_RUN_INSERT, [run])
         return PollResult(connection.id, SyncOutcome.OK, full=fetched.full, problems=problems)
 
     def _flush_runs(self) -> None:
@@ -540,7 +525,7 @@ class Poller:
             runs, self._runs = self._runs, []
         if runs:
             with self.db.writing() as session:
-                session.execute(insert(SyncRun), runs)
+                session.execute(_RUN_INSERT, runs)
 
     def _record_failure(self, connection_id: int, started: datetime, exc: Exception) -> PollResult:
         if isinstance(exc, ProviderError):
@@ -687,6 +672,48 @@ class Poller:
                 )
         except Exception:  # the database may be gone at shutdown; the leases then expire
             log.warning("could not give back this worker's leases; they expire by themselves")
+
+
+def _unchanged_store() -> Update:
+    """The one statement that stores an unchanged poll (``Poller._store_unchanged``), built
+    once: on the table, not the ORM class, so no ORM bookkeeping runs on the hot path."""
+    connections = _table(CalendarConnection)
+    events = _table(MirroredEvent)
+    notes = _table(MirrorFollowUp)
+    unreadable = (
+        select(func.count())
+        .where(events.c.connection_id == bindparam("connection"), events.c.problem.is_not(None))
+        .scalar_subquery()
+    )
+    return (
+        update(connections)
+        .where(
+            connections.c.id == bindparam("connection"),
+            connections.c.lease_owner == bindparam("worker"),
+            connections.c.status == ConnectionStatus.OK,
+            connections.c.failures == 0,
+            ~exists().where(notes.c.connection_id == bindparam("connection")),
+        )
+        .values(
+            cursor=bindparam("new_cursor"),
+            last_polled_at=bindparam("now"),
+            last_success_at=bindparam("now"),
+            next_poll_at=bindparam("next_at"),
+            lease_owner=None,
+            lease_until=None,
+        )
+        .returning(unreadable)
+    )
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+_UNCHANGED_STORE = _unchanged_store()
+_RUN_INSERT = insert(_table(SyncRun))
 
 
 def _unchanged(connection: CalendarConnection, fetched: Fetched) -> bool:
