@@ -40,6 +40,7 @@ from sqlalchemy import select
 
 from calsync.bookings.event_types import EventTypeSpec, save_event_type
 from calsync.calendars.caldav.provider import CalDAVProvider
+from calsync.notify import outbox
 from calsync.policy.hours import parse_weekly_hours
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -72,8 +73,8 @@ SAME_SITE = {"Origin": BASE_URL, "Sec-Fetch-Site": "same-origin"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 OUTAGE = 30.0  # seconds the CalDAV server is down
 LOAD_UNTIL = 55.0  # the owners edit their calendars this many seconds
-GIVE_UP = 150.0  # an operation still failing this long after the load began fails the test
-SETTLE = 90.0  # how long everything may take to settle once the load is over
+GIVE_UP = 180.0  # an operation still failing this long after the load began fails the test
+SETTLE = 120.0  # how long everything may take to settle once the load is over
 ALWAYS = parse_weekly_hours(["mon-sun 00:00-24:00"])
 
 
@@ -523,14 +524,14 @@ def test_load_held_through_a_killed_worker_a_database_restart_and_a_calendar_out
     try:
         for _ in range(3):
             workers.start()
-        webs = [WebProcess.start(env, tmp_path, name=f"web-{n}") for n in range(2)]
+        webs = [WebProcess.start(env, tmp_path, name=f"web-{n}", timeout=120) for n in range(2)]
 
         def all_synced() -> bool:
             with db.reading() as session:
                 rows = session.scalars(select(CalendarConnection)).all()
                 return all(row.last_success_at is not None for row in rows)
 
-        wait_for(all_synced, 60, "every calendar's first sync")
+        wait_for(all_synced, 120, "every calendar's first sync")
 
         # Every customer books one or two half-hour sessions on days of their own, then has
         # them moved to other times of those days: by the owner (API) or themselves (page).
@@ -581,6 +582,17 @@ def test_load_held_through_a_killed_worker_a_database_restart_and_a_calendar_out
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()
         survivors = workers.processes[1:]
+        with db.reading() as session:
+            # A message it was handing to the mail server may or may not have gone out: once
+            # its claim runs out it is sent (again), with the same Message-ID.
+            in_flight = set(
+                session.scalars(
+                    select(OutboxMessage.message_id).where(
+                        OutboxMessage.lease_owner.contains(worker_tag(doomed)),
+                        OutboxMessage.status == OutboxStatus.READY,
+                    )
+                )
+            )
         time.sleep(3)
         own_postgres.restart()
         restarted_at = datetime.now(UTC)
@@ -617,7 +629,9 @@ def test_load_held_through_a_killed_worker_a_database_restart_and_a_calendar_out
                 ).all()
             return not pending and not unsent
 
-        wait_for(settled, SETTLE, "every change applied and every email sent")
+        # A message the killed worker was sending waits out its claim before it goes again.
+        claim_left = outbox.LEASE.total_seconds() if in_flight else 0
+        wait_for(settled, SETTLE + claim_left, "every change applied and every email sent")
 
         def mirrors_match() -> list[int] | None:
             differ = []
@@ -676,8 +690,10 @@ def test_load_held_through_a_killed_worker_a_database_restart_and_a_calendar_out
         sent = [m for m in messages if m.status is OutboxStatus.SENT]
         assert sent and {m.status for m in messages} <= {OutboxStatus.SENT, OutboxStatus.DROPPED}
         received = smtp_capture.inbox.message_ids()
-        assert received == Counter({m.message_id: 1 for m in sent}), (
-            "each message arrived exactly once"
+        assert set(received) == {m.message_id for m in sent}, "every message arrived"
+        twice = {key: n for key, n in received.items() if n > 1}
+        assert set(twice) <= in_flight and max(twice.values(), default=1) <= 2, (
+            f"messages that arrived more than once: {twice}"
         )
 
         # -- no lease left to the dead worker ------------------------------------------------------
