@@ -38,6 +38,14 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached or opened."""
 
 
+def unreachable(exc: BaseException) -> bool:
+    """True for a refused or lost database connection (a restart, a failover): something to
+    wait out and try again, not a bug."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -128,8 +136,7 @@ class Database:
                 with self.writing() as session:
                     return work(session)
             except DBAPIError as exc:
-                lost = isinstance(exc, OperationalError) or exc.connection_invalidated
-                if not lost or time.monotonic() + wait > deadline:
+                if not unreachable(exc) or time.monotonic() + wait > deadline:
                     raise
                 log.warning("the database cannot be reached; trying again in %.1f s", wait)
                 sleep(wait)

@@ -39,7 +39,7 @@ from calsync.notify import owner_notices
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
 from calsync.store import leases
-from calsync.store.db import Database
+from calsync.store.db import Database, unreachable
 from calsync.store.models import (
     AdoptionRule,
     CalendarConnection,
@@ -493,8 +493,11 @@ class Poller:
                     self.sync.max_parallel_polls, thread_name_prefix="poll"
                 )
             results = list(self._pool.map(self._poll_safely, ids))
-        except Exception:
-            log.exception("poller tick failed; will try again at the next tick")
+        except Exception as exc:
+            if unreachable(exc):  # a restart: one line per tick until it is back
+                log.warning("poller tick: the database cannot be reached; will try again")
+            else:
+                log.exception("poller tick failed; will try again at the next tick")
             return []
         for result in results:
             if self.on_result:
@@ -508,6 +511,13 @@ class Poller:
             # A bug or database hiccup in one calendar's poll must not stop the others. The
             # failure is recorded on the calendar when the database lets us; otherwise the
             # lease expires and the calendar is polled again later.
+            if unreachable(exc):
+                log.warning(
+                    "calendar #%s: the database cannot be reached; polled again once its "
+                    "lease runs out",
+                    connection_id,
+                )
+                return PollResult(connection_id, SyncOutcome.FAILED, error="database unreachable")
             log.exception("calendar #%s: unexpected error while polling", connection_id)
             try:
                 return self._record_failure(connection_id, self.clock(), exc)
