@@ -111,14 +111,21 @@ class ArrivedHook(Protocol):
     ) -> Sized: ...
 
 
+class RecoveredHook(Protocol):
+    def __call__(self, session: Session, connection_id: int, now: datetime) -> object: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PollHooks:
     """What follows a stored poll. ``stored`` runs inside the poll's transaction with the
     items that changed and the hrefs removed; ``arrived`` runs after it, on calendars that adopt
-    events, with the hrefs this poll brought in, and returns what it adopted."""
+    events, with the hrefs this poll brought in, and returns what it adopted; ``recovered``
+    runs inside the transaction of the first good poll after failed ones (the calendar answers
+    again: work that was waiting for it need not wait out its backoff)."""
 
     stored: StoredHook
     arrived: ArrivedHook
+    recovered: RecoveredHook | None = None
 
 
 def default_worker_id() -> str:
@@ -391,6 +398,8 @@ class Poller:
                 current.last_error = (
                     f"{problems} event(s) could not be read and were skipped" if problems else None
                 )
+                if current.failures and self.hooks is not None and self.hooks.recovered:
+                    self.hooks.recovered(session, connection.id, now)
                 current.failures = 0
                 current.last_polled_at = current.last_success_at = now
                 if fetched.reexpanded:
