@@ -40,7 +40,7 @@ from calsync.notify import owner_notices
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
 from calsync.store import leases
-from calsync.store.db import Database
+from calsync.store.db import Database, unreachable
 from calsync.store.models import (
     AdoptionRule,
     Base,
@@ -113,14 +113,21 @@ class ArrivedHook(Protocol):
     ) -> Sized: ...
 
 
+class RecoveredHook(Protocol):
+    def __call__(self, session: Session, connection_id: int, now: datetime) -> object: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PollHooks:
     """What follows a stored poll. ``stored`` runs inside the poll's transaction with the
     items that changed and the hrefs removed; ``arrived`` runs after it, on calendars that adopt
-    events, with the hrefs this poll brought in, and returns what it adopted."""
+    events, with the hrefs this poll brought in, and returns what it adopted; ``recovered``
+    runs inside the transaction of the first good poll after failed ones (the calendar answers
+    again: work that was waiting for it need not wait out its backoff)."""
 
     stored: StoredHook
     arrived: ArrivedHook
+    recovered: RecoveredHook | None = None
 
 
 def default_worker_id() -> str:
@@ -433,6 +440,8 @@ class Poller:
                 current.last_error = (
                     f"{problems} event(s) could not be read and were skipped" if problems else None
                 )
+                if current.failures and self.hooks is not None and self.hooks.recovered:
+                    self.hooks.recovered(session, connection.id, now)
                 current.failures = 0
                 current.last_polled_at = current.last_success_at = now
                 if fetched.reexpanded:
@@ -619,8 +628,11 @@ class Poller:
                 return list(self._pool.map(self._poll_safely, self._load_many(ids)))
             finally:
                 self._flush_runs()
-        except Exception:
-            log.exception("poller tick failed; will try again at the next tick")
+        except Exception as exc:
+            if unreachable(exc):  # a restart: one line per tick until it is back
+                log.warning("poller tick: the database cannot be reached; will try again")
+            else:
+                log.exception("poller tick failed; will try again at the next tick")
             return []
 
     def _poll_safely(self, connection: CalendarConnection) -> PollResult:
@@ -631,6 +643,13 @@ class Poller:
             # A bug or database hiccup in one calendar's poll must not stop the others. The
             # failure is recorded on the calendar when the database lets us; otherwise the
             # lease expires and the calendar is polled again later.
+            if unreachable(exc):
+                log.warning(
+                    "calendar #%s: the database cannot be reached; polled again once its "
+                    "lease runs out",
+                    connection_id,
+                )
+                return PollResult(connection_id, SyncOutcome.FAILED, error="database unreachable")
             log.exception("calendar #%s: unexpected error while polling", connection_id)
             try:
                 return self._record_failure(connection_id, self.clock(), exc)
