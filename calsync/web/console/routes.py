@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from calsync.web.console import calendars, connect, email_problems, sign_in
+from calsync.web.console import (
+    bookings,
+    calendars,
+    connect,
+    email_problems,
+    event_types,
+    sign_in,
+)
 from calsync.web.console.auth import ConsoleRefused, SignInNeeded, signed_in_owner
 from calsync.web.console.isolation import NotYours
 from calsync.web.console.rate_limit import install_limits
 from calsync.web.console.render import console_path, message
 from calsync.web.manage.render import see_other
 
-# connect before calendars: /console/calendars/connect is not a calendar's id.
-PAGE_MODULES = (sign_in, connect, calendars, email_problems)
+# connect before calendars: /console/calendars/connect is not a calendar's id (event_types
+# orders its own /new before /{id}).
+PAGE_MODULES = (sign_in, connect, calendars, event_types, bookings, email_problems)
 
 NOT_FOUND = (
     "Not found",
