@@ -195,7 +195,9 @@ def test_request_reschedule_link_and_confirmation_from_the_console(
     assert booking_form(client, booked, "revoke-link").status_code == 303
     assert "The link is revoked" in client.get(f"/console/bookings/{booked.id}").text
     refused = booking_form(client, booked, "resend-confirmation")
-    assert refused.status_code == 422 and "revoked" in refused.text
+    assert refused.status_code == 422 and "sends the confirmation with a new one" in refused.text
+    refused = booking_form(client, booked, "request-reschedule", session="1")
+    assert refused.status_code == 422 and "issue a new link first" in refused.text
 
 
 def test_another_owners_booking_is_not_found_and_stays_untouched(

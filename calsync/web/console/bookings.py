@@ -71,6 +71,14 @@ DONE = {
     "revoked": "The link stopped working. Issue a new one to let the customer manage it again.",
     "resent": "The confirmation is emailed to the customer again.",
 }
+LINK_REVOKED_REQUEST = (
+    "The customer's link is revoked, and the request travels with it: issue a new link first "
+    "(under “The customer's link”)."
+)
+LINK_REVOKED_RESEND = (
+    "The customer's link is revoked: “Issue a new link” with “email it to the customer” sends "
+    "the confirmation with a new one."
+)
 WHEN_CHOICES = [("upcoming", "Upcoming"), ("past", "Past"), ("all", "All")]
 
 
@@ -307,6 +315,8 @@ def request_reschedule(
     problem = None
     if not ids:
         problem = "Tick the sessions the customer should choose new times for."
+    elif booking.token_encrypted is None:
+        problem = LINK_REVOKED_REQUEST
     elif not days_text.isdigit() or not 1 <= int(days_text) <= reschedule_requests.MAX_DAYS:
         problem = f"The request can stay open 1 to {reschedule_requests.MAX_DAYS} days."
     if problem is None:
@@ -412,6 +422,8 @@ def resend_confirmation(
 ) -> Response:
     booking = _mine(db, form.owner, booking_id)
     try:
+        if booking.token_encrypted is None:
+            raise ServiceError(LINK_REVOKED_RESEND)
         confirmations.resend_confirmation(db, settings, booking.id)
     except ServiceError as exc:
         return _page(
