@@ -1,5 +1,6 @@
 """The background work of a calsync process: polling calendars, applying changes that a
-calendar outage left pending, and delivering the outbox. Used by ``calsync worker``,
+calendar outage left pending, delivering the outbox, and (with ``[payments]``) releasing
+expired holds and sending due refunds. Used by ``calsync worker``,
 ``calsync serve`` and the demo."""
 
 from __future__ import annotations
@@ -36,7 +37,23 @@ def start_background(db: Database, settings: Settings) -> Poller:
         except Exception:  # the database may be briefly away; the next beat tries again
             log.exception("delivering the outbox failed; will try again")
 
-    poller.start(
-        extra_jobs=[("calsync-apply-pending", retry_pending), ("calsync-deliver", deliver)]
-    )
+    jobs = [("calsync-apply-pending", retry_pending), ("calsync-deliver", deliver)]
+    if settings.payments is not None:
+        jobs.append(("calsync-payments", lambda: payment_chores(db, settings)))
+    poller.start(extra_jobs=jobs)
     return poller
+
+
+def payment_chores(db: Database, settings: Settings) -> None:
+    """Release holds that ran out unpaid (their slots are offered again) and send the refunds
+    that are due (retrying those Stripe could not take before)."""
+    from calsync.payments import service
+    from calsync.payments.gateway import StripeGateway
+
+    assert settings.payments is not None
+    try:
+        gateway = StripeGateway.from_settings(settings.payments)
+        service.expire_holds(db, gateway)
+        service.pay_refunds(db, gateway)
+    except Exception:  # Stripe or the database briefly away; the next beat tries again
+        log.exception("payment chores failed; will try again")
