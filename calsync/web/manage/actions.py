@@ -35,7 +35,7 @@ from calsync.config import Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
-from calsync.store.models import Actor
+from calsync.store.models import Actor, ChangeStatus
 from calsync.sync.fresh_busy import BusyTimeNotFresh
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage import forms
@@ -216,6 +216,8 @@ def reschedule(
         outcome.change.id,
         "replayed" if outcome.replayed else "new",
     )
+    if outcome.change.status is ChangeStatus.AWAITING_PAYMENT:
+        return see_other(visit.paths.pay(outcome.change.id))
     return see_other(visit.paths.change(outcome.change.id))
 
 

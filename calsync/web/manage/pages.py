@@ -46,7 +46,13 @@ from calsync.web.manage.views import (
     time_window,
     zone_heading,
 )
-from calsync.web.manage.wording import refusal_words
+from calsync.web.manage.wording import (
+    FEE_AT_NEXT_STEP,
+    FEE_TO_OWNER,
+    REFUND_BY_OWNER,
+    REFUND_BY_STRIPE,
+    refusal_words,
+)
 
 log = logging.getLogger(__name__)
 TABS = ("keep", "reschedule", "cancel")
@@ -74,6 +80,14 @@ class Paths:
 
     def change(self, change_id: int) -> str:
         return self._with(f"{self.base}/changes/{change_id}")
+
+    def pay(self, change_id: int) -> str:
+        """The payment step of a reschedule with a fee (``web/manage/payment.py``)."""
+        return self._with(f"{self.base}/pay/{change_id}")
+
+    def paid(self, change_id: int) -> str:
+        """Where Stripe.js returns after 3-D Secure: the server re-reads the payment."""
+        return self._with(f"{self.base}/pay/{change_id}/return")
 
     def times(self, params: Sequence[tuple[str, str]] = ()) -> str:
         return self._with(f"{self.base}/times", params)
@@ -315,6 +329,7 @@ def confirm_page(
         lines=lines,
         fee=page.fee(action, len(session_ids)),
         fee_label="Rescheduling fee" if action is Action.RESCHEDULE else "Refund",
+        fee_note=_fee_note(visit, action),
         reason_rule=rule.value,
         reason_required=rule is ReasonRule.REQUIRED,
         reason=reason or "",
@@ -323,6 +338,19 @@ def confirm_page(
         problems=problems or {},
         notice=notice,
     )
+
+
+def _fee_note(visit: Visit, action: Action) -> str:
+    """How the fee (or refund) is paid: through Stripe when payments are set up (and, for a
+    refund, the booking was paid through calsync), else directly with the owner."""
+    payments = visit.settings.payments
+    if action is Action.RESCHEDULE:
+        if payments is None:
+            return FEE_TO_OWNER
+        return FEE_AT_NEXT_STEP.format(minutes=payments.hold_minutes)
+    if payments is not None and visit.booking.payment_intent:
+        return REFUND_BY_STRIPE
+    return REFUND_BY_OWNER
 
 
 # -- the outcome --------------------------------------------------------------------------------
