@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 MAX_SESSIONS = 20
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+#: A Stripe PaymentIntent id, as ``--payment`` and the API take it.
+PAYMENT_INTENT = re.compile(r"pi_[A-Za-z0-9]{6,250}")
 
 
 class SlotTaken(ServiceError):
@@ -95,6 +97,9 @@ class BookingRequest:
     actor: Actor = Actor.OWNER
     idempotency_key: str | None = None
     notes: str | None = None
+    # The Stripe PaymentIntent (pi_…) that paid for the package, when it was paid through
+    # calsync: cancellations are then refunded against it (``payments/``).
+    payment_intent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,10 @@ def _problems(request: BookingRequest) -> list[tuple[str, str]]:
         )
     elif len(set(request.starts)) != len(request.starts):
         problems.append(("starts", "the same start is given twice"))
+    if request.payment_intent is not None and not PAYMENT_INTENT.fullmatch(request.payment_intent):
+        problems.append(
+            ("payment", f"{request.payment_intent!r} is not a Stripe PaymentIntent id (pi_…)")
+        )
     if request.customer_timezone:
         try:
             check_timezone(request.customer_timezone)
@@ -288,6 +297,7 @@ def _reserve(
             currency=fresh.currency,
             idempotency_key=request.idempotency_key,
             notes=request.notes,
+            payment_intent=request.payment_intent,
             token_hash=link.token_hash,
             token_encrypted=link.token_encrypted,
             token_expires_at=link.expires_at,
