@@ -165,6 +165,7 @@ def test_a_fee_paid_by_card_moves_two_of_three_sessions(scene: Scene) -> None:
     enter_card(page, PAYS)
     page.get_by_role("button", name="Pay 25.00 EUR").click()
     expect(page.get_by_role("heading", name="Your sessions have been rescheduled")).to_be_visible()
+    expect(page.locator("p.receipt")).to_contain_text("Paid 25.00 EUR by card (Stripe payment pi_")
     after = shop.event_times()
     for uid, start in ((booked.uids[0], new[0]), (booked.uids[2], new[1])):
         assert after[uid][:2] == (start, before[uid][1] + 1)
@@ -227,3 +228,45 @@ def test_an_expired_hold_offers_the_times_again(scene: Scene) -> None:
     assert not offered_to_other()
     assert service.expire_holds(shop.db, scene.gateway, now=utcnow() + timedelta(minutes=16)) == 1
     assert offered_to_other()
+
+
+def test_a_card_that_asks_for_3d_secure_pays_after_the_check(scene: Scene) -> None:
+    shop = scene.shop
+    shop.event_type(policy=FEE, price=Decimal("300"))
+    monday = next_monday()
+    wednesday = monday + timedelta(days=2)
+    booked = shop.book(at(monday, 9), at(monday, 11), at(wednesday, 10))
+    before = shop.event_times()
+    page = reschedule_two(scene, booked, (at(wednesday, 14), at(wednesday, 15)))
+    enter_card(page, "4000002500003155")
+    page.get_by_role("button", name="Pay 25.00 EUR").click()
+    # Stripe.js (here localstripe's mock) shows the bank's check; nothing moved meanwhile.
+    page.get_by_role("button", name="Complete authentication").click()
+    expect(page.get_by_role("heading", name="Your sessions have been rescheduled")).to_be_visible()
+    after = shop.event_times()
+    assert after[booked.uids[0]][0] == at(wednesday, 14)
+    assert after[booked.uids[1]] == before[booked.uids[1]]
+
+
+def test_cancelling_a_paid_session_shows_the_refund(scene: Scene) -> None:
+    shop = scene.shop
+    refund = ChangePolicy(cancel_refund=Fee(FeeKind.PERCENT, Decimal("100")))
+    shop.event_type(policy=refund, price=Decimal("300"))
+    monday = next_monday()
+    booked = shop.book(at(monday, 9), at(monday, 11), at(monday, 13))
+    paid = scene.gateway.create_intent(30000, "EUR", {}, f"browser-{booked.id}")
+    scene.gateway.confirm_intent(paid.id, "pm_card_visa")
+    with shop.db.writing() as session:
+        from calsync.store.models import Booking
+
+        stored = session.get(Booking, booked.id)
+        assert stored is not None
+        stored.payment_intent = paid.id
+    page = scene.open(booked)
+    page.get_by_role("link", name="Cancel").click()
+    page.get_by_label("Session 2 of 3").check()
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator("#fee-note")).to_contain_text("Refunded to the card you paid with")
+    page.get_by_role("button", name="Cancel this session").click()
+    expect(page.get_by_role("heading", name="Cancelled")).to_be_visible()
+    expect(page.locator("p.receipt")).to_contain_text("Refund of 100.00 EUR sent to your card")

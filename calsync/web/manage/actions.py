@@ -31,7 +31,7 @@ from calsync.bookings import changes
 from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking, TimeTaken
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.plan import ChangeField
-from calsync.config import Settings
+from calsync.config import ConfigError, Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
@@ -286,7 +286,23 @@ def cancel(
     except ReplayMismatch as exc:
         return _refused(visit, 409, _words(visit, exc))
     log.info("manage page: booking %s: change %s", visit.booking.id, outcome.change.id)
+    if settings.payments is not None and visit.booking.payment_intent:
+        _send_refund(db, settings)
     return see_other(visit.paths.change(outcome.change.id))
+
+
+def _send_refund(db: Database, settings: Settings) -> None:
+    """The refund a cancel of a paid booking queued, sent now so the result page can show it;
+    Stripe away (or any failure) leaves it for the worker's next beat."""
+    from calsync.payments import service
+    from calsync.payments.errors import PaymentError
+    from calsync.payments.gateway import StripeGateway
+
+    assert settings.payments is not None
+    try:
+        service.pay_refunds(db, StripeGateway.from_settings(settings.payments))
+    except (PaymentError, ConfigError) as exc:
+        log.warning("manage page: refund left for the worker: %s", exc)
 
 
 def _stale(visit: Visit, tab: str) -> Response:

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
+from sqlalchemy import select
 
 from calsync.bookings import links
 from calsync.bookings.changes import available_for, facts_of
@@ -24,8 +25,18 @@ from calsync.bookings.plan import Ask, ChangeField, Refusal, plan
 from calsync.config import Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
+from calsync.policy.money import minor_text
 from calsync.store.db import Database
-from calsync.store.models import Actor, Booking, Change, ChangeKind, utcnow
+from calsync.store.models import (
+    Actor,
+    Booking,
+    Change,
+    ChangeKind,
+    Payment,
+    PaymentKind,
+    PaymentState,
+    utcnow,
+)
 from calsync.sync.connections import NotFoundError
 from calsync.web.manage.forms import (
     FormProblems,
@@ -357,4 +368,28 @@ def _fee_note(visit: Visit, action: Action) -> str:
 
 
 def result_page(visit: Visit, change: Change) -> Response:
-    return visit.render("manage_result.html", change=change_view(change, visit.booking, visit.zone))
+    with visit.db.reading() as session:
+        paid = list(
+            session.scalars(
+                select(Payment).where(Payment.change_id == change.id).order_by(Payment.id)
+            )
+        )
+    return visit.render(
+        "manage_result.html",
+        change=change_view(change, visit.booking, visit.zone),
+        receipts=[receipt_line(p) for p in paid if p.state is not PaymentState.CANCELED],
+    )
+
+
+def receipt_line(payment: Payment) -> str:
+    """One line of the result page about a charge or refund through Stripe."""
+    amount = minor_text(payment.amount, payment.currency)
+    if payment.kind is PaymentKind.CHARGE:
+        if payment.state is PaymentState.SUCCEEDED:
+            return f"Paid {amount} by card (Stripe payment {payment.stripe_id})."
+        return f"Card payment of {amount} not made: {payment.message or payment.state.value}."
+    if payment.state is PaymentState.SUCCEEDED:
+        return f"Refund of {amount} sent to your card (Stripe refund {payment.stripe_id})."
+    if payment.state is PaymentState.FAILED:
+        return f"Refund of {amount}: the payment service refused it; the owner will pay it back."
+    return f"Refund of {amount} to your card: on its way."
