@@ -100,6 +100,12 @@ class WebSettings(BaseModel):
     manage_changes_per_minute: int = Field(
         20, ge=0, description="Change requests per link and per client address a minute; 0: none."
     )
+    console_idle_minutes: int = Field(
+        60, ge=1, description="A console session ends after this many minutes without a request."
+    )
+    console_session_hours: int = Field(
+        12, ge=1, description="A console session ends this many hours after sign-in, whatever."
+    )
     frame_ancestors: list[str] = Field(
         default_factory=list,
         description="Sites that may embed the booking page in a frame, e.g. "

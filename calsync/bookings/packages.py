@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from calsync.notify import outbox
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
 from calsync.policy.packages import offer_from_data, spacing_problems
-from calsync.policy.refusal import availability_command
+from calsync.policy.refusal import Refusal, Why, availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -66,18 +67,29 @@ from calsync.sync.providers import ProviderFactory, open_provider
 log = logging.getLogger(__name__)
 
 MAX_SESSIONS = 20
+# A second submit of one form that arrives while the first is still writing the events waits
+# this long for them, so that it answers as the first will (booked, or not booked).
+REPLAY_WAIT_SECONDS = 20.0
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 #: A Stripe PaymentIntent id, as ``--payment`` and the API take it.
 PAYMENT_INTENT = re.compile(r"pi_[A-Za-z0-9]{6,250}")
 
 
 class SlotTaken(ServiceError):
-    """A chosen time is no longer free."""
+    """A chosen time is no longer free. ``why`` is the rule it breaks when known, so a page can
+    tell a time taken meanwhile (busy, booked) from one never offered (hours, past, …)."""
 
-    def __init__(self, message: str, start: datetime, session_id: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        start: datetime,
+        session_id: int | None = None,
+        why: Why | None = None,
+    ) -> None:
         super().__init__(message)
         self.start = start
         self.session_id = session_id
+        self.why = why
 
 
 class CalendarWriteFailed(ServiceError):
@@ -177,21 +189,20 @@ def _check_starts(
             session, event_type, slot.start, slot.end, now=now, extra_booked=held, extra_busy=live
         )
         if slot not in free:
-            raise SlotTaken(_not_free(session, event_type, slot, now, held, live), start)
+            refusal = refusal_of(
+                session, event_type, slot, now=now, extra_booked=held, extra_busy=live
+            )
+            raise SlotTaken(
+                _not_free(event_type, slot, refusal),
+                start,
+                why=refusal.why if refusal else None,
+            )
         chosen.append(slot)
     return chosen
 
 
-def _not_free(
-    session: Session,
-    event_type: EventType,
-    slot: Slot,
-    now: datetime,
-    held: Sequence[Span],
-    live: Sequence[Span],
-) -> str:
+def _not_free(event_type: EventType, slot: Slot, refusal: Refusal | None) -> str:
     """Which rule the slot breaks, and where the free times are."""
-    refusal = refusal_of(session, event_type, slot, now=now, extra_booked=held, extra_busy=live)
     why = refusal.text if refusal else "not one of the offered times"
     local = slot.start.astimezone(ZoneInfo(event_type.timezone))
     return (
@@ -330,7 +341,8 @@ def _reserve(
 
 
 def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | None:
-    """The booking an earlier submit with ``key`` made, or None. A failed one is told again."""
+    """The booking an earlier submit with ``key`` made, or None. A failed one is told again;
+    one whose events are still being written is waited for (``REPLAY_WAIT_SECONDS``)."""
     with db.reading() as session:
         booking_id = session.scalars(
             select(Booking.id).where(Booking.idempotency_key == key)
@@ -338,6 +350,14 @@ def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | Non
     if booking_id is None:
         return None
     booking = get_booking(db, booking_id)
+    deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+    while (
+        booking.status is BookingStatus.ACTIVE
+        and any(s.href is None for s in booking.sessions)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+        booking = get_booking(db, booking_id)
     url = links.current_link(settings, booking)
     if booking.status is BookingStatus.FAILED or url is None:
         raise CalendarWriteFailed(
@@ -409,27 +429,37 @@ def _write_events(
         finally:
             provider.close()
     except ProviderError as exc:
-        with db.writing() as session:
-            failed = session.get(Booking, booking.id)
-            assert failed is not None
-            failed.status = BookingStatus.FAILED
-            failed.token_hash = failed.token_encrypted = None
-            failed.history.append(
+        error = str(exc)
+
+        def failed(session: Session) -> None:
+            stored = session.get(Booking, booking.id)
+            assert stored is not None
+            stored.status = BookingStatus.FAILED
+            stored.token_hash = stored.token_encrypted = None
+            stored.history.append(
                 BookingChange(
-                    actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": str(exc)}
+                    actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": error}
                 )
             )
             outbox.drop(session, booking_id=booking.id)
+
+        # The booking must not keep holding its time because the database blinked.
+        db.persist(failed)
         raise CalendarWriteFailed(
             f"the sessions could not be written to the calendar "
             f"{calendar.display_name or calendar.url}: {exc} Nothing was booked."
         ) from exc
-    with db.writing() as session:
+
+    def record(session: Session) -> None:
         for booked, item in written:
             stored = session.get(BookedSession, booked.id)
             assert stored is not None
             stored.href, stored.etag = item.href, item.etag
         outbox.release(session, booking_id=booking.id)
+
+    # The events are in the calendar now: where they are, and the confirmations, must not be
+    # lost to a database restart (the booking would stay half made, its emails held for good).
+    db.persist(record)
 
 
 def get_booking(db: Database, booking_id: str) -> Booking:

@@ -109,6 +109,11 @@ def owner_slug(email: str, taken: Collection[str]) -> str:
     return slug
 
 
+def owner_page_url(base_url: str, owner: Owner) -> str:
+    """The booking page listing the owner's public event types: ``<base_url>/b/<slug>``."""
+    return f"{base_url.rstrip('/')}/b/{owner.slug}"
+
+
 class Owner(Base):
     __tablename__ = "owners"
 
@@ -599,3 +604,7 @@ class PaymentHold(Base):
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_payment_holds_owner", "owner_id", "released_at", "start"),)
+
+
+# The console's tables live in a module of their own; importing it registers them on Base.
+from calsync.store import console_rows as console_rows  # noqa: E402
