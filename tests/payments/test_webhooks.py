@@ -26,7 +26,9 @@ from calsync.store.models import ChangeStatus, HistoryAction
 from calsync.web.app import create_app
 from tests.bookings.test_changes import Setup
 from tests.payments.test_paid_changes import FEE, _start_two_of_three
+from tests.support.browser import live_server, serving_settings
 from tests.support.servers import ServerProcess
+from tests.support.stripe import register_webhook
 
 
 def signed(event: dict[str, object], secret: str, at: int | None = None) -> tuple[bytes, str]:
@@ -152,3 +154,35 @@ def test_a_webhook_and_the_return_url_together_apply_the_change_once(
     assert history.count(HistoryAction.RESCHEDULED) == 2
     (change,) = changes.changes_of(db, booking.id)
     assert change.status is ChangeStatus.APPLIED
+
+
+def test_localstripe_s_own_signed_webhook_applies_a_change_paid_outside_calsync(
+    db: Database,
+    paid_settings: Settings,
+    radicale_server: ServerProcess,
+    stripe_server: ServerProcess,
+) -> None:
+    """The customer's browser confirms the intent with Stripe directly (as Stripe.js's
+    ``confirmCardPayment`` does with real Stripe); calsync hears of it only through the
+    webhook localstripe signs and delivers to the running app."""
+    assert paid_settings.payments is not None
+    served = serving_settings(paid_settings)
+    gateway = StripeGateway.from_settings(paid_settings.payments)
+    setup = Setup(db, served, radicale_server, radicale_server.new_calendar(), policy=FEE)
+    booking, moves, outcome = _start_two_of_three(setup, served)
+    step = service.payment_step(db, served, gateway, outcome.change.id)
+    assert step.intent_id
+    register_webhook(
+        stripe_server, f"hook-{booking.id}", served.base_url + "/webhooks/stripe", _secret(served)
+    )
+    with live_server(served, db):
+        gateway.confirm_intent(step.intent_id, "pm_card_visa")
+        deadline = time.monotonic() + 20
+        while changes.changes_of(db, booking.id)[0].status is ChangeStatus.AWAITING_PAYMENT:
+            assert time.monotonic() < deadline, "the webhook did not arrive"
+            time.sleep(0.2)
+    (change,) = changes.changes_of(db, booking.id)
+    assert change.status is ChangeStatus.APPLIED
+    first = get_booking(db, booking.id).sessions[0]
+    assert first.start == moves[first.id]
+    assert setup.event(first.href)["DTSTART"].dt == moves[first.id]
