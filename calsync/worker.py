@@ -1,6 +1,6 @@
 """The background work of a calsync process: polling calendars, applying changes that a
-calendar outage left pending, and delivering the outbox. Used by ``calsync worker``,
-``calsync serve`` and the demo."""
+calendar outage left pending, delivering the outbox, and removing what failed bookings left in
+calendars. Used by ``calsync worker``, ``calsync serve`` and the demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from calsync.bookings import changes
+from calsync.bookings.leftovers import remove_leftovers
 from calsync.bookings.polling import booking_poller
 from calsync.config import Settings
 from calsync.notify import outbox
@@ -48,7 +49,15 @@ def start_background(db: Database, settings: Settings) -> Poller:
         "delivering the outbox",
         lambda: outbox.deliver_due(db, transport, poller.worker_id, box),
     )
+    clean_up = guarded(
+        "removing what failed bookings left",
+        lambda: remove_leftovers(db, settings, poller.open_provider),
+    )
     poller.start(
-        extra_jobs=[("calsync-apply-pending", retry_pending), ("calsync-deliver", deliver)]
+        extra_jobs=[
+            ("calsync-apply-pending", retry_pending),
+            ("calsync-deliver", deliver),
+            ("calsync-remove-leftovers", clean_up),
+        ]
     )
     return poller
