@@ -628,11 +628,20 @@ def test_load_held_through_a_killed_worker_a_database_restart_and_a_calendar_out
                         OutboxMessage.status.in_([OutboxStatus.READY, OutboxStatus.HELD])
                     )
                 ).all()
-            return not pending and not unsent
+                leftovers = session.scalars(
+                    select(BookedSession.id)
+                    .join(Booking, Booking.id == BookedSession.booking_id)
+                    .where(Booking.status == BookingStatus.FAILED, BookedSession.href.is_not(None))
+                ).all()
+            return not pending and not unsent and not leftovers
 
         # A message the killed worker was sending waits out its claim before it goes again.
         claim_left = outbox.LEASE.total_seconds() if in_flight else 0
-        wait_for(settled, SETTLE + claim_left, "every change applied and every email sent")
+        wait_for(
+            settled,
+            SETTLE + claim_left,
+            "every change applied, every email sent, every failed booking's events removed",
+        )
         print(f"settled {time.monotonic() - began - load_took:.0f} s after the load")
 
         def mirrors_match() -> list[int] | None:
