@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from calsync.notify import outbox
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
 from calsync.policy.packages import offer_from_data, spacing_problems
-from calsync.policy.refusal import availability_command
+from calsync.policy.refusal import Refusal, Why, availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -68,16 +69,27 @@ from calsync.sync.providers import ProviderFactory, open_provider
 log = logging.getLogger(__name__)
 
 MAX_SESSIONS = 20
+# A second submit of one form that arrives while the first is still writing the events waits
+# this long for them, so that it answers as the first will (booked, or not booked).
+REPLAY_WAIT_SECONDS = 20.0
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
 class SlotTaken(ServiceError):
-    """A chosen time is no longer free."""
+    """A chosen time is no longer free. ``why`` is the rule it breaks when known, so a page can
+    tell a time taken meanwhile (busy, booked) from one never offered (hours, past, …)."""
 
-    def __init__(self, message: str, start: datetime, session_id: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        start: datetime,
+        session_id: int | None = None,
+        why: Why | None = None,
+    ) -> None:
         super().__init__(message)
         self.start = start
         self.session_id = session_id
+        self.why = why
 
 
 class CalendarWriteFailed(ServiceError):
@@ -170,21 +182,20 @@ def _check_starts(
             session, event_type, slot.start, slot.end, now=now, extra_booked=held, extra_busy=live
         )
         if slot not in free:
-            raise SlotTaken(_not_free(session, event_type, slot, now, held, live), start)
+            refusal = refusal_of(
+                session, event_type, slot, now=now, extra_booked=held, extra_busy=live
+            )
+            raise SlotTaken(
+                _not_free(event_type, slot, refusal),
+                start,
+                why=refusal.why if refusal else None,
+            )
         chosen.append(slot)
     return chosen
 
 
-def _not_free(
-    session: Session,
-    event_type: EventType,
-    slot: Slot,
-    now: datetime,
-    held: Sequence[Span],
-    live: Sequence[Span],
-) -> str:
+def _not_free(event_type: EventType, slot: Slot, refusal: Refusal | None) -> str:
     """Which rule the slot breaks, and where the free times are."""
-    refusal = refusal_of(session, event_type, slot, now=now, extra_booked=held, extra_busy=live)
     why = refusal.text if refusal else "not one of the offered times"
     local = slot.start.astimezone(ZoneInfo(event_type.timezone))
     return (
@@ -322,7 +333,8 @@ def _reserve(
 
 
 def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | None:
-    """The booking an earlier submit with ``key`` made, or None. A failed one is told again."""
+    """The booking an earlier submit with ``key`` made, or None. A failed one is told again;
+    one whose events are still being written is waited for (``REPLAY_WAIT_SECONDS``)."""
     with db.reading() as session:
         booking_id = session.scalars(
             select(Booking.id).where(Booking.idempotency_key == key)
@@ -330,6 +342,14 @@ def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | Non
     if booking_id is None:
         return None
     booking = get_booking(db, booking_id)
+    deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+    while (
+        booking.status is BookingStatus.ACTIVE
+        and any(s.href is None for s in booking.sessions)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+        booking = get_booking(db, booking_id)
     url = links.current_link(settings, booking)
     if booking.status is BookingStatus.FAILED or url is None:
         raise CalendarWriteFailed(
