@@ -1,7 +1,7 @@
 """The background work of a calsync process: polling calendars, applying changes that a
-calendar outage left pending, delivering the outbox, and (with ``[payments]``) releasing
-expired holds and sending due refunds. Used by ``calsync worker``,
-``calsync serve`` and the demo."""
+calendar outage left pending, delivering the outbox, removing what failed bookings left in
+calendars, and (with ``[payments]``) releasing expired holds and sending due refunds. Used by
+``calsync worker``, ``calsync serve`` and the demo."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 
 from calsync.bookings import changes
+from calsync.bookings.leftovers import remove_leftovers
 from calsync.bookings.polling import booking_poller
 from calsync.config import Settings
 from calsync.notify import outbox
@@ -49,7 +50,15 @@ def start_background(db: Database, settings: Settings) -> Poller:
         "delivering the outbox",
         lambda: outbox.deliver_due(db, transport, poller.worker_id, box),
     )
-    jobs = [("calsync-apply-pending", retry_pending), ("calsync-deliver", deliver)]
+    clean_up = guarded(
+        "removing what failed bookings left",
+        lambda: remove_leftovers(db, settings, poller.open_provider),
+    )
+    jobs = [
+        ("calsync-apply-pending", retry_pending),
+        ("calsync-deliver", deliver),
+        ("calsync-remove-leftovers", clean_up),
+    ]
     if settings.payments is not None:
         chores = guarded("payment chores", lambda: payment_chores(db, settings))
         jobs.append(("calsync-payments", chores))

@@ -36,7 +36,8 @@ from calsync.bookings.event_types import (
 )
 from calsync.bookings.held import event_zone, lock_owner
 from calsync.bookings.live_check import live_busy
-from calsync.calendars.errors import ProviderError
+from calsync.calendars.base import CalendarItem
+from calsync.calendars.errors import Conflict, NotFound, ProviderError
 from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
@@ -58,6 +59,7 @@ from calsync.store.models import (
     EventType,
     HistoryAction,
     Owner,
+    SessionStatus,
     utcnow,
 )
 from calsync.sync import fresh_busy
@@ -412,7 +414,8 @@ def _write_events(
 ) -> None:
     with db.reading() as session:
         zone = event_zone(session, booking)
-    written = []
+    written: list[tuple[BookedSession, CalendarItem]] = []
+    left: list[tuple[BookedSession, CalendarItem]] = []
     try:
         provider = factory(calendar)
         try:
@@ -420,11 +423,16 @@ def _write_events(
                 text = build_event(session_event(booking, booked, organizer, url, zone), now=now)
                 written.append((booked, provider.create(booked.uid, text)))
         except ProviderError:
-            for _, item in written:
+            for booked, item in written:
                 try:
                     provider.delete(item.href, item.etag)
-                except ProviderError as exc:  # the owner may delete it; it holds no booking
+                except (NotFound, Conflict):
+                    pass  # gone, or changed by the owner since: theirs now
+                except ProviderError as exc:
+                    # The calendar went away between the writes: a worker removes it later
+                    # (bookings/leftovers.py).
                     log.warning("could not remove %s after a failed booking: %s", item.href, exc)
+                    left.append((booked, item))
             raise
         finally:
             provider.close()
@@ -442,6 +450,12 @@ def _write_events(
                 )
             )
             outbox.drop(session, booking_id=booking.id)
+            for booked, item in left:
+                leftover = session.get(BookedSession, booked.id)
+                assert leftover is not None
+                # Cancelled, so that a poll never takes the event's removal for the owner's.
+                leftover.href, leftover.etag = item.href, item.etag
+                leftover.status = SessionStatus.CANCELLED
 
         # The booking must not keep holding its time because the database blinked.
         db.persist(failed)
