@@ -80,3 +80,29 @@ def owner_list(as_json: JsonOption = False) -> None:
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     out.print(table)
+
+
+@owner_app.command("invite")
+def owner_invite(
+    email: Annotated[str, typer.Argument(help="The owner's email address.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Email an owner a one-time sign-in link to their web console (/console)."""
+    from calsync.access import sign_in as console_links
+
+    sent = console_links.invite(state.db(), state.settings, email)
+    if as_json:
+        print_json(
+            {
+                "owner_id": sent.owner_id,
+                "email": sent.email,
+                "expires_at": sent.expires_at.isoformat(),
+            }
+        )
+        return
+    minutes = console_links.LINK_MINUTES
+    out.print(
+        f"Sign-in link for {sent.email} queued in the outbox; it works once, for {minutes} "
+        "minutes. `calsync serve` (or `calsync worker`) sends it; later the owner asks for a new "
+        "link on /console/sign-in."
+    )

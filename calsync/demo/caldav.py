@@ -289,6 +289,7 @@ def run_connected(
         f"The booking page: {settings.base_url}/b/{OWNER_SLUG}/coaching (book a package, "
         "then reschedule it through the link on the last page)",
     )
+    _print_console_link(console, db, settings)
     if once:
         return
     console.print(
@@ -297,6 +298,20 @@ def run_connected(
     )
     calendar.show_how_to_change(console)
     _serve(settings, port, console, calendar.on_exit)
+
+
+def _print_console_link(console: Console, db: Database, settings: Settings) -> None:
+    """A one-time sign-in link to Ada's console (printed, not emailed: this is her machine)."""
+    from calsync.access import sign_in as console_links
+
+    owner = services.find_owner(db, OWNER_EMAIL)
+    link, _ = console_links.issue_link(db, settings, owner.id)
+    say(
+        console,
+        f"Ada's console (signs her in once, within {console_links.LINK_MINUTES} minutes): "
+        f"[bold]{link}[/bold]\n  A new link later: {settings.base_url}/console/sign-in with "
+        f"{OWNER_EMAIL} (the email lands in {settings.mail.directory}/)",
+    )
 
 
 def _prepare(db: Database, settings: Settings, calendar_url: str, console: Console) -> int:

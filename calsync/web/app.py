@@ -31,6 +31,7 @@ from calsync.store.rate_limits import RedisCounter
 from calsync.web import errors, telemetry
 from calsync.web.api import bookings, calendars, event_types, health, owners
 from calsync.web.book import routes as book_page
+from calsync.web.console import routes as console
 from calsync.web.deps import bearer_scheme, check_admin_key
 from calsync.web.manage import routes as manage
 from calsync.web.manage.rate_limit import RateLimits, SharedLimiter
@@ -164,6 +165,7 @@ def create_app(
     app.include_router(manage.router)
     app.include_router(book_page.router)
     app.include_router(google_signin.pages)
+    console.install(app)
     _add_docs(app)
     app.mount("/static", StaticAssets(), name="static")
     api = APIRouter(prefix="/api", dependencies=[bearer_scheme], responses=API_RESPONSES)

@@ -103,6 +103,20 @@ def test_google_demo_once_books_into_google_and_prints_a_working_link(tmp_path: 
     assert times.status_code == 200
     assert 'type="radio" name="pick"' in times.text
 
+    # The printed console link signs Ada in, once.
+    console_link = re.search(
+        r"Ada's console \(signs her in once, within 15 minutes\): (\S+)", output
+    )
+    assert console_link and "/console/link/" in console_link.group(1), output
+    path = console_link.group(1).removeprefix(settings.base_url)
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        opened = client.get(path)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', opened.text)
+        assert opened.status_code == 200 and csrf
+        signed_in = client.post(path, data={"csrf": csrf.group(1)})
+        assert signed_in.status_code == 303
+        assert "Ada Lovelace" in client.get("/console/calendars").text
+
 
 @pytest.mark.slow
 def test_google_demo_from_the_cli_starts_afresh_in_its_own_folder(tmp_path: Path) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
 
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from calsync.access import sign_in as console_links
 from calsync.sync import connections as services
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.schemas import NOT_FOUND, DbId, OwnerCreate, OwnerOut, failure
@@ -26,3 +30,19 @@ def list_owners(db: DbDep, settings: SettingsDep) -> list[OwnerOut]:
 @router.get("/{owner_id}", responses=NOT_FOUND)
 def get_owner(owner_id: DbId, db: DbDep, settings: SettingsDep) -> OwnerOut:
     return OwnerOut.from_row(services.get_owner(db, owner_id), settings.base_url)
+
+
+class ConsoleInviteOut(BaseModel):
+    owner_id: int
+    email: str
+    expires_at: datetime
+
+
+@router.post("/{owner_id}/console-invite", responses=NOT_FOUND)
+def invite_to_console(owner_id: DbId, db: DbDep, settings: SettingsDep) -> ConsoleInviteOut:
+    """Email the owner a one-time link to their web console (``/console``), through the outbox.
+
+    The link works once, for 15 minutes; it is not in this answer (only the owner's mailbox
+    gets it). Later the owner asks for a new one on ``/console/sign-in``."""
+    sent = console_links.invite_by_id(db, settings, owner_id)
+    return ConsoleInviteOut(owner_id=sent.owner_id, email=sent.email, expires_at=sent.expires_at)

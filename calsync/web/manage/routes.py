@@ -185,13 +185,17 @@ def anything_else(token: str, request: Request, settings: SettingsDep) -> Respon
 # -- logs -----------------------------------------------------------------------------------------
 
 _MANAGE_PATH = re.compile(r"/m/([^\s?\"/]+)")
+# The console's one-time sign-in links (``/console/link/<token>``) are capabilities too.
+_CONSOLE_LINK = re.compile(r"/console/link/([^\s?\"/]+)")
 # Google's one-time code and calsync's sealed state come back in the sign-in callback's query.
 _SIGN_IN_QUERY = re.compile(r"(/oauth/google/callback/?)\?[^\s\"]*")
 
 
 def redact_tokens(text: str) -> str:
-    """``GET /m/<token>`` → ``GET /m/#<short hash>``; the sign-in callback's query goes."""
+    """``GET /m/<token>`` → ``GET /m/#<short hash>`` (and the console's sign-in links alike);
+    the sign-in callback's query goes."""
     text = _MANAGE_PATH.sub(lambda match: f"/m/#{token_tag(match.group(1))}", text)
+    text = _CONSOLE_LINK.sub(lambda match: f"/console/link/#{token_tag(match.group(1))}", text)
     return _SIGN_IN_QUERY.sub(r"\1?…", text)
 
 

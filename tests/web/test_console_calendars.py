@@ -1,0 +1,231 @@
+"""The console's calendar pages against real Radicale servers, on both databases: connecting
+a calendar through the form with discovery (the password never in logs, pages or the
+database in clear), the list in words, settings, "sync now", and disconnecting with what
+happens to bookings said first."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from calsync.config import Settings
+from calsync.store.db import Database
+from calsync.store.models import Base, CalendarConnection, CalendarRole, ConnectionStatus
+from tests.support.console import add_owner, console_client, csrf_of, form_token, signed_in
+from tests.support.manage_shop import OWNER, Shop
+from tests.support.servers import PASSWORD, USER, ServerProcess
+from tests.support.world import at, next_monday
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    from fastapi.testclient import TestClient
+
+ADA = "ada@example.org"
+
+
+@pytest.fixture
+def client(settings: Settings, db: Database) -> Iterator[TestClient]:
+    add_owner(db, ADA)
+    with console_client(settings, db) as browser:
+        signed_in(browser, db, settings, ADA)
+        yield browser
+
+
+def _options(page: str) -> dict[str, str]:
+    """The choose page's calendars: name → its select's field name."""
+    return dict(
+        (name, field) for field, name in re.findall(r'<label for="(use-\d+)">([^<]+)</label>', page)
+    )
+
+
+def _whole_database(db: Database) -> str:
+    """Every value of every row of every table, as text."""
+    dump = []
+    with db.reading() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in session.execute(select(table)):
+                dump.append(repr(tuple(row)))
+    return "\n".join(dump)
+
+
+def test_the_owner_connects_a_caldav_calendar_with_discovery_and_the_password_stays_secret(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    radicale_auth_server: ServerProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    name = f"Practice {uuid.uuid4().hex[:6]}"
+    radicale_auth_server.new_calendar(display_name=name)
+    token = form_token(client, "/console/calendars/connect")
+    pages = []
+
+    wrong = client.post(
+        "/console/calendars/connect/caldav",
+        data={
+            "csrf": token,
+            "server": radicale_auth_server.url,
+            "username": USER,
+            "password": "nope",
+        },
+    )
+    assert wrong.status_code == 422
+    assert "did not accept this username and password" in wrong.text
+    assert radicale_auth_server.url in wrong.text  # the address is kept, the password not
+    pages.append(wrong.text)
+
+    found = client.post(
+        "/console/calendars/connect/caldav",
+        data={
+            "csrf": token,
+            "server": radicale_auth_server.url,
+            "username": USER,
+            "password": PASSWORD,
+        },
+    )
+    assert found.status_code == 200, found.text
+    pages.append(found.text)
+    fields = _options(found.text)
+    assert name in fields
+    sealed = re.search(r'name="sealed" value="([^"]+)"', found.text)
+    assert sealed
+    connected = client.post(
+        "/console/calendars/connect/caldav/choose",
+        data={"csrf": csrf_of(found.text), "sealed": sealed.group(1), fields[name]: "both"},
+    )
+    assert connected.status_code == 303, connected.text
+    listing = client.get(connected.headers["location"])
+    pages.append(listing.text)
+    assert name in listing.text and "Busy time and bookings" in listing.text
+    assert "Not read yet" in listing.text
+
+    with db.reading() as session:
+        [calendar] = session.scalars(select(CalendarConnection)).all()
+    assert calendar.display_name == name and calendar.role is CalendarRole.BOTH
+    assert calendar.username == USER and calendar.secret_encrypted
+
+    # It works: calsync reads the calendar with the stored password.
+    synced = client.post(f"/console/calendars/{calendar.id}/sync", data={"csrf": token})
+    assert synced.status_code == 303
+    page = client.get(synced.headers["location"])
+    pages.append(page.text)
+    assert "Synced just now." in page.text and "Up to date" in page.text
+
+    encoded = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    for secret in (PASSWORD, encoded, "correct+horse", "correct%20horse"):
+        assert not any(secret in p for p in pages), secret
+        assert secret not in caplog.text, secret
+        assert secret not in _whole_database(db), secret
+
+
+def test_the_list_says_what_is_wrong_and_what_to_do(
+    client: TestClient, db: Database, settings: Settings, radicale_calendar: str
+) -> None:
+    owner_id = _ada(db)
+    with db.writing() as session:
+        session.add(
+            CalendarConnection(
+                owner_id=owner_id,
+                provider="caldav",
+                url=radicale_calendar,
+                display_name="Home",
+                status=ConnectionStatus.AUTH_FAILED,
+                last_error="401 Unauthorized",
+            )
+        )
+    page = client.get("/console/calendars").text
+    assert "The server refused the username or password" in page
+    assert "401 Unauthorized" in page
+    assert "connect it again with the new password" in page
+
+
+def _ada(db: Database) -> int:
+    from calsync.sync import connections as services
+
+    return services.find_owner(db, ADA).id
+
+
+def test_the_owner_changes_role_cancel_mode_and_adoption(
+    client: TestClient, db: Database, radicale_calendar: str
+) -> None:
+    with db.writing() as session:
+        row = CalendarConnection(
+            owner_id=_ada(db), provider="caldav", url=radicale_calendar, display_name="Home"
+        )
+        session.add(row)
+        session.flush()
+        calendar_id = row.id
+    token = form_token(client)
+    saved = client.post(
+        f"/console/calendars/{calendar_id}/settings",
+        data={"csrf": token, "name": "Home", "role": "bookings", "cancel_mode": "delete"},
+    )
+    assert saved.status_code == 303
+    assert "Saved." in client.get(saved.headers["location"]).text
+
+    incomplete = client.post(
+        f"/console/calendars/{calendar_id}/adoption",
+        data={"csrf": token, "adopt": "category", "event_type": "", "category": ""},
+    )
+    assert incomplete.status_code == 422
+    assert "Choose the event type" in incomplete.text and "Name the category" in incomplete.text
+    with db.reading() as session:
+        stored = session.get(CalendarConnection, calendar_id)
+        assert stored is not None
+        assert stored.role is CalendarRole.BOOKINGS and stored.cancel_mode.value == "delete"
+        assert stored.adopt.value == "off"
+
+
+def test_disconnecting_says_what_happens_to_bookings_first(
+    settings: Settings, db: Database, radicale_calendar: str
+) -> None:
+    shop = Shop(db, settings, radicale_calendar)
+    shop.event_type()
+    booked = shop.book(at(next_monday(), 10))
+    with console_client(settings, db) as browser:
+        signed_in(browser, db, settings, OWNER)
+        page = browser.get(f"/console/calendars/{shop.calendar_id}/disconnect")
+        assert page.status_code == 200
+        assert "1 active booking" in page.text and "can no longer change those events" in page.text
+        assert "coaching" in page.text and "cannot be booked" in page.text
+        with db.reading() as session:
+            assert session.get(CalendarConnection, shop.calendar_id) is not None
+        done = browser.post(
+            f"/console/calendars/{shop.calendar_id}/disconnect", data={"csrf": csrf_of(page.text)}
+        )
+        assert done.status_code == 303
+        assert "disconnected" in browser.get(done.headers["location"]).text
+    with db.reading() as session:
+        assert session.get(CalendarConnection, shop.calendar_id) is None
+    assert booked.id  # the booking stays
+    from calsync.bookings.packages import get_booking
+
+    assert get_booking(db, booked.id).status.value == "active"
+
+
+def test_a_role_an_event_type_needs_is_refused_in_words(
+    settings: Settings, db: Database, radicale_calendar: str
+) -> None:
+    shop = Shop(db, settings, radicale_calendar)
+    shop.event_type()
+    with console_client(settings, db) as browser:
+        signed_in(browser, db, settings, OWNER)
+        token = form_token(browser)
+        refused = browser.post(
+            f"/console/calendars/{shop.calendar_id}/settings",
+            data={"csrf": token, "name": "Work", "role": "conflicts", "cancel_mode": "mark"},
+        )
+    assert refused.status_code == 422
+    assert "must keep taking bookings" in refused.text and "coaching" in refused.text
+    assert "calsync event-type edit" not in refused.text
+    with db.reading() as session:
+        stored = session.get(CalendarConnection, shop.calendar_id)
+        assert stored is not None and stored.role is CalendarRole.BOTH
