@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from calsync.bookings.held import booked_spans
 from calsync.policy.availability import free_slots
@@ -260,8 +260,9 @@ def save_event_type(
 
 
 def load_event_type(session: Session, key: int | str) -> EventType:
+    # The owner comes in the same query (one row each); the conflict calendars in a second.
     query = select(EventType).options(
-        selectinload(EventType.owner), selectinload(EventType.conflict_calendars)
+        joinedload(EventType.owner), selectinload(EventType.conflict_calendars)
     )
     query = query.where(EventType.id == key if isinstance(key, int) else EventType.slug == key)
     event_type = session.scalars(query).one_or_none()
@@ -353,6 +354,7 @@ def find_slots(
             now=now or utcnow(),
             ignore=ignore,
             extra_booked=extra_booked,
+            calendar_ids=[c.id for c in calendars],
         )
 
 
@@ -366,14 +368,16 @@ def slots_within(
     ignore: Collection[str] = frozenset(),
     extra_booked: Sequence[Span] = (),
     extra_busy: Sequence[Span] = (),
+    calendar_ids: Sequence[int] | None = None,
 ) -> list[Slot]:
     """Free slots from what this transaction sees: the mirror plus our own bookings.
 
     ``ignore`` holds session UIDs that must not block (the sessions being rescheduled);
     ``extra_booked`` adds spans not stored yet (other sessions of the same request);
-    ``extra_busy`` adds busy time the mirror does not hold (``live_check``).
+    ``extra_busy`` adds busy time the mirror does not hold (``live_check``);
+    ``calendar_ids``: the conflict calendars, when the caller has read them already.
     """
-    busy, booked = taken_spans(session, event_type, start, end)
+    busy, booked = taken_spans(session, event_type, start, end, calendar_ids)
     return free_slots(
         rules_of(event_type),
         busy=[*busy, *extra_busy],
@@ -386,19 +390,23 @@ def slots_within(
 
 
 def taken_spans(
-    session: Session, event_type: EventType, start: datetime, end: datetime
+    session: Session,
+    event_type: EventType,
+    start: datetime,
+    end: datetime,
+    calendar_ids: Sequence[int] | None = None,
 ) -> tuple[list[Span], list[Span]]:
-    """Busy spans (conflict calendars) and booked spans (our sessions) that can touch a slot
-    in [start, end), from what this transaction sees."""
+    """Busy spans (conflict calendars; ``calendar_ids`` when the caller has read them) and
+    booked spans (our sessions) that can touch a slot in [start, end), from what this
+    transaction sees."""
     rules = rules_of(event_type)
     # Anything that could touch a slot inside the window, buffers included.
     reach_start, reach_end = start - rules.buffer_before, end + rules.buffer_after
-    calendars = conflict_calendars(session, event_type)
+    if calendar_ids is None:
+        calendar_ids = [c.id for c in conflict_calendars(session, event_type)]
     busy = [
         Span(s, e, uid)
-        for s, e, uid in mirror.busy_spans(
-            session, [c.id for c in calendars], reach_start, reach_end
-        )
+        for s, e, uid in mirror.busy_spans(session, calendar_ids, reach_start, reach_end)
     ]
     # The cap counts whole local days, so bookings are read for the days around the window.
     booked = booked_spans(

@@ -419,27 +419,37 @@ def _write_events(
         finally:
             provider.close()
     except ProviderError as exc:
-        with db.writing() as session:
-            failed = session.get(Booking, booking.id)
-            assert failed is not None
-            failed.status = BookingStatus.FAILED
-            failed.token_hash = failed.token_encrypted = None
-            failed.history.append(
+        error = str(exc)
+
+        def failed(session: Session) -> None:
+            stored = session.get(Booking, booking.id)
+            assert stored is not None
+            stored.status = BookingStatus.FAILED
+            stored.token_hash = stored.token_encrypted = None
+            stored.history.append(
                 BookingChange(
-                    actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": str(exc)}
+                    actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": error}
                 )
             )
             outbox.drop(session, booking_id=booking.id)
+
+        # The booking must not keep holding its time because the database blinked.
+        db.persist(failed)
         raise CalendarWriteFailed(
             f"the sessions could not be written to the calendar "
             f"{calendar.display_name or calendar.url}: {exc} Nothing was booked."
         ) from exc
-    with db.writing() as session:
+
+    def record(session: Session) -> None:
         for booked, item in written:
             stored = session.get(BookedSession, booked.id)
             assert stored is not None
             stored.href, stored.etag = item.href, item.etag
         outbox.release(session, booking_id=booking.id)
+
+    # The events are in the calendar now: where they are, and the confirmations, must not be
+    # lost to a database restart (the booking would stay half made, its emails held for good).
+    db.persist(record)
 
 
 def get_booking(db: Database, booking_id: str) -> Booking:

@@ -8,7 +8,7 @@ token of every calsync manage link replaced (``redact_link_tokens``), during exp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from calsync.calendars.base import CalendarItem, ETag, Href, Interval
 from calsync.calendars.errors import InvalidCalendarData
-from calsync.calendars.ical.busy import BusyRules, busy_intervals, item_uid
+from calsync.calendars.ical.busy import BusyRules, read_object
 from calsync.calendars.ical.event_edit import redact_link_tokens
+from calsync.store.db import Database
 from calsync.store.models import BusyInterval, CalendarConnection, MirroredEvent
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,7 @@ def expand_item(
     # what reads the mirror only needs to see that a link is there (``link_of``).
     data = redact_link_tokens(item.data)
     try:
-        intervals = busy_intervals(item.data, window.start, window.end, rules, href=item.href)
-        uid = item_uid(item.data)
+        uid, intervals = read_object(item.data, window.start, window.end, rules, href=item.href)
     except InvalidCalendarData as exc:
         # One broken object must never stop the sync of the rest of the calendar.
         problem = redact_link_tokens(str(exc))  # it may quote the object's text
@@ -71,6 +71,32 @@ def known_etags(session: Session, connection_id: int) -> dict[Href, ETag]:
         )
     )
     return {href: etag for href, etag in rows}
+
+
+class LazyETags(Mapping[Href, ETag]):
+    """``known_etags`` of one calendar, read from the database on first use (one query, in a
+    short transaction of its own): an incremental poll that finds no change never reads them,
+    which saves a query over all the calendar's events on most polls."""
+
+    def __init__(self, db: Database, connection_id: int) -> None:
+        self._db = db
+        self._connection_id = connection_id
+        self._etags: dict[Href, ETag] | None = None
+
+    def _loaded(self) -> dict[Href, ETag]:
+        if self._etags is None:
+            with self._db.reading() as session:
+                self._etags = known_etags(session, self._connection_id)
+        return self._etags
+
+    def __getitem__(self, href: Href) -> ETag:
+        return self._loaded()[href]
+
+    def __iter__(self) -> Iterator[Href]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
 
 
 def unreadable_count(session: Session, connection_id: int) -> int:

@@ -136,7 +136,13 @@ class CalDAVProvider(CalendarProvider):
         full = cursor is None
         # A removal of something the caller never had (Radicale reports old tombstones even
         # on a first sync) is no news.
-        removed = [h for h in known if h not in listed] if full else sorted(deleted & known.keys())
+        # (An unchanged calendar lists and deletes nothing: ``known`` is then never read, and the
+        # poller's lazy mapping never queries it.)
+        removed = (
+            [h for h in known if h not in listed]
+            if full
+            else sorted(h for h in deleted if h in known)
+        )
         wanted = [h for h, etag in listed.items() if etag is None or known.get(h) != etag]
         items, gone = self._multiget(wanted)
         removed += [h for h in gone if h in known and h not in removed]

@@ -53,10 +53,18 @@ try:
 except ImportError:  # icalendar < 7 never guesses such TZIDs, so it has no warning for it
     GloballyUniqueTZIDGuessed = UserWarning  # type: ignore[assignment,misc]
 
+from calsync.calendars.ical.busy_text import busy_text
 from calsync.calendars.ical.scan import item_uid
 from calsync.states import AllDayMode
 
-__all__ = ["AllDayMode", "BusyRules", "busy_intervals", "item_uid", "parse_calendar"]
+__all__ = [
+    "AllDayMode",
+    "BusyRules",
+    "busy_intervals",
+    "item_uid",
+    "parse_calendar",
+    "read_object",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +104,8 @@ _FREQ_SECONDS = {
     "MONTHLY": 28 * 86400,
     "YEARLY": 365 * 86400,
 }
+# An event with any of these has (or removes) occurrences besides its own DTSTART.
+_RECURRENCE = ("RRULE", "RDATE", "EXDATE", "EXRULE", "RECURRENCE-ID")
 # BY-parts that spread a WEEKLY, MONTHLY or YEARLY period over several of its days.
 _DAY_PARTS = ("BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH")
 
@@ -170,12 +180,29 @@ def busy_intervals(
     A TZID that is unknown and has no VTIMEZONE does not drop busy time: its times are
     read in ``rules.timezone`` and a warning names the href and the TZID.
     """
+    return read_object(data, start, end, rules, href=href)[1]
+
+
+def read_object(
+    data: str,
+    start: datetime,
+    end: datetime,
+    rules: BusyRules,
+    *,
+    href: str | None = None,
+) -> tuple[str | None, list[Interval]]:
+    """The UID of the object's first VEVENT and ``busy_intervals(data, start, end, rules)``,
+    from one pass over the text and one parse of the part busy time reads (``busy_text``).
+
+    Raises as ``busy_intervals`` does.
+    """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("busy_intervals needs an aware start and end")
     if end < start:
         raise ValueError(f"The window ends before it starts: {start} > {end}")
-    calendar = parse_calendar(data, href=href)
-    return _ObjectReader(calendar, data, rules, href).busy(start, end)
+    slim = busy_text(data, rules.owner_addresses)
+    calendar = parse_calendar(slim.text, href=href)
+    return slim.uid, _ObjectReader(calendar, data, rules, href).busy(start, end)
 
 
 @dataclass(slots=True)
@@ -221,9 +248,19 @@ class _ObjectReader:
         with self._invalid_on_error("Unusable event"):
             for index, event in enumerate(events):
                 self._prepare(event, index, end)
+        found: set[tuple[datetime, datetime]] = set()
+        if len(events) == 1 and not any(name in events[0] for name in _RECURRENCE):
+            # Most objects are one plain event: its only occurrence is the event itself, so
+            # recurring_ical_events (which copies the component per occurrence) is skipped.
+            with self._invalid_on_error("Unusable event"):
+                event, timing = events[0], self.timings[0]
+                if self._blocks(event, timing):
+                    span = self._span(event, timing)
+                    if span[0] < span[1] and span[0] < end and span[1] > start:
+                        found.add(span)
+            return [Interval(span_start, span_end) for span_start, span_end in sorted(found)]
         query_start = (start - _MARGIN).astimezone(self.zone)
         query_end = (end + _MARGIN).astimezone(self.zone)
-        found: set[tuple[datetime, datetime]] = set()
         with self._invalid_on_error("Cannot expand the recurrence"):
             query = CalendarQuery(self.calendar, components=("VEVENT",))
             occurrences = self._occurrences(query, query_start, query_end)
@@ -440,7 +477,7 @@ class _ObjectReader:
 
     # -- judging occurrences ----------------------------------------------------------------
 
-    def _blocks(self, occurrence: icalendar.Event, timing: _Timing) -> bool:
+    def _blocks(self, occurrence: icalendar.Component, timing: _Timing) -> bool:
         if _text(occurrence, "STATUS") == "CANCELLED":
             return False
         transparent = _text(occurrence, "TRANSP") == "TRANSPARENT"
@@ -451,7 +488,7 @@ class _ObjectReader:
             return False
         return not self._declined_by_owner(occurrence)
 
-    def _declined_by_owner(self, occurrence: icalendar.Event) -> bool:
+    def _declined_by_owner(self, occurrence: icalendar.Component) -> bool:
         """Declined when every ATTENDEE entry of the owner says DECLINED; an owner who is
         the ORGANIZER did not decline (some servers list the organizer as an attendee)."""
         owner = self.rules.owner_addresses
@@ -466,7 +503,7 @@ class _ObjectReader:
         ]
         return bool(answers) and all(answer == "DECLINED" for answer in answers)
 
-    def _span(self, occurrence: icalendar.Event, timing: _Timing) -> tuple[datetime, datetime]:
+    def _span(self, occurrence: icalendar.Component, timing: _Timing) -> tuple[datetime, datetime]:
         wall = self._wall(_dtstart(occurrence))
         begins = to_utc(wall)
         period_end = timing.periods.get(begins)
