@@ -287,6 +287,8 @@ def test_bad_input_gets_a_clear_message_and_books_nothing(shop: Shop, client: Te
     assert sorted(kept(answer)) == others
     # Over-long and header-injecting names and emails.
     refused(422, "too long", send(client, form, name="Z" * 201, email="zoe@example.org"))
+    refused(422, "too long", send(client, form, name="Zoë", email="z" * 310 + "@example.org"))
+    refused(422, "too long", send(client, form, notes="n" * 2001, **good))
     refused(
         422,
         "must not contain",
