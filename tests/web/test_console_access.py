@@ -320,3 +320,13 @@ def test_the_access_log_does_not_show_sign_in_links() -> None:
 
     line = '127.0.0.1 - "GET /console/link/abcDEF123_-xyz HTTP/1.1" 200'
     assert "abcDEF123_-xyz" not in redact_tokens(line)
+
+
+def test_other_paths_under_the_console_get_its_not_found_page(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    signed_in(client, db, settings, ADA)
+    answer = client.get("/console/no-such-page")
+    assert answer.status_code == 404
+    assert "Not found" in answer.text and "Sign out" in answer.text
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")

@@ -18,10 +18,17 @@ from sqlalchemy import select
 from calsync.config import Settings
 from calsync.store.db import Database
 from calsync.store.models import Base, CalendarConnection, CalendarRole, ConnectionStatus
+from calsync.testing.google_fake import FakeGoogle
 from tests.support.console import add_owner, console_client, csrf_of, form_token, signed_in
 from tests.support.manage_shop import OWNER, Shop
 from tests.support.servers import PASSWORD, USER, ServerProcess
 from tests.support.world import at, next_monday
+from tests.web.test_google_signin import (  # noqa: F401  (fixtures, used by name)
+    choose,
+    consent,
+    fake,
+    gsettings,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
@@ -229,3 +236,37 @@ def test_a_role_an_event_type_needs_is_refused_in_words(
     with db.reading() as session:
         stored = session.get(CalendarConnection, shop.calendar_id)
         assert stored is not None and stored.role is CalendarRole.BOTH
+
+
+def test_the_owner_connects_google_from_the_console(
+    gsettings: Settings,  # noqa: F811
+    db: Database,
+    fake: FakeGoogle,  # noqa: F811
+) -> None:
+    add_owner(db, ADA)
+    with console_client(gsettings, db) as browser:
+        signed_in(browser, db, gsettings, ADA)
+        assert "Connect Google" in browser.get("/console/calendars/connect").text
+        to_google = browser.get("/console/calendars/connect/google")
+        assert to_google.status_code == 303
+        link = to_google.headers["location"]
+        assert link.startswith(fake.auth_uri)
+        page = browser.get(consent(link))
+        assert page.status_code == 200, page.text
+        done = choose(browser, page.text, **{fake.account: "both"})
+        assert done.status_code == 200, done.text  # type: ignore[attr-defined]
+        assert 'href="/console/calendars"' in done.text  # type: ignore[attr-defined]
+        listing = browser.get("/console/calendars").text
+    assert "Google" in listing and "Busy time and bookings" in listing
+    with db.reading() as session:
+        [calendar] = session.scalars(select(CalendarConnection)).all()
+    assert calendar.owner_id == _ada(db) and calendar.url == fake.account
+
+
+def test_without_google_settings_the_console_says_so(client: TestClient) -> None:
+    assert (
+        "Google is not set up on this calsync server"
+        in client.get("/console/calendars/connect").text
+    )
+    answer = client.get("/console/calendars/connect/google")
+    assert answer.status_code == 503 and "Ask your calsync administrator" in answer.text
