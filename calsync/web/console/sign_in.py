@@ -2,8 +2,9 @@
 
 - ``GET /console/sign-in``: asks for the owner's email; ``POST`` emails a new link when the
   address is an owner's and answers the same page either way, before the email is composed
-  (so neither the page nor its timing tells anybody who has an account). Counted against the shared rate limits per client address and per address asked
-  for (``access``'s budget: a few a minute), so the form cannot be used to flood a mailbox.
+  (so neither the page nor its timing tells anybody who has an account). Counted against the
+  shared rate limits per client address and per address asked for (``rate_limit.py``: a few a
+  minute), so the form cannot be used to flood a mailbox.
 - ``GET /console/link/<token>``: what the emailed link opens. It only reads (mail scanners open
   links): a button posts the sign-in. ``POST`` uses the link up, starts a server-side session
   and sets its cookie. Unknown, used and expired links get one page, with a way to get a new one.
