@@ -11,6 +11,7 @@ import re
 import uuid
 import warnings
 from collections.abc import Iterator
+from html.parser import HTMLParser
 
 import pytest
 from sqlalchemy import select
@@ -270,3 +271,54 @@ def test_without_google_settings_the_console_says_so(client: TestClient) -> None
     )
     answer = client.get("/console/calendars/connect/google")
     assert answer.status_code == 503 and "Ask your calsync administrator" in answer.text
+
+
+class _Controls(HTMLParser):
+    """The form controls of a page a person fills in, and the ids its labels name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[dict[str, str | None]] = []
+        self.labelled: set[str] = set()
+        self.lang: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "html":
+            self.lang = values.get("lang")
+        if tag == "label" and values.get("for"):
+            self.labelled.add(str(values["for"]))
+        if tag in ("input", "select", "textarea") and values.get("type") != "hidden":
+            self.controls.append(values)
+
+
+def test_every_field_of_every_page_has_a_label(
+    client: TestClient, db: Database, settings: Settings, radicale_calendar: str
+) -> None:
+    with db.writing() as session:
+        row = CalendarConnection(
+            owner_id=_ada(db), provider="caldav", url=radicale_calendar, display_name="Home"
+        )
+        session.add(row)
+        session.flush()
+        calendar_id = row.id
+    paths = [
+        "/console/calendars",
+        "/console/calendars/connect",
+        f"/console/calendars/{calendar_id}",
+        f"/console/calendars/{calendar_id}/disconnect",
+        "/console/email-problems",
+    ]
+    pages = [client.get(path) for path in paths]
+    with console_client(settings, db) as signed_out:
+        pages.append(signed_out.get("/console/sign-in"))
+    for path, page in zip([*paths, "/console/sign-in"], pages, strict=True):
+        assert page.status_code == 200, path
+        parsed = _Controls()
+        parsed.feed(page.text)
+        assert parsed.lang == "en", path
+        assert '<meta name="viewport"' in page.text, path
+        unlabelled = [c for c in parsed.controls if c.get("id") not in parsed.labelled]
+        assert not unlabelled, (path, unlabelled)
+        # Only this site's assets: no third-party stylesheet, script or image.
+        assert not re.search(r'(src|href)="https?://', page.text.split("<main", 1)[0]), path
