@@ -20,7 +20,7 @@ from calsync.calendars.google import account as google_connect
 from calsync.config import Settings, SyncSettings
 from calsync.store.db import Database
 
-pytest_plugins = ["tests.support.servers"]
+pytest_plugins = ["tests.support.servers", "tests.support.stripe"]
 
 POSTGRES_URL = os.environ.get(
     "CALSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -37,7 +37,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from calsync.bookings import notices
+from calsync.bookings import notices, paid_changes
 from calsync.bookings.apply import OwnerChangedEvent, apply_change, apply_pending
 from calsync.bookings.event_types import (
     find_slots,
@@ -77,6 +77,7 @@ from calsync.store.models import (
     BookingStatus,
     Change,
     ChangeKind,
+    ChangeStatus,
     HistoryAction,
     Owner,
     SessionStatus,
@@ -337,46 +338,89 @@ def _write(
     session: Session, settings: Settings, booking: Booking, planned: Plan, key: str | None
 ) -> Change:
     ask = planned.ask
+    paid_first = _pays_first(settings, planned)
+    change = Change(
+        booking_id=booking.id,
+        kind=ask.kind,
+        actor=ask.actor,
+        status=ChangeStatus.AWAITING_PAYMENT if paid_first else ChangeStatus.PENDING,
+        idempotency_key=key,
+        fingerprint=ask.fingerprint(),
+        reason=(ask.reason or "").strip() or None,
+        items=list(planned.items),
+        fee=None if planned.fee is None else str(planned.fee),
+        next_attempt_at=None if paid_first else utcnow(),
+    )
+    session.add(change)
+    session.flush()
+    if paid_first:
+        assert settings.payments is not None and planned.fee is not None
+        paid_changes.hold(session, settings, settings.payments, booking, change, planned.fee)
+        return change
+    receipt = None
+    if ask.kind is ChangeKind.CANCEL and planned.fee and booking.payment_intent:
+        receipt = paid_changes.queue_refund(session, settings, booking, change, planned.fee)
+    carry_out(
+        session,
+        settings,
+        booking,
+        change,
+        counts_allowance=planned.counts_allowance,
+        receipt=receipt,
+    )
+    return change
+
+
+def _pays_first(settings: Settings, planned: Plan) -> bool:
+    """A customer's reschedule with a fee waits for the payment when payments are on (without
+    them the fee is recorded and due to the owner directly, as before)."""
+    return (
+        settings.payments is not None
+        and planned.ask.kind is ChangeKind.RESCHEDULE
+        and planned.ask.actor is Actor.CUSTOMER
+        and planned.fee is not None
+        and planned.fee > 0
+    )
+
+
+def carry_out(
+    session: Session,
+    settings: Settings,
+    booking: Booking,
+    change: Change,
+    *,
+    counts_allowance: bool,
+    receipt: str | None = None,
+) -> None:
+    """A recorded change's effect on the booking, in the caller's transaction: the sessions'
+    new times or cancellation, the history, the version bumped and the outbox rows held (sent
+    once the calendar took it). For a paid reschedule it runs when the payment arrives."""
     current = {s.id: s for s in booking.sessions}
-    for item in planned.items:
+    for item in change.items:
         booked = current[item.session_id]
         booked.sequence += 1
         if item.after is not None:
             booked.start, booked.end = item.after.start, item.after.end
-            if planned.counts_allowance:
+            if counts_allowance:
                 booked.reschedule_count += 1
             booked.status = SessionStatus.RESCHEDULED
         else:
             booked.status = SessionStatus.CANCELLED
         booking.history.append(
             BookingChange(
-                actor=ask.actor,
+                actor=change.actor,
                 action=HistoryAction.RESCHEDULED if item.after else HistoryAction.CANCELLED,
                 session_id=booked.id,
-                reason=ask.reason,
+                reason=change.reason,
                 details=_details(item),
             )
         )
     if all(s.status is SessionStatus.CANCELLED for s in booking.sessions):
         booking.status = BookingStatus.CANCELLED
     booking.version += 1
-    change = Change(
-        booking_id=booking.id,
-        kind=ask.kind,
-        actor=ask.actor,
-        idempotency_key=key,
-        fingerprint=ask.fingerprint(),
-        reason=(ask.reason or "").strip() or None,
-        items=list(planned.items),
-        fee=None if planned.fee is None else str(planned.fee),
-        next_attempt_at=utcnow(),
-    )
-    session.add(change)
-    session.flush()
     owner = session.get(Owner, booking.owner_id)
     assert owner is not None
-    notices.queue_change(session, settings, booking, owner, change)
-    return change
+    notices.queue_change(session, settings, booking, owner, change, receipt)
 
 
 def _details(item: ChangeItem) -> dict[str, object]:
