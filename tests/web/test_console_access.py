@@ -379,3 +379,15 @@ def test_bookings_event_types_and_their_emails_are_only_their_owners(
         signed_in(coach_browser, db, settings, OWNER)
         seen = coach_browser.get("/console/email-problems").text
     assert "zoe@example.org" in seen and "550 no such user" in seen
+
+
+def test_old_links_are_swept_away_when_a_new_one_is_made(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    console_links.invite(db, settings, ADA)
+    with db.writing() as session:
+        session.execute(update(ConsoleSignInLink).values(expires_at=utcnow() - timedelta(days=2)))
+    console_links.invite(db, settings, ADA)
+    with db.reading() as session:
+        [left] = session.scalars(select(ConsoleSignInLink)).all()
+    assert left.expires_at > utcnow()
