@@ -322,3 +322,28 @@ def test_every_field_of_every_page_has_a_label(
         assert not unlabelled, (path, unlabelled)
         # Only this site's assets: no third-party stylesheet, script or image.
         assert not re.search(r'(src|href)="https?://', page.text.split("<main", 1)[0]), path
+
+
+def test_sync_now_on_a_server_that_is_down_says_what_happened_and_what_to_do(
+    client: TestClient, db: Database
+) -> None:
+    from tests.support.servers import free_port
+
+    with db.writing() as session:
+        row = CalendarConnection(
+            owner_id=_ada(db),
+            provider="caldav",
+            url=f"http://127.0.0.1:{free_port()}/alice/work/",  # nothing listens there
+            display_name="Work",
+        )
+        session.add(row)
+        session.flush()
+        calendar_id = row.id
+    token = form_token(client)
+    answer = client.post(f"/console/calendars/{calendar_id}/sync", data={"csrf": token})
+    assert answer.status_code == 303
+    page = client.get(answer.headers["location"]).text
+    assert "could not" in page and "Cannot be read at the moment" in page
+    assert "The server said:" in page and "calsync keeps trying on its own" in page
+    listing = client.get("/console/calendars").text
+    assert "Cannot be read at the moment" in listing and "The server said:" in listing
