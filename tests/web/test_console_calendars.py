@@ -344,6 +344,6 @@ def test_sync_now_on_a_server_that_is_down_says_what_happened_and_what_to_do(
     assert answer.status_code == 303
     page = client.get(answer.headers["location"]).text
     assert "could not" in page and "Cannot be read at the moment" in page
-    assert "The server said:" in page and "calsync keeps trying on its own" in page
+    assert "What went wrong:" in page and "calsync keeps trying on its own" in page
     listing = client.get("/console/calendars").text
-    assert "Cannot be read at the moment" in listing and "The server said:" in listing
+    assert "Cannot be read at the moment" in listing and "What went wrong:" in listing
