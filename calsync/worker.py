@@ -1,6 +1,7 @@
 """The background work of a calsync process: polling calendars, applying changes that a
-calendar outage left pending, and delivering the outbox. Used by ``calsync worker``,
-``calsync serve`` and the demo."""
+calendar outage left pending, delivering the outbox, removing what failed bookings left in
+calendars, and (with ``[payments]``) releasing expired holds and sending due refunds. Used by
+``calsync worker``, ``calsync serve`` and the demo."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from collections.abc import Callable
 
 from calsync.bookings import changes
+from calsync.bookings.leftovers import remove_leftovers
 from calsync.bookings.polling import booking_poller
 from calsync.config import Settings
 from calsync.notify import outbox
@@ -48,7 +50,29 @@ def start_background(db: Database, settings: Settings) -> Poller:
         "delivering the outbox",
         lambda: outbox.deliver_due(db, transport, poller.worker_id, box),
     )
-    poller.start(
-        extra_jobs=[("calsync-apply-pending", retry_pending), ("calsync-deliver", deliver)]
+    clean_up = guarded(
+        "removing what failed bookings left",
+        lambda: remove_leftovers(db, settings, poller.open_provider),
     )
+    jobs = [
+        ("calsync-apply-pending", retry_pending),
+        ("calsync-deliver", deliver),
+        ("calsync-remove-leftovers", clean_up),
+    ]
+    if settings.payments is not None:
+        chores = guarded("payment chores", lambda: payment_chores(db, settings))
+        jobs.append(("calsync-payments", chores))
+    poller.start(extra_jobs=jobs)
     return poller
+
+
+def payment_chores(db: Database, settings: Settings) -> None:
+    """Release holds that ran out unpaid (their slots are offered again) and send the refunds
+    that are due (retrying those Stripe could not take before)."""
+    from calsync.payments import service
+    from calsync.payments.gateway import StripeGateway
+
+    assert settings.payments is not None
+    gateway = StripeGateway.from_settings(settings.payments)
+    service.expire_holds(db, gateway)
+    service.pay_refunds(db, gateway)

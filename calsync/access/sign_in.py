@@ -19,7 +19,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from calsync.config import Settings
 from calsync.notify import outbox
@@ -33,6 +34,9 @@ from calsync.sync import connections as services
 log = logging.getLogger(__name__)
 
 LINK_MINUTES = 15
+# Used and expired links are of no use to anyone; kept a day (for the log's sake), then swept
+# away whenever a new link is made.
+KEEP_OLD = timedelta(days=1)
 TOKEN_BYTES = 24  # 192 bits, 32 URL-safe characters
 LINK_PATH = "/console/link"
 SIGN_IN_PATH = "/console/sign-in"
@@ -91,6 +95,7 @@ def issue_link(db: Database, settings: Settings, owner_id: int) -> tuple[str, da
     token = secrets.token_urlsafe(TOKEN_BYTES)
     expires_at = utcnow() + timedelta(minutes=LINK_MINUTES)
     with db.writing() as session:
+        _sweep(session)
         session.add(
             ConsoleSignInLink(
                 owner_id=owner.id, token_hash=hash_token(token), expires_at=expires_at
@@ -121,6 +126,7 @@ def _send_link(
         namespace=installation_namespace(settings.require_secret_key()),
     )
     with db.writing() as session:
+        _sweep(session)
         session.add(ConsoleSignInLink(owner_id=owner.id, token_hash=digest, expires_at=expires_at))
         # Ready at once: there is no calendar write to wait for.
         outbox.enqueue(
@@ -131,6 +137,12 @@ def _send_link(
             held=False,
         )
     return expires_at, digest
+
+
+def _sweep(session: Session) -> None:
+    session.execute(
+        delete(ConsoleSignInLink).where(ConsoleSignInLink.expires_at < utcnow() - KEEP_OLD)
+    )
 
 
 def redeem(db: Database, token: str, *, now: datetime | None = None) -> int | None:

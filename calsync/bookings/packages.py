@@ -37,7 +37,8 @@ from calsync.bookings.event_types import (
 from calsync.bookings.held import event_zone, lock_owner
 from calsync.bookings.live_check import live_busy
 from calsync.bookings.reschedule_requests import end_with_link
-from calsync.calendars.errors import ProviderError
+from calsync.calendars.base import CalendarItem
+from calsync.calendars.errors import Conflict, NotFound, ProviderError
 from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
@@ -59,6 +60,7 @@ from calsync.store.models import (
     EventType,
     HistoryAction,
     Owner,
+    SessionStatus,
     utcnow,
 )
 from calsync.sync import fresh_busy
@@ -72,6 +74,8 @@ MAX_SESSIONS = 20
 # this long for them, so that it answers as the first will (booked, or not booked).
 REPLAY_WAIT_SECONDS = 20.0
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+#: A Stripe PaymentIntent id, as ``--payment`` and the API take it.
+PAYMENT_INTENT = re.compile(r"pi_[A-Za-z0-9]{6,250}")
 
 
 class SlotTaken(ServiceError):
@@ -108,6 +112,9 @@ class BookingRequest:
     actor: Actor = Actor.OWNER
     idempotency_key: str | None = None
     notes: str | None = None
+    # The Stripe PaymentIntent (pi_…) that paid for the package, when it was paid through
+    # calsync: cancellations are then refunded against it (``payments/``).
+    payment_intent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,10 @@ def _problems(request: BookingRequest) -> list[tuple[str, str]]:
         )
     elif len(set(request.starts)) != len(request.starts):
         problems.append(("starts", "the same start is given twice"))
+    if request.payment_intent is not None and not PAYMENT_INTENT.fullmatch(request.payment_intent):
+        problems.append(
+            ("payment", f"{request.payment_intent!r} is not a Stripe PaymentIntent id (pi_…)")
+        )
     if request.customer_timezone:
         try:
             check_timezone(request.customer_timezone)
@@ -300,6 +311,7 @@ def _reserve(
             currency=fresh.currency,
             idempotency_key=request.idempotency_key,
             notes=request.notes,
+            payment_intent=request.payment_intent,
             token_hash=link.token_hash,
             token_encrypted=link.token_encrypted,
             token_expires_at=link.expires_at,
@@ -403,7 +415,8 @@ def _write_events(
 ) -> None:
     with db.reading() as session:
         zone = event_zone(session, booking)
-    written = []
+    written: list[tuple[BookedSession, CalendarItem]] = []
+    left: list[tuple[BookedSession, CalendarItem]] = []
     try:
         provider = factory(calendar)
         try:
@@ -411,11 +424,16 @@ def _write_events(
                 text = build_event(session_event(booking, booked, organizer, url, zone), now=now)
                 written.append((booked, provider.create(booked.uid, text)))
         except ProviderError:
-            for _, item in written:
+            for booked, item in written:
                 try:
                     provider.delete(item.href, item.etag)
-                except ProviderError as exc:  # the owner may delete it; it holds no booking
+                except (NotFound, Conflict):
+                    pass  # gone, or changed by the owner since: theirs now
+                except ProviderError as exc:
+                    # The calendar went away between the writes: a worker removes it later
+                    # (bookings/leftovers.py).
                     log.warning("could not remove %s after a failed booking: %s", item.href, exc)
+                    left.append((booked, item))
             raise
         finally:
             provider.close()
@@ -433,6 +451,12 @@ def _write_events(
                 )
             )
             outbox.drop(session, booking_id=booking.id)
+            for booked, item in left:
+                leftover = session.get(BookedSession, booked.id)
+                assert leftover is not None
+                # Cancelled, so that a poll never takes the event's removal for the owner's.
+                leftover.href, leftover.etag = item.href, item.etag
+                leftover.status = SessionStatus.CANCELLED
 
         # The booking must not keep holding its time because the database blinked.
         db.persist(failed)

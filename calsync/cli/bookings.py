@@ -48,6 +48,14 @@ def book(
     stakeholder: Annotated[
         list[str] | None, typer.Option(help="Email of someone who hears of every change.")
     ] = None,
+    payment: Annotated[
+        str | None,
+        typer.Option(
+            "--payment",
+            help="The Stripe PaymentIntent (pi_…) that paid for it: cancellations are then "
+            "refunded through Stripe per the policy.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Book a package of sessions into the owner's calendar."""
@@ -65,6 +73,7 @@ def book(
         starts=tuple(parse_instant(text, zone) for text in start),
         customer_timezone=customer_timezone,
         stakeholders=tuple(stakeholder or ()),
+        payment_intent=payment,
     )
     result = bookings.book(db, state.settings, request)
     if as_json:
@@ -332,6 +341,7 @@ def booking_cancel(
         actor=Actor.OWNER,
         reason=reason,
     )
+    refunds = _send_refunds(outcome.change.id)
     if as_json:
         print_json(change_data(outcome.change))
         return
@@ -339,6 +349,31 @@ def booking_cancel(
         f"Change {outcome.change.id}: {outcome.change.status.value}. "
         + (outcome.change.message or "")
     )
+    for line in refunds:
+        out.print(line, highlight=False)
+
+
+def _send_refunds(change_id: int) -> list[str]:
+    """Send the refund a cancel of a booking paid through Stripe queued (the worker would,
+    on its next beat); one line for each, saying how it went."""
+    if state.settings.payments is None:
+        return []
+    from calsync.payments import service
+    from calsync.payments.gateway import StripeGateway
+    from calsync.policy.money import minor_text
+
+    db = state.db()
+    due = [p.id for p in service.payments_of(db) if p.change_id == change_id]
+    if not due:
+        return []
+    gateway = StripeGateway.from_settings(state.settings.payments)
+    lines = []
+    for refund in service.pay_refunds(db, gateway):
+        if refund.id in due:
+            amount = minor_text(refund.amount, refund.currency)
+            what = refund.stripe_id if refund.stripe_id else f"FAILED: {refund.message}"
+            lines.append(f"Refund {amount}: {refund.state.value} ({what})")
+    return lines
 
 
 @booking_app.command("request-reschedule")

@@ -8,7 +8,7 @@ the device's when the page's script runs, the owner's without it, and can be cha
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,14 @@ from tests.support.world import coaching
 pytest.importorskip("playwright.sync_api", reason="the browser tests need Playwright")
 from playwright.sync_api import Browser, Page
 
-from tests.e2e.test_book_browser import PAGE_OFFER, browser_settings, chromium
+from tests.e2e.test_book_browser import (
+    PAGE_OFFER,
+    Customer,
+    browser_settings,
+    chromium,
+    package_starts,
+    pick,
+)
 
 pytestmark = pytest.mark.slow
 __all__ = ["chromium"]  # the module's browser, shared with the other booking page tests
@@ -35,9 +42,7 @@ PHONE = {"width": 375, "height": 740}
 
 
 @pytest.fixture
-def server(
-    tmp_path: Path, radicale_server: ServerProcess, radicale_calendar: str
-) -> Iterator[LiveServer]:
+def shop(tmp_path: Path, radicale_server: ServerProcess, radicale_calendar: str) -> Iterator[Shop]:
     settings = browser_settings(tmp_path)
     db = Database(settings.database_url)
     db.migrate()
@@ -45,10 +50,15 @@ def server(
     save_event_type(db, coaching(booking_calendar_id=shop.calendar_id, page=PAGE_OFFER))
     Poller(db, settings).sync_now([shop.calendar_id])
     try:
-        with live_server(settings, db) as live:
-            yield live
+        yield shop
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def server(shop: Shop) -> Iterator[LiveServer]:
+    with live_server(shop.settings, shop.db) as live:
+        yield live
 
 
 def fits(page: Page, step: str) -> None:
@@ -159,3 +169,45 @@ def test_the_zone_is_the_devices_changeable_and_the_owners_without_a_script(
         assert label == clock_words(start.astimezone(ZoneInfo("Europe/Berlin")))
     finally:
         context.close()
+
+
+def test_a_time_taken_meanwhile_is_marked_the_others_kept_and_the_problem_focused(
+    chromium: Browser, server: LiveServer, shop: Shop
+) -> None:
+    starts = package_starts()
+    customer = Customer(chromium, "Pacific/Auckland")
+    page = customer.page
+    try:
+        page.goto(f"{server.url}/b/coach/coaching")
+        page.get_by_label("3 sessions: 120.00 EUR").check()
+        page.get_by_role("button", name="Choose the times").click()
+        for start in starts:
+            pick(page, start)
+            page.locator("button.primary").click()
+        page.get_by_label("Your name").fill("Zoë Example")
+        page.get_by_label("Your email address").fill("zoe@example.org")
+        shop.book(starts[1], email="sam@example.org")  # someone else, meanwhile
+        page.get_by_role("button", name="Book 3 sessions").click()
+
+        problem = page.locator("#problem")
+        assert "is not free any more" in problem.inner_text()
+        assert page.evaluate("document.activeElement.id") == "problem"  # read out first
+        chosen = page.locator("#chosen").inner_text()
+        assert customer.span(starts[0]) in chosen and customer.span(starts[2]) in chosen
+        taken = page.locator("#chosen li.taken")
+        assert customer.span(starts[1]) in taken.inner_text() and "taken" in taken.inner_text()
+        assert page_problems(page) == {}
+
+        # Another time for that session, and the package is booked.
+        later = starts[1] + timedelta(days=1)
+        pick(page, later)
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_label("Your name").fill("Zoë Example")
+        page.get_by_label("Your email address").fill("zoe@example.org")
+        page.get_by_role("button", name="Book 3 sessions").click()
+        assert page.locator("h2").inner_text() == "Your 3 sessions are confirmed"
+        booked = page.locator("#booked").inner_text()
+        for start in (starts[0], later, starts[2]):
+            assert customer.span(start) in booked
+    finally:
+        customer.close(answered=(409,))

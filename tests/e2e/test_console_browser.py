@@ -115,7 +115,12 @@ def test_an_invited_owner_signs_in_and_connects_a_radicale_calendar_in_a_browser
             assert "Busy time and bookings" in row.inner_text()
             assert "Not read yet" in row.inner_text()
 
+            # On a phone: nothing wider than the screen (the table scrolls inside its box).
+            page.set_viewport_size({"width": 360, "height": 740})
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360
             page.get_by_role("link", name=name).click()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360
+            page.set_viewport_size({"width": 1280, "height": 800})
             page.get_by_role("button", name="Sync now").click()
             assert "Synced just now." in page.inner_text("main")
             assert "Up to date" in page.inner_text("main")

@@ -287,6 +287,8 @@ def test_bad_input_gets_a_clear_message_and_books_nothing(shop: Shop, client: Te
     assert sorted(kept(answer)) == others
     # Over-long and header-injecting names and emails.
     refused(422, "too long", send(client, form, name="Z" * 201, email="zoe@example.org"))
+    refused(422, "too long", send(client, form, name="Zoë", email="z" * 310 + "@example.org"))
+    refused(422, "too long", send(client, form, notes="n" * 2001, **good))
     refused(
         422,
         "must not contain",
@@ -381,10 +383,18 @@ def test_the_page_is_embeddable_only_by_the_sites_the_owner_names(shop: Shop) ->
     assert "frame-ancestors 'none'" in manage.headers["content-security-policy"]
 
 
-def test_requests_are_rate_limited_per_address(shop: Shop) -> None:
+def test_requests_are_rate_limited_per_address_and_per_owner(shop: Shop) -> None:
     app = create_app(shop.settings, db=shop.db, manage_limits=RateLimits(3, 1))
-    with TestClient(app, follow_redirects=False) as client:
-        assert [client.get(PAGE).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+    def views(address: str, count: int) -> list[int]:
+        with TestClient(app, follow_redirects=False, client=(address, 50000)) as client:
+            return [client.get(PAGE).status_code for _ in range(count)]
+
+    assert views("10.0.0.1", 5) == [200, 200, 200, 429, 429]
+    # One address over its budget does not use up the owner's page for everyone: the owner's
+    # budget is ten addresses' (30 views), counted only for requests an address may make.
+    assert [views(f"10.0.1.{n}", 3) for n in range(9)] == [[200] * 3] * 9
+    assert views("10.0.2.1", 2) == [429, 429]  # 3 + 27 = 30: the owner's minute is used up
 
 
 @pytest.mark.parametrize(

@@ -320,3 +320,74 @@ def test_the_access_log_does_not_show_sign_in_links() -> None:
 
     line = '127.0.0.1 - "GET /console/link/abcDEF123_-xyz HTTP/1.1" 200'
     assert "abcDEF123_-xyz" not in redact_tokens(line)
+
+
+def test_other_paths_under_the_console_get_its_not_found_page(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    signed_in(client, db, settings, ADA)
+    answer = client.get("/console/no-such-page")
+    assert answer.status_code == 404
+    assert "Not found" in answer.text and "Sign out" in answer.text
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_bookings_event_types_and_their_emails_are_only_their_owners(
+    client: TestClient, db: Database, settings: Settings, radicale_calendar: str
+) -> None:
+    from calsync.access.sessions import SignedInOwner
+    from calsync.bookings.event_types import get_event_type
+    from calsync.web.console.isolation import NotYours, owned_booking, owned_event_type
+    from tests.support.manage_shop import OWNER, Shop
+    from tests.support.world import at, next_monday
+
+    shop = Shop(db, settings, radicale_calendar)  # the coach: another owner than Ada
+    shop.event_type()
+    booked = shop.book(at(next_monday(), 10))
+    event_type_id = get_event_type(db, "coaching").id
+    with db.writing() as session:
+        session.execute(
+            update(OutboxMessage).values(status=OutboxStatus.FAILED, last_error="550 no such user")
+        )
+        coach_messages = session.scalars(select(OutboxMessage.id)).all()
+    assert coach_messages
+
+    def as_owner(email: str) -> SignedInOwner:
+        owner_id = db_owner_id(db, email)
+        return SignedInOwner(owner_id, "", email, "UTC", "", "")
+
+    coach, ada = as_owner(OWNER), as_owner(ADA)
+    assert owned_booking(db, coach, booked.id).id == booked.id
+    assert owned_event_type(db, coach, str(event_type_id)).id == event_type_id
+    for attempt in (
+        lambda: owned_booking(db, ada, booked.id),
+        lambda: owned_event_type(db, ada, event_type_id),
+        lambda: owned_booking(db, ada, "x" * 40),
+        lambda: owned_event_type(db, ada, "1e3"),
+    ):
+        with pytest.raises(NotYours):
+            attempt()
+
+    signed_in(client, db, settings, ADA)
+    token = form_token(client)
+    page = client.get("/console/email-problems").text
+    assert "550 no such user" not in page and "zoe@example.org" not in page
+    for message_id in coach_messages:
+        retried = client.post(f"/console/email-problems/{message_id}/retry", data={"csrf": token})
+        assert retried.status_code == 404
+    with console_client(settings, db) as coach_browser:
+        signed_in(coach_browser, db, settings, OWNER)
+        seen = coach_browser.get("/console/email-problems").text
+    assert "zoe@example.org" in seen and "550 no such user" in seen
+
+
+def test_old_links_are_swept_away_when_a_new_one_is_made(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    console_links.invite(db, settings, ADA)
+    with db.writing() as session:
+        session.execute(update(ConsoleSignInLink).values(expires_at=utcnow() - timedelta(days=2)))
+    console_links.invite(db, settings, ADA)
+    with db.reading() as session:
+        [left] = session.scalars(select(ConsoleSignInLink)).all()
+    assert left.expires_at > utcnow()

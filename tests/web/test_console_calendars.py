@@ -11,6 +11,7 @@ import re
 import uuid
 import warnings
 from collections.abc import Iterator
+from html.parser import HTMLParser
 
 import pytest
 from sqlalchemy import select
@@ -18,10 +19,17 @@ from sqlalchemy import select
 from calsync.config import Settings
 from calsync.store.db import Database
 from calsync.store.models import Base, CalendarConnection, CalendarRole, ConnectionStatus
+from calsync.testing.google_fake import FakeGoogle
 from tests.support.console import add_owner, console_client, csrf_of, form_token, signed_in
 from tests.support.manage_shop import OWNER, Shop
 from tests.support.servers import PASSWORD, USER, ServerProcess
 from tests.support.world import at, next_monday
+from tests.web.test_google_signin import (  # noqa: F401  (fixtures, used by name)
+    choose,
+    consent,
+    fake,
+    gsettings,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
@@ -229,3 +237,113 @@ def test_a_role_an_event_type_needs_is_refused_in_words(
     with db.reading() as session:
         stored = session.get(CalendarConnection, shop.calendar_id)
         assert stored is not None and stored.role is CalendarRole.BOTH
+
+
+def test_the_owner_connects_google_from_the_console(
+    gsettings: Settings,  # noqa: F811
+    db: Database,
+    fake: FakeGoogle,  # noqa: F811
+) -> None:
+    add_owner(db, ADA)
+    with console_client(gsettings, db) as browser:
+        signed_in(browser, db, gsettings, ADA)
+        assert "Connect Google" in browser.get("/console/calendars/connect").text
+        to_google = browser.get("/console/calendars/connect/google")
+        assert to_google.status_code == 303
+        link = to_google.headers["location"]
+        assert link.startswith(fake.auth_uri)
+        page = browser.get(consent(link))
+        assert page.status_code == 200, page.text
+        done = choose(browser, page.text, **{fake.account: "both"})
+        assert done.status_code == 200, done.text  # type: ignore[attr-defined]
+        assert 'href="/console/calendars"' in done.text  # type: ignore[attr-defined]
+        listing = browser.get("/console/calendars").text
+    assert "Google" in listing and "Busy time and bookings" in listing
+    with db.reading() as session:
+        [calendar] = session.scalars(select(CalendarConnection)).all()
+    assert calendar.owner_id == _ada(db) and calendar.url == fake.account
+
+
+def test_without_google_settings_the_console_says_so(client: TestClient) -> None:
+    assert (
+        "Google is not set up on this calsync server"
+        in client.get("/console/calendars/connect").text
+    )
+    answer = client.get("/console/calendars/connect/google")
+    assert answer.status_code == 503 and "Ask your calsync administrator" in answer.text
+
+
+class _Controls(HTMLParser):
+    """The form controls of a page a person fills in, and the ids its labels name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[dict[str, str | None]] = []
+        self.labelled: set[str] = set()
+        self.lang: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "html":
+            self.lang = values.get("lang")
+        if tag == "label" and values.get("for"):
+            self.labelled.add(str(values["for"]))
+        if tag in ("input", "select", "textarea") and values.get("type") != "hidden":
+            self.controls.append(values)
+
+
+def test_every_field_of_every_page_has_a_label(
+    client: TestClient, db: Database, settings: Settings, radicale_calendar: str
+) -> None:
+    with db.writing() as session:
+        row = CalendarConnection(
+            owner_id=_ada(db), provider="caldav", url=radicale_calendar, display_name="Home"
+        )
+        session.add(row)
+        session.flush()
+        calendar_id = row.id
+    paths = [
+        "/console/calendars",
+        "/console/calendars/connect",
+        f"/console/calendars/{calendar_id}",
+        f"/console/calendars/{calendar_id}/disconnect",
+        "/console/email-problems",
+    ]
+    pages = [client.get(path) for path in paths]
+    with console_client(settings, db) as signed_out:
+        pages.append(signed_out.get("/console/sign-in"))
+    for path, page in zip([*paths, "/console/sign-in"], pages, strict=True):
+        assert page.status_code == 200, path
+        parsed = _Controls()
+        parsed.feed(page.text)
+        assert parsed.lang == "en", path
+        assert '<meta name="viewport"' in page.text, path
+        unlabelled = [c for c in parsed.controls if c.get("id") not in parsed.labelled]
+        assert not unlabelled, (path, unlabelled)
+        # Only this site's assets: no third-party stylesheet, script or image.
+        assert not re.search(r'(src|href)="https?://', page.text.split("<main", 1)[0]), path
+
+
+def test_sync_now_on_a_server_that_is_down_says_what_happened_and_what_to_do(
+    client: TestClient, db: Database
+) -> None:
+    from tests.support.servers import free_port
+
+    with db.writing() as session:
+        row = CalendarConnection(
+            owner_id=_ada(db),
+            provider="caldav",
+            url=f"http://127.0.0.1:{free_port()}/alice/work/",  # nothing listens there
+            display_name="Work",
+        )
+        session.add(row)
+        session.flush()
+        calendar_id = row.id
+    token = form_token(client)
+    answer = client.post(f"/console/calendars/{calendar_id}/sync", data={"csrf": token})
+    assert answer.status_code == 303
+    page = client.get(answer.headers["location"]).text
+    assert "could not" in page and "Cannot be read at the moment" in page
+    assert "What went wrong:" in page and "calsync keeps trying on its own" in page
+    listing = client.get("/console/calendars").text
+    assert "Cannot be read at the moment" in listing and "What went wrong:" in listing

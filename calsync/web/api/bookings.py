@@ -79,6 +79,7 @@ def create_booking(
         starts=tuple(body.starts),
         customer_timezone=body.customer_timezone,
         stakeholders=tuple(body.stakeholders),
+        payment_intent=body.payment_intent,
     )
     try:
         result = bookings.book(db, settings, request)

@@ -46,15 +46,23 @@ from calsync.web.manage.render import PAGE_HEADERS, message_page
 log = logging.getLogger(__name__)
 
 
+# An owner's page serves many customers: it may take this many times one address's budget.
+OWNER_BUDGET_FACTOR = 10
+
+
 def limit_booking_requests(request: Request) -> None:
-    """Every booking page request counts under its owner and the client's address (the manage
-    page's shared limiter and budgets; RateLimited is answered 429). Not async: it waits for
-    the database."""
+    """Every booking page request counts under the client's address (the manage page's shared
+    limiter and budgets) and then under the owner, whose budget is ``OWNER_BUDGET_FACTOR``
+    times larger: one address that is over its budget is refused before it is counted
+    against the owner, so it cannot use up the page for everyone. RateLimited is answered
+    429. Not async: it waits for the database."""
     limiter: SharedLimiter = request.app.state.manage_limiter
     budget = Budget.READ if request.method in ("GET", "HEAD") else Budget.CHANGE
     owner = str(request.path_params.get("owner_slug", ""))[:100]
     client = request.client.host if request.client else "unknown"
-    limiter.check(request.app.state.db, budget, f"book-owner:{owner}", f"address:{client}")
+    db = request.app.state.db
+    limiter.check(db, budget, f"address:{client}")
+    limiter.scaled(OWNER_BUDGET_FACTOR).check(db, budget, f"book-owner:{owner}")
 
 
 def allow_framing(settings: Settings, response: Response) -> None:

@@ -3,12 +3,13 @@
 A page module of the console holds an ``APIRouter`` (``include_in_schema=False``, the rate-limit
 dependency) and is listed in ``PAGE_MODULES``; ``install`` includes each router and answers
 the console's errors: ``SignInNeeded`` → 303 to the sign-in page, ``ConsoleRefused`` → its
-status and message, ``NotYours`` → the console's 404 page.
+status and message, ``NotYours`` → the console's 404 page (also every other path under
+``/console``, by a catch-all route included after the page modules).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from calsync.web.console import (
     bookings,
@@ -20,7 +21,7 @@ from calsync.web.console import (
 )
 from calsync.web.console.auth import ConsoleRefused, SignInNeeded, signed_in_owner
 from calsync.web.console.isolation import NotYours
-from calsync.web.console.rate_limit import install_limits
+from calsync.web.console.rate_limit import install_limits, limit_console_requests
 from calsync.web.console.render import console_path, message
 from calsync.web.manage.render import see_other
 
@@ -40,9 +41,19 @@ def install(app: FastAPI) -> None:
     for module in PAGE_MODULES:
         router: APIRouter = module.router
         app.include_router(router)
+    # Last: any other path under /console gets the console's 404 page, not the API's JSON.
+    app.include_router(_anything_else)
     app.add_exception_handler(SignInNeeded, _sign_in_needed)
     app.add_exception_handler(ConsoleRefused, _refused)
     app.add_exception_handler(NotYours, _not_yours)
+
+
+_anything_else = APIRouter(include_in_schema=False, dependencies=[Depends(limit_console_requests)])
+
+
+@_anything_else.api_route("/console/{rest:path}", methods=["GET", "HEAD", "POST"])
+def _not_a_page(rest: str) -> Response:
+    raise NotYours()
 
 
 def _sign_in_needed(request: Request, _exc: Exception) -> Response:

@@ -1,9 +1,10 @@
 """Signing in to the console and out of it.
 
 - ``GET /console/sign-in``: asks for the owner's email; ``POST`` emails a new link when the
-  address is an owner's and answers the same page either way (it tells nobody who has an
-  account). Counted against the shared rate limits per client address and per address asked
-  for (``access``'s budget: a few a minute), so the form cannot be used to flood a mailbox.
+  address is an owner's and answers the same page either way, before the email is composed
+  (so neither the page nor its timing tells anybody who has an account). Counted against the
+  shared rate limits per client address and per address asked for (``rate_limit.py``: a few a
+  minute), so the form cannot be used to flood a mailbox.
 - ``GET /console/link/<token>``: what the emailed link opens. It only reads (mail scanners open
   links): a button posts the sign-in. ``POST`` uses the link up, starts a server-side session
   and sets its cookie. Unknown, used and expired links get one page, with a way to get a new one.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 
 from calsync.access import sessions
 from calsync.access import sign_in as links
@@ -90,6 +91,7 @@ def _form(
 @router.post("/console/sign-in")
 def ask_for_link(
     request: Request,
+    background: BackgroundTasks,
     db: DbDep,
     settings: SettingsDep,
     posted: PostedForm = Depends(posted_form),
@@ -104,7 +106,8 @@ def ask_for_link(
             status=422,
         )
     limit_link_requests(request, db, email)
-    links.request_link(db, settings, email)
+    # After the answer is sent: how long the page took says nothing about the address either.
+    background.add_task(links.request_link, db, settings, email)
     return _form(request, settings, sent_to=email)
 
 

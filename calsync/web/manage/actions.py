@@ -34,11 +34,11 @@ from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.plan import ChangeField
 from calsync.bookings.reschedule_requests import RequestNotOpen
-from calsync.config import Settings
+from calsync.config import ConfigError, Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
-from calsync.store.models import Actor, Change
+from calsync.store.models import Actor, Change, ChangeStatus
 from calsync.sync.fresh_busy import BusyTimeNotFresh
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage import forms
@@ -253,8 +253,11 @@ def reschedule(
         outcome.change.id,
         "replayed" if outcome.replayed else "new",
     )
-    # The outcome page without the request: it is used up, the page would say so.
-    return see_other(replace(visit.paths, request=None).change(outcome.change.id))
+    # The next pages without the request: it is used up, the page would say so.
+    paths = replace(visit.paths, request=None)
+    if outcome.change.status is ChangeStatus.AWAITING_PAYMENT:
+        return see_other(paths.pay(outcome.change.id))
+    return see_other(paths.change(outcome.change.id))
 
 
 @router.post("/m/{token}/cancel")
@@ -322,8 +325,23 @@ def cancel(
     except ReplayMismatch as exc:
         return _refused(visit, 409, _words(visit, exc))
     log.info("manage page: booking %s: change %s", visit.booking.id, outcome.change.id)
-    # The outcome page without the request: it is used up, the page would say so.
-    return see_other(replace(visit.paths, request=None).change(outcome.change.id))
+    if settings.payments is not None and visit.booking.payment_intent:
+        _send_refund(db, settings)
+    return see_other(visit.paths.change(outcome.change.id))
+
+
+def _send_refund(db: Database, settings: Settings) -> None:
+    """The refund a cancel of a paid booking queued, sent now so the result page can show it;
+    Stripe away (or any failure) leaves it for the worker's next beat."""
+    from calsync.payments import service
+    from calsync.payments.errors import PaymentError
+    from calsync.payments.gateway import StripeGateway
+
+    assert settings.payments is not None
+    try:
+        service.pay_refunds(db, StripeGateway.from_settings(settings.payments))
+    except (PaymentError, ConfigError) as exc:
+        log.warning("manage page: refund left for the worker: %s", exc)
 
 
 def _stale(visit: Visit, tab: str) -> Response:

@@ -53,6 +53,7 @@ class Purpose(StrEnum):
     CHOOSE_CALENDARS = "choose calendars"  # the Google sign-in's calendar choice
     BOOK = "book"  # the public booking page's submit
     CONSOLE = "console"  # every form of the owner's console, tied to the console session
+    PAY = "pay"  # the payment step of a reschedule with a fee
 
 
 class Fields(Protocol):

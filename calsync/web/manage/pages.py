@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
+from sqlalchemy import select
 
 from calsync.bookings import links
 from calsync.bookings.changes import available_for, facts_of
@@ -26,8 +27,18 @@ from calsync.config import Settings
 from calsync.notify.when import day_words
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
+from calsync.policy.money import minor_text
 from calsync.store.db import Database
-from calsync.store.models import Actor, Booking, Change, ChangeKind, utcnow
+from calsync.store.models import (
+    Actor,
+    Booking,
+    Change,
+    ChangeKind,
+    Payment,
+    PaymentKind,
+    PaymentState,
+    utcnow,
+)
 from calsync.sync.connections import NotFoundError
 from calsync.web.manage.forms import (
     FormProblems,
@@ -48,7 +59,14 @@ from calsync.web.manage.views import (
     time_window,
     zone_heading,
 )
-from calsync.web.manage.wording import refusal_words, request_words
+from calsync.web.manage.wording import (
+    FEE_AT_NEXT_STEP,
+    FEE_TO_OWNER,
+    REFUND_BY_OWNER,
+    REFUND_BY_STRIPE,
+    refusal_words,
+    request_words,
+)
 
 log = logging.getLogger(__name__)
 TABS = ("keep", "reschedule", "cancel")
@@ -79,6 +97,14 @@ class Paths:
 
     def change(self, change_id: int) -> str:
         return self._with(f"{self.base}/changes/{change_id}")
+
+    def pay(self, change_id: int) -> str:
+        """The payment step of a reschedule with a fee (``web/manage/payment.py``)."""
+        return self._with(f"{self.base}/pay/{change_id}")
+
+    def paid(self, change_id: int) -> str:
+        """Where Stripe.js returns after 3-D Secure: the server re-reads the payment."""
+        return self._with(f"{self.base}/pay/{change_id}/return")
 
     def times(self, params: Sequence[tuple[str, str]] = ()) -> str:
         return self._with(f"{self.base}/times", params)
@@ -376,6 +402,7 @@ def confirm_page(
         lines=lines,
         fee=page.fee(action, len(session_ids)),
         fee_label="Rescheduling fee" if action is Action.RESCHEDULE else "Refund",
+        fee_note=_fee_note(visit, action),
         reason_rule=rule.value,
         reason_required=rule is ReasonRule.REQUIRED,
         reason=reason or "",
@@ -386,8 +413,45 @@ def confirm_page(
     )
 
 
+def _fee_note(visit: Visit, action: Action) -> str:
+    """How the fee (or refund) is paid: through Stripe when payments are set up (and, for a
+    refund, the booking was paid through calsync), else directly with the owner."""
+    payments = visit.settings.payments
+    if action is Action.RESCHEDULE:
+        if payments is None:
+            return FEE_TO_OWNER
+        return FEE_AT_NEXT_STEP.format(minutes=payments.hold_minutes)
+    if payments is not None and visit.booking.payment_intent:
+        return REFUND_BY_STRIPE
+    return REFUND_BY_OWNER
+
+
 # -- the outcome --------------------------------------------------------------------------------
 
 
 def result_page(visit: Visit, change: Change) -> Response:
-    return visit.render("manage_result.html", change=change_view(change, visit.booking, visit.zone))
+    with visit.db.reading() as session:
+        paid = list(
+            session.scalars(
+                select(Payment).where(Payment.change_id == change.id).order_by(Payment.id)
+            )
+        )
+    return visit.render(
+        "manage_result.html",
+        change=change_view(change, visit.booking, visit.zone),
+        receipts=[receipt_line(p) for p in paid if p.state is not PaymentState.CANCELED],
+    )
+
+
+def receipt_line(payment: Payment) -> str:
+    """One line of the result page about a charge or refund through Stripe."""
+    amount = minor_text(payment.amount, payment.currency)
+    if payment.kind is PaymentKind.CHARGE:
+        if payment.state is PaymentState.SUCCEEDED:
+            return f"Paid {amount} by card (Stripe payment {payment.stripe_id})."
+        return f"Card payment of {amount} not made: {payment.message or payment.state.value}."
+    if payment.state is PaymentState.SUCCEEDED:
+        return f"Refund of {amount} sent to your card (Stripe refund {payment.stripe_id})."
+    if payment.state is PaymentState.FAILED:
+        return f"Refund of {amount}: the payment service refused it; the owner will pay it back."
+    return f"Refund of {amount} to your card: on its way."

@@ -30,9 +30,10 @@ from sqlalchemy import select
 
 from calsync.notify.when import format_span
 from calsync.policy.change_rules import Action
-from calsync.store.models import Change
+from calsync.store.models import Change, ChangeStatus
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage import actions as manage_actions
+from calsync.web.manage import payment as manage_payment
 from calsync.web.manage.forms import (
     FormProblems,
     Purpose,
@@ -53,6 +54,7 @@ from calsync.web.manage.pages import (
     token_tag,
 )
 from calsync.web.manage.rate_limit import limit_manage_requests
+from calsync.web.manage.render import see_other
 
 __all__ = ["RedactManageTokens", "format_span", "redact_tokens", "router", "token_tag"]
 
@@ -188,11 +190,14 @@ def change_outcome(
         ).one_or_none()
     if change is None:
         return not_valid(request, settings, token)
+    if change.status is ChangeStatus.AWAITING_PAYMENT and settings.payments is not None:
+        return see_other(visit.paths.pay(change.id))
     return result_page(visit, change)
 
 
 # The changes (POSTs) come before the catch-all below, which would otherwise take them.
 router.include_router(manage_actions.router)
+router.include_router(manage_payment.router)
 
 
 @router.api_route("/m/{token:path}", methods=[*READ, "POST"])

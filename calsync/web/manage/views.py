@@ -353,6 +353,10 @@ def change_view(change: Change, booking: Booking, zone: ZoneInfo) -> ChangeView:
     plural = len(lines) != 1
     if change.status is ChangeStatus.CONFLICT:
         heading = "Your change could not be completed"
+    elif change.status is ChangeStatus.UNPAID:
+        heading = "Nothing was changed"
+    elif change.status is ChangeStatus.AWAITING_PAYMENT:
+        heading = "Waiting for the rescheduling fee"
     elif moved:
         heading = "Your sessions have been rescheduled" if plural else "Rescheduled"
     else:
@@ -365,7 +369,11 @@ def change_view(change: Change, booking: Booking, zone: ZoneInfo) -> ChangeView:
         lines=lines,
         fee=money(fee, booking.currency) if fee else None,
         fee_label="Rescheduling fee" if moved else "Refund",
-        message=change.message if change.status is ChangeStatus.CONFLICT else None,
+        message=(
+            change.message
+            if change.status in (ChangeStatus.CONFLICT, ChangeStatus.UNPAID)
+            else None
+        ),
         reason=change.reason,
     )
 

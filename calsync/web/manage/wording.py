@@ -33,6 +33,27 @@ CALENDAR_UPDATING = (
     "The owner's calendar is being updated at this very moment, so nothing was changed. "
     "Please try again in a moment."
 )
+# The payment step (``manage/payment.py``; the errors: ``payments/errors.py``).
+PAYMENT_DECLINED = "Your card was declined, so nothing was charged or changed. Try another card."
+PAYMENTS_UNREACHABLE = (
+    "The payment service could not be reached, so nothing was charged and your sessions were "
+    "not changed; the times you chose were released. Please try again in a few minutes."
+)
+PAYMENTS_NOT_SET_UP = (
+    "Payments are not set up correctly on this site, so nothing was charged or changed. "
+    "Please tell the owner."
+)
+PAYMENT_ENDED = (
+    "This payment is no longer waiting: the times were held for a limited time only, and "
+    "nothing was charged or changed. Choose new times to try again."
+)
+FEE_AT_NEXT_STEP = (
+    "You pay this fee by card on the next step; the new times are held for you for "
+    "{minutes} minutes, and your sessions move once it is paid."
+)
+FEE_TO_OWNER = "This fee is due to the owner directly; nothing is charged here."
+REFUND_BY_STRIPE = "Refunded to the card you paid with."
+REFUND_BY_OWNER = "The owner pays this refund back to you directly."
 REPLAYED_OTHERWISE = "This form was already sent with other choices; reload the page and try again."
 
 
