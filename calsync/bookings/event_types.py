@@ -377,7 +377,9 @@ def slots_within(
     ``extra_busy`` adds busy time the mirror does not hold (``live_check``);
     ``calendar_ids``: the conflict calendars, when the caller has read them already.
     """
-    busy, booked = taken_spans(session, event_type, start, end, calendar_ids)
+    busy, booked = taken_spans(
+        session, event_type, start, end, calendar_ids, with_uids=bool(ignore)
+    )
     return free_slots(
         rules_of(event_type),
         busy=[*busy, *extra_busy],
@@ -395,10 +397,13 @@ def taken_spans(
     start: datetime,
     end: datetime,
     calendar_ids: Sequence[int] | None = None,
+    *,
+    with_uids: bool = True,
 ) -> tuple[list[Span], list[Span]]:
     """Busy spans (conflict calendars; ``calendar_ids`` when the caller has read them) and
     booked spans (our sessions) that can touch a slot in [start, end), from what this
-    transaction sees."""
+    transaction sees. ``with_uids=False`` leaves the busy spans' UIDs out (None) when no
+    session is to be ignored."""
     rules = rules_of(event_type)
     # Anything that could touch a slot inside the window, buffers included.
     reach_start, reach_end = start - rules.buffer_before, end + rules.buffer_after
@@ -406,7 +411,9 @@ def taken_spans(
         calendar_ids = [c.id for c in conflict_calendars(session, event_type)]
     busy = [
         Span(s, e, uid)
-        for s, e, uid in mirror.busy_spans(session, calendar_ids, reach_start, reach_end)
+        for s, e, uid in mirror.busy_spans(
+            session, calendar_ids, reach_start, reach_end, with_uids=with_uids
+        )
     ]
     # The cap counts whole local days, so bookings are read for the days around the window.
     booked = booked_spans(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from calsync.calendars.base import CalendarItem, ETag, Href, Interval
@@ -21,7 +21,7 @@ from calsync.calendars.errors import InvalidCalendarData
 from calsync.calendars.ical.busy import BusyRules, read_object
 from calsync.calendars.ical.event_edit import redact_link_tokens
 from calsync.store.db import Database
-from calsync.store.models import BusyInterval, CalendarConnection, MirroredEvent
+from calsync.store.models import Base, BusyInterval, CalendarConnection, MirroredEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,8 +142,11 @@ def apply_changes(
             session.execute(delete(MirroredEvent).where(MirroredEvent.id.in_(chunk)))
     if not upserted:
         return
+    # On the tables, not the ORM classes: a first sync inserts thousands of rows, and the ORM's
+    # bulk path adds per-row bookkeeping that nothing here needs.
+    events, intervals = _table(MirroredEvent), _table(BusyInterval)
     ids = session.scalars(
-        insert(MirroredEvent).returning(MirroredEvent.id, sort_by_parameter_order=True),
+        insert(events).returning(events.c.id, sort_by_parameter_order=True),
         [
             {
                 "connection_id": connection_id,
@@ -167,7 +170,7 @@ def apply_changes(
         for interval in item.intervals
     ]
     for batch in _chunks(rows, 2000):
-        session.execute(insert(BusyInterval), batch)
+        session.execute(insert(intervals), batch)
 
 
 def busy_between(
@@ -180,10 +183,25 @@ def busy_between(
 
 
 def busy_spans(
-    session: Session, connection_ids: Iterable[int], start: datetime, end: datetime
+    session: Session,
+    connection_ids: Iterable[int],
+    start: datetime,
+    end: datetime,
+    *,
+    with_uids: bool = True,
 ) -> list[tuple[datetime, datetime, str | None]]:
     """Unmerged busy intervals overlapping [start, end), each with its event's UID, so a
-    session being rescheduled can leave its own event out."""
+    session being rescheduled can leave its own event out; ``with_uids=False`` when no session
+    is (the UIDs are None then, and the events' table is not read)."""
+    if not with_uids:
+        spans = session.execute(
+            select(BusyInterval.start, BusyInterval.end).where(
+                BusyInterval.connection_id.in_(list(connection_ids)),
+                BusyInterval.start < end,
+                BusyInterval.end > start,
+            )
+        )
+        return [(s, e, None) for s, e in spans]
     rows = session.execute(
         select(BusyInterval.start, BusyInterval.end, MirroredEvent.uid)
         .join(MirroredEvent, MirroredEvent.id == BusyInterval.event_id)
@@ -205,6 +223,12 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
         else:
             merged.append(interval)
     return merged
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:

@@ -95,3 +95,61 @@ def test_same_busy_time_and_uid_as_the_whole_object(path: Path) -> None:
             read_object(data, *WINDOW, RULES)
         return
     assert read_object(data, *WINDOW, RULES) == whole
+
+
+def plain_event(*lines: str, calendar: str = "") -> str:
+    head = ["BEGIN:VCALENDAR", "VERSION:2.0", *filter(None, [calendar]), "BEGIN:VEVENT", "UID:p"]
+    return "\r\n".join([*head, *lines, "SUMMARY:Plain", "END:VEVENT", "END:VCALENDAR", ""])
+
+
+PLAIN_EVENTS = {
+    "utc": plain_event("DTSTART:20240312T100000Z", "DTEND:20240312T110000Z"),
+    "zoned": plain_event(
+        "DTSTART;TZID=Europe/Berlin:20240331T013000", "DTEND;TZID=Europe/Berlin:20240331T033000"
+    ),
+    "floating end beside a zoned start": plain_event(
+        "DTSTART;TZID=America/New_York:20240312T100000", "DTEND:20240312T110000"
+    ),
+    "floating": plain_event("DTSTART:20240312T100000", "DTEND:20240312T103000"),
+    "all-day, two days": plain_event(
+        "DTSTART;VALUE=DATE:20240330", "DTEND;VALUE=DATE:20240401", "TRANSP:OPAQUE"
+    ),
+    "all-day, no end": plain_event("DTSTART;VALUE=DATE:20240330"),
+    "all-day, free": plain_event("DTSTART;VALUE=DATE:20240330", "TRANSP:TRANSPARENT"),
+    "transparent": plain_event(
+        "DTSTART:20240312T100000Z", "DTEND:20240312T110000Z", "TRANSP:TRANSPARENT"
+    ),
+    "cancelled": plain_event(
+        "DTSTART:20240312T100000Z", "DTEND:20240312T110000Z", "STATUS:CANCELLED"
+    ),
+    "instant": plain_event("DTSTART:20240312T100000Z"),
+    "end before start": plain_event("DTSTART:20240312T110000Z", "DTEND:20240312T100000Z"),
+    "broken time": plain_event("DTSTART:20240312T250000Z", "DTEND:20240312T260000Z"),
+    "owner organizes": plain_event(
+        "DTSTART:20240312T100000Z", "DTEND:20240312T110000Z", f"ORGANIZER:mailto:{OWNER}"
+    ),
+    "google export": plain_event(
+        "DTSTART:20240312T100000Z", "DTEND:20240312T110000Z", calendar="X-WR-TIMEZONE:Asia/Tokyo"
+    ),
+}
+
+
+@pytest.mark.parametrize("data", PLAIN_EVENTS.values(), ids=PLAIN_EVENTS.keys())
+@pytest.mark.parametrize("all_day", ["follow_transp", "busy", "free"])
+def test_plain_events_read_without_the_parser_agree_with_it(data: str, all_day: str) -> None:
+    rules = BusyRules(timezone="Europe/Berlin", owner_addresses=frozenset({OWNER}), all_day=all_day)  # type: ignore[arg-type]
+    try:
+        whole = _ObjectReader(parse_calendar(data), data, rules, None).busy(*WINDOW)
+    except InvalidCalendarData:
+        with pytest.raises(InvalidCalendarData):
+            read_object(data, *WINDOW, rules)
+        return
+    assert read_object(data, *WINDOW, rules) == (item_uid(data), whole)
+
+
+def test_what_makes_an_event_plain() -> None:
+    assert busy_text(PLAIN_EVENTS["zoned"]).plain is not None
+    assert busy_text(PLAIN_EVENTS["google export"]).plain is None
+    assert busy_text(MEETING, RULES.owner_addresses).plain is None  # the owner is a guest
+    weekly = plain_event("DTSTART:20240312T100000Z", "RRULE:FREQ=WEEKLY;COUNT=3")
+    assert busy_text(weekly).plain is None

@@ -180,11 +180,14 @@ class CalDAVProvider(CalendarProvider):
                         exc_info=log.isEnabledFor(logging.DEBUG),
                     )
                     raise SyncUnusable from exc
+                # caldav's URL.canonical() is slow (thousands of objects on a first sync), and
+                # only needed when the answer reports deletions.
+                deleted_urls = result.deleted_urls
                 for obj in result:
                     href = href_of(str(obj.url))
                     if href == self._path or href.endswith("/"):
                         continue  # the collection itself (iCloud) or a sub-collection
-                    if obj.url.canonical() in result.deleted_urls:
+                    if deleted_urls and obj.url.canonical() in deleted_urls:
                         deleted.add(href)
                         listed.pop(href, None)
                     else:

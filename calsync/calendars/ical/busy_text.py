@@ -57,12 +57,25 @@ _KEPT = frozenset(
 )
 
 
+# The event properties the parser-free path reads, and the calendar properties it allows.
+_PLAIN = frozenset({"DTSTART", "DTEND", "STATUS", "TRANSP"})
+_CALENDAR_PLAIN = frozenset({"VERSION", "PRODID", "CALSCALE", "METHOD", "X-WR-CALNAME"})
+
+
 @dataclass(frozen=True, slots=True)
 class SlimObject:
-    """An object's text cut down to what busy time reads, and the UID of its first VEVENT."""
+    """An object's text cut down to what busy time reads, and the UID of its first VEVENT.
+
+    ``plain`` is set for the most common object, one event and nothing else: no recurrence,
+    no ATTENDEE line naming the owner, no DURATION, no VTODO/VJOURNAL or other component, no
+    X-WR-TIMEZONE, no VTIMEZONE calsync would have to read; it maps each of DTSTART, DTEND,
+    STATUS and TRANSP present (once each) to its unfolded line, so busy time can be read
+    without a parser (``busy._plain_busy``, which still hands anything unusual to the parser).
+    """
 
     text: str
     uid: str | None
+    plain: dict[str, str] | None = None
 
 
 def busy_text(data: str, owner_addresses: Collection[str] = ()) -> SlimObject:
@@ -75,6 +88,9 @@ def busy_text(data: str, owner_addresses: Collection[str] = ()) -> SlimObject:
         return SlimObject(data, item_uid(data))
     kept = [first]
     uid: str | None = None
+    # What disqualifies the object from the parser-free path (see SlimObject.plain).
+    plain: dict[str, str] | None = {}
+    events = 0
     # Where we are: the names of the open components below the VCALENDAR.
     stack: list[str] = []
     zone: list[str] | None = None  # the lines of the VTIMEZONE being read
@@ -93,8 +109,14 @@ def busy_text(data: str, owner_addresses: Collection[str] = ()) -> SlimObject:
                 if not stack:  # the VTIMEZONE ends: kept only when zoneinfo cannot stand in
                     if iana_zone(zone_id) is None:
                         kept += zone
+                        plain = None
                     zone = None
                 continue
+            if name == "BEGIN" and len(stack) == 1:
+                if component == "VEVENT":
+                    events += 1
+                elif component != "VTIMEZONE":
+                    plain = None
             if name == "BEGIN" and stack == ["VTIMEZONE"]:
                 zone, zone_id = [line], ""
                 continue
@@ -110,6 +132,8 @@ def busy_text(data: str, owner_addresses: Collection[str] = ()) -> SlimObject:
             continue
         if not stack or stack[0] not in _ITEMS:
             kept.append(line)  # the calendar's own properties, or an unknown component
+            if stack or (name not in _CALENDAR_PLAIN and line.strip()):
+                plain = None
             continue
         if len(stack) > 1:
             continue  # inside an alarm
@@ -117,13 +141,25 @@ def busy_text(data: str, owner_addresses: Collection[str] = ()) -> SlimObject:
             uid = _unescape_text(_value(line))
         if name in _KEPT or not name:
             kept.append(line)
+            if plain is not None:
+                if name in _PLAIN and name not in plain:
+                    plain[name] = line
+                elif name not in ("UID", "SEQUENCE", "ORGANIZER"):
+                    # Recurrence, a repeated or nameless line. (An organizer matters only
+                    # next to the owner's ATTENDEE line, which disqualifies by itself.)
+                    plain = None
         elif name == "ATTENDEE" and owner_addresses:
             lowered = line.lower()
             if any(address in lowered for address in owner_addresses):
                 kept.append(line)
+                plain = None
     if zone is not None:  # an unclosed VTIMEZONE: keep it, the parser will say what is wrong
         kept += zone
-    return SlimObject("\r\n".join(kept) + "\r\n", uid)
+        plain = None
+    last = next((line for line in reversed(kept) if line.strip()), "")
+    if events != 1 or stack or last.strip().upper() != "END:VCALENDAR":
+        plain = None
+    return SlimObject("\r\n".join(kept) + "\r\n", uid, plain)
 
 
 def _value(line: str) -> str:
