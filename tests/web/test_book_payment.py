@@ -9,21 +9,26 @@ itself is in ``tests/e2e/test_book_payment_browser.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from calsync.bookings.event_types import get_event_type, save_event_type, spec_of
 from calsync.bookings.packages import SlotTaken
 from calsync.config import PaymentSettings
 from calsync.payments import checkout
 from calsync.payments.gateway import StripeGateway
+from calsync.policy.packages import PackageOffer, PageOffer
 from calsync.store.models import Booking, Checkout, CheckoutState, Payment
 from tests.bookings.test_secrets_at_rest import deliver, readable
 from tests.notify.test_outbox import MailServer
+from tests.payments.test_webhooks import event, signed
 from tests.support.manage_shop import Shop, post_form
 
 with warnings.catch_warnings():
@@ -172,3 +177,54 @@ def test_the_payment_step_needs_its_tag(paid_shop: Shop, client: TestClient) -> 
     found = _checkout(paid_shop)
     wrong = client.get(f"/b/coach/coaching/pay/{found.id}?t=0123")
     assert wrong.status_code == 404
+
+
+def test_the_webhook_books_a_paid_package_once(paid_shop: Shop, client: TestClient) -> None:
+    """The customer closed the tab after paying: Stripe's signed webhook books the package,
+    and a replay of it changes nothing."""
+    _to_payment_step(client, three_days())
+    held = _checkout(paid_shop)
+    assert held.stripe_id and paid_shop.settings.payments
+    checkout_gateway(paid_shop).confirm_intent(held.stripe_id, "pm_card_visa")
+    secret = paid_shop.settings.payments.webhook_secret()
+    body, signature = signed(event("payment_intent.succeeded", held.stripe_id), secret)
+    for _ in range(2):
+        answer = client.post(
+            "/webhooks/stripe", content=body, headers={"Stripe-Signature": signature}
+        )
+        assert answer.status_code == 200, answer.text
+    assert bookings(paid_shop.db) == 1 and len(paid_shop.events()) == 3
+    assert _checkout(paid_shop).state is CheckoutState.BOOKED
+    # The customer's page, opened again, shows the booking.
+    page = client.get(pay_url_of(paid_shop, held))
+    assert "Your 3 sessions are confirmed" in page.text
+
+
+def test_held_times_send_another_customer_back_with_the_taken_one_marked(
+    paid_shop: Shop, client: TestClient
+) -> None:
+    starts = three_days()
+    other = choose(client, [starts[0]], size=1)  # chosen just before the hold is taken
+    _to_payment_step(client, starts)
+    with pytest.raises(AssertionError):
+        choose(client, [starts[0]], size=1)  # no longer offered
+    taken = send(client, details(other), name="Other", email="other@example.org")
+    assert taken.status_code == 409, taken.text
+    assert "taken" in taken.text
+    with paid_shop.db.reading() as session:
+        assert len(session.scalars(select(Checkout)).all()) == 1
+
+
+def test_a_free_package_is_booked_at_once_with_payments_configured(
+    paid_shop: Shop, client: TestClient
+) -> None:
+    current = get_event_type(paid_shop.db, "coaching")
+    free = PageOffer(public=True, packages=(PackageOffer(1, Decimal(0)),), max_stakeholders=1)
+    save_event_type(paid_shop.db, dataclasses.replace(spec_of(current), page=free), current.id)
+    page = choose(client, [three_days()[0]])
+    assert "You pay by card" not in page.text
+    done = send(client, details(page), **CUSTOMER)
+    assert done.status_code == 200 and "Your session is confirmed" in done.text
+    with paid_shop.db.reading() as session:
+        assert session.scalars(select(Checkout)).all() == []
+        assert session.scalars(select(Booking.payment_intent)).all() == [None]
