@@ -19,13 +19,22 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from calsync.bookings import changes
 from calsync.bookings.event_types import get_event_type, save_event_type, spec_of
 from calsync.bookings.packages import SlotTaken
 from calsync.config import PaymentSettings
-from calsync.payments import checkout
+from calsync.payments import checkout, service
 from calsync.payments.gateway import StripeGateway
+from calsync.policy.change_policy import ChangePolicy, Fee, FeeKind
 from calsync.policy.packages import PackageOffer, PageOffer
-from calsync.store.models import Booking, Checkout, CheckoutState, Payment
+from calsync.store.models import (
+    Actor,
+    Booking,
+    Checkout,
+    CheckoutState,
+    Payment,
+    PaymentState,
+)
 from tests.bookings.test_secrets_at_rest import deliver, readable
 from tests.notify.test_outbox import MailServer
 from tests.payments.test_webhooks import event, signed
@@ -228,3 +237,25 @@ def test_a_free_package_is_booked_at_once_with_payments_configured(
     with paid_shop.db.reading() as session:
         assert session.scalars(select(Checkout)).all() == []
         assert session.scalars(select(Booking.payment_intent)).all() == [None]
+
+
+def test_a_package_paid_on_the_page_is_refunded_per_the_policy_when_cancelled(
+    paid_shop: Shop, client: TestClient
+) -> None:
+    current = get_event_type(paid_shop.db, "coaching")
+    policy = ChangePolicy(cancel_refund=Fee(FeeKind.PERCENT, Decimal("100")))
+    save_event_type(paid_shop.db, dataclasses.replace(spec_of(current), policy=policy), current.id)
+    step = _to_payment_step(client, three_days())
+    assert "Your 3 sessions are confirmed" in _pay(client, step, "pm_card_visa").text
+    with paid_shop.db.reading() as session:
+        booking = session.scalars(select(Booking)).one()
+        first = min(booking.sessions, key=lambda s: s.start).id
+        intent = booking.payment_intent
+    changes.cancel(paid_shop.db, paid_shop.settings, booking.id, [first], actor=Actor.CUSTOMER)
+    (refund,) = service.pay_refunds(paid_shop.db, checkout_gateway(paid_shop))
+    # One of three sessions of a 120.00 EUR package, refunded in full: 40.00 EUR.
+    assert (refund.state, refund.amount, refund.payment_intent) == (
+        PaymentState.SUCCEEDED,
+        4000,
+        intent,
+    )
