@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -61,6 +61,8 @@ NOT_BOOKED = (
     "booked and the payment is being refunded in full. Please choose your times again."
 )
 EXPIRED = "The times were held for you but not paid in time; they are free again."
+#: A checkout paid this long ago and still not booked was left by a process that stopped.
+STUCK_AFTER = timedelta(minutes=5)
 UNREACHABLE = "The payment service could not be reached, so the times were released."
 
 
@@ -392,6 +394,16 @@ def expire(
                 )
             )
         )
+        stuck = [
+            intent
+            for intent in session.scalars(
+                select(Checkout.stripe_id).where(
+                    Checkout.state == CheckoutState.PAID,
+                    Checkout.updated_at <= now - STUCK_AFTER,
+                )
+            )
+            if intent
+        ]
         unpaid_refunds = list(
             session.execute(
                 select(Checkout.id, Checkout.stripe_id, Checkout.amount).where(
@@ -417,4 +429,11 @@ def expire(
         for checkout_id, intent_id, amount in unpaid_refunds:
             if intent_id:
                 pay_refund(db, settings, gateway, checkout_id, intent_id, amount)
+        for intent_id in stuck:
+            # Paid, but the process that was booking it stopped: book it now (the submit
+            # key makes it once) or refund it.
+            try:
+                settle(db, settings, gateway, intent_id)
+            except PaymentError as exc:
+                log.warning("paid checkout %s not settled yet: %s", intent_id, exc)
     return released

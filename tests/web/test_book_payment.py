@@ -259,3 +259,21 @@ def test_a_package_paid_on_the_page_is_refunded_per_the_policy_when_cancelled(
         4000,
         intent,
     )
+
+
+def test_a_paid_checkout_left_by_a_stopped_process_is_booked_by_the_worker(
+    paid_shop: Shop, client: TestClient
+) -> None:
+    _to_payment_step(client, three_days())
+    held = _checkout(paid_shop)
+    assert held.stripe_id
+    gateway = checkout_gateway(paid_shop)
+    gateway.confirm_intent(held.stripe_id, "pm_card_visa")
+    with paid_shop.db.writing() as session:
+        found = session.get(Checkout, held.id)
+        assert found is not None
+        found.state = CheckoutState.PAID  # marked paid; then the process stopped
+    later = held.expires_at + checkout.STUCK_AFTER
+    assert checkout.expire(paid_shop.db, paid_shop.settings, gateway, now=later) == 0
+    assert _checkout(paid_shop).state is CheckoutState.BOOKED
+    assert bookings(paid_shop.db) == 1 and len(paid_shop.events()) == 3
