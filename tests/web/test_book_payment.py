@@ -277,3 +277,15 @@ def test_a_paid_checkout_left_by_a_stopped_process_is_booked_by_the_worker(
     assert checkout.expire(paid_shop.db, paid_shop.settings, gateway, now=later) == 0
     assert _checkout(paid_shop).state is CheckoutState.BOOKED
     assert bookings(paid_shop.db) == 1 and len(paid_shop.events()) == 3
+
+
+def test_an_embedded_page_keeps_stripe_allowed_on_its_payment_step(
+    paid_shop: Shop, payment_settings: PaymentSettings
+) -> None:
+    web = paid_shop.settings.web.model_copy(update={"frame_ancestors": ["https://coach.example"]})
+    paid_shop.settings = paid_shop.settings.model_copy(update={"web": web})
+    with browser(paid_shop) as embedded:
+        step = _to_payment_step(embedded, three_days())
+    policy = step.headers["content-security-policy"]
+    assert f"script-src 'self' {payment_settings.api_base}" in policy
+    assert "frame-ancestors https://coach.example" in policy
