@@ -69,10 +69,11 @@ def start_background(db: Database, settings: Settings) -> Poller:
 def payment_chores(db: Database, settings: Settings) -> None:
     """Release holds that ran out unpaid (their slots are offered again) and send the refunds
     that are due (retrying those Stripe could not take before)."""
-    from calsync.payments import service
+    from calsync.payments import checkout, service
     from calsync.payments.gateway import StripeGateway
 
     assert settings.payments is not None
     gateway = StripeGateway.from_settings(settings.payments)
     service.expire_holds(db, gateway)
+    checkout.expire(db, settings, gateway)
     service.pay_refunds(db, gateway)

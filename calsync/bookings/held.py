@@ -17,6 +17,8 @@ from calsync.store.models import (
     BookedSession,
     Booking,
     BookingStatus,
+    Checkout,
+    CheckoutHold,
     EventType,
     Owner,
     PaymentHold,
@@ -63,7 +65,26 @@ def booked_spans(session: Session, owner_id: int, start: datetime, end: datetime
             PaymentHold.end > start,
         )
     )
-    return [Span(s, e, uid) for s, e, uid in [*rows, *holds]]
+    # And so are the times held for a booking page checkout while the customer pays.
+    checkouts = session.execute(
+        select(CheckoutHold.start, CheckoutHold.end, CheckoutHold.id)
+        .join(Checkout, Checkout.id == CheckoutHold.checkout_id)
+        .where(
+            CheckoutHold.owner_id == owner_id,
+            Checkout.released_at.is_(None),
+            CheckoutHold.start < end,
+            CheckoutHold.end > start,
+        )
+    )
+    spans = [Span(s, e, uid) for s, e, uid in [*rows, *holds]]
+    return spans + [Span(s, e, f"checkout-hold-{i}") for s, e, i in checkouts]
+
+
+def release_checkout(session: Session, checkout_id: int, now: datetime) -> None:
+    """Free a checkout's held times (call under the owner's lock)."""
+    checkout = session.get(Checkout, checkout_id)
+    if checkout is not None and checkout.released_at is None:
+        checkout.released_at = now
 
 
 def event_zone(session: Session, booking: Booking) -> str:

@@ -122,8 +122,15 @@ def _messages(
     ]
 
 
-def queue_booked(session: Session, settings: Settings, booking: Booking, owner: Owner) -> None:
-    """The confirmation of a new booking (held until its events are written)."""
+def queue_booked(
+    session: Session,
+    settings: Settings,
+    booking: Booking,
+    owner: Owner,
+    receipt: str | None = None,
+) -> None:
+    """The confirmation of a new booking (held until its events are written); ``receipt`` is
+    the payment line of a package paid on the booking page."""
     zone = event_zone(session, booking)
     notice = _notice(
         booking,
@@ -134,6 +141,7 @@ def queue_booked(session: Session, settings: Settings, booking: Booking, owner: 
         [_session_notice(s, zone) for s in booking.sessions],
         change_key=f"booking-{booking.id}",
         settings=settings,
+        fee_text=receipt,
     )
     outbox.enqueue(
         session,

@@ -34,7 +34,7 @@ from calsync.bookings.event_types import (
     refusal_of,
     slots_within,
 )
-from calsync.bookings.held import event_zone, lock_owner
+from calsync.bookings.held import event_zone, lock_owner, release_checkout
 from calsync.bookings.live_check import live_busy
 from calsync.bookings.reschedule_requests import end_with_link
 from calsync.calendars.base import CalendarItem
@@ -115,6 +115,11 @@ class BookingRequest:
     # The Stripe PaymentIntent (pi_…) that paid for the package, when it was paid through
     # calsync: cancellations are then refunded against it (``payments/``).
     payment_intent: str | None = None
+    # A booking page checkout whose held times this booking takes (released in the same
+    # transaction, so they never block the booking they were held for), and the receipt line
+    # of its payment for the confirmation emails.
+    checkout_id: int | None = None
+    receipt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +129,7 @@ class BookingResult:
     sessions: list[BookedSession] = field(default_factory=list)
 
 
-def _problems(request: BookingRequest) -> list[tuple[str, str]]:
+def request_problems(request: BookingRequest) -> list[tuple[str, str]]:
     problems = []
     if not request.customer_name.strip():
         problems.append(("customer_name", "must not be empty"))
@@ -174,7 +179,7 @@ def refresh_conflicts(
         ) from None
 
 
-def _check_starts(
+def check_starts(
     session: Session,
     event_type: EventType,
     starts: list[datetime],
@@ -224,7 +229,7 @@ def book(
     now: datetime | None = None,
 ) -> BookingResult:
     """Book a package. Raises InvalidInput, SlotTaken, AvailabilityUnknown, CalendarWriteFailed."""
-    problems = _problems(request)
+    problems = request_problems(request)
     if problems:
         raise InvalidInput(problems)
     if request.idempotency_key:
@@ -289,6 +294,8 @@ def _reserve(
         ):
             # A second submit that waited for the lock: the first one's booking answers it.
             raise _SubmittedBefore
+        if request.checkout_id is not None:
+            release_checkout(session, request.checkout_id, now)
         fresh = load_event_type(session, event_type_id)
         assert fresh.booking_calendar_id is not None
         page = offer_from_data(fresh.booking_page)
@@ -296,7 +303,7 @@ def _reserve(
         if spacing:
             raise InvalidInput([("starts", spacing)])
         offer = page.offer(len(starts), Decimal(fresh.price)) if page.packages else None
-        slots = _check_starts(session, fresh, starts, now, live)
+        slots = check_starts(session, fresh, starts, now, live)
         booking = Booking(
             id=uuid.uuid4().hex,
             owner_id=fresh.owner_id,
@@ -336,7 +343,7 @@ def _reserve(
         session.add(booking)
         session.flush()
         owner = fresh.owner
-        notices.queue_booked(session, settings, booking, owner)
+        notices.queue_booked(session, settings, booking, owner, request.receipt)
         booking_calendar = session.get(CalendarConnection, fresh.booking_calendar_id)
         assert booking_calendar is not None
         session.expunge(booking_calendar)

@@ -633,5 +633,60 @@ class PaymentHold(Base):
     __table_args__ = (Index("ix_payment_holds_owner", "owner_id", "released_at", "start"),)
 
 
+class CheckoutState(StrEnum):
+    """Where a booking page checkout (a priced package paid through Stripe) is."""
+
+    HOLDING = "holding"  # the times held, waiting for the card
+    PAID = "paid"  # paid, being booked (no longer expires)
+    BOOKED = "booked"  # paid and booked (``booking_id``)
+    EXPIRED = "expired"  # the hold ran out unpaid: the times are free again
+    REFUNDED = "refunded"  # paid, but could not be booked: the payment went back
+
+
+class Checkout(Base):
+    """A priced package on the booking page waiting for its payment: the customer's request
+    (``request``, as the page checked it) and the times held (``CheckoutHold``) until
+    ``expires_at``. Paid, it becomes a booking made by the same engine as an unpaid one."""
+
+    __tablename__ = "checkouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    event_type_id: Mapped[int] = mapped_column(ForeignKey("event_types.id", ondelete="CASCADE"))
+    state: Mapped[CheckoutState] = mapped_column(
+        _enum(CheckoutState), default=CheckoutState.HOLDING
+    )
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    amount: Mapped[int] = mapped_column(Integer)  # minor units, never a float
+    currency: Mapped[str] = mapped_column(String(3))
+    submit_key: Mapped[str] = mapped_column(String(120), unique=True)  # the page's submit key
+    stripe_id: Mapped[str | None] = mapped_column(String(255), unique=True)  # the current pi_…
+    attempt: Mapped[int] = mapped_column(Integer, default=1)  # a declined card starts another
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    booking_id: Mapped[str | None] = mapped_column(ForeignKey("bookings.id", ondelete="SET NULL"))
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CheckoutHold(Base):
+    """One time held for a checkout: busy for every other customer and booking while its
+    checkout's ``released_at`` is unset."""
+
+    __tablename__ = "checkout_holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkout_id: Mapped[int] = mapped_column(
+        ForeignKey("checkouts.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_checkout_holds_owner", "owner_id", "start"),)
+
+
 # The console's tables live in a module of their own; importing it registers them on Base.
 from calsync.store import console_rows as console_rows  # noqa: E402

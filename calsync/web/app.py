@@ -30,6 +30,7 @@ from calsync.store.db import Database, DatabaseUnavailable, missing_sqlite_file
 from calsync.store.rate_limits import RedisCounter
 from calsync.web import errors, telemetry, webhooks
 from calsync.web.api import bookings, calendars, event_types, health, owners, payments
+from calsync.web.book import payment as book_payment
 from calsync.web.book import routes as book_page
 from calsync.web.console import routes as console
 from calsync.web.deps import bearer_scheme, check_admin_key
@@ -164,6 +165,7 @@ def create_app(
     app.include_router(telemetry.router)
     app.include_router(manage.router)
     app.include_router(book_page.router)
+    app.include_router(book_payment.router)
     app.include_router(webhooks.router)
     app.include_router(google_signin.pages)
     console.install(app)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from calsync.config import ConfigError, Settings
-from calsync.payments import service
+from calsync.payments import checkout, service
 from calsync.payments.errors import BadSignature, PaymentsUnavailable
 from calsync.payments.gateway import StripeGateway
 from calsync.payments.webhooks import verified_event
@@ -33,9 +33,11 @@ HANDLED = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed"
 def _settle(db: Database, settings: Settings, intent_id: str) -> None:
     assert settings.payments is not None
     gateway = StripeGateway.from_settings(settings.payments)
-    if service.change_of_intent(db, intent_id) is None:
-        return  # not a payment calsync asked for (another app on the same account)
-    service.settle(db, settings, gateway, intent_id)
+    if service.change_of_intent(db, intent_id) is not None:
+        service.settle(db, settings, gateway, intent_id)
+    elif checkout.checkout_of_intent(db, intent_id) is not None:
+        checkout.settle(db, settings, gateway, intent_id)  # a package paid on the booking page
+    # else not a payment calsync asked for (another app on the same account)
 
 
 @router.post("/webhooks/stripe", include_in_schema=False)

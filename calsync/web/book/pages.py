@@ -291,6 +291,7 @@ def details_page(
         picks=_pick_views(visit, size, picks),
         change_url=visit.times_url(size, picks),
         price=money(price, visit.event_type.currency) if price else "free",
+        paid_here=visit.settings.payments is not None,
         key=key,
         csrf=book_csrf(visit.settings, visit.event_type, key),
         honeypot=HONEYPOT,

@@ -9,14 +9,18 @@ import logging
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 
+from calsync.bookings.checkouts import hold_package
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.packages import BookingRequest, CalendarWriteFailed, SlotTaken, book
 from calsync.config import Settings
+from calsync.payments.checkout import access_tag
+from calsync.policy.money import to_minor
 from calsync.policy.packages import spacing_problem, spacing_problems
 from calsync.store.models import Actor
 from calsync.sync.fresh_busy import BusyTimeNotFresh
@@ -41,7 +45,7 @@ from calsync.web.manage.forms import (
     posted_form,
 )
 from calsync.web.manage.rate_limit import Budget, SharedLimiter
-from calsync.web.manage.render import PAGE_HEADERS, message_page
+from calsync.web.manage.render import PAGE_HEADERS, message_page, see_other
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +75,9 @@ def allow_framing(settings: Settings, response: Response) -> None:
     sites = settings.web.frame_ancestors
     if not sites:
         return
-    policy = PAGE_HEADERS["Content-Security-Policy"].replace(
-        "frame-ancestors 'none'", "frame-ancestors " + " ".join(sites)
-    )
+    # The page's own policy (the payment step's allows Stripe.js), made embeddable.
+    own = response.headers.get("Content-Security-Policy") or PAGE_HEADERS["Content-Security-Policy"]
+    policy = own.replace("frame-ancestors 'none'", "frame-ancestors " + " ".join(sites))
     response.headers["Content-Security-Policy"] = policy
     if "x-frame-options" in response.headers:
         del response.headers["x-frame-options"]
@@ -239,14 +243,6 @@ def submit(
             stakeholders=stakeholders,
             status=422,
         )
-    # The payment seam: a package with a price (``visit.price(size)``) is booked here and
-    # paid to the owner directly, as the details step says ("Nothing is charged on this
-    # page"). When the payments work is merged, a
-    # priced package with payments configured goes to its payment step instead of straight
-    # to ``book``: the sessions held for the customer while Stripe.js takes the payment (the
-    # manage page's fee step is the model), and the events written and the confirmation sent
-    # once the webhook or the return URL has re-read the paid PaymentIntent. Everything above
-    # (origin, CSRF, idempotency key, details) stays as it is.
     request_ = BookingRequest(
         event_type=visit.event_type.id,
         customer_name=details.name,
@@ -258,7 +254,21 @@ def submit(
         idempotency_key=key,
         notes=details.notes,
     )
+    price = visit.price(size)
     try:
+        if settings.payments is not None and price > 0:
+            # Paid through calsync: the times are held and the customer pays on the payment
+            # step (``book/payment.py``); the booking is made once Stripe says it is paid.
+            checkout_id = hold_package(
+                db,
+                settings,
+                request_,
+                to_minor(price, visit.event_type.currency),
+                visit.event_type.currency,
+                settings.payments.hold_minutes,
+            )
+            log.info("booking page: checkout %s held on %s", checkout_id, visit.event_type.slug)
+            return see_other(pay_url(visit, checkout_id))
         result = book(db, settings, request_)
     except SlotTaken as exc:
         return _taken(visit, size, picks, exc)
@@ -281,6 +291,12 @@ def submit(
         )
     log.info("booking page: booking %s made on %s", result.booking.id, visit.event_type.slug)
     return result_page(visit, result)
+
+
+def pay_url(visit: Visit, checkout_id: int) -> str:
+    """The payment step of a checkout; its tag is the only way in."""
+    tag = access_tag(visit.settings, checkout_id)
+    return f"{visit.base}/pay/{checkout_id}?{urlencode({'t': tag, 'tz': visit.zone.key})}"
 
 
 def _printable(text: str) -> str:
