@@ -206,3 +206,20 @@ def _forget_kept_google_credentials() -> Iterator[None]:
     token an earlier test's fake handed out."""
     google_connect._KEPT_CREDENTIALS.clear()
     yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test``), tests that share a module-scoped fixture (a browser,
+    a plain web server) run on one worker, so the fixture starts once, not once per worker.
+    Takes effect with ``--dist loadgroup``; elsewhere the mark means nothing."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group"):
+            continue
+        shared = any(
+            definition.scope == "module"
+            for name in item.fixturenames
+            for definition in info.name2fixturedefs.get(name, ())
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
