@@ -68,8 +68,11 @@ test: $(STAMP) $(CHROMIUM)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m 'not slow' $(PARALLEL)
 
+# Every benchmark in bench/__main__.py's BENCHMARKS, ending with the scale benchmark (1,000
+# calendars on 1, 2 and 4 workers; needs the PostgreSQL of CALSYNC_TEST_POSTGRES_URL).
+# `make bench BENCH="scale" BENCH_ARGS="--calendars 5000"` runs some with options.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,7 +1,9 @@
 """`make bench`: every benchmark's figures in one table.
 
 Each module exposes ``run() -> list[tuple[str, str]]``; figures are printed, never asserted.
-Run some alone with ``python -m bench <name> [<name> …]``, e.g. ``python -m bench sync``.
+Run some alone with ``python -m bench <name> [<name> …]``, e.g. ``python -m bench sync``;
+options after the names go to the benchmarks that take them (``run(argv)``), e.g.
+``python -m bench scale --calendars 5000``.
 """
 
 from __future__ import annotations
@@ -13,16 +15,26 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ("availability", "sync", "api_load", "reschedule", "google_sync")
+BENCHMARKS = (
+    "availability",
+    "sync",
+    "first_sync",
+    "api_load",
+    "reschedule",
+    "google_sync",
+    "scale",
+)
 
 
-def main(names: list[str]) -> None:
+def main(argv: list[str]) -> None:
     console = Console()
+    split = next((n for n, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    names, options = argv[:split], argv[split:]
     for name in names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
         console.print(f"[bold]bench.{name}[/bold] running…", style="dim")
         started = time.perf_counter()
-        rows = module.run()
+        rows = module.run(options) if options else module.run()
         table = Table(
             "figure", "value", title=f"bench.{name} ({time.perf_counter() - started:.0f} s)"
         )

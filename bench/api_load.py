@@ -142,7 +142,7 @@ def seed(database_url: str, first_day: date) -> int:
 class Server:
     """``run_server`` in a child process on a loopback port."""
 
-    def __init__(self, database_url: str, log: Path) -> None:
+    def __init__(self, database_url: str, log: Path, package_root: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -151,6 +151,10 @@ class Server:
             "CALSYNC_ADMIN_API_KEY": API_KEY,
             "CALSYNC_LOG_LEVEL": "WARNING",  # no access log line per request
         }
+        if package_root is not None:  # another calsync package (the 'before' figures)
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(package_root), os.environ.get("PYTHONPATH")])
+            )
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", SERVE, str(self.port)],
@@ -274,18 +278,35 @@ def load(server: Server, event_type_id: int, first_day: date) -> list[tuple[str,
 
 
 def run() -> list[tuple[str, str]]:
-    """Rows of (label, figure)."""
+    """Rows of (label, figure): calsync now, then (same data, same run) the calsync package of
+    ``bench.first_sync.BASELINE``, the commit before issue 14's speed-up, for the 'before'."""
+    from bench.first_sync import BASELINE, export_baseline
+
     first_day = datetime.now(ZONE).date() + timedelta(days=1)
+    rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="calsync-bench-api-") as tmp:
         database_url = f"sqlite:///{tmp}/bench.db"
         Settings(database_url=database_url)  # fail early on a bad URL
         event_type_id = seed(database_url, first_day)
-        server = Server(database_url, Path(tmp) / "server.log")
-        try:
-            server.wait_until_ready()
-            rows = load(server, event_type_id, first_day)
-        finally:
-            server.stop()
+        old = export_baseline(Path(tmp) / "baseline")
+        cpu: dict[str, float] = {}
+        for label, root in (("now", None), (f"before ({BASELINE})", old)):
+            if label != "now" and root is None:
+                rows.append(("before", f"skipped: commit {BASELINE} not available (git)"))
+                continue
+            server = Server(database_url, Path(tmp) / f"server-{len(rows)}.log", root)
+            try:
+                server.wait_until_ready()
+                measured = load(server, event_type_id, first_day)
+            finally:
+                server.stop()
+            rows += [(f"{label}: {name}", value) for name, value in measured]
+            for name, value in measured:
+                if name.startswith("server CPU") and value != "n/a":
+                    cpu[label] = float(value.split()[0])
+        if len(cpu) == 2:
+            now, before = cpu.values()
+            rows.append(("server CPU per request: before ÷ now", f"{before / now:.2f}×"))
     setup = [
         ("server", "calsync web (uvicorn, 1 process), SQLite, poller off, loopback"),
         ("data", f"{EVENTS} mirrored events over {SPREAD_DAYS} days; window {WINDOW_DAYS} days"),

@@ -100,6 +100,12 @@ class WebSettings(BaseModel):
     manage_changes_per_minute: int = Field(
         20, ge=0, description="Change requests per link and per client address a minute; 0: none."
     )
+    console_idle_minutes: int = Field(
+        60, ge=1, description="A console session ends after this many minutes without a request."
+    )
+    console_session_hours: int = Field(
+        12, ge=1, description="A console session ends this many hours after sign-in, whatever."
+    )
     frame_ancestors: list[str] = Field(
         default_factory=list,
         description="Sites that may embed the booking page in a frame, e.g. "
@@ -169,6 +175,77 @@ class GoogleSettings(BaseModel):
     )
 
 
+class PaymentProvider(StrEnum):
+    STRIPE = "stripe"
+
+
+class PaymentSettings(BaseModel):
+    """The ``[payments]`` section: where reschedule fees are charged and refunds paid.
+
+    Only the *names* of the environment variables that hold Stripe's keys are settings; the
+    keys themselves are read from the environment when needed, never logged nor stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: PaymentProvider = PaymentProvider.STRIPE
+    secret_key_env: str = Field(
+        "STRIPE_SECRET_KEY", description="Name of the environment variable holding sk_… ."
+    )
+    publishable_key_env: str = Field(
+        "STRIPE_PUBLISHABLE_KEY",
+        description="Name of the environment variable holding pk_… (shown to Stripe.js).",
+    )
+    webhook_secret_env: str = Field(
+        "STRIPE_WEBHOOK_SECRET",
+        description="Name of the environment variable holding the webhook's whsec_… .",
+    )
+    api_base: str | None = Field(
+        None, description="Only for tests and the demo: where the Stripe API is reached."
+    )
+    js_url: str = Field(
+        "https://js.stripe.com/v3/",
+        description="Stripe.js; only tests and the demo point it elsewhere (localstripe's mock).",
+    )
+    hold_minutes: int = Field(
+        15, ge=1, le=120, description="How long chosen times are held while the customer pays."
+    )
+    webhook_tolerance_seconds: int = Field(
+        300, ge=1, le=3600, description="How old a webhook's signed timestamp may be."
+    )
+    request_timeout_seconds: float = Field(
+        20.0, gt=0, description="Timeout of one request to Stripe."
+    )
+
+    @field_validator("secret_key_env", "publishable_key_env", "webhook_secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                "must be the NAME of an environment variable (like STRIPE_SECRET_KEY), "
+                "never the key itself"
+            )
+        return value
+
+    def _read(self, name: str, what: str) -> str:
+        value = os.environ.get(name, "").strip()
+        if not value:
+            raise ConfigError(
+                f"payments: the environment variable {name} is empty; set it to the Stripe "
+                f"{what} (payments.{what.replace(' ', '_')}_env names the variable)."
+            )
+        return value
+
+    def secret_key(self) -> str:
+        """Stripe's secret key from the environment; raises ConfigError when it is unset."""
+        return self._read(self.secret_key_env, "secret key")
+
+    def publishable_key(self) -> str:
+        return self._read(self.publishable_key_env, "publishable key")
+
+    def webhook_secret(self) -> str:
+        return self._read(self.webhook_secret_env, "webhook secret")
+
+
 class Settings(BaseSettings):
     """All settings of one calsync process."""
 
@@ -199,6 +276,8 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     mail: MailSettings = MailSettings()
     google: GoogleSettings = GoogleSettings()
+    # None: calsync charges nothing and the page says any fee is due to the owner directly.
+    payments: PaymentSettings | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -249,11 +328,16 @@ class Settings(BaseSettings):
 def _sections() -> tuple[str, ...]:
     """The ``[section]`` names: every field of Settings that is itself a settings model (read
     from the model, so a new section is known to the messages below without a list to keep)."""
-    return tuple(
-        name
-        for name, field in Settings.model_fields.items()
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
-    )
+    return tuple(name for name in Settings.model_fields if _section_model(name) is not None)
+
+
+def _section_model(name: str) -> type[BaseModel] | None:
+    """The model of section ``name`` (also when it is optional, like ``[payments]``)."""
+    annotation = Settings.model_fields[name].annotation
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
@@ -282,7 +366,7 @@ def _known_env_names() -> list[str]:
     sections = _sections()
     names = [f"CALSYNC_{name.upper()}" for name in Settings.model_fields if name not in sections]
     for section in sections:
-        model = Settings.model_fields[section].annotation
+        model = _section_model(section)
         for name in getattr(model, "model_fields", {}):
             names.append(f"CALSYNC_{section.upper()}__{name.upper()}")
     return [*names, "CALSYNC_CONFIG"]

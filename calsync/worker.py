@@ -1,42 +1,78 @@
 """The background work of a calsync process: polling calendars, applying changes that a
-calendar outage left pending, and delivering the outbox. Used by ``calsync worker``,
-``calsync serve`` and the demo."""
+calendar outage left pending, delivering the outbox, removing what failed bookings left in
+calendars, and (with ``[payments]``) releasing expired holds and sending due refunds. Used by
+``calsync worker``, ``calsync serve`` and the demo."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from calsync.bookings import changes
+from calsync.bookings.leftovers import remove_leftovers
 from calsync.bookings.polling import booking_poller
 from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.notify.transport import transport_from_settings
-from calsync.store.db import Database
+from calsync.store.db import Database, unreachable
 from calsync.sync.poller import Poller
 
 log = logging.getLogger(__name__)
 
 
+def guarded(what: str, job: Callable[[], object]) -> Callable[[], None]:
+    """``job`` as a background job that never raises: the next beat tries again. A database
+    that cannot be reached (a restart) is one line in the log; anything else is logged with
+    its traceback."""
+
+    def run() -> None:
+        try:
+            job()
+        except Exception as exc:  # one bad run must not stop the job
+            if unreachable(exc):
+                log.warning("%s: the database cannot be reached; will try again", what)
+            else:
+                log.exception("%s failed; will try again", what)
+
+    return run
+
+
 def start_background(db: Database, settings: Settings) -> Poller:
     """Start polling and retrying in background threads; stop with ``.stop()``."""
     poller = booking_poller(db, settings)
-
-    def retry_pending() -> None:
-        try:
-            changes.apply_pending(db, settings, poller.open_provider)
-        except Exception:  # one bad change must not stop the job; it is logged and retried
-            log.exception("applying pending changes failed; will try again")
-
     transport = transport_from_settings(settings.mail)
     box = outbox.sealing_box(settings)
-
-    def deliver() -> None:
-        try:
-            outbox.deliver_due(db, transport, poller.worker_id, box)
-        except Exception:  # the database may be briefly away; the next beat tries again
-            log.exception("delivering the outbox failed; will try again")
-
-    poller.start(
-        extra_jobs=[("calsync-apply-pending", retry_pending), ("calsync-deliver", deliver)]
+    retry_pending = guarded(
+        "applying pending changes",
+        lambda: changes.apply_pending(db, settings, poller.open_provider),
     )
+    deliver = guarded(
+        "delivering the outbox",
+        lambda: outbox.deliver_due(db, transport, poller.worker_id, box),
+    )
+    clean_up = guarded(
+        "removing what failed bookings left",
+        lambda: remove_leftovers(db, settings, poller.open_provider),
+    )
+    jobs = [
+        ("calsync-apply-pending", retry_pending),
+        ("calsync-deliver", deliver),
+        ("calsync-remove-leftovers", clean_up),
+    ]
+    if settings.payments is not None:
+        chores = guarded("payment chores", lambda: payment_chores(db, settings))
+        jobs.append(("calsync-payments", chores))
+    poller.start(extra_jobs=jobs)
     return poller
+
+
+def payment_chores(db: Database, settings: Settings) -> None:
+    """Release holds that ran out unpaid (their slots are offered again) and send the refunds
+    that are due (retrying those Stripe could not take before)."""
+    from calsync.payments import service
+    from calsync.payments.gateway import StripeGateway
+
+    assert settings.payments is not None
+    gateway = StripeGateway.from_settings(settings.payments)
+    service.expire_holds(db, gateway)
+    service.pay_refunds(db, gateway)

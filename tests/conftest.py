@@ -35,7 +35,12 @@ from calsync.calendars.google import account as google_connect
 from calsync.config import Settings, SyncSettings
 from calsync.store.db import Database
 
-pytest_plugins = ["tests.support.servers"]
+pytest_plugins = [
+    "tests.support.servers",
+    "tests.support.stripe",
+    "tests.support.own_postgres",
+    "tests.support.mail",
+]
 
 POSTGRES_URL = os.environ.get(
     "CALSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -16,7 +16,7 @@ import calsync
 SOURCE = Path(calsync.__file__).parent
 ROOT = SOURCE.parent
 
-UPPER = {"sync", "bookings", "payments", "web", "cli", "demo", "worker"}
+UPPER = {"sync", "bookings", "payments", "access", "web", "cli", "demo", "worker"}
 # layer -> the layers it must not import. `cli` and `demo` are the composition roots (with
 # `web`, the only places that wire everything together); `__main__` only starts the cli.
 FORBIDDEN: dict[str, set[str]] = {
@@ -29,6 +29,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "sync": UPPER - {"sync"},
     "bookings": {"web", "cli", "demo", "worker"},
     "payments": {"web", "cli", "demo", "worker"},
+    # The console's sign-in links and sessions: above sync (owners), below web.
+    "access": {"bookings", "payments", "web", "cli", "demo", "worker"},
     "worker": {"web", "cli", "demo"},
     "web": {"cli", "demo"},
     "testing": {"web", "cli", "demo"},

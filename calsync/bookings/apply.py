@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from calsync.bookings.calendar_writes import patch_event
 from calsync.bookings.held import event_zone
@@ -287,6 +288,23 @@ def _load_change(db: Database, change_id: int) -> Change:
         change = session.get(Change, change_id)
         assert change is not None
         return change
+
+
+def due_on_return(session: Session, connection_id: int, now: datetime) -> None:
+    """A calendar answers again: the pending changes of bookings with sessions in it are due
+    now, not after their backoff (which grows with every attempt made while it was down)."""
+    on_calendar = select(BookedSession.booking_id).where(
+        BookedSession.connection_id == connection_id
+    )
+    session.execute(
+        update(Change)
+        .where(
+            Change.status == ChangeStatus.PENDING,
+            Change.next_attempt_at > now,
+            Change.booking_id.in_(on_calendar),
+        )
+        .values(next_attempt_at=now)
+    )
 
 
 def apply_pending(db: Database, settings: Settings, factory: ProviderFactory | None = None) -> int:

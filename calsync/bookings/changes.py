@@ -37,7 +37,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from calsync.bookings import notices
+from calsync.bookings import notices, paid_changes
 from calsync.bookings.apply import OwnerChangedEvent, apply_change, apply_pending
 from calsync.bookings.event_types import (
     find_slots,
@@ -62,6 +62,13 @@ from calsync.bookings.plan import (
     Taken,
     plan,
 )
+from calsync.bookings.reschedule_requests import (
+    Grant,
+    RequestNotOpen,
+    RequestState,
+    find_request,
+    use_request,
+)
 from calsync.config import Settings
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
@@ -77,6 +84,7 @@ from calsync.store.models import (
     BookingStatus,
     Change,
     ChangeKind,
+    ChangeStatus,
     HistoryAction,
     Owner,
     SessionStatus,
@@ -195,16 +203,31 @@ def reschedule(
     now: datetime | None = None,
     provider_factory: ProviderFactory | None = None,
     force: bool = False,
+    request_token: str | None = None,
 ) -> ChangeOutcome:
     """Move sessions (session id → new start). Raises ChangeRefused (OwnerMoveRefused),
-    TimeTaken, StaleBooking, ReplayMismatch, AvailabilityUnknown; a calendar outage leaves the
-    change pending.
+    TimeTaken, StaleBooking, ReplayMismatch, AvailabilityUnknown, RequestNotOpen; a calendar
+    outage leaves the change pending.
 
     The owner's moves are checked like the customer's (busy time, hours, notice, grid) and
     refused with the reason (``OwnerMoveRefused``) unless ``force``; they are never charged a
-    fee nor counted against the customer's reschedule allowance."""
-    ask = Ask(ChangeKind.RESCHEDULE, actor, dict(moves), reason, force, expected_version)
-    return _change(db, settings, booking_id, ask, idempotency_key, now, provider_factory)
+    fee nor counted against the customer's reschedule allowance.
+
+    ``request_token`` (the customer's, from the owner's reschedule request): the request must
+    be open and name every moved session; the policy's limits, reason and fee are waived, and
+    the request is used up in the transaction that records the change."""
+    ask = Ask(
+        ChangeKind.RESCHEDULE,
+        actor,
+        dict(moves),
+        reason,
+        force,
+        expected_version,
+        waived=request_token is not None,
+    )
+    return _change(
+        db, settings, booking_id, ask, idempotency_key, now, provider_factory, request_token
+    )
 
 
 def cancel(
@@ -234,12 +257,16 @@ def _change(
     key: str | None,
     now: datetime | None,
     provider_factory: ProviderFactory | None,
+    request_token: str | None = None,
 ) -> ChangeOutcome:
     """Plan (before reading any calendar), fresh busy time, record, apply."""
     now = now or utcnow()
     factory = provider_factory or open_provider(settings)
     with db.reading() as session:
         earlier = _earlier(session, booking_id, key)
+        if request_token is not None and earlier is None:
+            # A replay answers with its change even though the request is used up by now.
+            _granted(find_request(session, booking_id, request_token, now), ask)
     booking = get_booking(db, booking_id)
     first = plan(facts_of(booking), ask, now, earlier=earlier)
     if isinstance(first, Refusal):
@@ -257,7 +284,9 @@ def _change(
     live: list[Span] = []
     if ask.kind is ChangeKind.RESCHEDULE:
         live = _fresh_busy(db, settings, booking, ask, factory)
-    recorded = record(db, settings, booking_id, booking.owner_id, ask, key, now, live)
+    recorded = record(
+        db, settings, booking_id, booking.owner_id, ask, key, now, live, request_token
+    )
     if not recorded.replayed:
         metrics.CHANGES.labels(ask.kind.value, ask.actor.value).inc()
     return _finish(db, settings, recorded.change_id, factory, replayed=recorded.replayed)
@@ -294,6 +323,7 @@ def record(
     key: str | None,
     now: datetime,
     live: Sequence[Span] = (),
+    request_token: str | None = None,
 ) -> Recorded:
     """The change, in one transaction under the owner's lock: the plan again on what the
     transaction sees (a copy of this request recorded meanwhile is the answer; the booking's
@@ -312,13 +342,28 @@ def record(
         taken = None
         if ask.kind is ChangeKind.RESCHEDULE and stored.event_type_id is not None:
             taken = _taken(session, stored.event_type_id, ask, live)
+        grant = None
+        if request_token is not None and earlier is None:
+            grant = _granted(find_request(session, booking_id, request_token, now), ask)
         answer = plan(facts_of(stored), ask, now, taken=taken, earlier=earlier)
         if isinstance(answer, Replay):
             return Recorded(answer.change_id, replayed=True)
         if isinstance(answer, Refusal):
             raise refused(answer)
-        change = _write(session, settings, stored, answer, key)
+        change = _write(session, settings, stored, answer, key, grant)
+        if grant is not None:
+            use_request(session, grant.id, change.id, now)
         return Recorded(change.id)
+
+
+def _granted(found: Grant | RequestState, ask: Ask) -> Grant:
+    """The open request that covers every session ``ask`` moves; else RequestNotOpen."""
+    if isinstance(found, RequestState):
+        raise RequestNotOpen(found)
+    if not set(ask.targets) <= found.session_ids:
+        # A session the owner did not name: a tampered form (the page offers only those).
+        raise RequestNotOpen(RequestState.UNKNOWN)
+    return found
 
 
 def _taken(session: Session, event_type_id: int, ask: Ask, live: Sequence[Span]) -> Taken:
@@ -334,49 +379,99 @@ def _taken(session: Session, event_type_id: int, ask: Ask, live: Sequence[Span])
 
 
 def _write(
-    session: Session, settings: Settings, booking: Booking, planned: Plan, key: str | None
+    session: Session,
+    settings: Settings,
+    booking: Booking,
+    planned: Plan,
+    key: str | None,
+    grant: Grant | None = None,
 ) -> Change:
     ask = planned.ask
+    paid_first = _pays_first(settings, planned)
+    change = Change(
+        booking_id=booking.id,
+        kind=ask.kind,
+        actor=ask.actor,
+        status=ChangeStatus.AWAITING_PAYMENT if paid_first else ChangeStatus.PENDING,
+        idempotency_key=key,
+        fingerprint=ask.fingerprint(),
+        reason=(ask.reason or "").strip() or None,
+        items=list(planned.items),
+        fee=None if planned.fee is None else str(planned.fee),
+        next_attempt_at=None if paid_first else utcnow(),
+    )
+    session.add(change)
+    session.flush()
+    if paid_first:
+        assert settings.payments is not None and planned.fee is not None
+        paid_changes.hold(session, settings, settings.payments, booking, change, planned.fee)
+        return change
+    receipt = None
+    if ask.kind is ChangeKind.CANCEL and planned.fee and booking.payment_intent:
+        receipt = paid_changes.queue_refund(session, settings, booking, change, planned.fee)
+    carry_out(
+        session,
+        settings,
+        booking,
+        change,
+        counts_allowance=planned.counts_allowance,
+        receipt=receipt,
+        request_id=grant.id if grant else None,
+    )
+    return change
+
+
+def _pays_first(settings: Settings, planned: Plan) -> bool:
+    """A customer's reschedule with a fee waits for the payment when payments are on (without
+    them the fee is recorded and due to the owner directly, as before)."""
+    return (
+        settings.payments is not None
+        and planned.ask.kind is ChangeKind.RESCHEDULE
+        and planned.ask.actor is Actor.CUSTOMER
+        and planned.fee is not None
+        and planned.fee > 0
+    )
+
+
+def carry_out(
+    session: Session,
+    settings: Settings,
+    booking: Booking,
+    change: Change,
+    *,
+    counts_allowance: bool,
+    receipt: str | None = None,
+    request_id: int | None = None,
+) -> None:
+    """A recorded change's effect on the booking, in the caller's transaction: the sessions'
+    new times or cancellation, the history, the version bumped and the outbox rows held (sent
+    once the calendar took it). For a paid reschedule it runs when the payment arrives."""
     current = {s.id: s for s in booking.sessions}
-    for item in planned.items:
+    for item in change.items:
         booked = current[item.session_id]
         booked.sequence += 1
         if item.after is not None:
             booked.start, booked.end = item.after.start, item.after.end
-            if planned.counts_allowance:
+            if counts_allowance:
                 booked.reschedule_count += 1
             booked.status = SessionStatus.RESCHEDULED
         else:
             booked.status = SessionStatus.CANCELLED
         booking.history.append(
             BookingChange(
-                actor=ask.actor,
+                actor=change.actor,
                 action=HistoryAction.RESCHEDULED if item.after else HistoryAction.CANCELLED,
                 session_id=booked.id,
-                reason=ask.reason,
-                details=_details(item),
+                reason=change.reason,
+                details=_details(item) | ({"request": request_id} if request_id else {}),
             )
         )
     if all(s.status is SessionStatus.CANCELLED for s in booking.sessions):
         booking.status = BookingStatus.CANCELLED
     booking.version += 1
-    change = Change(
-        booking_id=booking.id,
-        kind=ask.kind,
-        actor=ask.actor,
-        idempotency_key=key,
-        fingerprint=ask.fingerprint(),
-        reason=(ask.reason or "").strip() or None,
-        items=list(planned.items),
-        fee=None if planned.fee is None else str(planned.fee),
-        next_attempt_at=utcnow(),
-    )
-    session.add(change)
-    session.flush()
     owner = session.get(Owner, booking.owner_id)
     assert owner is not None
-    notices.queue_change(session, settings, booking, owner, change)
-    return change
+    notices.queue_change(session, settings, booking, owner, change, receipt)
 
 
 def _details(item: ChangeItem) -> dict[str, object]:
@@ -438,6 +533,7 @@ __all__ = [
     "OwnerChangedEvent",
     "OwnerMoveRefused",
     "ReplayMismatch",
+    "RequestNotOpen",
     "StaleBooking",
     "TimeTaken",
     "apply_change",

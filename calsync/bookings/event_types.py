@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from calsync.bookings.held import booked_spans
 from calsync.policy.availability import free_slots
@@ -41,7 +41,14 @@ from calsync.policy.types import (
     rules_problems,
 )
 from calsync.store.db import Database
-from calsync.store.models import CalendarConnection, CalendarRole, EventType, Owner, utcnow
+from calsync.store.models import (
+    CalendarConnection,
+    CalendarRole,
+    EventType,
+    Owner,
+    owner_page_url,
+    utcnow,
+)
 from calsync.sync import mirror
 from calsync.sync.connections import NotFoundError, ServiceError, find_owner
 
@@ -134,7 +141,7 @@ def page_of(event_type: EventType) -> PageOffer:
 
 def page_url(base_url: str, event_type: EventType) -> str:
     """The public booking page's address (``event_type.owner`` loaded)."""
-    return f"{base_url.rstrip('/')}/b/{event_type.owner.slug}/{event_type.slug}"
+    return f"{owner_page_url(base_url, event_type.owner)}/{event_type.slug}"
 
 
 def rules_of(event_type: EventType) -> AvailabilityRules:
@@ -253,8 +260,9 @@ def save_event_type(
 
 
 def load_event_type(session: Session, key: int | str) -> EventType:
+    # The owner comes in the same query (one row each); the conflict calendars in a second.
     query = select(EventType).options(
-        selectinload(EventType.owner), selectinload(EventType.conflict_calendars)
+        joinedload(EventType.owner), selectinload(EventType.conflict_calendars)
     )
     query = query.where(EventType.id == key if isinstance(key, int) else EventType.slug == key)
     event_type = session.scalars(query).one_or_none()
@@ -346,6 +354,7 @@ def find_slots(
             now=now or utcnow(),
             ignore=ignore,
             extra_booked=extra_booked,
+            calendar_ids=[c.id for c in calendars],
         )
 
 
@@ -359,14 +368,18 @@ def slots_within(
     ignore: Collection[str] = frozenset(),
     extra_booked: Sequence[Span] = (),
     extra_busy: Sequence[Span] = (),
+    calendar_ids: Sequence[int] | None = None,
 ) -> list[Slot]:
     """Free slots from what this transaction sees: the mirror plus our own bookings.
 
     ``ignore`` holds session UIDs that must not block (the sessions being rescheduled);
     ``extra_booked`` adds spans not stored yet (other sessions of the same request);
-    ``extra_busy`` adds busy time the mirror does not hold (``live_check``).
+    ``extra_busy`` adds busy time the mirror does not hold (``live_check``);
+    ``calendar_ids``: the conflict calendars, when the caller has read them already.
     """
-    busy, booked = taken_spans(session, event_type, start, end)
+    busy, booked = taken_spans(
+        session, event_type, start, end, calendar_ids, with_uids=bool(ignore)
+    )
     return free_slots(
         rules_of(event_type),
         busy=[*busy, *extra_busy],
@@ -379,18 +392,27 @@ def slots_within(
 
 
 def taken_spans(
-    session: Session, event_type: EventType, start: datetime, end: datetime
+    session: Session,
+    event_type: EventType,
+    start: datetime,
+    end: datetime,
+    calendar_ids: Sequence[int] | None = None,
+    *,
+    with_uids: bool = True,
 ) -> tuple[list[Span], list[Span]]:
-    """Busy spans (conflict calendars) and booked spans (our sessions) that can touch a slot
-    in [start, end), from what this transaction sees."""
+    """Busy spans (conflict calendars; ``calendar_ids`` when the caller has read them) and
+    booked spans (our sessions) that can touch a slot in [start, end), from what this
+    transaction sees. ``with_uids=False`` leaves the busy spans' UIDs out (None) when no
+    session is to be ignored."""
     rules = rules_of(event_type)
     # Anything that could touch a slot inside the window, buffers included.
     reach_start, reach_end = start - rules.buffer_before, end + rules.buffer_after
-    calendars = conflict_calendars(session, event_type)
+    if calendar_ids is None:
+        calendar_ids = [c.id for c in conflict_calendars(session, event_type)]
     busy = [
         Span(s, e, uid)
         for s, e, uid in mirror.busy_spans(
-            session, [c.id for c in calendars], reach_start, reach_end
+            session, calendar_ids, reach_start, reach_end, with_uids=with_uids
         )
     ]
     # The cap counts whole local days, so bookings are read for the days around the window.

@@ -19,6 +19,7 @@ from calsync.store.models import (
     BookingStatus,
     EventType,
     Owner,
+    PaymentHold,
     SessionStatus,
 )
 
@@ -53,7 +54,16 @@ def booked_spans(session: Session, owner_id: int, start: datetime, end: datetime
             BookedSession.end > start,
         )
     )
-    return [Span(s, e, uid) for s, e, uid in rows]
+    # Times held for a reschedule awaiting payment are as taken as a booked session.
+    holds = session.execute(
+        select(PaymentHold.start, PaymentHold.end, PaymentHold.uid).where(
+            PaymentHold.owner_id == owner_id,
+            PaymentHold.released_at.is_(None),
+            PaymentHold.start < end,
+            PaymentHold.end > start,
+        )
+    )
+    return [Span(s, e, uid) for s, e, uid in [*rows, *holds]]
 
 
 def event_zone(session: Session, booking: Booking) -> str:

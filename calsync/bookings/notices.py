@@ -144,9 +144,15 @@ def queue_booked(session: Session, settings: Settings, booking: Booking, owner: 
 
 
 def queue_change(
-    session: Session, settings: Settings, booking: Booking, owner: Owner, change: Change
+    session: Session,
+    settings: Settings,
+    booking: Booking,
+    owner: Owner,
+    change: Change,
+    receipt: str | None = None,
 ) -> None:
-    """The update for a recorded reschedule or cancel (held until the calendar took it)."""
+    """The update for a recorded reschedule or cancel (held until the calendar took it);
+    ``receipt`` follows the fee line (the Stripe payment that paid it, or how a refund is paid)."""
     zone = event_zone(session, booking)
     by_id = {s.id: s for s in booking.sessions}
     sessions = []
@@ -159,6 +165,8 @@ def queue_change(
     if change.fee is not None:
         label = "Reschedule fee" if change.kind is ChangeKind.RESCHEDULE else "Refund"
         fee_text = f"{label}: {change.fee} {booking.currency}"
+        if receipt:
+            fee_text += f" — {receipt}"
     notice = _notice(
         booking,
         owner,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ from calsync.bookings.event_types import (
 )
 from calsync.bookings.held import event_zone, lock_owner
 from calsync.bookings.live_check import live_busy
-from calsync.calendars.errors import ProviderError
+from calsync.bookings.reschedule_requests import end_with_link
+from calsync.calendars.base import CalendarItem
+from calsync.calendars.errors import Conflict, NotFound, ProviderError
 from calsync.calendars.ical.event_edit import with_link
 from calsync.calendars.ical.session_event import Person, SessionEvent, build_event
 from calsync.config import Settings
@@ -43,7 +46,7 @@ from calsync.notify import outbox
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
 from calsync.policy.packages import offer_from_data, spacing_problems
-from calsync.policy.refusal import availability_command
+from calsync.policy.refusal import Refusal, Why, availability_command
 from calsync.policy.types import Slot, Span
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -57,6 +60,7 @@ from calsync.store.models import (
     EventType,
     HistoryAction,
     Owner,
+    SessionStatus,
     utcnow,
 )
 from calsync.sync import fresh_busy
@@ -66,16 +70,29 @@ from calsync.sync.providers import ProviderFactory, open_provider
 log = logging.getLogger(__name__)
 
 MAX_SESSIONS = 20
+# A second submit of one form that arrives while the first is still writing the events waits
+# this long for them, so that it answers as the first will (booked, or not booked).
+REPLAY_WAIT_SECONDS = 20.0
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+#: A Stripe PaymentIntent id, as ``--payment`` and the API take it.
+PAYMENT_INTENT = re.compile(r"pi_[A-Za-z0-9]{6,250}")
 
 
 class SlotTaken(ServiceError):
-    """A chosen time is no longer free."""
+    """A chosen time is no longer free. ``why`` is the rule it breaks when known, so a page can
+    tell a time taken meanwhile (busy, booked) from one never offered (hours, past, …)."""
 
-    def __init__(self, message: str, start: datetime, session_id: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        start: datetime,
+        session_id: int | None = None,
+        why: Why | None = None,
+    ) -> None:
         super().__init__(message)
         self.start = start
         self.session_id = session_id
+        self.why = why
 
 
 class CalendarWriteFailed(ServiceError):
@@ -95,6 +112,9 @@ class BookingRequest:
     actor: Actor = Actor.OWNER
     idempotency_key: str | None = None
     notes: str | None = None
+    # The Stripe PaymentIntent (pi_…) that paid for the package, when it was paid through
+    # calsync: cancellations are then refunded against it (``payments/``).
+    payment_intent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +141,10 @@ def _problems(request: BookingRequest) -> list[tuple[str, str]]:
         )
     elif len(set(request.starts)) != len(request.starts):
         problems.append(("starts", "the same start is given twice"))
+    if request.payment_intent is not None and not PAYMENT_INTENT.fullmatch(request.payment_intent):
+        problems.append(
+            ("payment", f"{request.payment_intent!r} is not a Stripe PaymentIntent id (pi_…)")
+        )
     if request.customer_timezone:
         try:
             check_timezone(request.customer_timezone)
@@ -168,21 +192,20 @@ def _check_starts(
             session, event_type, slot.start, slot.end, now=now, extra_booked=held, extra_busy=live
         )
         if slot not in free:
-            raise SlotTaken(_not_free(session, event_type, slot, now, held, live), start)
+            refusal = refusal_of(
+                session, event_type, slot, now=now, extra_booked=held, extra_busy=live
+            )
+            raise SlotTaken(
+                _not_free(event_type, slot, refusal),
+                start,
+                why=refusal.why if refusal else None,
+            )
         chosen.append(slot)
     return chosen
 
 
-def _not_free(
-    session: Session,
-    event_type: EventType,
-    slot: Slot,
-    now: datetime,
-    held: Sequence[Span],
-    live: Sequence[Span],
-) -> str:
+def _not_free(event_type: EventType, slot: Slot, refusal: Refusal | None) -> str:
     """Which rule the slot breaks, and where the free times are."""
-    refusal = refusal_of(session, event_type, slot, now=now, extra_booked=held, extra_busy=live)
     why = refusal.text if refusal else "not one of the offered times"
     local = slot.start.astimezone(ZoneInfo(event_type.timezone))
     return (
@@ -288,6 +311,7 @@ def _reserve(
             currency=fresh.currency,
             idempotency_key=request.idempotency_key,
             notes=request.notes,
+            payment_intent=request.payment_intent,
             token_hash=link.token_hash,
             token_encrypted=link.token_encrypted,
             token_expires_at=link.expires_at,
@@ -320,7 +344,8 @@ def _reserve(
 
 
 def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | None:
-    """The booking an earlier submit with ``key`` made, or None. A failed one is told again."""
+    """The booking an earlier submit with ``key`` made, or None. A failed one is told again;
+    one whose events are still being written is waited for (``REPLAY_WAIT_SECONDS``)."""
     with db.reading() as session:
         booking_id = session.scalars(
             select(Booking.id).where(Booking.idempotency_key == key)
@@ -328,6 +353,14 @@ def _replayed(db: Database, settings: Settings, key: str) -> BookingResult | Non
     if booking_id is None:
         return None
     booking = get_booking(db, booking_id)
+    deadline = time.monotonic() + REPLAY_WAIT_SECONDS
+    while (
+        booking.status is BookingStatus.ACTIVE
+        and any(s.href is None for s in booking.sessions)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+        booking = get_booking(db, booking_id)
     url = links.current_link(settings, booking)
     if booking.status is BookingStatus.FAILED or url is None:
         raise CalendarWriteFailed(
@@ -382,7 +415,8 @@ def _write_events(
 ) -> None:
     with db.reading() as session:
         zone = event_zone(session, booking)
-    written = []
+    written: list[tuple[BookedSession, CalendarItem]] = []
+    left: list[tuple[BookedSession, CalendarItem]] = []
     try:
         provider = factory(calendar)
         try:
@@ -390,36 +424,57 @@ def _write_events(
                 text = build_event(session_event(booking, booked, organizer, url, zone), now=now)
                 written.append((booked, provider.create(booked.uid, text)))
         except ProviderError:
-            for _, item in written:
+            for booked, item in written:
                 try:
                     provider.delete(item.href, item.etag)
-                except ProviderError as exc:  # the owner may delete it; it holds no booking
+                except (NotFound, Conflict):
+                    pass  # gone, or changed by the owner since: theirs now
+                except ProviderError as exc:
+                    # The calendar went away between the writes: a worker removes it later
+                    # (bookings/leftovers.py).
                     log.warning("could not remove %s after a failed booking: %s", item.href, exc)
+                    left.append((booked, item))
             raise
         finally:
             provider.close()
     except ProviderError as exc:
-        with db.writing() as session:
-            failed = session.get(Booking, booking.id)
-            assert failed is not None
-            failed.status = BookingStatus.FAILED
-            failed.token_hash = failed.token_encrypted = None
-            failed.history.append(
+        error = str(exc)
+
+        def failed(session: Session) -> None:
+            stored = session.get(Booking, booking.id)
+            assert stored is not None
+            stored.status = BookingStatus.FAILED
+            stored.token_hash = stored.token_encrypted = None
+            stored.history.append(
                 BookingChange(
-                    actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": str(exc)}
+                    actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": error}
                 )
             )
             outbox.drop(session, booking_id=booking.id)
+            for booked, item in left:
+                leftover = session.get(BookedSession, booked.id)
+                assert leftover is not None
+                # Cancelled, so that a poll never takes the event's removal for the owner's.
+                leftover.href, leftover.etag = item.href, item.etag
+                leftover.status = SessionStatus.CANCELLED
+
+        # The booking must not keep holding its time because the database blinked.
+        db.persist(failed)
         raise CalendarWriteFailed(
             f"the sessions could not be written to the calendar "
             f"{calendar.display_name or calendar.url}: {exc} Nothing was booked."
         ) from exc
-    with db.writing() as session:
+
+    def record(session: Session) -> None:
         for booked, item in written:
             stored = session.get(BookedSession, booked.id)
             assert stored is not None
             stored.href, stored.etag = item.href, item.etag
         outbox.release(session, booking_id=booking.id)
+
+    # The events are in the calendar now: where they are, and the confirmations, must not be
+    # lost to a database restart (the booking would stay half made, its emails held for good).
+    db.persist(record)
 
 
 def get_booking(db: Database, booking_id: str) -> Booking:
@@ -460,6 +515,8 @@ def relink(
         stored.token_expires_at = link.expires_at
         stored.version += 1
         stored.history.append(BookingChange(actor=Actor.OWNER, action=HistoryAction.RELINKED))
+        # A reschedule request's emailed link is the old manage link: it stops with it.
+        end_with_link(session, booking_id, utcnow())
     factory = provider_factory or open_provider(settings)
     _rewrite_links(db, settings, factory, booking, url)
     return url
@@ -504,3 +561,4 @@ def revoke_link(db: Database, booking_id: str) -> None:
         stored.token_hash = stored.token_encrypted = None
         stored.version += 1
         stored.history.append(BookingChange(actor=Actor.OWNER, action=HistoryAction.LINK_REVOKED))
+        end_with_link(session, booking_id, utcnow())

@@ -13,7 +13,8 @@ rule, for the owner not a session already cancelled; for a move, times with an o
 the past, two sessions not on one slot nor overlapping, and — once the time taken is known
 (``taken``) — each new time offered (the customer's always, the owner's unless ``force``).
 Then the fee: the customer's reschedule fee, and the refund of any cancel. The owner is never
-charged nor counted against the customer's reschedule allowance.
+charged nor counted against the customer's reschedule allowance, and neither is the customer for
+a move the owner asked for (``Ask.waived``: no policy limit, reason rule or fee applies).
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ class Ask:
     reason: str | None = None
     force: bool = False
     expected_version: int | None = None
+    # The customer moves sessions the owner asked them to move (an open reschedule request,
+    # ``bookings/reschedule_requests.py``): the policy's permission, notice, allowance, reason
+    # and fee do not apply; the new times are checked like any customer's.
+    waived: bool = False
 
     @property
     def checked(self) -> bool:
@@ -128,13 +133,15 @@ class Ask:
         return self.actor is Actor.CUSTOMER or not self.force
 
     def fingerprint(self) -> str:
-        body = {
+        body: dict[str, object] = {
             "kind": self.kind.value,
             "targets": sorted(
                 (sid, t.isoformat() if t else None) for sid, t in self.targets.items()
             ),
             "reason": (self.reason or "").strip(),
         }
+        if self.waived:
+            body["waived"] = True
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -164,8 +171,9 @@ class Plan:
 
     @property
     def counts_allowance(self) -> bool:
-        """The allowance counts the customer's own moves only."""
-        return self.ask.actor is Actor.CUSTOMER
+        """The allowance counts the customer's own moves only (not those the owner asked
+        for)."""
+        return self.ask.actor is Actor.CUSTOMER and not self.ask.waived
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +224,19 @@ def _chosen(booking: BookingFacts, ask: Ask, now: datetime) -> list[SessionFacts
     if not booking.active:
         return Refusal(RefusalKind.INACTIVE)
     action = Action.CANCEL if ask.kind is ChangeKind.CANCEL else Action.RESCHEDULE
-    if ask.actor is Actor.CUSTOMER:
+    if ask.actor is Actor.CUSTOMER and ask.waived:
+        # The owner asked for this move: only a cancelled session cannot be moved.
+        cancelled = next((s for s in chosen if s.cancelled), None)
+        if cancelled is not None:
+            return Refusal(
+                RefusalKind.ALREADY_CANCELLED,
+                ChangeField.SESSIONS,
+                session_id=cancelled.id,
+                position=cancelled.position,
+            )
+        if ask.reason is not None and len(ask.reason) > MAX_REASON:
+            return Refusal(RefusalKind.REASON_TOO_LONG, ChangeField.REASON)
+    elif ask.actor is Actor.CUSTOMER:
         for s in chosen:
             state = SessionState(s.times.start, s.cancelled, s.reschedule_count)
             decision = verdict(booking.policy, action, state, now)
@@ -335,7 +355,7 @@ def _not_offered(
 def _fee(booking: BookingFacts, ask: Ask, action: Action, count: int) -> Decimal | None:
     size = len(booking.sessions)
     if action is Action.RESCHEDULE:
-        if ask.actor is not Actor.CUSTOMER:
-            return None  # the owner is never charged for their own moves
+        if ask.actor is not Actor.CUSTOMER or ask.waived:
+            return None  # the owner is never charged for their own moves, nor for asking
         return reschedule_fee(booking.policy, booking.price, size, count)
     return cancel_refund(booking.policy, booking.price, size, count)

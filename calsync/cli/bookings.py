@@ -48,6 +48,14 @@ def book(
     stakeholder: Annotated[
         list[str] | None, typer.Option(help="Email of someone who hears of every change.")
     ] = None,
+    payment: Annotated[
+        str | None,
+        typer.Option(
+            "--payment",
+            help="The Stripe PaymentIntent (pi_…) that paid for it: cancellations are then "
+            "refunded through Stripe per the policy.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Book a package of sessions into the owner's calendar."""
@@ -65,6 +73,7 @@ def book(
         starts=tuple(parse_instant(text, zone) for text in start),
         customer_timezone=customer_timezone,
         stakeholders=tuple(stakeholder or ()),
+        payment_intent=payment,
     )
     result = bookings.book(db, state.settings, request)
     if as_json:
@@ -332,12 +341,116 @@ def booking_cancel(
         actor=Actor.OWNER,
         reason=reason,
     )
+    refunds = _send_refunds(outcome.change.id)
     if as_json:
         print_json(change_data(outcome.change))
         return
     out.print(
         f"Change {outcome.change.id}: {outcome.change.status.value}. "
         + (outcome.change.message or "")
+    )
+    for line in refunds:
+        out.print(line, highlight=False)
+
+
+def _send_refunds(change_id: int) -> list[str]:
+    """Send the refund a cancel of a booking paid through Stripe queued (the worker would,
+    on its next beat); one line for each, saying how it went."""
+    if state.settings.payments is None:
+        return []
+    from calsync.payments import service
+    from calsync.payments.gateway import StripeGateway
+    from calsync.policy.money import minor_text
+
+    db = state.db()
+    due = [p.id for p in service.payments_of(db) if p.change_id == change_id]
+    if not due:
+        return []
+    gateway = StripeGateway.from_settings(state.settings.payments)
+    lines = []
+    for refund in service.pay_refunds(db, gateway):
+        if refund.id in due:
+            amount = minor_text(refund.amount, refund.currency)
+            what = refund.stripe_id if refund.stripe_id else f"FAILED: {refund.message}"
+            lines.append(f"Refund {amount}: {refund.state.value} ({what})")
+    return lines
+
+
+@booking_app.command("request-reschedule")
+def booking_request_reschedule(
+    booking_id: str,
+    session: Annotated[
+        list[int],
+        typer.Option(min=1, max=MAX_INT32, help="Session number (1 = first); repeatable."),
+    ],
+    message: Annotated[
+        str | None, typer.Option(help="Your words to the customer (why, what suits you).")
+    ] = None,
+    days: Annotated[
+        int, typer.Option(min=1, max=90, help="How many days the customer has to choose.")
+    ] = 14,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask the customer to choose new times for these sessions: they get an email whose
+    "Choose new times" button opens their booking with the sessions ticked; no fee, notice,
+    allowance or reason rule applies to that move. A newer request replaces an open one."""
+    from calsync.bookings import packages as bookings
+    from calsync.bookings import reschedule_requests
+
+    db = state.db()
+    booking = bookings.get_booking(db, booking_id)
+    issued = reschedule_requests.request_reschedule(
+        db, state.settings, booking_id, _session_ids(booking, session), message=message, days=days
+    )
+    if as_json:
+        print_json(
+            {
+                "id": issued.id,
+                "sessions": list(issued.positions),
+                "expires_at": iso(issued.expires_at),
+                "url": issued.url,
+            }
+        )
+        return
+    numbers = ", ".join(str(p) for p in issued.positions)
+    until = when_text(issued.expires_at, booking_zone(db, booking))
+    out.print(
+        f"Request {issued.id}: {escape(booking.customer_name)} <{booking.customer_email}> is "
+        f"asked to choose new times for session {numbers}, until {until}. The email is queued "
+        "(sent by `calsync serve` or `calsync worker`; see `calsync outbox list`).",
+        highlight=False,
+    )
+    out.print(f"Their link: {issued.url}", soft_wrap=True, highlight=False)
+
+
+@booking_app.command("revoke-request")
+def booking_revoke_request(
+    booking_id: str,
+    request: Annotated[
+        int | None,
+        typer.Option(min=1, max=MAX_INT32, help="The request's id (default: the open one)."),
+    ] = None,
+) -> None:
+    """Withdraw the booking's open reschedule request: its link stops offering the free move."""
+    from calsync.bookings import reschedule_requests
+
+    ended = reschedule_requests.revoke_request(state.db(), booking_id, request)
+    out.print(
+        f"Request {', '.join(map(str, ended))} withdrawn; the sessions stay as they are.",
+        highlight=False,
+    )
+
+
+@booking_app.command("resend-confirmation")
+def booking_resend_confirmation(booking_id: str) -> None:
+    """Email the customer their confirmation again (sessions as they are now, invites, link)."""
+    from calsync.bookings import confirmations
+
+    to = confirmations.resend_confirmation(state.db(), state.settings, booking_id)
+    out.print(
+        f"Queued the confirmation to {to} (sent by `calsync serve` or `calsync worker`; see "
+        "`calsync outbox list`).",
+        highlight=False,
     )
 
 

@@ -20,6 +20,7 @@ from calsync.cli import (  # noqa: F401  (importing a module registers its comma
     calendars,
     event_types,
     outbox,
+    payments,
     serve,
     setup,
 )

@@ -32,10 +32,19 @@ from calsync.bookings.packages import BookingRequest, book, get_booking
 from calsync.bookings.polling import booking_poller
 from calsync.cli.common import configure_logging
 from calsync.config import MailBackend, MailSettings, Settings, SyncSettings
+from calsync.demo import payments
 from calsync.demo.embedded import EmbeddedRadicale
+from calsync.demo.payments import EmbeddedStripe
 from calsync.notify import outbox
 from calsync.notify.transport import transport_from_settings
-from calsync.policy.change_policy import ActionRule, ChangePolicy, Permission, ReasonRule
+from calsync.policy.change_policy import (
+    ActionRule,
+    ChangePolicy,
+    Fee,
+    FeeKind,
+    Permission,
+    ReasonRule,
+)
 from calsync.policy.hours import parse_weekly_hours
 from calsync.policy.packages import PackageOffer, PageOffer
 from calsync.store.db import Database
@@ -234,7 +243,15 @@ def run_demo(data_dir: Path, *, once: bool, console: Console, port: int = 8000) 
     )
     port_file.write_text(str(radicale.port))
     radicale.start()
+    stripe = EmbeddedStripe(data_dir / "localstripe.log") if payments.available() else None
     try:
+        if stripe is not None:
+            stripe.start()
+            settings = settings.model_copy(update={"payments": stripe.settings()})
+            assert settings.payments is not None
+            stripe.send_webhooks_to(
+                settings.base_url + "/webhooks/stripe", settings.payments.webhook_secret()
+            )
         calendar_url = radicale.ensure_calendar(CALDAV_USER, "work", "Ada's work calendar")
         db = Database(settings.database_url)
         db.migrate()
@@ -246,8 +263,19 @@ def run_demo(data_dir: Path, *, once: bool, console: Console, port: int = 8000) 
             show_how_to_change=lambda c: _caldav_hints(c, calendar_url, data_dir),
             on_exit=f"its data stays in {data_dir}/.",
         )
+        if stripe is not None:
+            say(
+                console,
+                f"Payments: a fake Stripe (localstripe) runs at {stripe.url}. Rescheduling costs "
+                f"15.00 EUR a session: pay with the test card {payments.CARD_PAYS} (any future "
+                f"date, any CVC); {payments.CARD_DECLINED} is declined, {payments.CARD_3DS} asks "
+                "for 3-D Secure. The owner sees them with "
+                f"`CALSYNC_DATABASE_URL={settings.database_url} calsync payments list`.",
+            )
         run_connected(db, settings, calendar, once=once, console=console, port=port)
     finally:
+        if stripe is not None:
+            stripe.stop()
         radicale.stop()
 
 
@@ -289,6 +317,7 @@ def run_connected(
         f"The booking page: {settings.base_url}/b/{OWNER_SLUG}/coaching (book a package, "
         "then reschedule it through the link on the last page)",
     )
+    _print_console_link(console, db, settings)
     if once:
         return
     console.print(
@@ -297,6 +326,20 @@ def run_connected(
     )
     calendar.show_how_to_change(console)
     _serve(settings, port, console, calendar.on_exit)
+
+
+def _print_console_link(console: Console, db: Database, settings: Settings) -> None:
+    """A one-time sign-in link to Ada's console (printed, not emailed: this is her machine)."""
+    from calsync.access import sign_in as console_links
+
+    owner = services.find_owner(db, OWNER_EMAIL)
+    link, _ = console_links.issue_link(db, settings, owner.id)
+    say(
+        console,
+        f"Ada's console (signs her in once, within {console_links.LINK_MINUTES} minutes): "
+        f"[bold]{link}[/bold]\n  A new link later: {settings.base_url}/console/sign-in with "
+        f"{OWNER_EMAIL} (the email lands in {settings.mail.directory}/)",
+    )
 
 
 def _prepare(db: Database, settings: Settings, calendar_url: str, console: Console) -> int:
@@ -353,7 +396,12 @@ def _event_type(db: Database, calendar_id: int) -> EventType:
                 cancel=ActionRule(Permission.UNTIL, timedelta(hours=24), ReasonRule.OPTIONAL),
                 reschedule=ActionRule(Permission.UNTIL, timedelta(hours=12), ReasonRule.OFF),
                 max_reschedules=2,
-                text="Cancel up to 24 hours before a session; reschedule up to 12 hours before.",
+                # With payments (the CalDAV demo runs localstripe) the fee is paid by card on the
+                # manage page; without, the page says it is due to the owner directly.
+                reschedule_fee=Fee(FeeKind.FIXED, Decimal("15")),
+                cancel_refund=Fee(FeeKind.PERCENT, Decimal("50")),
+                text="Cancel up to 24 hours before a session (half of its price is refunded); "
+                "reschedule up to 12 hours before, for 15.00 EUR a session.",
             ),
         ),
     )

@@ -11,8 +11,9 @@ same message being sent again with the same Message-ID (mail and calendar client
 such repeats); it can never lead to a message being lost. Once a message is sent (or dropped)
 its body is deleted, with the same update: only the columns stay as its history. A database
 error in the middle of a batch is not a crash: the delivered message is recorded as soon as the
-database answers again (it stays claimed until then, so no one sends it again), and the rest of
-the batch is given back at once instead of waiting for its claim to expire.
+database answers again (it stays claimed until then, so no one sends it again). Messages are
+claimed one at a time, so a worker that dies (or loses the database) holds at most the one it
+was sending.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def _set_held(
     )
 
 
-def claim(db: Database, worker: str, *, now: datetime | None = None) -> list[int]:
+def claim(
+    db: Database, worker: str, *, now: datetime | None = None, limit: int = BATCH
+) -> list[int]:
     now = now or utcnow()
     with db.writing() as session:
         ids = leases.claim(
@@ -133,7 +136,7 @@ def claim(db: Database, worker: str, *, now: datetime | None = None) -> list[int
             OutboxMessage,
             now=now,
             lease=LEASE,
-            limit=BATCH,
+            limit=limit,
             where=[
                 OutboxMessage.status == OutboxStatus.READY,
                 OutboxMessage.next_attempt_at <= now,
@@ -145,31 +148,34 @@ def claim(db: Database, worker: str, *, now: datetime | None = None) -> list[int
 
 
 def deliver_due(db: Database, transport: MailTransport, worker: str, box: SecretBox) -> int:
-    """Send what is due (``box``: see ``sealing_box``); returns how many were sent. Never
-    raises for a delivery problem.
+    """Send what is due, up to ``BATCH`` messages (``box``: see ``sealing_box``); returns how
+    many were sent. Never raises for a delivery problem.
 
-    A database error is raised after the batch is cleaned up as far as the database allows:
-    what was delivered is recorded, what was not is released for the next round.
+    Messages are claimed one at a time, just before each is sent: a worker killed in the middle
+    leaves only the message it was sending to wait out its claim, not the rest of a batch.
+    A database error is raised after the message in hand is cleaned up as far as the database
+    allows: recorded if it was delivered, released if it was not.
     """
     _record_unrecorded(db)
-    pending = claim(db, worker)
     sent = 0
-    try:
-        while pending:
-            if _deliver_one(db, transport, worker, box, pending[0]):
-                sent += 1
-            pending.pop(0)
-    except SQLAlchemyError:
-        with _unrecorded_lock:
-            delivered = set(_unrecorded.get(db, {}))
-        unsent = [message_id for message_id in pending if message_id not in delivered]
-        log.warning("database error during delivery; giving back %d message(s)", len(unsent))
+    for _ in range(BATCH):
+        claimed = claim(db, worker, limit=1)
+        if not claimed:
+            break
+        (message_id,) = claimed
         try:
-            _record_unrecorded(db)
-            _release(db, unsent, worker)
+            if _deliver_one(db, transport, worker, box, message_id):
+                sent += 1
         except SQLAlchemyError:
-            log.warning("could not give the messages back; their claim expires in %s", LEASE)
-        raise
+            with _unrecorded_lock:
+                delivered = message_id in _unrecorded.get(db, {})
+            log.warning("database error during delivery; giving the message back")
+            try:
+                _record_unrecorded(db)
+                _release(db, [] if delivered else [message_id], worker)
+            except SQLAlchemyError:
+                log.warning("could not give the message back; its claim expires in %s", LEASE)
+            raise
     return sent
 
 

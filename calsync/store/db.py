@@ -8,17 +8,25 @@ IMMEDIATE on SQLite. On PostgreSQL it is a plain transaction; callers lock rows 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: How long ``Database.persist`` keeps trying while the database cannot be reached: about what
+#: a PostgreSQL restart or a failover takes.
+PERSIST_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _newest_revision() -> str:
@@ -28,6 +36,14 @@ def _newest_revision() -> str:
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or opened."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True for a refused or lost database connection (a restart, a failover): something to
+    wait out and try again, not a bug."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -97,6 +113,34 @@ class Database:
         """A transaction that will write; on SQLite it holds the write lock from the start."""
         with self._writing.begin() as session:
             yield session
+
+    def persist(
+        self,
+        work: Callable[[Session], T],
+        *,
+        within: float = PERSIST_SECONDS,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> T:
+        """Run ``work`` in a writing transaction, and run it again in a new one while the
+        database cannot be reached (refused or lost connection), for up to ``within`` seconds.
+
+        For the few writes that record what already happened outside the database (an event
+        written to the owner's calendar): losing them would leave the two apart for good, so
+        they wait out a database restart. ``work`` must do the same thing when run again.
+        Raises the last error when the database is still away.
+        """
+        deadline = time.monotonic() + within
+        wait = 0.2
+        while True:
+            try:
+                with self.writing() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if not unreachable(exc) or time.monotonic() + wait > deadline:
+                    raise
+                log.warning("the database cannot be reached; trying again in %.1f s", wait)
+                sleep(wait)
+                wait = min(wait * 2, 5.0)
 
     def migrate(self) -> str:
         """Create or upgrade the schema to the newest migration; returns the revision."""

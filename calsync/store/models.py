@@ -109,6 +109,11 @@ def owner_slug(email: str, taken: Collection[str]) -> str:
     return slug
 
 
+def owner_page_url(base_url: str, owner: Owner) -> str:
+    """The booking page listing the owner's public event types: ``<base_url>/b/<slug>``."""
+    return f"{base_url.rstrip('/')}/b/{owner.slug}"
+
+
 class Owner(Base):
     __tablename__ = "owners"
 
@@ -355,6 +360,9 @@ class Booking(Base):
     # The booking page's submit key: a second submit of one form finds this booking.
     idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     notes: Mapped[str | None] = mapped_column(Text)
+    # The Stripe PaymentIntent (pi_…) that paid for the booking, when it was paid through
+    # calsync: cancellations are refunded against it.
+    payment_intent: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -412,6 +420,12 @@ class HistoryAction(StrEnum):
     MOVED_BY_OWNER = "moved_by_owner"
     DELETED_BY_OWNER = "deleted_by_owner"
     CANCELLED_BY_OWNER = "cancelled_by_owner"
+    RESCHEDULE_REQUESTED = "reschedule_requested"  # the owner asked the customer to move
+    RESCHEDULE_REQUEST_REVOKED = "reschedule_request_revoked"
+    CONFIRMATION_RESENT = "confirmation_resent"
+    PAID = "paid"  # a reschedule fee paid through Stripe (details: amount, payment id)
+    REFUNDED = "refunded"  # money paid back through Stripe (details: amount, refund id)
+    REFUND_FAILED = "refund_failed"  # Stripe refused a refund: the owner pays it back by hand
 
 
 class BookingChange(Base):
@@ -453,6 +467,10 @@ class ChangeStatus(StrEnum):
     PENDING = "pending"  # recorded; the calendar has not (fully) taken it yet
     APPLIED = "applied"
     CONFLICT = "conflict"  # the owner changed the event first; we stopped
+    # A customer's reschedule with a fee: recorded, its new times held (``PaymentHold``), the
+    # sessions untouched until Stripe says the fee is paid; then it becomes PENDING.
+    AWAITING_PAYMENT = "awaiting_payment"
+    UNPAID = "unpaid"  # the hold ran out (or Stripe was away) before the fee was paid
 
 
 class Change(Base):
@@ -485,6 +503,30 @@ class Change(Base):
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("booking_id", "idempotency_key"),)
+
+
+class RescheduleRequest(Base):
+    """The owner asked the customer to choose new times for some sessions
+    (``bookings/reschedule_requests.py``).
+
+    The customer's link to it is the manage link plus a token of its own, of which only the
+    hash is kept. While it is open (not used, not revoked, not expired), the customer may move
+    those sessions once, free of the policy's fee, notice, allowance and reason."""
+
+    __tablename__ = "reschedule_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    session_ids: Mapped[list[int]] = mapped_column(JSON)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    message: Mapped[str | None] = mapped_column(Text)  # the owner's words to the customer
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id", ondelete="SET NULL"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(Base):
@@ -527,3 +569,69 @@ class RateLimitHit(Base):
     at: Mapped[float] = mapped_column(Float)  # Unix time: comparable across processes
 
     __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
+
+
+class PaymentKind(StrEnum):
+    CHARGE = "charge"  # a reschedule fee the customer pays
+    REFUND = "refund"  # money paid back: a cancellation's refund, or a fee paid too late
+
+
+class PaymentState(StrEnum):
+    OPEN = "open"  # a charge waiting for the customer, or a refund not yet sent to Stripe
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"  # the last card was declined; the customer may try again
+    CANCELED = "canceled"  # a charge never paid (its hold ran out)
+    FAILED = "failed"  # Stripe refused the refund: the owner must pay it back by hand
+
+
+class Payment(Base):
+    """One charge or refund through Stripe, in integer minor units of ``currency``.
+
+    ``idempotency_key`` is the key every request to Stripe about this row carries, so a retry
+    never charges or refunds twice; ``stripe_id`` is the PaymentIntent (pi_…) of a charge or
+    the Refund (re_…) of a refund, ``payment_intent`` the intent a refund is paid from.
+    """
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[PaymentKind] = mapped_column(_enum(PaymentKind))
+    state: Mapped[PaymentState] = mapped_column(_enum(PaymentState), default=PaymentState.OPEN)
+    booking_id: Mapped[str] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), index=True
+    )
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id", ondelete="SET NULL"))
+    amount: Mapped[int] = mapped_column(Integer)  # minor units (cents), never a float
+    currency: Mapped[str] = mapped_column(String(3))
+    stripe_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    # The booking's version when the change was recorded: paid later, it applies only if
+    # nothing else changed the booking meanwhile.
+    booking_version: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    message: Mapped[str | None] = mapped_column(Text)  # why it failed, in words
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PaymentHold(Base):
+    """A new time held for a change awaiting payment: busy for every other customer and
+    booking until ``released_at`` (paid: the session moves there; unpaid: it is free again)."""
+
+    __tablename__ = "payment_holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id", ondelete="CASCADE"), index=True)
+    uid: Mapped[str] = mapped_column(String(255))  # the session's, so it never blocks itself
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_payment_holds_owner", "owner_id", "released_at", "start"),)
+
+
+# The console's tables live in a module of their own; importing it registers them on Base.
+from calsync.store import console_rows as console_rows  # noqa: E402

@@ -8,19 +8,20 @@ token of every calsync manage link replaced (``redact_link_tokens``), during exp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from calsync.calendars.base import CalendarItem, ETag, Href, Interval
 from calsync.calendars.errors import InvalidCalendarData
-from calsync.calendars.ical.busy import BusyRules, busy_intervals, item_uid
+from calsync.calendars.ical.busy import BusyRules, read_object
 from calsync.calendars.ical.event_edit import redact_link_tokens
-from calsync.store.models import BusyInterval, CalendarConnection, MirroredEvent
+from calsync.store.db import Database
+from calsync.store.models import Base, BusyInterval, CalendarConnection, MirroredEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,8 +55,7 @@ def expand_item(
     # what reads the mirror only needs to see that a link is there (``link_of``).
     data = redact_link_tokens(item.data)
     try:
-        intervals = busy_intervals(item.data, window.start, window.end, rules, href=item.href)
-        uid = item_uid(item.data)
+        uid, intervals = read_object(item.data, window.start, window.end, rules, href=item.href)
     except InvalidCalendarData as exc:
         # One broken object must never stop the sync of the rest of the calendar.
         problem = redact_link_tokens(str(exc))  # it may quote the object's text
@@ -71,6 +71,32 @@ def known_etags(session: Session, connection_id: int) -> dict[Href, ETag]:
         )
     )
     return {href: etag for href, etag in rows}
+
+
+class LazyETags(Mapping[Href, ETag]):
+    """``known_etags`` of one calendar, read from the database on first use (one query, in a
+    short transaction of its own): an incremental poll that finds no change never reads them,
+    which saves a query over all the calendar's events on most polls."""
+
+    def __init__(self, db: Database, connection_id: int) -> None:
+        self._db = db
+        self._connection_id = connection_id
+        self._etags: dict[Href, ETag] | None = None
+
+    def _loaded(self) -> dict[Href, ETag]:
+        if self._etags is None:
+            with self._db.reading() as session:
+                self._etags = known_etags(session, self._connection_id)
+        return self._etags
+
+    def __getitem__(self, href: Href) -> ETag:
+        return self._loaded()[href]
+
+    def __iter__(self) -> Iterator[Href]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
 
 
 def unreadable_count(session: Session, connection_id: int) -> int:
@@ -116,8 +142,11 @@ def apply_changes(
             session.execute(delete(MirroredEvent).where(MirroredEvent.id.in_(chunk)))
     if not upserted:
         return
+    # On the tables, not the ORM classes: a first sync inserts thousands of rows, and the ORM's
+    # bulk path adds per-row bookkeeping that nothing here needs.
+    events, intervals = _table(MirroredEvent), _table(BusyInterval)
     ids = session.scalars(
-        insert(MirroredEvent).returning(MirroredEvent.id, sort_by_parameter_order=True),
+        insert(events).returning(events.c.id, sort_by_parameter_order=True),
         [
             {
                 "connection_id": connection_id,
@@ -141,7 +170,7 @@ def apply_changes(
         for interval in item.intervals
     ]
     for batch in _chunks(rows, 2000):
-        session.execute(insert(BusyInterval), batch)
+        session.execute(insert(intervals), batch)
 
 
 def busy_between(
@@ -154,10 +183,25 @@ def busy_between(
 
 
 def busy_spans(
-    session: Session, connection_ids: Iterable[int], start: datetime, end: datetime
+    session: Session,
+    connection_ids: Iterable[int],
+    start: datetime,
+    end: datetime,
+    *,
+    with_uids: bool = True,
 ) -> list[tuple[datetime, datetime, str | None]]:
     """Unmerged busy intervals overlapping [start, end), each with its event's UID, so a
-    session being rescheduled can leave its own event out."""
+    session being rescheduled can leave its own event out; ``with_uids=False`` when no session
+    is (the UIDs are None then, and the events' table is not read)."""
+    if not with_uids:
+        spans = session.execute(
+            select(BusyInterval.start, BusyInterval.end).where(
+                BusyInterval.connection_id.in_(list(connection_ids)),
+                BusyInterval.start < end,
+                BusyInterval.end > start,
+            )
+        )
+        return [(s, e, None) for s, e in spans]
     rows = session.execute(
         select(BusyInterval.start, BusyInterval.end, MirroredEvent.uid)
         .join(MirroredEvent, MirroredEvent.id == BusyInterval.event_id)
@@ -179,6 +223,12 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
         else:
             merged.append(interval)
     return merged
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:

@@ -20,16 +20,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence, Sized
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, Update, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
@@ -39,9 +40,10 @@ from calsync.notify import owner_notices
 from calsync.observe import metrics
 from calsync.observe.logs import log_context
 from calsync.store import leases
-from calsync.store.db import Database
+from calsync.store.db import Database, unreachable
 from calsync.store.models import (
     AdoptionRule,
+    Base,
     CalendarConnection,
     ConnectionStatus,
     MirroredEvent,
@@ -111,14 +113,21 @@ class ArrivedHook(Protocol):
     ) -> Sized: ...
 
 
+class RecoveredHook(Protocol):
+    def __call__(self, session: Session, connection_id: int, now: datetime) -> object: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PollHooks:
     """What follows a stored poll. ``stored`` runs inside the poll's transaction with the
     items that changed and the hrefs removed; ``arrived`` runs after it, on calendars that adopt
-    events, with the hrefs this poll brought in, and returns what it adopted."""
+    events, with the hrefs this poll brought in, and returns what it adopted; ``recovered``
+    runs inside the transaction of the first good poll after failed ones (the calendar answers
+    again: work that was waiting for it need not wait out its backoff)."""
 
     stored: StoredHook
     arrived: ArrivedHook
+    recovered: RecoveredHook | None = None
 
 
 def default_worker_id() -> str:
@@ -147,6 +156,9 @@ class Poller:
         self._pool: ThreadPoolExecutor | None = None
         self._scheduler: BackgroundScheduler | None = None
         self.on_result: Callable[[PollResult], None] | None = None
+        # Run records of the tick's unchanged polls, written together after the batch.
+        self._runs: list[dict[str, object]] = []
+        self._runs_lock = threading.Lock()
 
     # -- leases -------------------------------------------------------------------------
 
@@ -204,6 +216,12 @@ class Poller:
         result, _ = self._measured(connection_id, progress, mirror_only=False)
         return result
 
+    def _poll_loaded(self, connection: CalendarConnection) -> PollResult:
+        """``poll`` of a connection the tick has read already; a poll that finds no change
+        leaves its run record to the tick, which writes them all at once."""
+        result, _ = self._measured(connection.id, None, mirror_only=False, loaded=connection)
+        return result
+
     def poll_mirror_only(self, connection_id: int) -> tuple[PollResult, Fetched | None]:
         """Poll one calendar whose lease we hold and store its mirror, nothing else: no owner
         changes, no adoption (the worker follows up). Also returns what was fetched, so a
@@ -211,12 +229,19 @@ class Poller:
         return self._measured(connection_id, None, mirror_only=True)
 
     def _measured(
-        self, connection_id: int, progress: Progress | None, *, mirror_only: bool
+        self,
+        connection_id: int,
+        progress: Progress | None,
+        *,
+        mirror_only: bool,
+        loaded: CalendarConnection | None = None,
     ) -> tuple[PollResult, Fetched | None]:
         """``_poll``, counted in the metrics and with the calendar in every log line."""
         began = time.perf_counter()
         with log_context(calendar_id=connection_id):
-            result, fetched = self._poll(connection_id, progress, mirror_only=mirror_only)
+            result, fetched = self._poll(
+                connection_id, progress, mirror_only=mirror_only, loaded=loaded
+            )
         metrics.POLLS.labels(result.outcome.value).inc()
         metrics.POLL_DURATION.observe(time.perf_counter() - began)
         return result, fetched
@@ -243,23 +268,40 @@ class Poller:
         rules = mirror.rules_for(connection)
         return [mirror.expand_item(i, window, rules, calendar=name) for i in delta.upserted]
 
-    def _load(self, connection_id: int) -> tuple[CalendarConnection, dict[str, str]]:
-        """The connection (detached, with its owner) and the ETags of its mirrored items."""
+    def _load(
+        self, connection_id: int, loaded: CalendarConnection | None = None
+    ) -> tuple[CalendarConnection, Mapping[str, str]]:
+        """The connection (detached, with its owner; ``loaded`` when the tick read it already)
+        and the ETags of its mirrored items, read only if the provider asks for them: an
+        incremental poll that finds no change never does."""
+        if loaded is None:
+            (loaded,) = self._load_many([connection_id])
+        return loaded, mirror.LazyETags(self.db, connection_id)
+
+    def _load_many(self, connection_ids: Sequence[int]) -> list[CalendarConnection]:
+        """The connections (detached, with their owners), in one query, in the given order."""
         with self.db.reading() as session:
-            connection = session.scalars(
-                select(CalendarConnection)
-                .options(joinedload(CalendarConnection.owner))
-                .where(CalendarConnection.id == connection_id)
-            ).one()
-            known = mirror.known_etags(session, connection_id)
-            session.expunge(connection)
-        return connection, known
+            found = {
+                connection.id: connection
+                for connection in session.scalars(
+                    select(CalendarConnection)
+                    .options(joinedload(CalendarConnection.owner))
+                    .where(CalendarConnection.id.in_(list(connection_ids)))
+                )
+            }
+            session.expunge_all()
+        return [found[cid] for cid in connection_ids if cid in found]
 
     def _poll(
-        self, connection_id: int, progress: Progress | None, *, mirror_only: bool
+        self,
+        connection_id: int,
+        progress: Progress | None,
+        *,
+        mirror_only: bool,
+        loaded: CalendarConnection | None = None,
     ) -> tuple[PollResult, Fetched | None]:
         started = self.clock()
-        connection, known = self._load(connection_id)
+        connection, known = self._load(connection_id, loaded)
         if connection.next_poll_at <= started:  # due, not polled early on request
             metrics.POLL_LAG.observe((started - connection.next_poll_at).total_seconds())
         name = f"#{connection.id} ({connection.display_name or connection.url})"
@@ -276,7 +318,14 @@ class Poller:
             # give the lease back with a backoff, not leave it "ok" and retried every minute.
             log.exception("calendar %s: unexpected error while polling", name)
             return self._record_failure(connection.id, started, exc), None
-        result, arrived = self._store(connection, started, fetched, mirror_only=mirror_only)
+        result = None
+        if not mirror_only and _unchanged(connection, fetched):
+            result = self._store_unchanged(
+                connection, started, fetched, defer_run=loaded is not None
+            )
+        arrived: list[str] = []
+        if result is None:
+            result, arrived = self._store(connection, started, fetched, mirror_only=mirror_only)
         if arrived and connection.adopt is not AdoptionRule.OFF and self.hooks is not None:
             # Only what this poll (or a request's since the last one) brought in: the
             # existing events are adopted by `calsync adopt`.
@@ -303,7 +352,7 @@ class Poller:
         self,
         provider: CalendarProvider,
         connection: CalendarConnection,
-        known: dict[str, str],
+        known: Mapping[str, str],
         name: str,
         progress: Progress | None,
     ) -> Fetched:
@@ -391,6 +440,8 @@ class Poller:
                 current.last_error = (
                     f"{problems} event(s) could not be read and were skipped" if problems else None
                 )
+                if current.failures and self.hooks is not None and self.hooks.recovered:
+                    self.hooks.recovered(session, connection.id, now)
                 current.failures = 0
                 current.last_polled_at = current.last_success_at = now
                 if fetched.reexpanded:
@@ -429,6 +480,61 @@ class Poller:
             problems,
         )
         return result, arrived
+
+    def _store_unchanged(
+        self,
+        connection: CalendarConnection,
+        started: datetime,
+        fetched: Fetched,
+        *,
+        defer_run: bool,
+    ) -> PollResult | None:
+        """Store a poll that changed nothing in one statement; None when it cannot be (the
+        lease was lost, or a request's poll left notes to follow up): ``_store`` then does.
+
+        The update is its own fence: it matches only while we hold the lease, the calendar is
+        still healthy (so its ``last_error``, which counts unreadable events, stays true: the
+        mirror did not change) and no follow-up notes wait. It also reads the unreadable count
+        for the result. With ``defer_run`` the run record is kept for the tick to write with
+        the others of its batch (``_flush_runs``)."""
+        now = self.clock()
+        with self.db.writing() as session:
+            problems = session.execute(
+                _UNCHANGED_STORE,
+                {
+                    "connection": connection.id,
+                    "worker": self.worker_id,
+                    "new_cursor": fetched.cursor,
+                    "now": now,
+                    "next_at": self._next_poll(now, 0),
+                },
+            ).scalar()
+            if problems is None:
+                return None
+            run = {
+                "connection_id": connection.id,
+                "worker": self.worker_id,
+                "started_at": started,
+                "finished_at": self.clock(),
+                "outcome": SyncOutcome.OK,
+                "full": fetched.full,
+                "upserted": 0,
+                "removed": 0,
+            }
+            if defer_run:
+                with self._runs_lock:
+                    self._runs.append(run)
+            else:
+                session.execute(_RUN_INSERT, [run])
+        return PollResult(connection.id, SyncOutcome.OK, full=fetched.full, problems=problems)
+
+    def _flush_runs(self) -> None:
+        """Write the run records the tick's unchanged polls left, in one statement."""
+        with self._runs_lock:
+            runs, self._runs = self._runs, []
+        if runs:
+            with self.db.writing() as session:
+                session.execute(_RUN_INSERT, runs)
 
     def _record_failure(self, connection_id: int, started: datetime, exc: Exception) -> PollResult:
         if isinstance(exc, ProviderError):
@@ -485,29 +591,65 @@ class Poller:
         return [self.poll(cid, progress) for cid in claimed]
 
     def tick(self) -> list[PollResult]:
-        """Claim due calendars and poll them in parallel; never raises."""
+        """Claim due calendars and poll them, ``max_parallel_polls`` at a time, batch after
+        batch while full batches come and for at most ``tick_seconds``; never raises.
+
+        One batch per tick would cap a worker at ``max_parallel_polls`` calendars per
+        ``tick_seconds`` (4 per 5 s with the defaults: under one poll a second), far below what
+        it can do; the time bound keeps the worker's other jobs and its shutdown prompt."""
+        began = time.monotonic()
+        results: list[PollResult] = []
+        while True:
+            batch_began = time.monotonic()
+            batch = self._tick_batch()
+            for result in batch:
+                if self.on_result:
+                    self.on_result(result)
+            results += batch
+            if len(batch) < self.sync.max_parallel_polls:
+                return results
+            # Stop before the next beat, so the scheduler never finds this tick still running.
+            now = time.monotonic()
+            if now - began + (now - batch_began) >= self.sync.tick_seconds:
+                return results
+
+    def _tick_batch(self) -> list[PollResult]:
+        """One batch: claim, read the connections in one query, poll them in parallel, write
+        the run records of the unchanged ones in one statement."""
         try:
             ids = self.claim_due(self.sync.max_parallel_polls)
+            if not ids:
+                return []
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     self.sync.max_parallel_polls, thread_name_prefix="poll"
                 )
-            results = list(self._pool.map(self._poll_safely, ids))
-        except Exception:
-            log.exception("poller tick failed; will try again at the next tick")
+            try:
+                return list(self._pool.map(self._poll_safely, self._load_many(ids)))
+            finally:
+                self._flush_runs()
+        except Exception as exc:
+            if unreachable(exc):  # a restart: one line per tick until it is back
+                log.warning("poller tick: the database cannot be reached; will try again")
+            else:
+                log.exception("poller tick failed; will try again at the next tick")
             return []
-        for result in results:
-            if self.on_result:
-                self.on_result(result)
-        return results
 
-    def _poll_safely(self, connection_id: int) -> PollResult:
+    def _poll_safely(self, connection: CalendarConnection) -> PollResult:
+        connection_id = connection.id
         try:
-            return self.poll(connection_id)
+            return self._poll_loaded(connection)
         except Exception as exc:
             # A bug or database hiccup in one calendar's poll must not stop the others. The
             # failure is recorded on the calendar when the database lets us; otherwise the
             # lease expires and the calendar is polled again later.
+            if unreachable(exc):
+                log.warning(
+                    "calendar #%s: the database cannot be reached; polled again once its "
+                    "lease runs out",
+                    connection_id,
+                )
+                return PollResult(connection_id, SyncOutcome.FAILED, error="database unreachable")
             log.exception("calendar #%s: unexpected error while polling", connection_id)
             try:
                 return self._record_failure(connection_id, self.clock(), exc)
@@ -549,6 +691,60 @@ class Poller:
                 )
         except Exception:  # the database may be gone at shutdown; the leases then expire
             log.warning("could not give back this worker's leases; they expire by themselves")
+
+
+def _unchanged_store() -> Update:
+    """The one statement that stores an unchanged poll (``Poller._store_unchanged``), built
+    once: on the table, not the ORM class, so no ORM bookkeeping runs on the hot path."""
+    connections = _table(CalendarConnection)
+    events = _table(MirroredEvent)
+    notes = _table(MirrorFollowUp)
+    unreadable = (
+        select(func.count())
+        .where(events.c.connection_id == bindparam("connection"), events.c.problem.is_not(None))
+        .scalar_subquery()
+    )
+    return (
+        update(connections)
+        .where(
+            connections.c.id == bindparam("connection"),
+            connections.c.lease_owner == bindparam("worker"),
+            connections.c.status == ConnectionStatus.OK,
+            connections.c.failures == 0,
+            ~exists().where(notes.c.connection_id == bindparam("connection")),
+        )
+        .values(
+            cursor=bindparam("new_cursor"),
+            last_polled_at=bindparam("now"),
+            last_success_at=bindparam("now"),
+            next_poll_at=bindparam("next_at"),
+            lease_owner=None,
+            lease_until=None,
+        )
+        .returning(unreadable)
+    )
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+_UNCHANGED_STORE = _unchanged_store()
+_RUN_INSERT = insert(_table(SyncRun))
+
+
+def _unchanged(connection: CalendarConnection, fetched: Fetched) -> bool:
+    """A poll of a healthy calendar that brought nothing and re-expanded nothing: the common
+    case, stored by ``Poller._store_unchanged`` in one statement."""
+    return (
+        not fetched.changed
+        and not fetched.removed
+        and not fetched.reexpanded
+        and connection.status is ConnectionStatus.OK
+        and connection.failures == 0
+    )
 
 
 def _note_follow_ups(

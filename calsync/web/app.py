@@ -28,9 +28,10 @@ from calsync.config import Settings, load_settings
 from calsync.observe.metrics import scrape_registry
 from calsync.store.db import Database, DatabaseUnavailable, missing_sqlite_file
 from calsync.store.rate_limits import RedisCounter
-from calsync.web import errors, telemetry
-from calsync.web.api import bookings, calendars, event_types, health, owners
+from calsync.web import errors, telemetry, webhooks
+from calsync.web.api import bookings, calendars, event_types, health, owners, payments
 from calsync.web.book import routes as book_page
+from calsync.web.console import routes as console
 from calsync.web.deps import bearer_scheme, check_admin_key
 from calsync.web.manage import routes as manage
 from calsync.web.manage.rate_limit import RateLimits, SharedLimiter
@@ -163,11 +164,13 @@ def create_app(
     app.include_router(telemetry.router)
     app.include_router(manage.router)
     app.include_router(book_page.router)
+    app.include_router(webhooks.router)
     app.include_router(google_signin.pages)
+    console.install(app)
     _add_docs(app)
     app.mount("/static", StaticAssets(), name="static")
     api = APIRouter(prefix="/api", dependencies=[bearer_scheme], responses=API_RESPONSES)
-    for module in (owners, calendars, event_types, bookings):
+    for module in (owners, calendars, event_types, bookings, payments):
         api.include_router(module.router)
     api.include_router(google_signin.api_router)
     app.include_router(api)

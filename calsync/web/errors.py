@@ -378,8 +378,16 @@ SIGN_IN_WRONG = (
 )
 
 
+CONSOLE_WRONG = (
+    "Something went wrong",
+    "Something went wrong on our side. Go back and look whether your change was made; if not, "
+    "try again in a few minutes. If it keeps happening, tell your calsync administrator.",
+)
+
+
 def _for_customers(handler: Handler) -> Handler:
-    """``handler``, answering the browser pages (the manage page, the Google sign-in) with a
+    """``handler``, answering the browser pages (the manage page, the Google sign-in, the
+    owner's console) with a
     page instead of JSON."""
 
     async def handle(request: Request, exc: Exception) -> Response:
@@ -389,6 +397,8 @@ def _for_customers(handler: Handler) -> Handler:
             fallback = SOMETHING_WRONG
         elif path.startswith("/oauth/"):
             fallback = SIGN_IN_WRONG
+        elif path == "/console" or path.startswith("/console/"):
+            fallback = CONSOLE_WRONG
         else:
             return response
         title, message = CUSTOMER_PAGES.get(response.status_code, fallback)

@@ -43,6 +43,7 @@ from calsync.store.models import (
     Owner,
     ProviderKind,
     SyncOutcome,
+    owner_page_url,
 )
 from calsync.sync.poller import PollResult
 
@@ -215,15 +216,19 @@ class OwnerOut(BaseModel):
     name: str
     email: str
     timezone: str
+    slug: str = Field(description="The owner's part of the booking page addresses /b/<slug>/…")
+    page_url: str = Field(description="The booking page listing the owner's public event types.")
     created_at: Instant
 
     @classmethod
-    def from_row(cls, owner: Owner) -> OwnerOut:
+    def from_row(cls, owner: Owner, base_url: str) -> OwnerOut:
         return cls(
             id=owner.id,
             name=owner.name,
             email=owner.email,
             timezone=owner.timezone,
+            slug=owner.slug,
+            page_url=owner_page_url(base_url, owner),
             created_at=owner.created_at,
         )
 

@@ -18,7 +18,17 @@ def test_packages_spacing_and_the_page_switch_are_set_shown_and_checked(
 ) -> None:
     cli = Cli(tmp_path, database_url)
     cli.ok("init")
-    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
+    added = cli.ok(
+        "owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin"
+    )
+    assert "booking page http://127.0.0.1:8000/b/coach-carter" in " ".join(added.split())
+    # The owner's slug, in the list and its JSON.
+    (listed,) = json.loads(cli.ok("owner", "list", "--json"))
+    assert (listed["slug"], listed["page_url"]) == (
+        "coach-carter",
+        "http://127.0.0.1:8000/b/coach-carter",
+    )
+    assert "coach-carter" in cli.ok("owner", "list")
     cli.ok(
         "event-type", "add", "--owner", OWNER, "--slug", "coaching", "--duration", "60",
         "--package", "3=250", "--package", "1=90", "--min-days-apart", "2",

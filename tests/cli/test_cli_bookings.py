@@ -133,3 +133,88 @@ def test_book_show_move_and_cancel_from_the_command_line(
         assert [c["items"][0]["position"] for c in shown["changes"]] == [1, 2]
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_request_reschedule_revoke_and_resend_confirmation_from_the_command_line(
+    tmp_path: Path, database_url: str, radicale_server: ServerProcess
+) -> None:
+    cli = Cli(tmp_path, database_url)
+    cli.ok("init")
+    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
+    calendar = radicale_server.new_calendar()
+    cli.ok("calendar", "add", "--owner", OWNER, "--caldav", calendar, "--role", "both")
+    cli.ok(
+        "event-type",
+        "add",
+        "--owner",
+        OWNER,
+        "--slug",
+        "coaching",
+        "--duration",
+        "60",
+        "--booking-calendar",
+        "1",
+        "--reschedule",
+        "never",
+    )
+    today = datetime.now(BERLIN).date()
+    monday = today + timedelta(days=7 - today.weekday())
+    booked = json.loads(
+        cli.ok(
+            "book",
+            "--event-type",
+            "coaching",
+            "--customer-email",
+            "zoe@example.org",
+            "--customer-name",
+            "Zoë",
+            "--start",
+            f"{monday}T09:00",
+            "--start",
+            f"{monday}T11:00",
+            "--json",
+        )
+    )
+    booking_id = booked["id"]
+
+    said = cli.ok(
+        "booking",
+        "request-reschedule",
+        booking_id,
+        "--session",
+        "2",
+        "--message",
+        "The room is taken",
+        "--days",
+        "3",
+    )
+    assert "Zoë <zoe@example.org> is asked to choose new times for session 2" in said
+    assert f"Their link: {booked['manage_url']}?tab=reschedule&request=" in said
+    made = json.loads(
+        cli.ok("booking", "request-reschedule", booking_id, "--session", "1", "--json")
+    )
+    assert made["sessions"] == [1] and made["url"].startswith(booked["manage_url"])
+    shown = json.loads(cli.ok("booking", "show", booking_id, "--json"))
+    asked = [h for h in shown["history"] if h["action"] == "reschedule_requested"]
+    assert [(h["actor"], h["reason"], h["details"]["sessions"]) for h in asked] == [
+        ("owner", "The room is taken", [2]),
+        ("owner", None, [1]),
+    ]
+    assert asked[1]["details"]["replaces"] == [asked[0]["details"]["request"]]
+    assert "reschedule_requested" in cli.ok("booking", "show", booking_id)
+
+    assert f"Request {made['id']} withdrawn" in cli.ok("booking", "revoke-request", booking_id)
+    assert "has no open reschedule request" in cli.fails("booking", "revoke-request", booking_id)
+    assert "the booking has no session 3" in cli.fails(
+        "booking", "request-reschedule", booking_id, "--session", "3"
+    )
+
+    assert "Queued the confirmation to zoe@example.org" in cli.ok(
+        "booking", "resend-confirmation", booking_id
+    )
+    outbox = json.loads(cli.ok("outbox", "list", "--json"))
+    subjects = [m["subject"] for m in outbox]
+    assert subjects.count("Coach asks you to choose a new time: Coaching") == 2
+    assert subjects.count("Your 2 sessions are confirmed: Coaching") == 2  # booked, resent
+    assert "no booking nope" in cli.fails("booking", "resend-confirmation", "nope")

@@ -91,8 +91,31 @@ def test_google_demo_once_books_into_google_and_prints_a_working_link(tmp_path: 
     assert link and link.group(1).startswith("http://127.0.0.1:8000/m/")
     with TestClient(create_app(settings)) as client:
         page = client.get(link.group(1).removeprefix(settings.base_url))
-    assert page.status_code == 200
-    assert "Coaching session" in page.text
+        assert page.status_code == 200
+        assert "Coaching session" in page.text
+
+        # The printed booking page takes bookings, with free times from the Google calendar.
+        booking_page = re.search(r"The booking page: (\S+)", output)
+        assert booking_page and booking_page.group(1) == f"{settings.base_url}/b/ada/coaching"
+        path = booking_page.group(1).removeprefix(settings.base_url)
+        assert "3 sessions" in client.get(path).text
+        times = client.get(f"{path}/times", params={"package": "3", "tz": "America/New_York"})
+    assert times.status_code == 200
+    assert 'type="radio" name="pick"' in times.text
+
+    # The printed console link signs Ada in, once.
+    console_link = re.search(
+        r"Ada's console \(signs her in once, within 15 minutes\): (\S+)", output
+    )
+    assert console_link and "/console/link/" in console_link.group(1), output
+    path = console_link.group(1).removeprefix(settings.base_url)
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        opened = client.get(path)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', opened.text)
+        assert opened.status_code == 200 and csrf
+        signed_in = client.post(path, data={"csrf": csrf.group(1)})
+        assert signed_in.status_code == 303
+        assert "Ada Lovelace" in client.get("/console/calendars").text
 
 
 @pytest.mark.slow

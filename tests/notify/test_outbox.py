@@ -222,6 +222,46 @@ def test_a_worker_that_dies_mid_delivery_loses_nothing(
     )
 
 
+class ProcessKilled(BaseException):
+    """Stands in for SIGKILL (a mock of a fault: a process cannot be killed mid-call in a
+    test): nothing of calsync's runs after it, no clean-up, no except clause."""
+
+
+class DiesOnTheSecondMessage:
+    """A real SMTP transport whose worker is killed while handing it the second message."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport, self.sends = transport, 0
+
+    def send(self, message: EmailMessage) -> None:
+        self.sends += 1
+        if self.sends == 2:
+            raise ProcessKilled
+        self.transport.send(message)
+
+
+def test_a_worker_killed_mid_delivery_holds_back_only_the_message_it_was_sending(
+    db: Database, mail_settings: Settings, mail_server: MailServer, booked: Any
+) -> None:
+    """Found by the load test with faults: a worker claimed 20 messages at once for five
+    minutes, so killing it delayed every email of the batch it had not reached by that long."""
+    dying = DiesOnTheSecondMessage(transport_from_settings(mail_settings.mail))
+    with pytest.raises(ProcessKilled):
+        outbox.deliver_due(db, dying, "killed", outbox.sealing_box(mail_settings))
+    assert len(mail_server.inbox.received) == 1
+
+    assert deliver(db, mail_settings, "w2") == 2, "the others go out at once"
+    assert len(mail_server.inbox.received) == 3
+    (in_flight,) = outbox.list_messages(db, OutboxStatus.READY)
+    assert in_flight.lease_owner == "killed"
+    with db.writing() as session:  # its claim runs out
+        session.execute(update(OutboxMessage).values(lease_until=datetime(2000, 1, 1, tzinfo=ZONE)))
+    assert deliver(db, mail_settings, "w2") == 1
+    assert recipients_of(mail_server.inbox.received) == Counter(
+        {CUSTOMER: 1, OWNER: 1, **{s: 1 for s in STAKEHOLDERS}}
+    )
+
+
 def test_an_owner_move_in_their_calendar_tells_the_customer_not_the_owner(
     db: Database,
     mail_settings: Settings,

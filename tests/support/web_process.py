@@ -40,7 +40,9 @@ class WebProcess:
     log: Path
 
     @classmethod
-    def start(cls, env: dict[str, str], cwd: Path, name: str = "web") -> WebProcess:
+    def start(
+        cls, env: dict[str, str], cwd: Path, name: str = "web", *, timeout: float = 30
+    ) -> WebProcess:
         port = free_port()
         log = cwd / f"{name}.log"
         with log.open("wb") as sink:
@@ -52,7 +54,7 @@ class WebProcess:
                 stderr=subprocess.STDOUT,
             )
         web = cls(f"http://127.0.0.1:{port}", process, log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{web.base}/healthz").status_code == 200:

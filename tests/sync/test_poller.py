@@ -229,3 +229,60 @@ def test_busy_time_follows_the_horizon_as_days_pass(
     (result,) = poller.sync_now([cid])
     assert result.upserted == 0
     assert max(i.start for i in busy(db, cid)) >= clock.now + timedelta(days=6)
+
+
+def test_one_tick_polls_every_due_calendar_not_only_one_batch(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    # One batch per tick capped a worker at max_parallel_polls calendars per tick_seconds.
+    ids = [calendars.add()[0] for _ in range(3 * settings.sync.max_parallel_polls + 1)]
+    results = calendars.poller(settings, clock, "w1").tick()
+    assert sorted(r.connection_id for r in results) == ids
+    assert {r.outcome for r in results} == {SyncOutcome.OK}
+
+
+def test_unchanged_poll_is_recorded_and_moves_the_cursor_and_next_poll(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    cid, calendar = calendars.add()
+    calendar.owner_put("a", event("a", START + timedelta(hours=2)))
+    poller = calendars.poller(settings, clock, "w1")
+    poller.tick()
+    clock.advance(seconds=settings.sync.poll_interval_seconds)
+    (unchanged,) = poller.tick()
+    assert (unchanged.outcome, unchanged.upserted, unchanged.removed) == (SyncOutcome.OK, 0, 0)
+    connection = calendars.connection(cid)
+    assert connection.lease_owner is None and connection.lease_until is None
+    assert connection.last_success_at == clock.now
+    assert connection.next_poll_at == clock.now + timedelta(
+        seconds=settings.sync.poll_interval_seconds
+    )
+    with calendars.db.reading() as session:
+        runs = list(session.scalars(select(SyncRun).where(SyncRun.connection_id == cid)))
+    assert [(r.outcome, r.upserted, r.worker) for r in runs] == [
+        (SyncOutcome.OK, 1, "w1"),
+        (SyncOutcome.OK, 0, "w1"),
+    ]
+    # The owner's change after an unchanged poll still arrives with the next one.
+    calendar.owner_put("b", event("b", START + timedelta(hours=5)))
+    clock.advance(seconds=settings.sync.poll_interval_seconds)
+    (changed,) = poller.tick()
+    assert changed.upserted == 1
+    assert [i.start.hour for i in busy(calendars.db, cid)] == [10, 13]
+
+
+def test_unchanged_poll_still_reports_unreadable_events(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    cid, calendar = calendars.add()
+    calendar.owner_put(
+        "bad",
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:bad\r\nDTSTART:soon\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    poller = calendars.poller(settings, clock, "w1")
+    (first,) = poller.tick()
+    clock.advance(seconds=settings.sync.poll_interval_seconds)
+    (unchanged,) = poller.tick()
+    assert first.problems == unchanged.problems == 1
+    assert "1 event(s) could not be read" in (calendars.connection(cid).last_error or "")

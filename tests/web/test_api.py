@@ -226,6 +226,9 @@ def test_owners_are_added_listed_and_read(api: TestClient) -> None:
     assert response.status_code == 201
     ada = response.json()
     assert ada["id"] > 0 and ada["email"] == "ada@example.org"
+    # The booking page's owner slug, and the page listing their event types.
+    assert ada["slug"] == "ada"
+    assert ada["page_url"] == "http://127.0.0.1:8000/b/ada"
     assert ada["created_at"].endswith("+00:00")
     bob = api.post(
         "/api/owners", json={"name": "Bob", "email": "bob@example.org", "timezone": "UTC"}

@@ -136,7 +136,13 @@ class CalDAVProvider(CalendarProvider):
         full = cursor is None
         # A removal of something the caller never had (Radicale reports old tombstones even
         # on a first sync) is no news.
-        removed = [h for h in known if h not in listed] if full else sorted(deleted & known.keys())
+        # (An unchanged calendar lists and deletes nothing: ``known`` is then never read, and the
+        # poller's lazy mapping never queries it.)
+        removed = (
+            [h for h in known if h not in listed]
+            if full
+            else sorted(h for h in deleted if h in known)
+        )
         wanted = [h for h, etag in listed.items() if etag is None or known.get(h) != etag]
         items, gone = self._multiget(wanted)
         removed += [h for h in gone if h in known and h not in removed]
@@ -174,11 +180,14 @@ class CalDAVProvider(CalendarProvider):
                         exc_info=log.isEnabledFor(logging.DEBUG),
                     )
                     raise SyncUnusable from exc
+                # caldav's URL.canonical() is slow (thousands of objects on a first sync), and
+                # only needed when the answer reports deletions.
+                deleted_urls = result.deleted_urls
                 for obj in result:
                     href = href_of(str(obj.url))
                     if href == self._path or href.endswith("/"):
                         continue  # the collection itself (iCloud) or a sub-collection
-                    if obj.url.canonical() in result.deleted_urls:
+                    if deleted_urls and obj.url.canonical() in deleted_urls:
                         deleted.add(href)
                         listed.pop(href, None)
                     else:

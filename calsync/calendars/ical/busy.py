@@ -34,7 +34,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from math import prod
 from time import thread_time
 from types import FrameType
@@ -53,10 +53,18 @@ try:
 except ImportError:  # icalendar < 7 never guesses such TZIDs, so it has no warning for it
     GloballyUniqueTZIDGuessed = UserWarning  # type: ignore[assignment,misc]
 
+from calsync.calendars.ical.busy_text import busy_text
 from calsync.calendars.ical.scan import item_uid
 from calsync.states import AllDayMode
 
-__all__ = ["AllDayMode", "BusyRules", "busy_intervals", "item_uid", "parse_calendar"]
+__all__ = [
+    "AllDayMode",
+    "BusyRules",
+    "busy_intervals",
+    "item_uid",
+    "parse_calendar",
+    "read_object",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +104,8 @@ _FREQ_SECONDS = {
     "MONTHLY": 28 * 86400,
     "YEARLY": 365 * 86400,
 }
+# An event with any of these has (or removes) occurrences besides its own DTSTART.
+_RECURRENCE = ("RRULE", "RDATE", "EXDATE", "EXRULE", "RECURRENCE-ID")
 # BY-parts that spread a WEEKLY, MONTHLY or YEARLY period over several of its days.
 _DAY_PARTS = ("BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH")
 
@@ -170,12 +180,123 @@ def busy_intervals(
     A TZID that is unknown and has no VTIMEZONE does not drop busy time: its times are
     read in ``rules.timezone`` and a warning names the href and the TZID.
     """
+    return read_object(data, start, end, rules, href=href)[1]
+
+
+def read_object(
+    data: str,
+    start: datetime,
+    end: datetime,
+    rules: BusyRules,
+    *,
+    href: str | None = None,
+) -> tuple[str | None, list[Interval]]:
+    """The UID of the object's first VEVENT and ``busy_intervals(data, start, end, rules)``,
+    from one pass over the text and one parse of the part busy time reads (``busy_text``).
+
+    Raises as ``busy_intervals`` does.
+    """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("busy_intervals needs an aware start and end")
     if end < start:
         raise ValueError(f"The window ends before it starts: {start} > {end}")
-    calendar = parse_calendar(data, href=href)
-    return _ObjectReader(calendar, data, rules, href).busy(start, end)
+    slim = busy_text(data, rules.owner_addresses)
+    if slim.plain is not None:
+        intervals = _plain_busy(slim.plain, start, end, rules)
+        if intervals is not None:
+            return slim.uid, intervals
+    calendar = parse_calendar(slim.text, href=href)
+    return slim.uid, _ObjectReader(calendar, data, rules, href).busy(start, end)
+
+
+# The values the parser-free path reads: a UTC, floating or TZID date-time, or a date.
+_PLAIN_LINE = re.compile(
+    r"(?P<name>DTSTART|DTEND)(?:;TZID=(?P<tzid>[A-Za-z0-9_+\-/]+)|;VALUE=(?P<value>DATE|DATE-TIME))?"
+    r":(?P<date>\d{8})(?:T(?P<time>\d{6})(?P<utc>Z?))?",
+    re.IGNORECASE,
+)
+
+
+def _plain_busy(
+    plain: dict[str, str], start: datetime, end: datetime, rules: BusyRules
+) -> list[Interval] | None:
+    """Busy time of a plain event (``busy_text``'s ``SlimObject.plain``) read straight from
+    its lines, by the same rules as ``_ObjectReader``; None for anything this path does not
+    read exactly the same way (the parser then does the work, and finds any error)."""
+    zone = resolve_zone(rules.timezone)
+    if zone is None or "DTSTART" not in plain:
+        return None
+    first = _plain_value(plain["DTSTART"], zone, zone)
+    if first is None:
+        return None
+    # A floating DTEND next to a zoned DTSTART is read in DTSTART's zone (``_prepare``).
+    floating = first.tzinfo if isinstance(first, datetime) and first.tzinfo else zone
+    last = _plain_value(plain["DTEND"], floating, zone) if "DTEND" in plain else None
+    if "DTEND" in plain and last is None:
+        return None
+    all_day = not isinstance(first, datetime)
+    if last is not None and isinstance(last, datetime) == all_day:
+        return None  # a date with a date-time: rare, left to the parser
+    status = plain.get("STATUS", "").partition(":")[2].strip().upper()
+    transp = plain.get("TRANSP", "").partition(":")[2].strip().upper()
+    if (
+        ";"
+        in plain.get("STATUS", ":").partition(":")[0] + plain.get("TRANSP", ":").partition(":")[0]
+    ):
+        return None  # parameters on STATUS or TRANSP
+    if status == "CANCELLED":
+        return []
+    if all_day and rules.all_day is not AllDayMode.FOLLOW_TRANSP:
+        if rules.all_day is AllDayMode.FREE:
+            return []
+    elif transp == "TRANSPARENT":
+        return []
+    if all_day:
+        assert not isinstance(first, datetime)
+        midnight = datetime.combine(first, time(), tzinfo=zone)
+        days = 1 if last is None else (last - first).days
+        if days < 0:
+            return None  # DTEND before DTSTART: the parser's path swaps them
+        span = (to_utc(midnight), to_utc(midnight + timedelta(days=days)))
+    else:
+        assert isinstance(first, datetime)
+        begins = to_utc(first)
+        ends = begins if last is None else to_utc(last)  # type: ignore[arg-type]
+        if ends < begins:
+            return None
+        span = (begins, ends)
+    if span[0] < span[1] and span[0] < end and span[1] > start:
+        return [Interval(*span)]
+    return []
+
+
+def _plain_value(line: str, floating: tzinfo, zone: tzinfo) -> date | None:
+    """The aware date-time (or date) of a plain DTSTART/DTEND line; None if it is not one of
+    the simple forms."""
+    match = _PLAIN_LINE.fullmatch(line.strip())
+    if match is None:
+        return None
+    try:
+        day = date(int(match["date"][:4]), int(match["date"][4:6]), int(match["date"][6:]))
+        if match["time"] is None:
+            if match["tzid"] or (match["value"] or "").upper() == "DATE-TIME":
+                return None
+            return day
+        if (match["value"] or "").upper() == "DATE":
+            return None
+        clock = time(int(match["time"][:2]), int(match["time"][2:4]), int(match["time"][4:]))
+    except ValueError:
+        return None
+    if match["utc"]:
+        if match["tzid"]:
+            return None
+        return datetime.combine(day, clock, tzinfo=UTC)
+    if match["tzid"]:
+        named = iana_zone(match["tzid"])
+        if named is None:
+            return None
+        return datetime.combine(day, clock, tzinfo=named)
+    return datetime.combine(day, clock, tzinfo=floating)
 
 
 @dataclass(slots=True)
@@ -221,9 +342,19 @@ class _ObjectReader:
         with self._invalid_on_error("Unusable event"):
             for index, event in enumerate(events):
                 self._prepare(event, index, end)
+        found: set[tuple[datetime, datetime]] = set()
+        if len(events) == 1 and not any(name in events[0] for name in _RECURRENCE):
+            # Most objects are one plain event: its only occurrence is the event itself, so
+            # recurring_ical_events (which copies the component per occurrence) is skipped.
+            with self._invalid_on_error("Unusable event"):
+                event, timing = events[0], self.timings[0]
+                if self._blocks(event, timing):
+                    span = self._span(event, timing)
+                    if span[0] < span[1] and span[0] < end and span[1] > start:
+                        found.add(span)
+            return [Interval(span_start, span_end) for span_start, span_end in sorted(found)]
         query_start = (start - _MARGIN).astimezone(self.zone)
         query_end = (end + _MARGIN).astimezone(self.zone)
-        found: set[tuple[datetime, datetime]] = set()
         with self._invalid_on_error("Cannot expand the recurrence"):
             query = CalendarQuery(self.calendar, components=("VEVENT",))
             occurrences = self._occurrences(query, query_start, query_end)
@@ -440,7 +571,7 @@ class _ObjectReader:
 
     # -- judging occurrences ----------------------------------------------------------------
 
-    def _blocks(self, occurrence: icalendar.Event, timing: _Timing) -> bool:
+    def _blocks(self, occurrence: icalendar.Component, timing: _Timing) -> bool:
         if _text(occurrence, "STATUS") == "CANCELLED":
             return False
         transparent = _text(occurrence, "TRANSP") == "TRANSPARENT"
@@ -451,7 +582,7 @@ class _ObjectReader:
             return False
         return not self._declined_by_owner(occurrence)
 
-    def _declined_by_owner(self, occurrence: icalendar.Event) -> bool:
+    def _declined_by_owner(self, occurrence: icalendar.Component) -> bool:
         """Declined when every ATTENDEE entry of the owner says DECLINED; an owner who is
         the ORGANIZER did not decline (some servers list the organizer as an attendee)."""
         owner = self.rules.owner_addresses
@@ -466,7 +597,7 @@ class _ObjectReader:
         ]
         return bool(answers) and all(answer == "DECLINED" for answer in answers)
 
-    def _span(self, occurrence: icalendar.Event, timing: _Timing) -> tuple[datetime, datetime]:
+    def _span(self, occurrence: icalendar.Component, timing: _Timing) -> tuple[datetime, datetime]:
         wall = self._wall(_dtstart(occurrence))
         begins = to_utc(wall)
         period_end = timing.periods.get(begins)
@@ -522,6 +653,7 @@ class _CpuBudget:
         self.seconds = seconds
         self.deadline = thread_time() + seconds
         self.calls = 0
+        self.entries = 0
         self.previous: Callable[..., Any] | None = None
 
     def _check(self, frame: FrameType, event: str, arg: Any) -> Any:
@@ -532,7 +664,11 @@ class _CpuBudget:
         return self.previous(frame, event, arg) if self.previous is not None else None
 
     def __enter__(self) -> None:
-        if thread_time() > self.deadline:
+        # The clock again only every 16th step: on some machines reading a thread's CPU time
+        # is a system call that cost more than the step itself (a first sync read it per
+        # occurrence). A step that runs long is still stopped by ``_check`` inside it.
+        self.entries += 1
+        if self.entries % 16 == 0 and thread_time() > self.deadline:
             raise _OverBudget(f"Expanding took more than {self.seconds:g} s of CPU time")
         self.previous = sys.gettrace()
         sys.settrace(self._check)

@@ -18,6 +18,7 @@ from pydantic import (
 
 from calsync.bookings.packages import MAX_SESSIONS
 from calsync.input_rules import one_line
+from calsync.policy.money import minor_text
 from calsync.store.change_items import Times
 from calsync.store.models import (
     Actor,
@@ -29,6 +30,9 @@ from calsync.store.models import (
     Change,
     ChangeKind,
     ChangeStatus,
+    Payment,
+    PaymentKind,
+    PaymentState,
     SessionStatus,
 )
 from calsync.web.schemas import (
@@ -104,6 +108,13 @@ class BookingCreate(Request):
     )
     stakeholders: list[Email] = Field(
         default_factory=list, description="People who hear of every change, by email."
+    )
+    payment_intent: str | None = Field(
+        None,
+        pattern=r"^pi_[A-Za-z0-9]{6,250}$",
+        description="The Stripe PaymentIntent that paid for the package; cancellations are "
+        "then refunded through Stripe per the policy.",
+        examples=["pi_3Q0abcDEF"],
     )
 
 
@@ -235,6 +246,9 @@ class BookingOut(BaseModel):
     manage_url: str | None = Field(description="The customer's link; null once revoked.")
     link_expires_at: Instant | None
     version: int
+    payment_intent: str | None = Field(
+        None, description="The Stripe PaymentIntent that paid for it, if paid through calsync."
+    )
     sessions: list[BookedSessionOut]
     history: list[BookingChangeOut]
     changes: list[ChangeOut] = Field(
@@ -261,6 +275,7 @@ class BookingOut(BaseModel):
             manage_url=manage_url,
             link_expires_at=row.token_expires_at if manage_url else None,
             version=row.version,
+            payment_intent=row.payment_intent,
             sessions=[BookedSessionOut.from_row(s, zone) for s in row.sessions],
             history=[BookingChangeOut.from_row(h) for h in row.history],
             changes=[ChangeOut.from_row(c, zone) for c in changes],
@@ -278,3 +293,41 @@ class SlotTakenOut(BaseModel):
     session_id: int | None = Field(
         None, description="When moving sessions: the session whose new start was taken."
     )
+
+
+class PaymentOut(BaseModel):
+    """A charge (a reschedule fee) or a refund through Stripe; ``calsync payments list --json``
+    prints the same fields."""
+
+    id: int
+    kind: PaymentKind
+    state: PaymentState = Field(
+        description="open: waiting (for the card, or to be sent to Stripe); failed: Stripe "
+        "refused the refund (``message`` says why): pay it back by hand."
+    )
+    amount_minor: int = Field(description="In the currency's smallest unit (cents).")
+    amount: str = Field(description="The same amount in words, e.g. '12.50 EUR'.")
+    currency: str
+    booking_id: str
+    change_id: int | None
+    stripe_id: str | None = Field(description="pi_… of a charge, re_… of a refund.")
+    payment_intent: str | None
+    message: str | None
+    created_at: Instant
+
+    @classmethod
+    def from_row(cls, row: Payment) -> PaymentOut:
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            state=row.state,
+            amount_minor=row.amount,
+            amount=minor_text(row.amount, row.currency),
+            currency=row.currency,
+            booking_id=row.booking_id,
+            change_id=row.change_id,
+            stripe_id=row.stripe_id,
+            payment_intent=row.payment_intent,
+            message=row.message,
+            created_at=row.created_at,
+        )

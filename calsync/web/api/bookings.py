@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from calsync.bookings import changes, links
+from calsync.bookings import changes, confirmations, links, reschedule_requests
 from calsync.bookings import listing as booking_list
 from calsync.bookings import packages as bookings
 from calsync.bookings.event_types import InvalidInput, get_event_type
@@ -31,9 +31,15 @@ from calsync.web.api.booking_schemas import (
     SlotTakenOut,
 )
 from calsync.web.api.change_schemas import CancelIn, ChangeResultOut, RescheduleIn, change_result
+from calsync.web.api.request_schemas import (
+    ConfirmationSent,
+    RescheduleRequestCreated,
+    RescheduleRequestIn,
+    RescheduleRequestOut,
+)
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.errors import message_response
-from calsync.web.schemas import NOT_FOUND, ValidationFailed, failure
+from calsync.web.schemas import NOT_FOUND, DbId, ValidationFailed, failure
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/bookings", tags=["bookings"])
@@ -73,6 +79,7 @@ def create_booking(
         starts=tuple(body.starts),
         customer_timezone=body.customer_timezone,
         stakeholders=tuple(body.stakeholders),
+        payment_intent=body.payment_intent,
     )
     try:
         result = bookings.book(db, settings, request)
@@ -188,3 +195,59 @@ def cancel_sessions(
         expected_version=body.expected_version,
     )
     return change_result(outcome, links.current_link(settings, outcome.booking))
+
+
+# -- the owner asks the customer to move sessions; the confirmation again -----------------------
+
+
+@router.post(
+    "/{booking_id}/reschedule-requests",
+    status_code=201,
+    responses=NOT_FOUND
+    | {400: failure("The booking is not active, a session is cancelled, or its link is revoked.")},
+)
+def request_reschedule(
+    booking_id: BookingId, body: RescheduleRequestIn, db: DbDep, settings: SettingsDep
+) -> RescheduleRequestCreated:
+    """Ask the customer to choose new times for the sessions: they are emailed a "Choose new
+    times" link that opens their manage page with those sessions ticked; no fee, notice,
+    allowance or reason rule applies to that move. The request is recorded in the booking's
+    history, replaces an open earlier one, and ends when used, revoked or expired."""
+    issued = reschedule_requests.request_reschedule(
+        db, settings, booking_id, body.session_ids, message=body.message, days=body.days
+    )
+    return RescheduleRequestCreated(
+        id=issued.id, sessions=list(issued.positions), expires_at=issued.expires_at, url=issued.url
+    )
+
+
+@router.get("/{booking_id}/reschedule-requests", responses=NOT_FOUND)
+def list_reschedule_requests(booking_id: BookingId, db: DbDep) -> list[RescheduleRequestOut]:
+    """The booking's reschedule requests, newest first, each open, used, revoked or expired."""
+    return [
+        RescheduleRequestOut.from_view(v) for v in reschedule_requests.requests_of(db, booking_id)
+    ]
+
+
+@router.post(
+    "/{booking_id}/reschedule-requests/{request_id}/revoke",
+    status_code=204,
+    responses=NOT_FOUND | {400: failure("The request is not open any more.")},
+)
+def revoke_reschedule_request(booking_id: BookingId, request_id: DbId, db: DbDep) -> Response:
+    """Withdraw an open request: its link no longer offers the free move."""
+    reschedule_requests.revoke_request(db, booking_id, request_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{booking_id}/resend-confirmation",
+    status_code=202,
+    responses=NOT_FOUND | {400: failure("The booking is not active, or its link is revoked.")},
+)
+def resend_confirmation(
+    booking_id: BookingId, db: DbDep, settings: SettingsDep
+) -> ConfirmationSent:
+    """Queue the booking's confirmation (sessions as they are now, invites, manage link) to the
+    customer again; recorded in the booking's history."""
+    return ConfirmationSent(sent_to=confirmations.resend_confirmation(db, settings, booking_id))

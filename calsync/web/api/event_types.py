@@ -92,6 +92,18 @@ def _patched_policy(current: ChangePolicy, patch: PolicyModel) -> ChangePolicy:
     return policy_from_data(_merge(policy_to_data(current), changes))
 
 
+def spec_from_body(body: EventTypeCreate, owner_timezone: str) -> EventTypeSpec:
+    """The service's spec of a full event-type body (the API's POST, the console's form)."""
+    return EventTypeSpec(
+        **(
+            _spec_values(body, EventTypeCreate.model_fields)
+            | {"timezone": body.timezone or owner_timezone}
+        ),
+        policy=policy_from_data(body.policy.model_dump(mode="json")),
+        page=body.booking_page.offer(),
+    )
+
+
 def _owner_problem(exc: services.NotFoundError) -> InvalidInput:
     # The owner is named in the body, so an unknown one is a field problem, not a missing URL.
     return InvalidInput([("owner_email", str(exc))])
@@ -105,14 +117,7 @@ def create_event_type(body: EventTypeCreate, db: DbDep, settings: SettingsDep) -
     """Define an event type. 422 names every field with a problem."""
     try:
         owner = services.find_owner(db, body.owner_email)
-        spec = EventTypeSpec(
-            **(
-                _spec_values(body, EventTypeCreate.model_fields)
-                | {"timezone": body.timezone or owner.timezone}
-            ),
-            policy=policy_from_data(body.policy.model_dump(mode="json")),
-            page=body.booking_page.offer(),
-        )
+        spec = spec_from_body(body, owner.timezone)
         saved = save_event_type(db, spec)
     except services.NotFoundError as exc:
         raise _owner_problem(exc) from None
@@ -191,6 +196,7 @@ def _parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
 
 @router.get(
     "/{event_type_id}/availability",
+    response_model=AvailabilityOut,
     responses=NOT_FOUND | {409: failure("A conflict calendar has never been synced yet.")},
 )
 def availability(
@@ -213,7 +219,7 @@ def availability(
             "event type's."
         ),
     ] = None,
-) -> AvailabilityOut:
+) -> Response:
     """Free slots in [start, end), at most the booking horizon (``horizon_days``) long.
 
     409 while one of the event type's conflict calendars has never been synced.
@@ -238,10 +244,13 @@ def availability(
         days=min(DEFAULT_WINDOW_DAYS, event_type.horizon_days)
     )
     slots = find_slots(db, event_type, begin, finish)
-    return AvailabilityOut(
+    answer = AvailabilityOut(
         event_type_id=event_type.id,
         timezone=zone.key,
         start=begin.astimezone(zone),
         end=finish.astimezone(zone),
         slots=[SlotOut(start=s.start.astimezone(zone), end=s.end.astimezone(zone)) for s in slots],
     )
+    # Written here: FastAPI would dump the model, validate it again and dump it once more
+    # (a third of this route's CPU for a 14-day window of slots); the bytes are the same.
+    return Response(answer.model_dump_json(), media_type="application/json")

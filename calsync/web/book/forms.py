@@ -9,6 +9,7 @@ event type, so a form is good for that event type and that submit only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,6 +68,32 @@ def picks(fields: Fields) -> list[datetime]:
     return chosen
 
 
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def deliverable_form(address: str) -> bool:
+    """Whether ``address`` has the form of a deliverable email address: the engine's syntax
+    check, a local part of at most 64 characters without empty dot-separated parts, and a
+    domain of valid DNS labels (internationalised ones in their IDNA form) under a top-level
+    domain that is not a number. The form only: nothing is looked up in a request."""
+    if not EMAIL.match(address):
+        return False
+    local, _, domain = address.rpartition("@")
+    if len(local) > 64 or "" in local.split("."):
+        return False
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return False
+    labels = ascii_domain.split(".")
+    return (
+        len(ascii_domain) <= 253
+        and all(_LABEL.match(label) for label in labels)
+        and len(labels[-1]) >= 2
+        and not labels[-1].isdigit()
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Details:
     name: str
@@ -93,13 +120,13 @@ def details(fields: Fields, max_stakeholders: int) -> Details:
         problems["name"] = problem
     if problem := _one_line(email, "Your email address", MAX_EMAIL):
         problems["email"] = problem
-    elif not EMAIL.match(email):
+    elif not deliverable_form(email):
         problems["email"] = "Please give an email address like name@example.org."
     others = [v.strip() for v in fields.getlist("stakeholder") if v.strip()]
     if len(others) > max_stakeholders:
         problems["stakeholder"] = f"You can add at most {max_stakeholders} other people."
     for other in others:
-        if _one_line(other, "", MAX_EMAIL) or not EMAIL.match(other):
+        if _one_line(other, "", MAX_EMAIL) or not deliverable_form(other):
             problems["stakeholder"] = f"{other[:80]!r} is not an email address."
     notes = (fields.get("notes") or "").replace("\r\n", "\n").strip()
     if len(notes) > MAX_NOTES:

@@ -60,6 +60,11 @@ class Visit:
     def packages(self) -> tuple[PackageOffer, ...]:
         return self.offer.offers(Decimal(self.event_type.price))
 
+    def price(self, size: int) -> Decimal:
+        """What the package of ``size`` sessions costs (the engine records the same)."""
+        offer = self.offer.offer(size, Decimal(self.event_type.price))
+        return offer.price if offer else Decimal(self.event_type.price)
+
     def times_url(self, size: int, picks: Sequence[datetime], **extra: str) -> str:
         query = [("package", str(size)), ("tz", self.zone.key)]
         query += [("pick", _utc(p)) for p in picks] + list(extra.items())
@@ -67,6 +72,11 @@ class Visit:
 
     def when(self, start: datetime) -> str:
         return format_span(start, start + self.length, self.zone)
+
+    @property
+    def zone_given(self) -> bool:
+        """Whether the customer chose the zone (else the page's script may detect it)."""
+        return usable_zone(self.request.query_params.get("tz")) is not None
 
     def render(self, template: str, status: int = 200, **values: object) -> Response:
         body = render(
@@ -76,6 +86,7 @@ class Visit:
             owner=self.owner,
             base=self.base,
             zone=self.zone.key,
+            detect_zone=self.request.method in ("GET", "HEAD") and not self.zone_given,
             **values,
         )
         return answer(self.request, body, status)
@@ -271,8 +282,7 @@ def details_page(
 ) -> Response:
     """Name, email, stakeholders and notes, with the chosen times and the price."""
     key = new_idempotency_key()
-    offer = visit.offer.offer(size, Decimal(visit.event_type.price))
-    price = offer.price if offer else Decimal(visit.event_type.price)
+    price = visit.price(size)
     slots = list(stakeholders) + [""] * (visit.offer.max_stakeholders - len(stakeholders))
     return visit.render(
         "book_details.html",

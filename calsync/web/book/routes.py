@@ -17,10 +17,10 @@ from fastapi.routing import APIRoute
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.packages import BookingRequest, CalendarWriteFailed, SlotTaken, book
 from calsync.config import Settings
-from calsync.policy.packages import spacing_problems
+from calsync.policy.packages import spacing_problem, spacing_problems
 from calsync.store.models import Actor
 from calsync.sync.fresh_busy import BusyTimeNotFresh
-from calsync.web.book import forms
+from calsync.web.book import forms, wording
 from calsync.web.book.pages import (
     Visit,
     details_page,
@@ -46,15 +46,23 @@ from calsync.web.manage.render import PAGE_HEADERS, message_page
 log = logging.getLogger(__name__)
 
 
+# An owner's page serves many customers: it may take this many times one address's budget.
+OWNER_BUDGET_FACTOR = 10
+
+
 def limit_booking_requests(request: Request) -> None:
-    """Every booking page request counts under its owner and the client's address (the manage
-    page's shared limiter and budgets; RateLimited is answered 429). Not async: it waits for
-    the database."""
+    """Every booking page request counts under the client's address (the manage page's shared
+    limiter and budgets) and then under the owner, whose budget is ``OWNER_BUDGET_FACTOR``
+    times larger: one address that is over its budget is refused before it is counted
+    against the owner, so it cannot use up the page for everyone. RateLimited is answered
+    429. Not async: it waits for the database."""
     limiter: SharedLimiter = request.app.state.manage_limiter
     budget = Budget.READ if request.method in ("GET", "HEAD") else Budget.CHANGE
     owner = str(request.path_params.get("owner_slug", ""))[:100]
     client = request.client.host if request.client else "unknown"
-    limiter.check(request.app.state.db, budget, f"book-owner:{owner}", f"address:{client}")
+    db = request.app.state.db
+    limiter.check(db, budget, f"address:{client}")
+    limiter.scaled(OWNER_BUDGET_FACTOR).check(db, budget, f"book-owner:{owner}")
 
 
 def allow_framing(settings: Settings, response: Response) -> None:
@@ -137,7 +145,9 @@ def choose_times(
     first = _day(params.get("from"))
     problem = spacing_problems(visit.offer, picks, _zone(visit))
     if problem:
-        return times_page(visit, size, picks[:-1], first, problem=_sentence(problem), status=422)
+        return times_page(
+            visit, size, picks[:-1], first, problem=wording.spacing_words(problem), status=422
+        )
     if len(picks) < size:
         return times_page(visit, size, picks, first)
     return details_page(visit, size, picks)
@@ -148,8 +158,14 @@ def _zone(visit: Visit) -> ZoneInfo:
     return ZoneInfo(visit.event_type.timezone)
 
 
-def _sentence(problem: str) -> str:
-    return f"That time cannot be chosen: {problem}."
+def _fitting(visit: Visit, picks: list[datetime]) -> list[datetime]:
+    """The picks kept after a refusal: each in turn, when it keeps the spacing rule with those
+    kept before it."""
+    kept: list[datetime] = []
+    for pick in picks:
+        if spacing_problem(visit.offer, kept, _zone(visit), candidate=pick) is None:
+            kept.append(pick)
+    return kept
 
 
 @router.post("/b/{owner_slug}/{slug}/book")
@@ -182,6 +198,21 @@ def submit(
     sizes = [p.sessions for p in visit.packages()]
     size = forms.package_size(fields, sizes)
     picks = forms.picks(fields)
+    if size is not None and len(picks) == size:
+        # Checked here too (the engine checks it again under the lock) so that the times
+        # that keep the rule are kept and only the one breaking it is chosen again.
+        problem = spacing_problems(visit.offer, picks, _zone(visit))
+        if problem:
+            kept = _fitting(visit, picks)
+            dropped = next(p for p in picks if p not in kept)
+            return times_page(
+                visit,
+                size,
+                kept,
+                dropped.astimezone(visit.zone).date(),
+                problem=wording.spacing_words(problem),
+                status=422,
+            )
     if size is None or len(picks) != size:
         return message_page(
             request,
@@ -208,6 +239,14 @@ def submit(
             stakeholders=stakeholders,
             status=422,
         )
+    # The payment seam: a package with a price (``visit.price(size)``) is booked here and
+    # paid to the owner directly, as the details step says ("Nothing is charged on this
+    # page"). When the payments work is merged, a
+    # priced package with payments configured goes to its payment step instead of straight
+    # to ``book``: the sessions held for the customer while Stripe.js takes the payment (the
+    # manage page's fee step is the model), and the events written and the confirmation sent
+    # once the webhook or the return URL has re-read the paid PaymentIntent. Everything above
+    # (origin, CSRF, idempotency key, details) stays as it is.
     request_ = BookingRequest(
         event_type=visit.event_type.id,
         customer_name=details.name,
@@ -222,10 +261,13 @@ def submit(
     try:
         result = book(db, settings, request_)
     except SlotTaken as exc:
-        return _taken(visit, size, picks, exc.start)
+        return _taken(visit, size, picks, exc)
     except InvalidInput as exc:
         problem = "; ".join(message for _, message in exc.problems)
-        return times_page(visit, size, [], None, problem=_sentence(problem), status=422)
+        kept = _fitting(visit, picks)
+        return times_page(
+            visit, size, kept, None, problem=wording.spacing_words(problem), status=422
+        )
     except (AvailabilityUnknown, BusyTimeNotFresh, CalendarWriteFailed) as exc:
         log.warning("booking page: %s not booked: %s", visit.event_type.slug, exc)
         return message_page(
@@ -245,17 +287,26 @@ def _printable(text: str) -> str:
     return "".join(c for c in text[:400] if c.isprintable())
 
 
-def _taken(visit: Visit, size: int, picks: list[datetime], taken: datetime) -> Response:
+def _taken(visit: Visit, size: int, picks: list[datetime], exc: SlotTaken) -> Response:
+    """Back to the times with the others kept: a time taken meanwhile is marked (409); one
+    that was never offered (past, outside the hours) is only explained (422)."""
+    taken = exc.start
     kept = [p for p in picks if p != taken]
+    if exc.why in wording.TAKEN:
+        return times_page(
+            visit,
+            size,
+            kept,
+            taken.astimezone(visit.zone).date(),
+            problem=wording.taken_words(visit.when(taken)),
+            taken=taken,
+            status=409,
+        )
     return times_page(
         visit,
         size,
         kept,
-        taken.astimezone(visit.zone).date(),
-        problem=(
-            f"{visit.when(taken)} is not free any more (someone may have just booked it). "
-            "Your other times are kept: please choose another time for this session."
-        ),
-        taken=taken,
-        status=409,
+        None,
+        problem=wording.not_offered_words(visit.when(taken), exc.why, taken, visit.now),
+        status=422,
     )

@@ -23,19 +23,22 @@ owner's lock. A form from a page that shows an outdated booking is refused (vers
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
 
 from calsync.bookings import changes
 from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking, TimeTaken
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.plan import ChangeField
-from calsync.config import Settings
+from calsync.bookings.reschedule_requests import RequestNotOpen
+from calsync.config import ConfigError, Settings
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
 from calsync.store.db import Database
-from calsync.store.models import Actor
+from calsync.store.models import Actor, Change, ChangeStatus
 from calsync.sync.fresh_busy import BusyTimeNotFresh
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage import forms
@@ -55,6 +58,7 @@ from calsync.web.manage.wording import (
     CALENDAR_UPDATING,
     STALE,
     refusal_words,
+    request_words,
     taken_meanwhile,
 )
 
@@ -66,7 +70,8 @@ def _open(
     request: Request, settings: Settings, db: Database, token: str, posted: PostedForm
 ) -> Visit | Response:
     """The visit, after the token, origin and anti-CSRF checks; else the answer to give."""
-    visit = open_visit(request, settings, db, token, posted.fields.get("tz"))
+    fields = posted.fields
+    visit = open_visit(request, settings, db, token, fields.get("tz"), fields.get("request"))
     if visit is None:
         return not_valid(request, settings, token)
     purpose = Purpose.CANCEL if request.url.path.endswith("/cancel") else Purpose.RESCHEDULE
@@ -79,6 +84,30 @@ def _open(
         log.warning("manage page: %s refused (token #%s): %s", purpose, token_tag(token), exc)
         return _refused(visit, exc.status, exc.message)
     return visit
+
+
+def _request_ended(visit: Visit, key: str | None) -> Response | None:
+    """The owner's request this form came with ended since the page was shown (used,
+    withdrawn, expired): the change this very form made (a reload, a double click), or the
+    booking with why (410)."""
+    words = visit.request_refused()
+    if words is None:
+        return None
+    if key:
+        with visit.db.reading() as session:
+            done = session.scalars(
+                select(Change.id).where(
+                    Change.booking_id == visit.booking.id, Change.idempotency_key == key
+                )
+            ).one_or_none()
+        if done is not None:
+            return see_other(visit.paths.change(done))
+    return booking_page(_without_request(visit), "reschedule", notice=words, status=410)
+
+
+def _without_request(visit: Visit) -> Visit:
+    fresh = open_visit(visit.request, visit.settings, visit.db, visit.token, visit.chosen_zone)
+    return fresh or visit
 
 
 def _refused(visit: Visit, status: int, message: str) -> Response:
@@ -122,6 +151,9 @@ def reschedule(
     if isinstance(opened, Response):
         return opened
     visit, fields = opened, posted.fields
+    ended = _request_ended(visit, fields.get("key"))
+    if ended is not None:
+        return ended
     shown = _shown(posted)
     try:
         key, version = forms.idempotency_key(fields), forms.expected_version(fields)
@@ -177,7 +209,12 @@ def reschedule(
             reason=reason,
             idempotency_key=key,
             expected_version=version,
+            request_token=visit.paths.request,
         )
+    except RequestNotOpen as exc:
+        # Ended between the page and the POST (used in another tab, withdrawn, expired).
+        words = request_words(exc.state, visit.page.owner_name)
+        return booking_page(_without_request(visit), "reschedule", notice=words, status=410)
     except ChangeRefused as exc:
         words, at = _words(visit, exc), exc.refusal.session_id
         if exc.field is ChangeField.REASON:
@@ -216,7 +253,11 @@ def reschedule(
         outcome.change.id,
         "replayed" if outcome.replayed else "new",
     )
-    return see_other(visit.paths.change(outcome.change.id))
+    # The next pages without the request: it is used up, the page would say so.
+    paths = replace(visit.paths, request=None)
+    if outcome.change.status is ChangeStatus.AWAITING_PAYMENT:
+        return see_other(paths.pay(outcome.change.id))
+    return see_other(paths.change(outcome.change.id))
 
 
 @router.post("/m/{token}/cancel")
@@ -284,7 +325,23 @@ def cancel(
     except ReplayMismatch as exc:
         return _refused(visit, 409, _words(visit, exc))
     log.info("manage page: booking %s: change %s", visit.booking.id, outcome.change.id)
+    if settings.payments is not None and visit.booking.payment_intent:
+        _send_refund(db, settings)
     return see_other(visit.paths.change(outcome.change.id))
+
+
+def _send_refund(db: Database, settings: Settings) -> None:
+    """The refund a cancel of a paid booking queued, sent now so the result page can show it;
+    Stripe away (or any failure) leaves it for the worker's next beat."""
+    from calsync.payments import service
+    from calsync.payments.errors import PaymentError
+    from calsync.payments.gateway import StripeGateway
+
+    assert settings.payments is not None
+    try:
+        service.pay_refunds(db, StripeGateway.from_settings(settings.payments))
+    except (PaymentError, ConfigError) as exc:
+        log.warning("manage page: refund left for the worker: %s", exc)
 
 
 def _stale(visit: Visit, tab: str) -> Response:

@@ -52,6 +52,8 @@ class Purpose(StrEnum):
     CANCEL = "cancel"
     CHOOSE_CALENDARS = "choose calendars"  # the Google sign-in's calendar choice
     BOOK = "book"  # the public booking page's submit
+    CONSOLE = "console"  # every form of the owner's console, tied to the console session
+    PAY = "pay"  # the payment step of a reschedule with a fee
 
 
 class Fields(Protocol):

@@ -16,16 +16,29 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
+from sqlalchemy import select
 
 from calsync.bookings import links
 from calsync.bookings.changes import available_for, facts_of
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput, get_event_type
 from calsync.bookings.plan import Ask, ChangeField, Refusal, plan
+from calsync.bookings.reschedule_requests import Grant, RequestState, find_request
 from calsync.config import Settings
+from calsync.notify.when import day_words
 from calsync.policy.change_policy import ReasonRule
 from calsync.policy.change_rules import Action
+from calsync.policy.money import minor_text
 from calsync.store.db import Database
-from calsync.store.models import Actor, Booking, Change, ChangeKind, utcnow
+from calsync.store.models import (
+    Actor,
+    Booking,
+    Change,
+    ChangeKind,
+    Payment,
+    PaymentKind,
+    PaymentState,
+    utcnow,
+)
 from calsync.sync.connections import NotFoundError
 from calsync.web.manage.forms import (
     FormProblems,
@@ -46,7 +59,14 @@ from calsync.web.manage.views import (
     time_window,
     zone_heading,
 )
-from calsync.web.manage.wording import refusal_words
+from calsync.web.manage.wording import (
+    FEE_AT_NEXT_STEP,
+    FEE_TO_OWNER,
+    REFUND_BY_OWNER,
+    REFUND_BY_STRIPE,
+    refusal_words,
+    request_words,
+)
 
 log = logging.getLogger(__name__)
 TABS = ("keep", "reschedule", "cancel")
@@ -62,9 +82,12 @@ class Paths:
 
     base: str
     tz: str | None  # the zone the customer chose on the page, carried from page to page
+    # An open reschedule request's token (``bookings/reschedule_requests.py``), carried too.
+    request: str | None = None
 
     def _with(self, path: str, params: Sequence[tuple[str, str]] = ()) -> str:
         query = [*params, *([("tz", self.tz)] if self.tz else [])]
+        query += [("request", self.request)] if self.request else []
         return f"{path}?{urlencode(query)}" if query else path
 
     def tab(self, name: str, ticked: Sequence[int] = ()) -> str:
@@ -74,6 +97,14 @@ class Paths:
 
     def change(self, change_id: int) -> str:
         return self._with(f"{self.base}/changes/{change_id}")
+
+    def pay(self, change_id: int) -> str:
+        """The payment step of a reschedule with a fee (``web/manage/payment.py``)."""
+        return self._with(f"{self.base}/pay/{change_id}")
+
+    def paid(self, change_id: int) -> str:
+        """Where Stripe.js returns after 3-D Secure: the server re-reads the payment."""
+        return self._with(f"{self.base}/pay/{change_id}/return")
 
     def times(self, params: Sequence[tuple[str, str]] = ()) -> str:
         return self._with(f"{self.base}/times", params)
@@ -101,12 +132,22 @@ class Visit:
     zone: ZoneInfo
     chosen_zone: str | None
     now: datetime
+    # The owner's open reschedule request this visit came with (its token in ``?request=``),
+    # or why the token given opens none (``request_state``).
+    grant: Grant | None = None
+    request_token: str | None = None
+    request_state: RequestState | None = None
     page: BookingView = field(init=False)
     paths: Paths = field(init=False)
 
     def __post_init__(self) -> None:
-        self.page = booking_view(self.booking, self.zone, self.now)
-        self.paths = Paths(f"{path_prefix(self.settings)}/m/{self.token}", self.chosen_zone)
+        requested = self.grant.session_ids if self.grant else frozenset()
+        self.page = booking_view(self.booking, self.zone, self.now, requested)
+        self.paths = Paths(
+            f"{path_prefix(self.settings)}/m/{self.token}",
+            self.chosen_zone,
+            self.request_token if self.grant else None,
+        )
 
     @property
     def token_hash(self) -> str:
@@ -118,24 +159,68 @@ class Visit:
 
     def render(self, name: str, status: int = 200, **values: object) -> Response:
         values.setdefault("notice", None)
+        values.setdefault("asked", self.asked())
         body = render(
             self.settings, name, page=self.page, paths=self.paths, zone=self.zone.key, **values
         )
         return answer(self.request, body, status)
 
+    def asked(self) -> str | None:
+        """What the owner's open request asks, for the page: who, which sessions, until when."""
+        if self.grant is None:
+            return None
+        names = [s.name for s in self.page.sessions if s.id in self.grant.session_ids]
+        which = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        until = day_words(self.grant.expires_at.astimezone(self.zone))
+        return (
+            f"{self.page.owner_name} asked you to choose new times for {which}. No fee "
+            f"applies, whatever the usual rules say. This offer is open until {until}."
+        )
+
+    def request_refused(self) -> str | None:
+        """Why the request link this visit came with offers nothing, if it does not."""
+        if self.request_state is None or self.request_state is RequestState.OPEN:
+            return None
+        return request_words(self.request_state, self.page.owner_name)
+
 
 def open_visit(
-    request: Request, settings: Settings, db: Database, token: str, zone_name: str | None
+    request: Request,
+    settings: Settings,
+    db: Database,
+    token: str,
+    zone_name: str | None,
+    request_token: str | None = None,
 ) -> Visit | None:
-    """The visit a valid token opens (None for every token that opens nothing)."""
+    """The visit a valid token opens (None for every token that opens nothing), with the
+    owner's reschedule request when ``request_token`` opens one."""
     now = utcnow()
+    grant: Grant | None = None
+    state: RequestState | None = None
     with db.reading() as session:
         booking = links.booking_for_token(session, token, now=now)
+        if booking is not None and request_token:
+            found = find_request(session, booking.id, request_token, now)
+            grant, state = (
+                (None, found) if isinstance(found, RequestState) else (found, RequestState.OPEN)
+            )
     if booking is None:
         return None
     chosen = usable_zone(zone_name)
     zone = chosen or ZoneInfo(booking.customer_timezone)
-    return Visit(request, settings, db, token, booking, zone, zone.key if chosen else None, now)
+    return Visit(
+        request,
+        settings,
+        db,
+        token,
+        booking,
+        zone,
+        zone.key if chosen else None,
+        now,
+        grant,
+        request_token if grant else None,
+        state,
+    )
 
 
 def token_tag(token: str) -> str:
@@ -238,7 +323,7 @@ def check_moves(
     taken since the list was shown). The engine re-checks against fresh calendar data anyway."""
     problems: dict[str, str] = {}
     names, lengths = visit.page.names(), visit.lengths()
-    ask = Ask(ChangeKind.RESCHEDULE, Actor.CUSTOMER, dict(moves))
+    ask = Ask(ChangeKind.RESCHEDULE, Actor.CUSTOMER, dict(moves), waived=visit.grant is not None)
     refused = plan(facts_of(visit.booking), ask, visit.now)
     if isinstance(refused, Refusal) and refused.field is ChangeField.STARTS:
         at = refused.session_id
@@ -299,6 +384,8 @@ def confirm_page(
     ]
     if visit.chosen_zone:
         hidden.append(("tz", visit.chosen_zone))
+    if visit.paths.request:
+        hidden.append(("request", visit.paths.request))
     if shown:
         hidden.append(("shown", shown.isoformat()))
     rule = page.reason_rule(action)
@@ -315,6 +402,7 @@ def confirm_page(
         lines=lines,
         fee=page.fee(action, len(session_ids)),
         fee_label="Rescheduling fee" if action is Action.RESCHEDULE else "Refund",
+        fee_note=_fee_note(visit, action),
         reason_rule=rule.value,
         reason_required=rule is ReasonRule.REQUIRED,
         reason=reason or "",
@@ -325,8 +413,45 @@ def confirm_page(
     )
 
 
+def _fee_note(visit: Visit, action: Action) -> str:
+    """How the fee (or refund) is paid: through Stripe when payments are set up (and, for a
+    refund, the booking was paid through calsync), else directly with the owner."""
+    payments = visit.settings.payments
+    if action is Action.RESCHEDULE:
+        if payments is None:
+            return FEE_TO_OWNER
+        return FEE_AT_NEXT_STEP.format(minutes=payments.hold_minutes)
+    if payments is not None and visit.booking.payment_intent:
+        return REFUND_BY_STRIPE
+    return REFUND_BY_OWNER
+
+
 # -- the outcome --------------------------------------------------------------------------------
 
 
 def result_page(visit: Visit, change: Change) -> Response:
-    return visit.render("manage_result.html", change=change_view(change, visit.booking, visit.zone))
+    with visit.db.reading() as session:
+        paid = list(
+            session.scalars(
+                select(Payment).where(Payment.change_id == change.id).order_by(Payment.id)
+            )
+        )
+    return visit.render(
+        "manage_result.html",
+        change=change_view(change, visit.booking, visit.zone),
+        receipts=[receipt_line(p) for p in paid if p.state is not PaymentState.CANCELED],
+    )
+
+
+def receipt_line(payment: Payment) -> str:
+    """One line of the result page about a charge or refund through Stripe."""
+    amount = minor_text(payment.amount, payment.currency)
+    if payment.kind is PaymentKind.CHARGE:
+        if payment.state is PaymentState.SUCCEEDED:
+            return f"Paid {amount} by card (Stripe payment {payment.stripe_id})."
+        return f"Card payment of {amount} not made: {payment.message or payment.state.value}."
+    if payment.state is PaymentState.SUCCEEDED:
+        return f"Refund of {amount} sent to your card (Stripe refund {payment.stripe_id})."
+    if payment.state is PaymentState.FAILED:
+        return f"Refund of {amount}: the payment service refused it; the owner will pay it back."
+    return f"Refund of {amount} to your card: on its way."

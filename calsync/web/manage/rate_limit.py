@@ -77,6 +77,15 @@ class SharedLimiter:
         self.redis = redis
         self._clock = clock  # wall time: the processes sharing a database share no other clock
 
+    def scaled(self, factor: int) -> SharedLimiter:
+        """The same counter with ``factor`` times the budgets (for keys many people share)."""
+        reads, changes = self.limits.reads_per_minute, self.limits.changes_per_minute
+        limits = RateLimits(
+            None if reads is None else reads * factor,
+            None if changes is None else changes * factor,
+        )
+        return SharedLimiter(limits, redis=self.redis, clock=self._clock)
+
     def check(self, db: Database, budget: Budget, *keys: str) -> None:
         """Count one request under every key, or raise RateLimited (counting nothing) when
         any key has used up its budget."""

@@ -30,9 +30,10 @@ from sqlalchemy import select
 
 from calsync.notify.when import format_span
 from calsync.policy.change_rules import Action
-from calsync.store.models import Change
+from calsync.store.models import Change, ChangeStatus
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage import actions as manage_actions
+from calsync.web.manage import payment as manage_payment
 from calsync.web.manage.forms import (
     FormProblems,
     Purpose,
@@ -53,6 +54,7 @@ from calsync.web.manage.pages import (
     token_tag,
 )
 from calsync.web.manage.rate_limit import limit_manage_requests
+from calsync.web.manage.render import see_other
 
 __all__ = ["RedactManageTokens", "format_span", "redact_tokens", "router", "token_tag"]
 
@@ -64,7 +66,17 @@ READ = ["GET", "HEAD"]
 
 
 def _visit(request: Request, settings: SettingsDep, db: DbDep, token: str) -> Visit | None:
-    return open_visit(request, settings, db, token, request.query_params.get("tz"))
+    params = request.query_params
+    return open_visit(request, settings, db, token, params.get("tz"), params.get("request"))
+
+
+def _request_gone(visit: Visit) -> Response | None:
+    """The Reschedule tab with why the owner's request link offers nothing (410), if so."""
+    words = visit.request_refused()
+    if words is None:
+        return None
+    log.info("manage page: booking %s: request link refused", visit.booking.id)
+    return booking_page(visit, "reschedule", notice=words, status=410)
 
 
 def _day(text: str | None) -> date | None:
@@ -81,6 +93,9 @@ def manage_page(token: str, request: Request, db: DbDep, settings: SettingsDep) 
     if visit is None:
         return not_valid(request, settings, token)
     log.info("manage page: booking %s shown (token #%s)", visit.booking.id, token_tag(token))
+    gone = _request_gone(visit)
+    if gone is not None:
+        return gone
     params = request.query_params
     return booking_page(visit, params.get("tab", "keep"), ticked=_ticked(params.getlist("session")))
 
@@ -96,6 +111,9 @@ def free_times(token: str, request: Request, db: DbDep, settings: SettingsDep) -
     visit = _visit(request, settings, db, token)
     if visit is None:
         return not_valid(request, settings, token)
+    gone = _request_gone(visit)
+    if gone is not None:
+        return gone
     params = request.query_params
     try:
         session_ids = _movable(visit, chosen_sessions(params, visit.booking))
@@ -118,6 +136,9 @@ def review_reschedule(token: str, request: Request, db: DbDep, settings: Setting
     visit = _visit(request, settings, db, token)
     if visit is None:
         return not_valid(request, settings, token)
+    gone = _request_gone(visit)
+    if gone is not None:
+        return gone
     params = request.query_params
     shown = _day(params.get("shown"))
     try:
@@ -169,11 +190,14 @@ def change_outcome(
         ).one_or_none()
     if change is None:
         return not_valid(request, settings, token)
+    if change.status is ChangeStatus.AWAITING_PAYMENT and settings.payments is not None:
+        return see_other(visit.paths.pay(change.id))
     return result_page(visit, change)
 
 
 # The changes (POSTs) come before the catch-all below, which would otherwise take them.
 router.include_router(manage_actions.router)
+router.include_router(manage_payment.router)
 
 
 @router.api_route("/m/{token:path}", methods=[*READ, "POST"])
@@ -185,13 +209,20 @@ def anything_else(token: str, request: Request, settings: SettingsDep) -> Respon
 # -- logs -----------------------------------------------------------------------------------------
 
 _MANAGE_PATH = re.compile(r"/m/([^\s?\"/]+)")
+# A reschedule request's token travels in the query (and in forms): never into the logs.
+_REQUEST_QUERY = re.compile(r"([?&]request=)[^\s&\"#]+")
+# The console's one-time sign-in links (``/console/link/<token>``) are capabilities too.
+_CONSOLE_LINK = re.compile(r"/console/link/([^\s?\"/]+)")
 # Google's one-time code and calsync's sealed state come back in the sign-in callback's query.
 _SIGN_IN_QUERY = re.compile(r"(/oauth/google/callback/?)\?[^\s\"]*")
 
 
 def redact_tokens(text: str) -> str:
-    """``GET /m/<token>`` → ``GET /m/#<short hash>``; the sign-in callback's query goes."""
+    """``GET /m/<token>`` → ``GET /m/#<short hash>`` (and the console's sign-in links alike);
+    the sign-in callback's query goes."""
     text = _MANAGE_PATH.sub(lambda match: f"/m/#{token_tag(match.group(1))}", text)
+    text = _REQUEST_QUERY.sub(r"\1…", text)
+    text = _CONSOLE_LINK.sub(lambda match: f"/console/link/#{token_tag(match.group(1))}", text)
     return _SIGN_IN_QUERY.sub(r"\1?…", text)
 
 

@@ -79,6 +79,9 @@ class BookingView:
     policy: ChangePolicy
     price: Decimal
     currency: str
+    # Sessions the owner asked the customer to move (an open reschedule request): only these
+    # can be moved on this visit, free of the policy's limits, reason and fee.
+    requested: frozenset[int] = frozenset()
 
     def session(self, session_id: int) -> SessionView:
         return next(s for s in self.sessions if s.id == session_id)
@@ -87,6 +90,8 @@ class BookingView:
         return {s.id: s.name for s in self.sessions}
 
     def reason_rule(self, action: Action) -> ReasonRule:
+        if action is Action.RESCHEDULE and self.requested:
+            return ReasonRule.OFF  # the owner asked: there is nothing to explain
         return reason_rule(self.policy, action)
 
     def allowed(self, action: Action) -> list[SessionView]:
@@ -96,19 +101,26 @@ class BookingView:
     def fee(self, action: Action, count: int) -> str | None:
         """``20.00 EUR`` for touching ``count`` sessions, or None when there is nothing to pay
         (or refund)."""
+        if action is Action.RESCHEDULE and self.requested:
+            return None  # the owner asked for the move
         rule = cancel_refund if action is Action.CANCEL else reschedule_fee
         amount = rule(self.policy, self.price, len(self.sessions), count)
         return money(amount, self.currency) if amount else None
 
 
-def booking_view(booking: Booking, zone: ZoneInfo, now: datetime) -> BookingView:
-    """The booking as the page shows it (its sessions and owner must be loaded)."""
+def booking_view(
+    booking: Booking, zone: ZoneInfo, now: datetime, requested: frozenset[int] = frozenset()
+) -> BookingView:
+    """The booking as the page shows it (its sessions and owner must be loaded); with
+    ``requested``, the sessions the owner asked the customer to move."""
     count = len(booking.sessions)
     policy = policy_from_data(booking.policy)
 
     def view(s: BookedSession) -> SessionView:
         state = SessionState(s.start, s.status is SessionStatus.CANCELLED, s.reschedule_count)
         move = verdict(policy, Action.RESCHEDULE, state, now)
+        if requested:
+            move = _requested_verdict(s, requested, booking.owner.name)
         if move.allowed and booking.event_type_id is None:
             move = Verdict(False, NO_EVENT_TYPE)
         return SessionView(
@@ -141,7 +153,17 @@ def booking_view(booking: Booking, zone: ZoneInfo, now: datetime) -> BookingView
         policy=policy,
         price=Decimal(booking.price),
         currency=booking.currency,
+        requested=requested,
     )
+
+
+def _requested_verdict(s: BookedSession, requested: frozenset[int], owner: str) -> Verdict:
+    """Under the owner's request: its sessions may move (unless cancelled), no others."""
+    if s.status is SessionStatus.CANCELLED:
+        return Verdict(False, "This session is cancelled.")
+    if s.id not in requested:
+        return Verdict(False, f"{owner} did not ask to move this session.")
+    return Verdict(True)
 
 
 # -- choosing new times -------------------------------------------------------------------------
@@ -331,6 +353,10 @@ def change_view(change: Change, booking: Booking, zone: ZoneInfo) -> ChangeView:
     plural = len(lines) != 1
     if change.status is ChangeStatus.CONFLICT:
         heading = "Your change could not be completed"
+    elif change.status is ChangeStatus.UNPAID:
+        heading = "Nothing was changed"
+    elif change.status is ChangeStatus.AWAITING_PAYMENT:
+        heading = "Waiting for the rescheduling fee"
     elif moved:
         heading = "Your sessions have been rescheduled" if plural else "Rescheduled"
     else:
@@ -343,7 +369,11 @@ def change_view(change: Change, booking: Booking, zone: ZoneInfo) -> ChangeView:
         lines=lines,
         fee=money(fee, booking.currency) if fee else None,
         fee_label="Rescheduling fee" if moved else "Refund",
-        message=change.message if change.status is ChangeStatus.CONFLICT else None,
+        message=(
+            change.message
+            if change.status in (ChangeStatus.CONFLICT, ChangeStatus.UNPAID)
+            else None
+        ),
         reason=change.reason,
     )
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from calsync.bookings.plan import Refusal, RefusalKind
+from calsync.bookings.reschedule_requests import RequestState
 from calsync.notify.when import clock_words, short_day
 from calsync.policy.refusal import Why
 
@@ -32,6 +33,27 @@ CALENDAR_UPDATING = (
     "The owner's calendar is being updated at this very moment, so nothing was changed. "
     "Please try again in a moment."
 )
+# The payment step (``manage/payment.py``; the errors: ``payments/errors.py``).
+PAYMENT_DECLINED = "Your card was declined, so nothing was charged or changed. Try another card."
+PAYMENTS_UNREACHABLE = (
+    "The payment service could not be reached, so nothing was charged and your sessions were "
+    "not changed; the times you chose were released. Please try again in a few minutes."
+)
+PAYMENTS_NOT_SET_UP = (
+    "Payments are not set up correctly on this site, so nothing was charged or changed. "
+    "Please tell the owner."
+)
+PAYMENT_ENDED = (
+    "This payment is no longer waiting: the times were held for a limited time only, and "
+    "nothing was charged or changed. Choose new times to try again."
+)
+FEE_AT_NEXT_STEP = (
+    "You pay this fee by card on the next step; the new times are held for you for "
+    "{minutes} minutes, and your sessions move once it is paid."
+)
+FEE_TO_OWNER = "This fee is due to the owner directly; nothing is charged here."
+REFUND_BY_STRIPE = "Refunded to the card you paid with."
+REFUND_BY_OWNER = "The owner pays this refund back to you directly."
 REPLAYED_OTHERWISE = "This form was already sent with other choices; reload the page and try again."
 
 
@@ -93,3 +115,23 @@ def _name(refusal: Refusal, names: Mapping[int, str]) -> str:
         text = names[refusal.session_id]
         return text[0].upper() + text[1:]
     return f"Session {refusal.position}" if refusal.position else "A chosen session"
+
+
+def request_words(state: RequestState, owner_name: str) -> str:
+    """Why the owner's "choose new times" link offers nothing (any more)."""
+    usual = "Your booking is shown as it is; the usual rules for changes apply."
+    match state:
+        case RequestState.USED:
+            return f"You already chose new times with this link. {usual}"
+        case RequestState.EXPIRED:
+            return (
+                f"This link to choose new times has expired. {usual} Write to {owner_name} "
+                "if you still need to move a session."
+            )
+        case RequestState.REVOKED:
+            return f"{owner_name} withdrew this request to choose new times. {usual}"
+        case RequestState.UNKNOWN | RequestState.OPEN:
+            return (
+                "This link to choose new times is not valid (perhaps it was cut short). "
+                f"{usual} Please use the link from the email exactly as it is."
+            )

@@ -198,7 +198,12 @@ def choose_calendars(
         connected.append((connection.display_name or calendar_id, ROLE_WORDS[connection.role]))
     title = "Google calendars connected" if connected else "Nothing was connected"
     body = render(
-        settings, "google_connected.html", title=title, connected=connected, problems=problems
+        settings,
+        "google_connected.html",
+        title=title,
+        connected=connected,
+        problems=problems,
+        console=f"{path_prefix(settings)}/console/calendars",
     )
     response = answer(request, body, 200 if connected else status)
     response.delete_cookie(COOKIE, path=f"{path_prefix(settings)}/oauth/google")

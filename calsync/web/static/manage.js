@@ -15,6 +15,25 @@
     }
   });
 
+  // 1b. The booking page's zone menu, when the address named no zone (the server then showed
+  //     the owner's): choose this device's zone, adding it when the menu lacks it. The
+  //     customer can still change it; without a script the owner's zone stays chosen.
+  document.querySelectorAll("select[data-detect-zone]").forEach(function (select) {
+    if (!zone || select.value === zone) {
+      return;
+    }
+    var found = Array.prototype.some.call(select.options, function (option) {
+      return option.value === zone;
+    });
+    if (!found) {
+      var option = document.createElement("option");
+      option.value = zone;
+      option.textContent = zone.replace(/_/g, " ");
+      select.appendChild(option);
+    }
+    select.value = zone;
+  });
+
   // 2. A time chosen for one session is not offered to the others (nor times overlapping it).
   var times = document.getElementById("times");
   if (times) {
