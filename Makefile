@@ -53,14 +53,20 @@ $(CHROMIUM):
 		echo "Browser tests need Debian's chromium: sudo apt-get install chromium"; \
 	fi
 
+# The suite runs on every core (pytest-xdist), at most 4 workers: each worker starts its own
+# Radicale, Xandikos and PostgreSQL template. Tests that share a module-scoped browser stay on
+# one worker (loadgroup, see tests/conftest.py). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
+PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup
+
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider $(PARALLEL)
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m 'not slow'
+	$(BIN)/pytest -q -m 'not slow' $(PARALLEL)
 
 # Every benchmark in bench/__main__.py's BENCHMARKS, ending with the scale benchmark (1,000
 # calendars on 1, 2 and 4 workers; needs the PostgreSQL of CALSYNC_TEST_POSTGRES_URL).
