@@ -286,6 +286,29 @@ def test_owner_a_cannot_see_or_change_owner_b_calendars_or_messages(
         assert session.get(OutboxMessage, bobs_message).status is OutboxStatus.FAILED  # type: ignore[union-attr]
 
 
+def test_an_address_with_underscores_does_not_match_another_owners_emails(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    # In SQL LIKE "_" matches any one character: j_doe@x.org must not see jxdoe@x.org's mail.
+    add_owner(db, "j_doe@x.org", name="J Doe")
+    add_owner(db, "jxdoe@x.org", name="Jx Doe")
+    signed_in(client, db, settings, "j_doe@x.org")
+    console_links.invite(db, settings, "jxdoe@x.org")
+    with db.writing() as session:
+        session.execute(update(OutboxMessage).values(status=OutboxStatus.FAILED, last_error="550"))
+        others = session.scalars(
+            select(OutboxMessage.id).where(OutboxMessage.recipient.contains("jxdoe@x.org"))
+        ).one()
+    token = form_token(client)
+    problems = client.get("/console/email-problems").text
+    assert "jxdoe@x.org" not in problems
+    answer = client.post(f"/console/email-problems/{others}/retry", data={"csrf": token})
+    assert answer.status_code == 404
+    client.post("/console/email-problems/retry-all", data={"csrf": token})
+    with db.reading() as session:
+        assert session.get(OutboxMessage, others).status is OutboxStatus.FAILED  # type: ignore[union-attr]
+
+
 def test_the_owner_retries_a_failed_email(
     client: TestClient, db: Database, settings: Settings
 ) -> None:
