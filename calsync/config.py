@@ -111,6 +111,12 @@ class WebSettings(BaseModel):
         description="Sites that may embed the booking page in a frame, e.g. "
         "['https://coach.example']; empty: no site may (the default).",
     )
+    allow_private_caldav: bool = Field(
+        False,
+        description="Let owners connect (and sync now) CalDAV servers at loopback, private, "
+        "link-local or other non-public addresses from the console; for a calendar server on "
+        "this host or network. The CLI and admin API are never limited.",
+    )
 
     @field_validator("frame_ancestors")
     @classmethod

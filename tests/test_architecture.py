@@ -22,6 +22,7 @@ UPPER = {"sync", "bookings", "payments", "access", "web", "cli", "demo", "worker
 FORBIDDEN: dict[str, set[str]] = {
     "config": UPPER,
     "secretbox": UPPER,
+    "token_hash": UPPER,
     "calendars": UPPER,
     "notify": UPPER,
     "store": UPPER,

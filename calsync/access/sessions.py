@@ -9,7 +9,6 @@ database on every request.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy import delete, or_, select, update
 from calsync.store.console_rows import ConsoleSession
 from calsync.store.db import Database
 from calsync.store.models import Owner, utcnow
+from calsync.token_hash import hash_token
 
 TOKEN_BYTES = 32
 TOUCH_EVERY = timedelta(minutes=1)
@@ -41,10 +41,6 @@ class SignedInOwner:
     timezone: str
     slug: str
     session_hash: str
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def start(db: Database, owner_id: int, times: SessionTimes) -> str:

@@ -13,7 +13,6 @@ the same either way, so it tells nobody who has an account).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from calsync.store.console_rows import ConsoleSignInLink
 from calsync.store.db import Database
 from calsync.store.models import Owner, utcnow
 from calsync.sync import connections as services
+from calsync.token_hash import hash_token
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ class SentLink:
     owner_id: int
     email: str
     expires_at: datetime
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def link_url(settings: Settings, token: str) -> str:

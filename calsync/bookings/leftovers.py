@@ -5,7 +5,7 @@ removed at once. When that removal cannot reach the calendar either (it went dow
 writes), the booking fails all the same, and the events left behind are recorded on its
 sessions (marked cancelled, so a poll never takes their removal for the owner's doing). The
 worker removes them here, each only if it is still as we wrote it (If-Match): an event the owner
-changed since is theirs, and stays.
+changed since is theirs, and stays; so does one whose ETag was never recorded.
 """
 
 from __future__ import annotations
@@ -70,8 +70,16 @@ def remove_leftovers(
             continue
         try:
             for session_id, href, etag in items:
+                if not etag:
+                    # Without the ETag we wrote there is no If-Match that proves the event is
+                    # still ours as written ("" is no condition to some servers): keep it.
+                    log.info(
+                        "calendar #%s: %s has no ETag recorded; left as it is", connection_id, href
+                    )
+                    done.append(session_id)
+                    continue
                 try:
-                    provider.delete(href, etag or "")
+                    provider.delete(href, etag)
                     removed += 1
                 except NotFound:
                     pass  # gone already (the owner deleted it)

@@ -8,7 +8,6 @@ the hash, and nothing about why a token failed leaves this module.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 from calsync.config import Settings
 from calsync.secretbox import SecretBox
 from calsync.store.models import Booking, utcnow
+from calsync.token_hash import hash_token
 
 TOKEN_BYTES = 24  # 192 bits; the URL-safe form is 32 characters
 
@@ -30,10 +30,6 @@ class IssuedLink:
     token_hash: str
     token_encrypted: str
     expires_at: datetime
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def issue(settings: Settings, last_session_end: datetime) -> IssuedLink:

@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from calsync.bookings.links import TOKEN_BYTES, current_link, hash_token
+from calsync.bookings.links import TOKEN_BYTES, current_link
 from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.notify.compose import installation_namespace
@@ -53,6 +53,7 @@ from calsync.store.models import (
     utcnow,
 )
 from calsync.sync.connections import NotFoundError, ServiceError
+from calsync.token_hash import hash_token
 
 log = logging.getLogger(__name__)
 

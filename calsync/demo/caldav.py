@@ -31,7 +31,7 @@ from calsync.bookings.event_types import EventTypeSpec, find_slots, get_event_ty
 from calsync.bookings.packages import BookingRequest, book, get_booking
 from calsync.bookings.polling import booking_poller
 from calsync.cli.common import configure_logging
-from calsync.config import MailBackend, MailSettings, Settings, SyncSettings
+from calsync.config import MailBackend, MailSettings, Settings, SyncSettings, WebSettings
 from calsync.demo import payments
 from calsync.demo.embedded import EmbeddedRadicale
 from calsync.demo.payments import EmbeddedStripe
@@ -79,6 +79,8 @@ def demo_settings(data_dir: Path, port: int) -> Settings:
             from_address="bookings@calsync.example",
         ),
         sync=SyncSettings(poll_interval_seconds=5, poll_jitter_seconds=0, tick_seconds=1),
+        # The demo's Radicale listens on 127.0.0.1; let the console's "Sync now" reach it.
+        web=WebSettings(allow_private_caldav=True),
     )
 
 

@@ -22,6 +22,7 @@ from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.store.db import Database
 from calsync.store.models import (
+    BookedSession,
     Booking,
     BookingStatus,
     CalendarConnection,
@@ -96,3 +97,55 @@ def test_the_events_of_a_booking_that_failed_while_the_calendar_was_down_are_rem
         (booking,) = session.scalars(select(Booking)).all()
         assert booking.status is BookingStatus.FAILED
     assert {m.status for m in outbox.list_messages(db)} == {OutboxStatus.DROPPED}
+
+
+def test_an_event_left_without_an_etag_is_left_alone(
+    db: Database, settings: Settings, caldav_server: ServerProcess
+) -> None:
+    """Without the ETag calsync cannot tell whether the owner changed the event since, so it is
+    not deleted (an If-Match of "" is no condition to some servers), and not tried again."""
+    url = caldav_server.new_calendar()
+    services.add_owner(db, name="Coach", email=OWNER, timezone="Europe/Berlin")
+    (calendar,) = services.add_caldav_calendar(
+        db, settings, services.CalDAVRequest(OWNER, url, role=CalendarRole.BOTH)
+    )
+    save_event_type(db, coaching(booking_calendar_id=calendar.id))
+    booking_poller(db, settings).sync_now()
+    monday = next_monday()
+    request = BookingRequest(
+        "coaching", "Zoë", "zoe@example.org", (at(monday, 9), at(monday, 11)), "UTC"
+    )
+    factory = server_goes_down_after_one_event(caldav_server, open_provider(settings))
+    try:
+        with pytest.raises(CalendarWriteFailed):
+            book(db, settings, request, provider_factory=factory)
+    finally:
+        caldav_server.start()
+    with db.writing() as session:
+        (left,) = session.scalars(select(BookedSession).where(BookedSession.href.is_not(None)))
+        left.etag = None  # as when the server's answer to the write carried no ETag
+    assert len(on_server(url)) == 1
+
+    # Both real servers refuse If-Match "" (412), but a server may take it as no condition at
+    # all; so the real provider is watched for what it is asked to send, which is nothing.
+    deletes: list[tuple[str, str]] = []
+
+    def watched(connection: CalendarConnection) -> Any:
+        provider = open_provider(settings)(connection)
+        delete = provider.delete
+
+        def recorded(href: str, etag: str) -> None:
+            deletes.append((href, etag))
+            delete(href, etag)
+
+        provider.delete = recorded
+        return provider
+
+    assert remove_leftovers(db, settings, watched) == 0
+    assert deletes == [], "no DELETE without the ETag we wrote"
+    assert len(on_server(url)) == 1, "the event, perhaps changed by the owner, is kept"
+    with db.reading() as session:
+        assert (
+            session.scalars(select(BookedSession.href).where(BookedSession.href.is_not(None))).all()
+            == []
+        )

@@ -153,3 +153,20 @@ def test_what_makes_an_event_plain() -> None:
     assert busy_text(MEETING, RULES.owner_addresses).plain is None  # the owner is a guest
     weekly = plain_event("DTSTART:20240312T100000Z", "RRULE:FREQ=WEEKLY;COUNT=3")
     assert busy_text(weekly).plain is None
+
+
+def test_the_uid_is_read_as_the_item_scan_reads_it() -> None:
+    """The slimmed text and the mirror key an event by the same UID, however it is escaped or
+    parametered, because both read it with the one content-line reader."""
+    from calsync.calendars.ical import busy_text as slim_module
+    from calsync.calendars.ical import scan
+
+    event = (
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n"
+        'UID;X-NOTE="a:b":team\\,weekly\\;2\r\n'
+        "DTSTART:20261207T090000Z\r\nDTEND:20261207T100000Z\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    assert busy_text(event).uid == item_uid(event) == "team,weekly;2"
+    assert slim_module.content_value is scan.content_value
+    assert slim_module.unescape_text is scan.unescape_text

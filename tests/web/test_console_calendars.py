@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import select
 
-from calsync.config import Settings
+from calsync.config import Settings, WebSettings
 from calsync.store.db import Database
 from calsync.store.models import Base, CalendarConnection, CalendarRole, ConnectionStatus
 from calsync.testing.google_fake import FakeGoogle
@@ -36,6 +36,12 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 ADA = "ada@example.org"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These tests connect the Radicale on 127.0.0.1, as an operator who allows it would."""
+    return settings.model_copy(update={"web": WebSettings(allow_private_caldav=True)})
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from calsync.calendars.ical.lines import unfolded_lines
-from calsync.calendars.ical.scan import item_uid
+from calsync.calendars.ical.scan import content_value, item_uid, unescape_text
 from calsync.calendars.ical.timezones import iana_zone
 
 __all__ = ["SlimObject", "busy_text"]
@@ -138,7 +138,7 @@ def busy_text(data: str, owner_addresses: Collection[str] = ()) -> SlimObject:
         if len(stack) > 1:
             continue  # inside an alarm
         if name == "UID" and uid is None and stack[0] == "VEVENT":
-            uid = _unescape_text(_value(line))
+            uid = unescape_text(content_value(line))
         if name in _KEPT or not name:
             kept.append(line)
             if plain is not None:
@@ -160,18 +160,3 @@ def busy_text(data: str, owner_addresses: Collection[str] = ()) -> SlimObject:
     if events != 1 or stack or last.strip().upper() != "END:VCALENDAR":
         plain = None
     return SlimObject("\r\n".join(kept) + "\r\n", uid, plain)
-
-
-def _value(line: str) -> str:
-    """The raw value: what follows the first colon that is not inside a quoted parameter."""
-    quoted = False
-    for position, char in enumerate(line):
-        if char == '"':
-            quoted = not quoted
-        elif char == ":" and not quoted:
-            return line[position + 1 :]
-    return ""
-
-
-def _unescape_text(value: str) -> str:
-    return re.sub(r"\\([\\;,nN])", lambda m: "\n" if m[1] in "nN" else m[1], value)

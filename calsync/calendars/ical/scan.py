@@ -22,16 +22,16 @@ def item_uid(data: str) -> str | None:
         match = _PROPERTY_NAME.match(line)
         name = match[0].upper() if match else ""
         if name == "BEGIN":
-            stack.append(_content_value(line).strip().upper())
+            stack.append(content_value(line).strip().upper())
         elif name == "END":
             if stack:
                 stack.pop()
         elif name == "UID" and stack[-1:] == ["VEVENT"] and stack[:1] == ["VCALENDAR"]:
-            return _unescape_text(_content_value(line))
+            return unescape_text(content_value(line))
     return None
 
 
-def _content_value(line: str) -> str:
+def content_value(line: str) -> str:
     """The raw value: what follows the first colon that is not inside a quoted parameter."""
     quoted = False
     for position, char in enumerate(line):
@@ -42,5 +42,6 @@ def _content_value(line: str) -> str:
     return ""
 
 
-def _unescape_text(value: str) -> str:
+def unescape_text(value: str) -> str:
+    """A TEXT value's escapes undone (RFC 5545 3.3.11): ``\\,`` ``\\;`` ``\\\\`` and ``\\n``."""
     return re.sub(r"\\([\\;,nN])", lambda m: "\n" if m[1] in "nN" else m[1], value)

@@ -27,6 +27,7 @@ from calsync.store.models import (
     CalendarRole,
     CancelMode,
     EventType,
+    ProviderKind,
     SyncOutcome,
 )
 from calsync.sync import connections as services
@@ -35,6 +36,7 @@ from calsync.web.console.auth import ConsoleFormDep, CurrentOwner
 from calsync.web.console.isolation import owned_calendar, owned_event_type
 from calsync.web.console.rate_limit import limit_console_requests
 from calsync.web.console.render import Section, console_page, go
+from calsync.web.console.server_address import points_inside
 from calsync.web.deps import DbDep, SettingsDep
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ DONE = {
     "synced": "Synced just now.",
     "busy": "Another calsync process is reading this calendar right now; look again shortly.",
     "failed": "calsync tried to read it just now and could not; see below.",
+    "private": wording.PRIVATE_ADDRESS,
     "connected": "Connected. calsync reads the calendar within a few minutes.",
     "disconnected": "The calendar is disconnected.",
 }
@@ -226,6 +229,14 @@ def sync_now(
     calendar_id: str, request: Request, form: ConsoleFormDep, db: DbDep, settings: SettingsDep
 ) -> Response:
     calendar = owned_calendar(db, form.owner, calendar_id)
+    if (
+        calendar.provider is ProviderKind.CALDAV
+        and not settings.web.allow_private_caldav
+        and points_inside(calendar.url)
+    ):
+        # The address may have been connected by the operator, or resolve differently now.
+        log.info("console: owner %s: refused sync now of a non-public address", form.owner.owner_id)
+        return go(settings, f"/calendars/{calendar.id}?done=private")
     results = request.app.state.poller.sync_now([calendar.id])
     if not results:
         done = "busy"

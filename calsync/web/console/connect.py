@@ -42,6 +42,7 @@ from calsync.web.console import wording
 from calsync.web.console.auth import ConsoleFormDep, CurrentOwner
 from calsync.web.console.rate_limit import limit_console_requests
 from calsync.web.console.render import Section, console_page, go, message
+from calsync.web.console.server_address import points_inside
 from calsync.web.deps import DbDep, SettingsDep
 from calsync.web.manage.render import see_other
 from calsync.web.signin import flow as google_signin
@@ -101,6 +102,9 @@ def discover(request: Request, form: ConsoleFormDep, settings: SettingsDep) -> R
         password=form.fields.get("password") or "",
     )
     problems = _problems(typed)
+    if not problems and not settings.web.allow_private_caldav and points_inside(typed.server):
+        log.info("console: owner %s: refused a non-public CalDAV address", form.owner.owner_id)
+        problems["server"] = wording.PRIVATE_ADDRESS
     if not problems:
         from calsync.calendars.caldav.discovery import discover_calendars
 

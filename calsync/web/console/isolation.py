@@ -86,10 +86,11 @@ def messages_of(owner: SignedInOwner) -> ColumnElement[bool]:
         OutboxMessage.booking_id.in_(select(Booking.id).where(Booking.owner_id == owner.owner_id)),
         and_(
             OutboxMessage.booking_id.is_(None),
-            # "Name <address>" as the header was written, or the bare address.
+            # "Name <address>" as the header was written, or the bare address. autoescape:
+            # endswith is LIKE, where "_" and "%" in an address would match other addresses.
             or_(
                 OutboxMessage.recipient == owner.email,
-                OutboxMessage.recipient.endswith(f"<{owner.email}>"),
+                OutboxMessage.recipient.endswith(f"<{owner.email}>", autoescape=True),
             ),
         ),
     )

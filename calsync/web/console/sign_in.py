@@ -20,7 +20,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 
 from calsync.access import sessions
 from calsync.access import sign_in as links
-from calsync.bookings.links import hash_token
+from calsync.token_hash import hash_token
 from calsync.web.console.auth import (
     COOKIE,
     FOREIGN,

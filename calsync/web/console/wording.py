@@ -101,3 +101,10 @@ def provider_problem(exc: ProviderError) -> str:
             "running, then try again. Nothing was saved."
         )
     return f"The calendar server answered with a problem: {exc}. Nothing was saved."
+
+
+PRIVATE_ADDRESS = (
+    "calsync does not connect to addresses on its own network (such as 127.0.0.1, 10.x.x.x "
+    "or 192.168.x.x) from the console. Give your calendar server's public address, or ask "
+    "the operator to connect it for you."
+)

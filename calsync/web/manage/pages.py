@@ -40,6 +40,7 @@ from calsync.store.models import (
     utcnow,
 )
 from calsync.sync.connections import NotFoundError
+from calsync.token_hash import hash_token
 from calsync.web.manage.forms import (
     FormProblems,
     Purpose,
@@ -151,7 +152,7 @@ class Visit:
 
     @property
     def token_hash(self) -> str:
-        return links.hash_token(self.token)
+        return hash_token(self.token)
 
     def lengths(self) -> dict[int, timedelta]:
         """How long each session is (session id → length)."""
@@ -225,7 +226,7 @@ def open_visit(
 
 def token_tag(token: str) -> str:
     """A short hash of a token: enough to match log lines, useless for opening the page."""
-    return links.hash_token(token)[:8]
+    return hash_token(token)[:8]
 
 
 def not_valid(request: Request, settings: Settings, token: str) -> Response:

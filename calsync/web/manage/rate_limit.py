@@ -24,9 +24,9 @@ from enum import StrEnum
 from fastapi import Request
 from redis.exceptions import RedisError
 
-from calsync.bookings.links import hash_token
 from calsync.store import rate_limits
 from calsync.store.db import Database
+from calsync.token_hash import hash_token
 
 log = logging.getLogger(__name__)
 
