@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from calsync.bookings.apply import apply_change
@@ -62,6 +62,8 @@ STALE = (
     "is being refunded in full. Please choose new times again."
 )
 EXPIRED = "The times were held for you but the fee was not paid in time; they are free again."
+#: How long a released charge is still re-read from Stripe, in case its cancel failed.
+RECHECK_RELEASED = timedelta(days=1)
 UNREACHABLE = "The payment service could not be reached, so the times were released."
 
 
@@ -385,9 +387,16 @@ def release(db: Database, change_id: int, why: str, now: datetime | None = None)
     return True
 
 
-def expire_holds(db: Database, gateway: StripeGateway | None, now: datetime | None = None) -> int:
+def expire_holds(
+    db: Database,
+    settings: Settings,
+    gateway: StripeGateway | None,
+    now: datetime | None = None,
+) -> int:
     """Release every hold that ran out unpaid (the worker's job); their intents are cancelled
-    at Stripe where it still can be. A payment that lands anyway is refunded by ``settle``."""
+    at Stripe where it still can be. An intent that cannot be cancelled is re-read at once: paid
+    at the last moment, ``settle`` refunds it (no webhook needed); Stripe away, the worker's
+    ``check_open_intents`` looks again on its next beat."""
     now = now or utcnow()
     with db.reading() as session:
         due = list(
@@ -421,10 +430,64 @@ def expire_holds(db: Database, gateway: StripeGateway | None, now: datetime | No
             try:
                 gateway.cancel_intent(intent_id)
             except PaymentError:
-                # Paid at the last moment (or Stripe away): the webhook or the next look
-                # settles it, and settle refunds a payment for a released hold.
+                # Paid at the last moment (or Stripe away): re-read it rather than wait for a
+                # webhook that may never come; settle refunds a payment for a released hold.
                 log.info("intent %s of expired change %s not cancelled", intent_id, change_id)
+                _settle_if_paid(db, settings, gateway, intent_id)
     return released
+
+
+def _settle_if_paid(
+    db: Database, settings: Settings, gateway: StripeGateway, intent_id: str
+) -> bool:
+    """Re-read ``intent_id`` and settle it if Stripe took the money; False when it is not paid
+    (or Stripe cannot be asked now: the next worker beat asks again)."""
+    try:
+        intent = gateway.retrieve_intent(intent_id)
+        if intent.status is not IntentStatus.SUCCEEDED:
+            return False
+        settle(db, settings, gateway, intent_id)
+    except PaymentError as exc:
+        log.warning("intent %s not settled now (%s); the worker asks again", intent_id, exc)
+        return False
+    return True
+
+
+def check_open_intents(
+    db: Database, settings: Settings, gateway: StripeGateway, now: datetime | None = None
+) -> int:
+    """Re-read from Stripe every intent calsync still waits on (a charge not yet recorded as
+    paid, or one released in the last day whose cancel at Stripe may have failed) and settle
+    those that were paid, so a lost webhook and a closed tab never leave money taken with
+    nothing applied or refunded. The worker runs this every beat; it returns how many were
+    settled. (Released charges are looked at for a day only, so old ones cost no calls.)"""
+    since = (now or utcnow()) - RECHECK_RELEASED
+    with db.reading() as session:
+        intents = list(
+            session.scalars(
+                select(Payment.stripe_id)
+                .join(Change, Change.id == Payment.change_id)
+                .where(
+                    Payment.kind == PaymentKind.CHARGE,
+                    Payment.stripe_id.is_not(None),
+                    or_(
+                        and_(
+                            Payment.state == PaymentState.OPEN,
+                            Change.status == ChangeStatus.AWAITING_PAYMENT,
+                        ),
+                        and_(
+                            Payment.state == PaymentState.CANCELED,
+                            Change.status == ChangeStatus.UNPAID,
+                            Payment.updated_at >= since,
+                        ),
+                    ),
+                )
+                .order_by(Payment.id)
+            )
+        )
+    return sum(
+        _settle_if_paid(db, settings, gateway, intent_id) for intent_id in intents if intent_id
+    )
 
 
 def pay_refunds(db: Database, gateway: StripeGateway, *, only: int | None = None) -> list[Payment]:

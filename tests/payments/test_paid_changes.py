@@ -130,8 +130,8 @@ def test_held_times_are_busy_for_others_and_free_again_when_the_hold_ends(
     with pytest.raises(SlotTaken):
         setup.book(held, email="other@example.org")
     later = outcome.change.created_at + timedelta(minutes=16)
-    assert service.expire_holds(db, gateway, now=later) == 1
-    assert service.expire_holds(db, gateway, now=later) == 0
+    assert service.expire_holds(db, paid_settings, gateway, now=later) == 1
+    assert service.expire_holds(db, paid_settings, gateway, now=later) == 0
     (change,) = changes.changes_of(db, booking.id)
     assert change.status is ChangeStatus.UNPAID
     assert [s.start for s in get_booking(db, booking.id).sessions] == [
@@ -363,3 +363,42 @@ def test_without_payments_a_fee_is_recorded_and_the_change_applies_as_before(
     assert outcome.change.status is ChangeStatus.APPLIED
     assert outcome.fee == Decimal("10.00")
     assert service.payments_of(db, booking.id) == []
+
+
+def test_a_hold_paid_as_it_expires_is_refunded_without_any_webhook(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    setup = _setup(db, paid_settings, radicale_server, FEE)
+    booking, _, outcome = _start_two_of_three(setup, paid_settings)
+    step = service.payment_step(db, paid_settings, gateway, outcome.change.id)
+    assert step.intent_id and step.expires_at
+    # Paid at Stripe just before the hold runs out; the webhook never comes.
+    gateway.confirm_intent(step.intent_id, "pm_card_visa")
+    later = step.expires_at + timedelta(seconds=1)
+    assert service.expire_holds(db, paid_settings, gateway, now=later) == 1
+    (change,) = changes.changes_of(db, booking.id)
+    assert change.status is ChangeStatus.UNPAID
+    assert change.message == service.LATE
+    refunds = [p for p in service.payments_of(db, booking.id) if p.kind is PaymentKind.REFUND]
+    assert [(p.state, p.amount) for p in refunds] == [(PaymentState.SUCCEEDED, 2000)]
+    assert [s.start for s in get_booking(db, booking.id).sessions] == [
+        s.start for s in booking.sessions
+    ]
+
+
+def test_the_worker_applies_a_payment_whose_webhook_never_came(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    from calsync.worker import payment_chores
+
+    setup = _setup(db, paid_settings, radicale_server, FEE)
+    booking, moves, outcome = _start_two_of_three(setup, paid_settings)
+    step = service.payment_step(db, paid_settings, gateway, outcome.change.id)
+    assert step.intent_id
+    # The customer paid (Stripe.js, 3-D Secure) but neither the return URL nor a webhook came.
+    gateway.confirm_intent(step.intent_id, "pm_card_visa")
+    payment_chores(db, paid_settings)
+    (change,) = changes.changes_of(db, booking.id)
+    assert change.status is ChangeStatus.APPLIED
+    moved = get_booking(db, booking.id)
+    assert [s.start for s in moved.sessions] == [moves.get(s.id, s.start) for s in booking.sessions]
