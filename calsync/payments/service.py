@@ -31,7 +31,7 @@ from calsync.payments.errors import (
     PaymentRefused,
     PaymentsUnavailable,
 )
-from calsync.payments.gateway import IntentStatus, StripeGateway
+from calsync.payments.gateway import Intent, IntentStatus, StripeGateway
 from calsync.policy.money import minor_text
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -69,6 +69,11 @@ UNREACHABLE = "The payment service could not be reached, so the times were relea
 
 class HoldEnded(PaymentError):
     """The change is no longer waiting for a payment (paid already, or its hold ran out)."""
+
+
+class PaymentUnconfirmed(PaymentsUnavailable):
+    """The confirm got no answer and Stripe could not be asked again: the card may have been
+    charged, so the hold stays; the worker re-reads the intent (``check_open_intents``)."""
 
 
 class StepState(StrEnum):
@@ -204,9 +209,29 @@ def pay(
     except PaymentDeclined as exc:
         _declined(db, settings, change_id, step.intent_id, exc.message)
         raise
+    except PaymentError as exc:
+        # The card may have been charged all the same (an answer lost to a timeout, a second
+        # click confirming an intent the first one paid): what Stripe holds decides.
+        intent = _reread_after(gateway, step.intent_id, exc)
     if intent.status is IntentStatus.REQUIRES_ACTION:
         return _replace(step, StepState.ACTION, intent.client_secret)
     return settle(db, settings, gateway, intent.id, factory)
+
+
+def _reread_after(gateway: StripeGateway, intent_id: str, failed: PaymentError) -> Intent:
+    """The intent after a confirm that failed with ``failed``. Paid, or waiting for 3-D Secure:
+    returned, for ``pay`` to carry on. Not paid: ``failed`` again (the hold stays; a refused
+    confirm charged nothing). Stripe not answering, or the payment still processing:
+    PaymentUnconfirmed, and the worker finds out."""
+    try:
+        intent = gateway.retrieve_intent(intent_id)
+    except PaymentError as exc:
+        raise PaymentUnconfirmed(exc.message, code=exc.code) from failed
+    if intent.status in (IntentStatus.SUCCEEDED, IntentStatus.REQUIRES_ACTION):
+        return intent
+    if isinstance(failed, PaymentsUnavailable) or intent.status is IntentStatus.PROCESSING:
+        raise PaymentUnconfirmed(failed.message, code=failed.code) from failed
+    raise failed
 
 
 def _replace(step: PaymentStep, state: StepState, secret: str | None) -> PaymentStep:
