@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from calsync.bookings.apply import apply_change
@@ -31,7 +31,7 @@ from calsync.payments.errors import (
     PaymentRefused,
     PaymentsUnavailable,
 )
-from calsync.payments.gateway import Intent, IntentStatus, StripeGateway
+from calsync.payments.gateway import Intent, IntentStatus, Refund, StripeGateway
 from calsync.policy.money import minor_text
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -64,6 +64,8 @@ STALE = (
 EXPIRED = "The times were held for you but the fee was not paid in time; they are free again."
 #: How long a released charge is still re-read from Stripe, in case its cancel failed.
 RECHECK_RELEASED = timedelta(days=1)
+#: How long a run that claimed a refund has to send it before another run may take it over.
+REFUND_LEASE = timedelta(minutes=5)
 UNREACHABLE = "The payment service could not be reached, so the times were released."
 
 
@@ -515,19 +517,36 @@ def check_open_intents(
     )
 
 
-def pay_refunds(db: Database, gateway: StripeGateway, *, only: int | None = None) -> list[Payment]:
-    """Send every open refund to Stripe (with its idempotency key, so a retry after a timeout
-    refunds once). Refused by Stripe: marked failed with Stripe's words, for the owner to see
-    in ``calsync payments list``; Stripe away: left open for the next run."""
+def pay_refunds(
+    db: Database,
+    gateway: StripeGateway,
+    *,
+    only: int | None = None,
+    for_change: int | None = None,
+    now: datetime | None = None,
+) -> list[Payment]:
+    """Send the open refunds (``only`` one, or those of the change ``for_change``) to Stripe.
+
+    Safe from every worker beat, the manage page and the CLI at once: each refund is claimed
+    first (state SENDING with a lease, like the outbox's claim), so only one place sends it;
+    a claim left by a run that died is taken over when its lease ends. Before sending, the
+    intent's refunds are listed: one carrying this refund's ``calsync_payment_id`` means an
+    earlier run's refund reached Stripe, and it is recorded instead of refunding twice (the
+    idempotency key alone does not cover that after Stripe's 24 hours). Refused by Stripe:
+    marked failed with Stripe's words, for ``calsync payments list``; Stripe away or busy with
+    the same key: left open for the next run."""
+    now = now or utcnow()
     with db.reading() as session:
-        query = select(Payment.id).where(
-            Payment.kind == PaymentKind.REFUND, Payment.state == PaymentState.OPEN
-        )
+        query = select(Payment.id).where(Payment.kind == PaymentKind.REFUND, _sendable(now))
         if only is not None:
             query = query.where(Payment.id == only)
+        if for_change is not None:
+            query = query.where(Payment.change_id == for_change)
         due = list(session.scalars(query.order_by(Payment.id)))
     done = []
     for payment_id in due:
+        if not _claim_refund(db, payment_id, now):
+            continue  # another run is sending it
         with db.reading() as session:
             payment = session.get(Payment, payment_id)
             assert payment is not None
@@ -536,17 +555,28 @@ def pay_refunds(db: Database, gateway: StripeGateway, *, only: int | None = None
         try:
             if not intent:
                 raise PaymentRefused("the booking has no Stripe payment to refund")
-            refund = gateway.refund(intent, amount, key, {"calsync_payment_id": str(payment_id)})
-            stripe_id = refund.id
+            made = _refund_made(gateway, intent, payment_id)
+            if made is None:
+                try:
+                    made = gateway.refund(
+                        intent, amount, key, {"calsync_payment_id": str(payment_id)}
+                    )
+                except PaymentRefused:
+                    # Refused, unless a refund of ours got through meanwhile.
+                    made = _refund_made(gateway, intent, payment_id)
+                    if made is None:
+                        raise
+            stripe_id = made.id
         except PaymentRefused as exc:
             state, message = PaymentState.FAILED, exc.message
         except PaymentsUnavailable:
             log.warning("refund %s not sent: Stripe unreachable; retried later", payment_id)
+            _unclaim_refund(db, payment_id)
             continue
         with db.writing() as session:
             payment = session.get(Payment, payment_id)
             assert payment is not None
-            if payment.state is not PaymentState.OPEN:
+            if payment.state is not PaymentState.SENDING:
                 continue
             payment.state, payment.stripe_id, payment.message = state, stripe_id, message
             booking = session.get(Booking, payment.booking_id)
@@ -568,6 +598,54 @@ def pay_refunds(db: Database, gateway: StripeGateway, *, only: int | None = None
             )
             done.append(payment)
     return done
+
+
+def _sendable(now: datetime) -> ColumnElement[bool]:
+    """An open refund, or one whose sender's lease ran out."""
+    return or_(
+        Payment.state == PaymentState.OPEN,
+        and_(Payment.state == PaymentState.SENDING, Payment.updated_at <= now - REFUND_LEASE),
+    )
+
+
+def _claim_refund(db: Database, payment_id: int, now: datetime) -> bool:
+    """Take the refund for this run (one conditional UPDATE: two runs cannot both win)."""
+    with db.writing() as session:
+        result = session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, _sendable(now))
+            .values(state=PaymentState.SENDING, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _unclaim_refund(db: Database, payment_id: int) -> None:
+    with db.writing() as session:
+        session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.state == PaymentState.SENDING)
+            .values(state=PaymentState.OPEN)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _refund_made(gateway: StripeGateway, intent_id: str, payment_id: int) -> Refund | None:
+    """The refund Stripe already made for calsync's refund ``payment_id``, if any. A list
+    Stripe will not give (localstripe fails for an intent never paid) counts as none: the
+    refund request itself then decides, its idempotency key still guarding a retry."""
+    try:
+        made = gateway.refunds_of(intent_id)
+    except PaymentError as exc:
+        log.info("refunds of %s not listed (%s)", intent_id, exc)
+        return None
+    for refund in made:
+        if refund.metadata.get("calsync_payment_id") == str(payment_id) and refund.status in (
+            "succeeded",
+            "pending",
+        ):
+            return refund
+    return None
 
 
 def payments_of(db: Database, booking_id: str | None = None) -> list[Payment]:

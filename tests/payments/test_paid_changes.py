@@ -402,3 +402,76 @@ def test_the_worker_applies_a_payment_whose_webhook_never_came(
     assert change.status is ChangeStatus.APPLIED
     moved = get_booking(db, booking.id)
     assert [s.start for s in moved.sessions] == [moves.get(s.id, s.start) for s in booking.sessions]
+
+
+def _queued_full_refund(
+    db: Database, settings: Settings, gateway: StripeGateway, server: ServerProcess
+) -> tuple[Booking, str, int]:
+    policy = ChangePolicy(cancel_refund=Fee(FeeKind.PERCENT, Decimal("100")))
+    setup = _setup(db, settings, server, policy)
+    booking, intent = _paid_booking(setup, gateway, at(setup.monday, 9))
+    outcome = changes.cancel(
+        db, settings, booking.id, [booking.sessions[0].id], actor=Actor.CUSTOMER
+    )
+    (refund,) = [p for p in service.payments_of(db, booking.id) if p.kind is PaymentKind.REFUND]
+    assert refund.change_id == outcome.change.id
+    return booking, intent, refund.id
+
+
+def test_refunds_sent_from_several_places_at_once_pay_back_once(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    booking, intent, refund_id = _queued_full_refund(db, paid_settings, gateway, radicale_server)
+    # The worker's beat, the manage page's cancel and the CLI, all at the same moment.
+    start = threading.Barrier(3)
+    problems: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            start.wait()
+            service.pay_refunds(db, gateway)
+        except BaseException as exc:
+            problems.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert problems == []
+    assert len(gateway.refunds_of(intent)) == 1
+    (refund,) = [p for p in service.payments_of(db, booking.id) if p.id == refund_id]
+    assert refund.state is PaymentState.SUCCEEDED
+
+
+def test_a_refund_stripe_made_before_a_crash_is_recorded_not_failed(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    _, intent, refund_id = _queued_full_refund(db, paid_settings, gateway, radicale_server)
+    # An earlier run's refund reached Stripe, but calsync stopped before recording it (and
+    # Stripe's 24 hours for the key may be over): the retry must not refund a second time.
+    made = gateway.refund(
+        intent, 30000, f"test-earlier-{refund_id}", {"calsync_payment_id": str(refund_id)}
+    )
+    (done,) = service.pay_refunds(db, gateway)
+    assert (done.id, done.state, done.stripe_id) == (refund_id, PaymentState.SUCCEEDED, made.id)
+    assert len(gateway.refunds_of(intent)) == 1
+
+
+def test_a_cancel_sends_only_its_own_refund(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    policy = ChangePolicy(cancel_refund=Fee(FeeKind.PERCENT, Decimal("100")))
+    setup = _setup(db, paid_settings, radicale_server, policy)
+    cancels = []
+    for hour in (9, 13):
+        booking, _ = _paid_booking(setup, gateway, at(setup.monday, hour))
+        ids = [booking.sessions[0].id]
+        cancels.append(changes.cancel(db, paid_settings, booking.id, ids, actor=Actor.CUSTOMER))
+    first, second = (outcome.change.id for outcome in cancels)
+    (sent,) = service.pay_refunds(db, gateway, for_change=second)
+    assert sent.change_id == second and sent.state is PaymentState.SUCCEEDED
+    (left,) = [
+        p for p in service.payments_of(db) if p.kind is PaymentKind.REFUND and p.id != sent.id
+    ]
+    assert (left.change_id, left.state) == (first, PaymentState.OPEN)
