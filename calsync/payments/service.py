@@ -64,6 +64,10 @@ STALE = (
 EXPIRED = "The times were held for you but the fee was not paid in time; they are free again."
 #: How long a released charge is still re-read from Stripe, in case its cancel failed.
 RECHECK_RELEASED = timedelta(days=1)
+MISMATCH = (
+    "The payment did not match this change, so nothing was changed and it is being refunded in "
+    "full. Please choose new times again."
+)
 #: How long a run that claimed a refund has to send it before another run may take it over.
 REFUND_LEASE = timedelta(minutes=5)
 UNREACHABLE = "The payment service could not be reached, so the times were released."
@@ -182,9 +186,22 @@ def payment_step(
             release(db, change_id, UNREACHABLE)
             raise
         with db.writing() as session:
-            stored = session.get(Payment, payment_id)
-            assert stored is not None
-            stored.stripe_id = stored.payment_intent = intent.id
+            # Two tabs may each make an intent: the first stored wins, never overwritten.
+            won = session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id, Payment.stripe_id.is_(None))
+                .values(stripe_id=intent.id, payment_intent=intent.id)
+                .execution_options(synchronize_session=False)
+            )
+            stored_id = session.scalars(
+                select(Payment.stripe_id).where(Payment.id == payment_id)
+            ).one()
+        if getattr(won, "rowcount", 0) != 1 and stored_id and stored_id != intent.id:
+            try:
+                gateway.cancel_intent(intent.id)
+            except PaymentError as exc:
+                log.warning("spare intent %s not cancelled: %s", intent.id, exc)
+            intent = gateway.retrieve_intent(stored_id)
     with db.reading() as session:
         change = session.get(Change, change_id)
         assert change is not None
@@ -313,7 +330,35 @@ def settle(
         payment = session.scalars(select(Payment).where(Payment.stripe_id == intent_id)).one()
         change = session.get(Change, change_id)
         assert change is not None
-        if payment.state is not PaymentState.SUCCEEDED:
+        mismatch = _mismatch(intent, payment)
+        if mismatch is not None and payment.state is not PaymentState.SUCCEEDED:
+            # Not the payment this row asked for (a key Stripe still remembered from before a
+            # database reset answers with an old intent): never applied, what it took goes back.
+            log.error("intent %s does not match payment %s: %s", intent_id, payment.id, mismatch)
+            payment.state = PaymentState.SUCCEEDED
+            payment.message = MISMATCH
+            if change.status is ChangeStatus.AWAITING_PAYMENT:
+                change.status = ChangeStatus.UNPAID
+                change.message = MISMATCH
+                for held in session.scalars(
+                    select(PaymentHold).where(
+                        PaymentHold.change_id == change_id, PaymentHold.released_at.is_(None)
+                    )
+                ):
+                    held.released_at = now
+            refund = Payment(
+                kind=PaymentKind.REFUND,
+                booking_id=booking_id,
+                change_id=change_id,
+                amount=intent.amount,
+                currency=intent.currency.upper(),
+                payment_intent=intent_id,
+                idempotency_key=stripe_key(settings, f"change-{change_id}-mismatch-refund"),
+            )
+            session.add(refund)
+            session.flush()
+            refund_id = refund.id
+        elif payment.state is not PaymentState.SUCCEEDED:
             payment.state = PaymentState.SUCCEEDED
             payment.message = None
             booking = session.scalars(
@@ -378,6 +423,16 @@ def settle(
         change = session.get(Change, change_id)
         assert change is not None
         return _step(session, change, _charge(session, change_id), None)
+
+
+def _mismatch(intent: Intent, payment: Payment) -> str | None:
+    """Why ``intent`` is not the charge ``payment`` asked for, or None when it is."""
+    if intent.change_id != payment.change_id:
+        return f"it is for change {intent.change_id}, not {payment.change_id}"
+    if (intent.amount, intent.currency.upper()) != (payment.amount, payment.currency.upper()):
+        took, asked = (intent.amount, intent.currency), (payment.amount, payment.currency)
+        return f"it is for {took}, not {asked}"
+    return None
 
 
 def release(db: Database, change_id: int, why: str, now: datetime | None = None) -> bool:

@@ -475,3 +475,40 @@ def test_a_cancel_sends_only_its_own_refund(
         p for p in service.payments_of(db) if p.kind is PaymentKind.REFUND and p.id != sent.id
     ]
     assert (left.change_id, left.state) == (first, PaymentState.OPEN)
+
+
+def test_charge_keys_never_repeat_after_a_database_reset(
+    db: Database, paid_settings: Settings, radicale_server: ServerProcess
+) -> None:
+    from calsync.bookings import paid_changes
+
+    # Change ids count from 1 again after a reset; Stripe keeps keys for 24 hours.
+    first = paid_changes.stripe_key(paid_settings, "change-1-charge-1")
+    again = paid_changes.stripe_key(paid_settings, "change-1-charge-1")
+    assert first != again and "change-1-charge-1" in first
+
+
+def test_an_intent_for_another_change_is_refunded_not_applied(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    setup = _setup(db, paid_settings, radicale_server, FEE)
+    booking, _, outcome = _start_two_of_three(setup, paid_settings)
+    change_id = outcome.change.id
+    # A key that Stripe still remembers from before a reset answers with that old intent:
+    # another change's, for another amount.
+    old = gateway.create_intent(
+        999, "EUR", {"calsync_change_id": str(change_id + 100)}, f"test-old-{booking.id}"
+    )
+    from calsync.store.models import Payment
+
+    with db.writing() as session:
+        (payment,) = session.scalars(select(Payment).where(Payment.change_id == change_id))
+        payment.stripe_id = payment.payment_intent = old.id
+    gateway.confirm_intent(old.id, "pm_card_visa")
+    step = service.settle(db, paid_settings, gateway, old.id)
+    assert step.state is not StepState.PAID
+    assert [s.start for s in get_booking(db, booking.id).sessions] == [
+        s.start for s in booking.sessions
+    ]
+    refunds = [p for p in service.payments_of(db, booking.id) if p.kind is PaymentKind.REFUND]
+    assert [(p.state, p.amount) for p in refunds] == [(PaymentState.SUCCEEDED, 999)]
