@@ -67,13 +67,16 @@ def start_background(db: Database, settings: Settings) -> Poller:
 
 
 def payment_chores(db: Database, settings: Settings) -> None:
-    """Release holds that ran out unpaid (their slots are offered again) and send the refunds
-    that are due (retrying those Stripe could not take before)."""
+    """Release holds that ran out unpaid (their slots are offered again), re-read the intents
+    still awaiting payment (a payment whose webhook never came is applied or refunded), finish
+    or refund the booking page's paid checkouts, and send the refunds that are due (retrying
+    those Stripe could not take before)."""
     from calsync.payments import checkout, service
     from calsync.payments.gateway import StripeGateway
 
     assert settings.payments is not None
     gateway = StripeGateway.from_settings(settings.payments)
-    service.expire_holds(db, gateway)
+    service.expire_holds(db, settings, gateway)
+    service.check_open_intents(db, settings, gateway)
     checkout.expire(db, settings, gateway)
     service.pay_refunds(db, gateway)

@@ -12,6 +12,7 @@ transaction). Stripe itself is called by ``payments/service.py``, after the comm
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from decimal import Decimal
 
@@ -31,9 +32,13 @@ from calsync.store.models import (
 
 
 def stripe_key(settings: Settings, what: str) -> str:
-    """An idempotency key for Stripe: this installation's own (two installations may share one
-    Stripe account) and calsync's ids, e.g. ``calsync-<ns>-change-12-charge-1``."""
-    return f"calsync-{installation_namespace(settings.require_secret_key())}-{what}"
+    """A new idempotency key for Stripe, stored on its row when the row is made (retries reuse
+    the stored key): this installation's own (two installations may share one Stripe account),
+    calsync's ids for whoever reads Stripe's log, e.g. ``calsync-<ns>-change-12-charge-1-<r>``,
+    and random bytes, because ids count from 1 again after a database reset and Stripe keeps a
+    key for 24 hours: the same key would answer with the old database's intent or refund."""
+    namespace = installation_namespace(settings.require_secret_key())
+    return f"calsync-{namespace}-{what}-{secrets.token_hex(8)}"
 
 
 def hold(

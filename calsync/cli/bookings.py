@@ -363,16 +363,12 @@ def _send_refunds(change_id: int) -> list[str]:
     from calsync.policy.money import minor_text
 
     db = state.db()
-    due = [p.id for p in service.payments_of(db) if p.change_id == change_id]
-    if not due:
-        return []
     gateway = StripeGateway.from_settings(state.settings.payments)
     lines = []
-    for refund in service.pay_refunds(db, gateway):
-        if refund.id in due:
-            amount = minor_text(refund.amount, refund.currency)
-            what = refund.stripe_id if refund.stripe_id else f"FAILED: {refund.message}"
-            lines.append(f"Refund {amount}: {refund.state.value} ({what})")
+    for refund in service.pay_refunds(db, gateway, for_change=change_id):
+        amount = minor_text(refund.amount, refund.currency)
+        what = refund.stripe_id if refund.stripe_id else f"FAILED: {refund.message}"
+        lines.append(f"Refund {amount}: {refund.state.value} ({what})")
     return lines
 
 

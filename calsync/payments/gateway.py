@@ -59,6 +59,7 @@ class Refund:
     id: str
     status: str  # succeeded, pending, failed, canceled
     amount: int
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 def _intent(found: Any) -> Intent:
@@ -79,7 +80,11 @@ def _translated(exc: stripe.StripeError) -> PaymentError:
     message = exc.user_message or str(exc) or type(exc).__name__
     if isinstance(exc, stripe.CardError):
         return PaymentDeclined(message, code=exc.code)
-    if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
+    if isinstance(exc, stripe.IdempotencyError):
+        # Another request with the same key is in flight (or just was): retry later, when
+        # Stripe answers the key with what that request did.
+        return PaymentsUnavailable(message, code=exc.code)
+    if isinstance(exc, stripe.InvalidRequestError):
         return PaymentRefused(message, code=exc.code)
     return PaymentsUnavailable(message, code=exc.code)
 
@@ -165,4 +170,15 @@ class StripeGateway:
         obj = obj.to_dict()
         if obj.get("status") == "failed":
             raise PaymentRefused(f"Stripe could not pay refund {obj['id']} back", code="failed")
-        return Refund(obj["id"], str(obj.get("status")), int(obj["amount"]))
+        return _refund(obj)
+
+    def refunds_of(self, intent_id: str) -> list[Refund]:
+        """The refunds Stripe made of a paid intent (the latest hundred, newest first)."""
+        params: Any = {"payment_intent": intent_id, "limit": 100}
+        found = self._call(self._client.v1.refunds.list, params)
+        return [_refund(obj.to_dict()) for obj in found.data]
+
+
+def _refund(obj: Mapping[str, Any]) -> Refund:
+    metadata = {str(k): str(v) for k, v in (obj.get("metadata") or {}).items()}
+    return Refund(obj["id"], str(obj.get("status")), int(obj["amount"]), metadata)

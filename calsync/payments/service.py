@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from calsync.bookings.apply import apply_change
@@ -31,7 +31,7 @@ from calsync.payments.errors import (
     PaymentRefused,
     PaymentsUnavailable,
 )
-from calsync.payments.gateway import IntentStatus, StripeGateway
+from calsync.payments.gateway import Intent, IntentStatus, Refund, StripeGateway
 from calsync.policy.money import minor_text
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -62,11 +62,24 @@ STALE = (
     "is being refunded in full. Please choose new times again."
 )
 EXPIRED = "The times were held for you but the fee was not paid in time; they are free again."
+#: How long a released charge is still re-read from Stripe, in case its cancel failed.
+RECHECK_RELEASED = timedelta(days=1)
+MISMATCH = (
+    "The payment did not match this change, so nothing was changed and it is being refunded in "
+    "full. Please choose new times again."
+)
+#: How long a run that claimed a refund has to send it before another run may take it over.
+REFUND_LEASE = timedelta(minutes=5)
 UNREACHABLE = "The payment service could not be reached, so the times were released."
 
 
 class HoldEnded(PaymentError):
     """The change is no longer waiting for a payment (paid already, or its hold ran out)."""
+
+
+class PaymentUnconfirmed(PaymentsUnavailable):
+    """The confirm got no answer and Stripe could not be asked again: the card may have been
+    charged, so the hold stays; the worker re-reads the intent (``check_open_intents``)."""
 
 
 class StepState(StrEnum):
@@ -173,9 +186,22 @@ def payment_step(
             release(db, change_id, UNREACHABLE)
             raise
         with db.writing() as session:
-            stored = session.get(Payment, payment_id)
-            assert stored is not None
-            stored.stripe_id = stored.payment_intent = intent.id
+            # Two tabs may each make an intent: the first stored wins, never overwritten.
+            won = session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id, Payment.stripe_id.is_(None))
+                .values(stripe_id=intent.id, payment_intent=intent.id)
+                .execution_options(synchronize_session=False)
+            )
+            stored_id = session.scalars(
+                select(Payment.stripe_id).where(Payment.id == payment_id)
+            ).one()
+        if getattr(won, "rowcount", 0) != 1 and stored_id and stored_id != intent.id:
+            try:
+                gateway.cancel_intent(intent.id)
+            except PaymentError as exc:
+                log.warning("spare intent %s not cancelled: %s", intent.id, exc)
+            intent = gateway.retrieve_intent(stored_id)
     with db.reading() as session:
         change = session.get(Change, change_id)
         assert change is not None
@@ -202,9 +228,29 @@ def pay(
     except PaymentDeclined as exc:
         _declined(db, settings, change_id, step.intent_id, exc.message)
         raise
+    except PaymentError as exc:
+        # The card may have been charged all the same (an answer lost to a timeout, a second
+        # click confirming an intent the first one paid): what Stripe holds decides.
+        intent = _reread_after(gateway, step.intent_id, exc)
     if intent.status is IntentStatus.REQUIRES_ACTION:
         return _replace(step, StepState.ACTION, intent.client_secret)
     return settle(db, settings, gateway, intent.id, factory)
+
+
+def _reread_after(gateway: StripeGateway, intent_id: str, failed: PaymentError) -> Intent:
+    """The intent after a confirm that failed with ``failed``. Paid, or waiting for 3-D Secure:
+    returned, for ``pay`` to carry on. Not paid: ``failed`` again (the hold stays; a refused
+    confirm charged nothing). Stripe not answering, or the payment still processing:
+    PaymentUnconfirmed, and the worker finds out."""
+    try:
+        intent = gateway.retrieve_intent(intent_id)
+    except PaymentError as exc:
+        raise PaymentUnconfirmed(exc.message, code=exc.code) from failed
+    if intent.status in (IntentStatus.SUCCEEDED, IntentStatus.REQUIRES_ACTION):
+        return intent
+    if isinstance(failed, PaymentsUnavailable) or intent.status is IntentStatus.PROCESSING:
+        raise PaymentUnconfirmed(failed.message, code=failed.code) from failed
+    raise failed
 
 
 def _replace(step: PaymentStep, state: StepState, secret: str | None) -> PaymentStep:
@@ -284,7 +330,35 @@ def settle(
         payment = session.scalars(select(Payment).where(Payment.stripe_id == intent_id)).one()
         change = session.get(Change, change_id)
         assert change is not None
-        if payment.state is not PaymentState.SUCCEEDED:
+        mismatch = _mismatch(intent, payment)
+        if mismatch is not None and payment.state is not PaymentState.SUCCEEDED:
+            # Not the payment this row asked for (a key Stripe still remembered from before a
+            # database reset answers with an old intent): never applied, what it took goes back.
+            log.error("intent %s does not match payment %s: %s", intent_id, payment.id, mismatch)
+            payment.state = PaymentState.SUCCEEDED
+            payment.message = MISMATCH
+            if change.status is ChangeStatus.AWAITING_PAYMENT:
+                change.status = ChangeStatus.UNPAID
+                change.message = MISMATCH
+                for held in session.scalars(
+                    select(PaymentHold).where(
+                        PaymentHold.change_id == change_id, PaymentHold.released_at.is_(None)
+                    )
+                ):
+                    held.released_at = now
+            refund = Payment(
+                kind=PaymentKind.REFUND,
+                booking_id=booking_id,
+                change_id=change_id,
+                amount=intent.amount,
+                currency=intent.currency.upper(),
+                payment_intent=intent_id,
+                idempotency_key=stripe_key(settings, f"change-{change_id}-mismatch-refund"),
+            )
+            session.add(refund)
+            session.flush()
+            refund_id = refund.id
+        elif payment.state is not PaymentState.SUCCEEDED:
             payment.state = PaymentState.SUCCEEDED
             payment.message = None
             booking = session.scalars(
@@ -351,6 +425,16 @@ def settle(
         return _step(session, change, _charge(session, change_id), None)
 
 
+def _mismatch(intent: Intent, payment: Payment) -> str | None:
+    """Why ``intent`` is not the charge ``payment`` asked for, or None when it is."""
+    if intent.change_id != payment.change_id:
+        return f"it is for change {intent.change_id}, not {payment.change_id}"
+    if (intent.amount, intent.currency.upper()) != (payment.amount, payment.currency.upper()):
+        took, asked = (intent.amount, intent.currency), (payment.amount, payment.currency)
+        return f"it is for {took}, not {asked}"
+    return None
+
+
 def release(db: Database, change_id: int, why: str, now: datetime | None = None) -> bool:
     """End an awaiting change unpaid: its holds released, its open charges cancelled, the
     sessions as they were. False if it was not waiting any more (paid meanwhile)."""
@@ -385,9 +469,16 @@ def release(db: Database, change_id: int, why: str, now: datetime | None = None)
     return True
 
 
-def expire_holds(db: Database, gateway: StripeGateway | None, now: datetime | None = None) -> int:
+def expire_holds(
+    db: Database,
+    settings: Settings,
+    gateway: StripeGateway | None,
+    now: datetime | None = None,
+) -> int:
     """Release every hold that ran out unpaid (the worker's job); their intents are cancelled
-    at Stripe where it still can be. A payment that lands anyway is refunded by ``settle``."""
+    at Stripe where it still can be. An intent that cannot be cancelled is re-read at once: paid
+    at the last moment, ``settle`` refunds it (no webhook needed); Stripe away, the worker's
+    ``check_open_intents`` looks again on its next beat."""
     now = now or utcnow()
     with db.reading() as session:
         due = list(
@@ -421,25 +512,96 @@ def expire_holds(db: Database, gateway: StripeGateway | None, now: datetime | No
             try:
                 gateway.cancel_intent(intent_id)
             except PaymentError:
-                # Paid at the last moment (or Stripe away): the webhook or the next look
-                # settles it, and settle refunds a payment for a released hold.
+                # Paid at the last moment (or Stripe away): re-read it rather than wait for a
+                # webhook that may never come; settle refunds a payment for a released hold.
                 log.info("intent %s of expired change %s not cancelled", intent_id, change_id)
+                _settle_if_paid(db, settings, gateway, intent_id)
     return released
 
 
-def pay_refunds(db: Database, gateway: StripeGateway, *, only: int | None = None) -> list[Payment]:
-    """Send every open refund to Stripe (with its idempotency key, so a retry after a timeout
-    refunds once). Refused by Stripe: marked failed with Stripe's words, for the owner to see
-    in ``calsync payments list``; Stripe away: left open for the next run."""
+def _settle_if_paid(
+    db: Database, settings: Settings, gateway: StripeGateway, intent_id: str
+) -> bool:
+    """Re-read ``intent_id`` and settle it if Stripe took the money; False when it is not paid
+    (or Stripe cannot be asked now: the next worker beat asks again)."""
+    try:
+        intent = gateway.retrieve_intent(intent_id)
+        if intent.status is not IntentStatus.SUCCEEDED:
+            return False
+        settle(db, settings, gateway, intent_id)
+    except PaymentError as exc:
+        log.warning("intent %s not settled now (%s); the worker asks again", intent_id, exc)
+        return False
+    return True
+
+
+def check_open_intents(
+    db: Database, settings: Settings, gateway: StripeGateway, now: datetime | None = None
+) -> int:
+    """Re-read from Stripe every intent calsync still waits on (a charge not yet recorded as
+    paid, or one released in the last day whose cancel at Stripe may have failed) and settle
+    those that were paid, so a lost webhook and a closed tab never leave money taken with
+    nothing applied or refunded. The worker runs this every beat; it returns how many were
+    settled. (Released charges are looked at for a day only, so old ones cost no calls.)"""
+    since = (now or utcnow()) - RECHECK_RELEASED
     with db.reading() as session:
-        query = select(Payment.id).where(
-            Payment.kind == PaymentKind.REFUND, Payment.state == PaymentState.OPEN
+        intents = list(
+            session.scalars(
+                select(Payment.stripe_id)
+                .join(Change, Change.id == Payment.change_id)
+                .where(
+                    Payment.kind == PaymentKind.CHARGE,
+                    Payment.stripe_id.is_not(None),
+                    or_(
+                        and_(
+                            Payment.state == PaymentState.OPEN,
+                            Change.status == ChangeStatus.AWAITING_PAYMENT,
+                        ),
+                        and_(
+                            Payment.state == PaymentState.CANCELED,
+                            Change.status == ChangeStatus.UNPAID,
+                            Payment.updated_at >= since,
+                        ),
+                    ),
+                )
+                .order_by(Payment.id)
+            )
         )
+    return sum(
+        _settle_if_paid(db, settings, gateway, intent_id) for intent_id in intents if intent_id
+    )
+
+
+def pay_refunds(
+    db: Database,
+    gateway: StripeGateway,
+    *,
+    only: int | None = None,
+    for_change: int | None = None,
+    now: datetime | None = None,
+) -> list[Payment]:
+    """Send the open refunds (``only`` one, or those of the change ``for_change``) to Stripe.
+
+    Safe from every worker beat, the manage page and the CLI at once: each refund is claimed
+    first (state SENDING with a lease, like the outbox's claim), so only one place sends it;
+    a claim left by a run that died is taken over when its lease ends. Before sending, the
+    intent's refunds are listed: one carrying this refund's ``calsync_payment_id`` means an
+    earlier run's refund reached Stripe, and it is recorded instead of refunding twice (the
+    idempotency key alone does not cover that after Stripe's 24 hours). Refused by Stripe:
+    marked failed with Stripe's words, for ``calsync payments list``; Stripe away or busy with
+    the same key: left open for the next run."""
+    now = now or utcnow()
+    with db.reading() as session:
+        query = select(Payment.id).where(Payment.kind == PaymentKind.REFUND, _sendable(now))
         if only is not None:
             query = query.where(Payment.id == only)
+        if for_change is not None:
+            query = query.where(Payment.change_id == for_change)
         due = list(session.scalars(query.order_by(Payment.id)))
     done = []
     for payment_id in due:
+        if not _claim_refund(db, payment_id, now):
+            continue  # another run is sending it
         with db.reading() as session:
             payment = session.get(Payment, payment_id)
             assert payment is not None
@@ -448,17 +610,28 @@ def pay_refunds(db: Database, gateway: StripeGateway, *, only: int | None = None
         try:
             if not intent:
                 raise PaymentRefused("the booking has no Stripe payment to refund")
-            refund = gateway.refund(intent, amount, key, {"calsync_payment_id": str(payment_id)})
-            stripe_id = refund.id
+            made = _refund_made(gateway, intent, payment_id)
+            if made is None:
+                try:
+                    made = gateway.refund(
+                        intent, amount, key, {"calsync_payment_id": str(payment_id)}
+                    )
+                except PaymentRefused:
+                    # Refused, unless a refund of ours got through meanwhile.
+                    made = _refund_made(gateway, intent, payment_id)
+                    if made is None:
+                        raise
+            stripe_id = made.id
         except PaymentRefused as exc:
             state, message = PaymentState.FAILED, exc.message
         except PaymentsUnavailable:
             log.warning("refund %s not sent: Stripe unreachable; retried later", payment_id)
+            _unclaim_refund(db, payment_id)
             continue
         with db.writing() as session:
             payment = session.get(Payment, payment_id)
             assert payment is not None
-            if payment.state is not PaymentState.OPEN:
+            if payment.state is not PaymentState.SENDING:
                 continue
             payment.state, payment.stripe_id, payment.message = state, stripe_id, message
             booking = session.get(Booking, payment.booking_id)
@@ -480,6 +653,54 @@ def pay_refunds(db: Database, gateway: StripeGateway, *, only: int | None = None
             )
             done.append(payment)
     return done
+
+
+def _sendable(now: datetime) -> ColumnElement[bool]:
+    """An open refund, or one whose sender's lease ran out."""
+    return or_(
+        Payment.state == PaymentState.OPEN,
+        and_(Payment.state == PaymentState.SENDING, Payment.updated_at <= now - REFUND_LEASE),
+    )
+
+
+def _claim_refund(db: Database, payment_id: int, now: datetime) -> bool:
+    """Take the refund for this run (one conditional UPDATE: two runs cannot both win)."""
+    with db.writing() as session:
+        result = session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, _sendable(now))
+            .values(state=PaymentState.SENDING, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _unclaim_refund(db: Database, payment_id: int) -> None:
+    with db.writing() as session:
+        session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.state == PaymentState.SENDING)
+            .values(state=PaymentState.OPEN)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _refund_made(gateway: StripeGateway, intent_id: str, payment_id: int) -> Refund | None:
+    """The refund Stripe already made for calsync's refund ``payment_id``, if any. A list
+    Stripe will not give (localstripe fails for an intent never paid) counts as none: the
+    refund request itself then decides, its idempotency key still guarding a retry."""
+    try:
+        made = gateway.refunds_of(intent_id)
+    except PaymentError as exc:
+        log.info("refunds of %s not listed (%s)", intent_id, exc)
+        return None
+    for refund in made:
+        if refund.metadata.get("calsync_payment_id") == str(payment_id) and refund.status in (
+            "succeeded",
+            "pending",
+        ):
+            return refund
+    return None
 
 
 def payments_of(db: Database, booking_id: str | None = None) -> list[Payment]:

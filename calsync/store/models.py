@@ -578,6 +578,7 @@ class PaymentKind(StrEnum):
 
 class PaymentState(StrEnum):
     OPEN = "open"  # a charge waiting for the customer, or a refund not yet sent to Stripe
+    SENDING = "sending"  # a refund claimed by one run, being sent (lease: ``updated_at``)
     SUCCEEDED = "succeeded"
     DECLINED = "declined"  # the last card was declined; the customer may try again
     CANCELED = "canceled"  # a charge never paid (its hold ran out)

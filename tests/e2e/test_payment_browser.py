@@ -226,7 +226,8 @@ def test_an_expired_hold_offers_the_times_again(scene: Scene) -> None:
         return radio.count() == 1 and radio.is_enabled()
 
     assert not offered_to_other()
-    assert service.expire_holds(shop.db, scene.gateway, now=utcnow() + timedelta(minutes=16)) == 1
+    later = utcnow() + timedelta(minutes=16)
+    assert service.expire_holds(shop.db, shop.settings, scene.gateway, now=later) == 1
     assert offered_to_other()
 
 

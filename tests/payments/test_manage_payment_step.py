@@ -3,6 +3,7 @@ the fee with and without payments, Stripe unreachable at confirm, and the pay pa
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -12,12 +13,19 @@ from fastapi.testclient import TestClient
 
 from calsync.bookings import changes
 from calsync.config import PaymentSettings, Settings
+from calsync.payments.errors import PaymentsUnavailable
+from calsync.payments.gateway import Intent, StripeGateway
 from calsync.policy.change_policy import ChangePolicy, Fee, FeeKind
 from calsync.store.db import Database
 from calsync.store.models import ChangeStatus
 from calsync.web.app import create_app
+from calsync.web.manage import payment as manage_payment
 from calsync.web.manage.rate_limit import RateLimits
-from calsync.web.manage.wording import FEE_TO_OWNER, PAYMENTS_UNREACHABLE
+from calsync.web.manage.wording import (
+    FEE_TO_OWNER,
+    PAYMENT_UNCONFIRMED,
+    PAYMENTS_UNREACHABLE,
+)
 from tests.support.manage_shop import Shop, post_form
 from tests.support.servers import ServerProcess, free_port
 from tests.support.world import at, next_monday
@@ -91,3 +99,80 @@ def test_only_the_payment_step_may_load_stripe_js(
     assert f"script-src 'self' {payment_settings.api_base}" in policy
     assert payment_settings.js_url in step.text
     assert "12.50 EUR" in step.text
+
+
+def _pay_page(shop: Shop, client: TestClient):
+    shop.event_type(policy=FEE, price=Decimal("300"))
+    monday = next_monday()
+    booked = shop.book(at(monday, 9))
+    page = confirm_reschedule(client, booked, {booked.session_ids[0]: at(monday, 15)})
+    done = send(client, post_form(page.text))
+    assert done.status_code == 303 and "/pay/" in done.headers["location"]
+    step = client.get(done.headers["location"])
+    assert step.status_code == 200
+    return booked, post_form(step.text)
+
+
+def test_a_double_clicked_pay_button_shows_the_paid_change_not_an_error(
+    shop: Shop, payment_settings: PaymentSettings
+) -> None:
+    shop.settings = shop.settings.model_copy(update={"payments": payment_settings})
+    with _client(shop) as client:
+        booked, form = _pay_page(shop, client)
+        first = send(client, form, payment_method="pm_card_visa")
+        second = send(client, form, payment_method="pm_card_visa")
+    assert first.status_code == 303 and "/changes/" in first.headers["location"]
+    assert second.status_code == 303, second.text
+    assert second.headers["location"] == first.headers["location"]
+    (change,) = changes.changes_of(shop.db, booked.id)
+    assert change.status is ChangeStatus.APPLIED
+
+
+def test_a_confirm_whose_answer_is_lost_is_re_read_and_applied(
+    shop: Shop, payment_settings: PaymentSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault localstripe cannot produce: Stripe charges the card but its answer never
+    # arrives (a timeout). The real confirm runs; only the answer is dropped.
+    class LostAnswer(StripeGateway):
+        def confirm_intent(self, intent_id: str, payment_method: str) -> Intent:
+            super().confirm_intent(intent_id, payment_method)
+            raise PaymentsUnavailable("Request timed out")
+
+    monkeypatch.setattr(manage_payment, "_gateway", lambda s: LostAnswer.from_settings(s.payments))
+    shop.settings = shop.settings.model_copy(update={"payments": payment_settings})
+    with _client(shop) as client:
+        booked, form = _pay_page(shop, client)
+        done = send(client, form, payment_method="pm_card_visa")
+    assert done.status_code == 303 and "/changes/" in done.headers["location"]
+    (change,) = changes.changes_of(shop.db, booked.id)
+    assert change.status is ChangeStatus.APPLIED
+
+
+def test_a_confirm_stripe_never_answers_keeps_the_hold_and_says_so(
+    shop: Shop, payment_settings: PaymentSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault localstripe cannot produce: the confirm times out and so does the re-read.
+    class Away(StripeGateway):
+        confirmed = False
+
+        def confirm_intent(self, intent_id: str, payment_method: str) -> Intent:
+            self.confirmed = True
+            raise PaymentsUnavailable("Request timed out")
+
+        def retrieve_intent(self, intent_id: str) -> Intent:
+            if self.confirmed:
+                raise PaymentsUnavailable("Request timed out")
+            return super().retrieve_intent(intent_id)
+
+    shop.settings = shop.settings.model_copy(update={"payments": payment_settings})
+    with _client(shop) as client:
+        booked, form = _pay_page(shop, client)
+        monkeypatch.setattr(manage_payment, "_gateway", lambda s: Away.from_settings(s.payments))
+        done = send(client, form, payment_method="pm_card_visa")
+    assert done.status_code == 503
+    text = html.unescape(done.text).replace("\n", " ")
+    assert PAYMENT_UNCONFIRMED in text
+    assert PAYMENTS_UNREACHABLE not in text
+    (change,) = changes.changes_of(shop.db, booked.id)
+    # Not released: the payment may have gone through; the worker re-reads it.
+    assert change.status is ChangeStatus.AWAITING_PAYMENT

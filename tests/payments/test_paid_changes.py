@@ -130,8 +130,8 @@ def test_held_times_are_busy_for_others_and_free_again_when_the_hold_ends(
     with pytest.raises(SlotTaken):
         setup.book(held, email="other@example.org")
     later = outcome.change.created_at + timedelta(minutes=16)
-    assert service.expire_holds(db, gateway, now=later) == 1
-    assert service.expire_holds(db, gateway, now=later) == 0
+    assert service.expire_holds(db, paid_settings, gateway, now=later) == 1
+    assert service.expire_holds(db, paid_settings, gateway, now=later) == 0
     (change,) = changes.changes_of(db, booking.id)
     assert change.status is ChangeStatus.UNPAID
     assert [s.start for s in get_booking(db, booking.id).sessions] == [
@@ -363,3 +363,152 @@ def test_without_payments_a_fee_is_recorded_and_the_change_applies_as_before(
     assert outcome.change.status is ChangeStatus.APPLIED
     assert outcome.fee == Decimal("10.00")
     assert service.payments_of(db, booking.id) == []
+
+
+def test_a_hold_paid_as_it_expires_is_refunded_without_any_webhook(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    setup = _setup(db, paid_settings, radicale_server, FEE)
+    booking, _, outcome = _start_two_of_three(setup, paid_settings)
+    step = service.payment_step(db, paid_settings, gateway, outcome.change.id)
+    assert step.intent_id and step.expires_at
+    # Paid at Stripe just before the hold runs out; the webhook never comes.
+    gateway.confirm_intent(step.intent_id, "pm_card_visa")
+    later = step.expires_at + timedelta(seconds=1)
+    assert service.expire_holds(db, paid_settings, gateway, now=later) == 1
+    (change,) = changes.changes_of(db, booking.id)
+    assert change.status is ChangeStatus.UNPAID
+    assert change.message == service.LATE
+    refunds = [p for p in service.payments_of(db, booking.id) if p.kind is PaymentKind.REFUND]
+    assert [(p.state, p.amount) for p in refunds] == [(PaymentState.SUCCEEDED, 2000)]
+    assert [s.start for s in get_booking(db, booking.id).sessions] == [
+        s.start for s in booking.sessions
+    ]
+
+
+def test_the_worker_applies_a_payment_whose_webhook_never_came(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    from calsync.worker import payment_chores
+
+    setup = _setup(db, paid_settings, radicale_server, FEE)
+    booking, moves, outcome = _start_two_of_three(setup, paid_settings)
+    step = service.payment_step(db, paid_settings, gateway, outcome.change.id)
+    assert step.intent_id
+    # The customer paid (Stripe.js, 3-D Secure) but neither the return URL nor a webhook came.
+    gateway.confirm_intent(step.intent_id, "pm_card_visa")
+    payment_chores(db, paid_settings)
+    (change,) = changes.changes_of(db, booking.id)
+    assert change.status is ChangeStatus.APPLIED
+    moved = get_booking(db, booking.id)
+    assert [s.start for s in moved.sessions] == [moves.get(s.id, s.start) for s in booking.sessions]
+
+
+def _queued_full_refund(
+    db: Database, settings: Settings, gateway: StripeGateway, server: ServerProcess
+) -> tuple[Booking, str, int]:
+    policy = ChangePolicy(cancel_refund=Fee(FeeKind.PERCENT, Decimal("100")))
+    setup = _setup(db, settings, server, policy)
+    booking, intent = _paid_booking(setup, gateway, at(setup.monday, 9))
+    outcome = changes.cancel(
+        db, settings, booking.id, [booking.sessions[0].id], actor=Actor.CUSTOMER
+    )
+    (refund,) = [p for p in service.payments_of(db, booking.id) if p.kind is PaymentKind.REFUND]
+    assert refund.change_id == outcome.change.id
+    return booking, intent, refund.id
+
+
+def test_refunds_sent_from_several_places_at_once_pay_back_once(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    booking, intent, refund_id = _queued_full_refund(db, paid_settings, gateway, radicale_server)
+    # The worker's beat, the manage page's cancel and the CLI, all at the same moment.
+    start = threading.Barrier(3)
+    problems: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            start.wait()
+            service.pay_refunds(db, gateway)
+        except BaseException as exc:
+            problems.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert problems == []
+    assert len(gateway.refunds_of(intent)) == 1
+    (refund,) = [p for p in service.payments_of(db, booking.id) if p.id == refund_id]
+    assert refund.state is PaymentState.SUCCEEDED
+
+
+def test_a_refund_stripe_made_before_a_crash_is_recorded_not_failed(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    _, intent, refund_id = _queued_full_refund(db, paid_settings, gateway, radicale_server)
+    # An earlier run's refund reached Stripe, but calsync stopped before recording it (and
+    # Stripe's 24 hours for the key may be over): the retry must not refund a second time.
+    made = gateway.refund(
+        intent, 30000, f"test-earlier-{refund_id}", {"calsync_payment_id": str(refund_id)}
+    )
+    (done,) = service.pay_refunds(db, gateway)
+    assert (done.id, done.state, done.stripe_id) == (refund_id, PaymentState.SUCCEEDED, made.id)
+    assert len(gateway.refunds_of(intent)) == 1
+
+
+def test_a_cancel_sends_only_its_own_refund(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    policy = ChangePolicy(cancel_refund=Fee(FeeKind.PERCENT, Decimal("100")))
+    setup = _setup(db, paid_settings, radicale_server, policy)
+    cancels = []
+    for hour in (9, 13):
+        booking, _ = _paid_booking(setup, gateway, at(setup.monday, hour))
+        ids = [booking.sessions[0].id]
+        cancels.append(changes.cancel(db, paid_settings, booking.id, ids, actor=Actor.CUSTOMER))
+    first, second = (outcome.change.id for outcome in cancels)
+    (sent,) = service.pay_refunds(db, gateway, for_change=second)
+    assert sent.change_id == second and sent.state is PaymentState.SUCCEEDED
+    (left,) = [
+        p for p in service.payments_of(db) if p.kind is PaymentKind.REFUND and p.id != sent.id
+    ]
+    assert (left.change_id, left.state) == (first, PaymentState.OPEN)
+
+
+def test_charge_keys_never_repeat_after_a_database_reset(
+    db: Database, paid_settings: Settings, radicale_server: ServerProcess
+) -> None:
+    from calsync.bookings import paid_changes
+
+    # Change ids count from 1 again after a reset; Stripe keeps keys for 24 hours.
+    first = paid_changes.stripe_key(paid_settings, "change-1-charge-1")
+    again = paid_changes.stripe_key(paid_settings, "change-1-charge-1")
+    assert first != again and "change-1-charge-1" in first
+
+
+def test_an_intent_for_another_change_is_refunded_not_applied(
+    db: Database, paid_settings: Settings, gateway: StripeGateway, radicale_server: ServerProcess
+) -> None:
+    setup = _setup(db, paid_settings, radicale_server, FEE)
+    booking, _, outcome = _start_two_of_three(setup, paid_settings)
+    change_id = outcome.change.id
+    # A key that Stripe still remembers from before a reset answers with that old intent:
+    # another change's, for another amount.
+    old = gateway.create_intent(
+        999, "EUR", {"calsync_change_id": str(change_id + 100)}, f"test-old-{booking.id}"
+    )
+    from calsync.store.models import Payment
+
+    with db.writing() as session:
+        (payment,) = session.scalars(select(Payment).where(Payment.change_id == change_id))
+        payment.stripe_id = payment.payment_intent = old.id
+    gateway.confirm_intent(old.id, "pm_card_visa")
+    step = service.settle(db, paid_settings, gateway, old.id)
+    assert step.state is not StepState.PAID
+    assert [s.start for s in get_booking(db, booking.id).sessions] == [
+        s.start for s in booking.sessions
+    ]
+    refunds = [p for p in service.payments_of(db, booking.id) if p.kind is PaymentKind.REFUND]
+    assert [(p.state, p.amount) for p in refunds] == [(PaymentState.SUCCEEDED, 999)]

@@ -326,20 +326,22 @@ def cancel(
         return _refused(visit, 409, _words(visit, exc))
     log.info("manage page: booking %s: change %s", visit.booking.id, outcome.change.id)
     if settings.payments is not None and visit.booking.payment_intent:
-        _send_refund(db, settings)
+        _send_refund(db, settings, outcome.change.id)
     return see_other(visit.paths.change(outcome.change.id))
 
 
-def _send_refund(db: Database, settings: Settings) -> None:
-    """The refund a cancel of a paid booking queued, sent now so the result page can show it;
-    Stripe away (or any failure) leaves it for the worker's next beat."""
+def _send_refund(db: Database, settings: Settings, change_id: int) -> None:
+    """The refund this cancel (``change_id``) queued, and only it (never other customers'
+    refunds inside this customer's request), sent now so the result page can show it; Stripe
+    away (or any failure) leaves it for the worker's next beat."""
     from calsync.payments import service
     from calsync.payments.errors import PaymentError
     from calsync.payments.gateway import StripeGateway
 
     assert settings.payments is not None
     try:
-        service.pay_refunds(db, StripeGateway.from_settings(settings.payments))
+        gateway = StripeGateway.from_settings(settings.payments)
+        service.pay_refunds(db, gateway, for_change=change_id)
     except (PaymentError, ConfigError) as exc:
         log.warning("manage page: refund left for the worker: %s", exc)
 

@@ -35,6 +35,7 @@ from calsync.web.manage.render import answer, message_page, render, see_other
 from calsync.web.manage.wording import (
     PAYMENT_DECLINED,
     PAYMENT_ENDED,
+    PAYMENT_UNCONFIRMED,
     PAYMENTS_NOT_SET_UP,
     PAYMENTS_UNREACHABLE,
 )
@@ -179,6 +180,12 @@ def pay(
             step = service.payment_step(db, settings, gateway, change.id)
             return _pay_page(visit, step, problem="Enter your card details, then pay.", status=422)
         step = service.pay(db, settings, gateway, change.id, method)
+    except service.HoldEnded:
+        # Paid already (a second click, a webhook first) or ended: the change's page says which.
+        return see_other(visit.paths.change(change.id))
+    except service.PaymentUnconfirmed as exc:
+        log.warning("manage page: booking %s: payment unconfirmed: %s", visit.booking.id, exc)
+        return _ended(visit, PAYMENT_UNCONFIRMED, 503)
     except PaymentDeclined as exc:
         log.info("manage page: booking %s: card declined (%s)", visit.booking.id, exc.code)
         try:
