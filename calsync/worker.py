@@ -70,7 +70,7 @@ def payment_chores(db: Database, settings: Settings) -> None:
     """Release holds that ran out unpaid (their slots are offered again), re-read the intents
     still awaiting payment (a payment whose webhook never came is applied or refunded), finish
     or refund the booking page's paid checkouts, and send the refunds that are due (retrying
-    those Stripe could not take before)."""
+    those Stripe could not take before), and re-read the refunds Stripe left pending."""
     from calsync.payments import checkout, service
     from calsync.payments.gateway import StripeGateway
 
@@ -80,3 +80,4 @@ def payment_chores(db: Database, settings: Settings) -> None:
     service.check_open_intents(db, settings, gateway)
     checkout.expire(db, settings, gateway)
     service.pay_refunds(db, gateway)
+    service.check_pending_refunds(db, gateway)

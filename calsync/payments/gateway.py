@@ -172,6 +172,10 @@ class StripeGateway:
             raise PaymentRefused(f"Stripe could not pay refund {obj['id']} back", code="failed")
         return _refund(obj)
 
+    def retrieve_refund(self, refund_id: str) -> Refund:
+        """A refund as Stripe holds it now (a pending one turns succeeded or failed later)."""
+        return _refund(self._call(self._client.v1.refunds.retrieve, refund_id).to_dict())
+
     def refunds_of(self, intent_id: str) -> list[Refund]:
         """The refunds Stripe made of a paid intent (the latest hundred, newest first)."""
         params: Any = {"payment_intent": intent_id, "limit": 100}

@@ -70,6 +70,8 @@ MISMATCH = (
 )
 #: How long a run that claimed a refund has to send it before another run may take it over.
 REFUND_LEASE = timedelta(minutes=5)
+#: How many pending refunds one worker beat re-reads from Stripe (the rest wait a beat).
+PENDING_BATCH = 50
 UNREACHABLE = "The payment service could not be reached, so the times were released."
 
 
@@ -622,6 +624,7 @@ def pay_refunds(
                     if made is None:
                         raise
             stripe_id = made.id
+            state, message = _refund_state(made)
         except PaymentRefused as exc:
             state, message = PaymentState.FAILED, exc.message
         except PaymentsUnavailable:
@@ -634,25 +637,106 @@ def pay_refunds(
             if payment.state is not PaymentState.SENDING:
                 continue
             payment.state, payment.stripe_id, payment.message = state, stripe_id, message
-            booking = session.get(Booking, payment.booking_id)
-            assert booking is not None
-            amount_text = minor_text(payment.amount, payment.currency)
-            booking.history.append(
-                BookingChange(
-                    actor=Actor.SYSTEM,
-                    action=HistoryAction.REFUNDED
-                    if state is PaymentState.SUCCEEDED
-                    else HistoryAction.REFUND_FAILED,
-                    details={
-                        "amount": amount_text,
-                        "refund": stripe_id,
-                        "payment": intent,
-                        "error": message,
-                    },
-                )
-            )
+            if state is not PaymentState.PENDING:
+                _record_refund(session, payment)
             done.append(payment)
     return done
+
+
+def _refund_state(made: Refund) -> tuple[PaymentState, str | None]:
+    """What a refund Stripe answered means for its row: paid, not paid yet (Stripe pays some
+    refunds days later, or fails them then), or failed (the owner pays it back by hand)."""
+    if made.status == "succeeded":
+        return PaymentState.SUCCEEDED, None
+    if made.status in ("failed", "canceled"):
+        return PaymentState.FAILED, f"Stripe could not pay refund {made.id} back ({made.status})"
+    return PaymentState.PENDING, None
+
+
+def _record_refund(session: Session, payment: Payment) -> None:
+    """The booking's history line for a refund that reached its end (paid or failed)."""
+    booking = session.get(Booking, payment.booking_id)
+    assert booking is not None
+    booking.history.append(
+        BookingChange(
+            actor=Actor.SYSTEM,
+            action=HistoryAction.REFUNDED
+            if payment.state is PaymentState.SUCCEEDED
+            else HistoryAction.REFUND_FAILED,
+            details={
+                "amount": minor_text(payment.amount, payment.currency),
+                "refund": payment.stripe_id,
+                "payment": payment.payment_intent,
+                "error": payment.message,
+            },
+        )
+    )
+
+
+def refund_update(
+    db: Database, gateway: StripeGateway, refund_id: str, now: datetime | None = None
+) -> bool:
+    """Re-read the pending refund ``refund_id`` (re_…) from Stripe and record it paid or failed
+    (a webhook says it changed, or the worker asks). Idempotent: only a row still pending moves,
+    with one conditional UPDATE, so a replayed event or two workers record it once. False when
+    there is nothing to record (not ours, not pending, still pending at Stripe)."""
+    with db.reading() as session:
+        payment_id = session.scalars(
+            select(Payment.id).where(
+                Payment.kind == PaymentKind.REFUND,
+                Payment.stripe_id == refund_id,
+                Payment.state == PaymentState.PENDING,
+            )
+        ).one_or_none()
+    if payment_id is None:
+        return False
+    state, message = _refund_state(gateway.retrieve_refund(refund_id))
+    with db.writing() as session:
+        # Still pending: touched, so the worker's bounded re-read takes the others first.
+        moved = session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.state == PaymentState.PENDING)
+            .values(state=state, message=message, updated_at=now or utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if state is PaymentState.PENDING or getattr(moved, "rowcount", 0) != 1:
+            return False
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        session.refresh(payment)
+        _record_refund(session, payment)
+    if state is PaymentState.FAILED:
+        log.error("refund %s (%s) failed at Stripe: pay it back by hand", payment_id, refund_id)
+    return True
+
+
+def check_pending_refunds(
+    db: Database, gateway: StripeGateway, now: datetime | None = None, limit: int = PENDING_BATCH
+) -> int:
+    """Re-read from Stripe the refunds it answered "pending" (at most ``limit`` a beat, those
+    looked at longest ago first) and record those paid or failed meanwhile, in case their
+    webhook never came. The worker runs this every beat; it returns how many were recorded."""
+    with db.reading() as session:
+        pending = list(
+            session.scalars(
+                select(Payment.stripe_id)
+                .where(
+                    Payment.kind == PaymentKind.REFUND,
+                    Payment.state == PaymentState.PENDING,
+                    Payment.stripe_id.is_not(None),
+                )
+                .order_by(Payment.updated_at, Payment.id)
+                .limit(limit)
+            )
+        )
+    recorded = 0
+    for refund_id in pending:
+        assert refund_id is not None
+        try:
+            recorded += refund_update(db, gateway, refund_id, now)
+        except PaymentError as exc:
+            log.warning("refund %s not re-read now (%s); the worker asks again", refund_id, exc)
+    return recorded
 
 
 def _sendable(now: datetime) -> ColumnElement[bool]:

@@ -580,6 +580,7 @@ class PaymentState(StrEnum):
     OPEN = "open"  # a charge waiting for the customer, or a refund not yet sent to Stripe
     SENDING = "sending"  # a refund claimed by one run, being sent (lease: ``updated_at``)
     SUCCEEDED = "succeeded"
+    PENDING = "pending"  # a refund Stripe accepted but has not paid yet (it may still fail)
     DECLINED = "declined"  # the last card was declined; the customer may try again
     CANCELED = "canceled"  # a charge never paid (its hold ran out)
     FAILED = "failed"  # Stripe refused the refund: the owner must pay it back by hand
