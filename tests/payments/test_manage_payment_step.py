@@ -24,6 +24,7 @@ from calsync.web.manage.rate_limit import RateLimits
 from calsync.web.manage.wording import (
     FEE_TO_OWNER,
     PAYMENT_UNCONFIRMED,
+    PAYMENTS_AWAY_HELD,
     PAYMENTS_UNREACHABLE,
 )
 from tests.support.manage_shop import Shop, post_form
@@ -175,4 +176,23 @@ def test_a_confirm_stripe_never_answers_keeps_the_hold_and_says_so(
     assert PAYMENTS_UNREACHABLE not in text
     (change,) = changes.changes_of(shop.db, booked.id)
     # Not released: the payment may have gone through; the worker re-reads it.
+    assert change.status is ChangeStatus.AWAITING_PAYMENT
+
+
+def test_stripe_unreachable_once_the_intent_exists_keeps_the_hold_and_says_so(
+    shop: Shop, payment_settings: PaymentSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop.settings = shop.settings.model_copy(update={"payments": payment_settings})
+    dead = payment_settings.model_copy(update={"api_base": f"http://127.0.0.1:{free_port()}"})
+    with _client(shop) as client:
+        booked, form = _pay_page(shop, client)  # the intent is made: the times are held
+        # Stripe goes away (nothing listens on this port) before the page is read again.
+        monkeypatch.setattr(manage_payment, "_gateway", lambda s: StripeGateway.from_settings(dead))
+        answers = [client.get(form.action), send(client, form, payment_method="pm_card_visa")]
+    for answer in answers:
+        assert answer.status_code == 503
+        text = html.unescape(answer.text).replace("\n", " ")
+        assert PAYMENTS_AWAY_HELD in text
+        assert PAYMENTS_UNREACHABLE not in text
+    (change,) = changes.changes_of(shop.db, booked.id)
     assert change.status is ChangeStatus.AWAITING_PAYMENT

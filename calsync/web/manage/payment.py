@@ -36,6 +36,7 @@ from calsync.web.manage.wording import (
     PAYMENT_DECLINED,
     PAYMENT_ENDED,
     PAYMENT_UNCONFIRMED,
+    PAYMENTS_AWAY_HELD,
     PAYMENTS_NOT_SET_UP,
     PAYMENTS_UNREACHABLE,
 )
@@ -125,10 +126,19 @@ def _ended(visit: Visit, message: str, status: int = 409) -> Response:
     )
 
 
-def _problem(visit: Visit, exc: Exception) -> Response:
+def _still_held(visit: Visit, change_id: int) -> bool:
+    with visit.db.reading() as session:
+        status = session.scalars(select(Change.status).where(Change.id == change_id)).one()
+    return status is ChangeStatus.AWAITING_PAYMENT
+
+
+def _problem(visit: Visit, change_id: int, exc: Exception) -> Response:
     if isinstance(exc, PaymentsUnavailable):
         log.warning("manage page: booking %s: Stripe unreachable: %s", visit.booking.id, exc)
-        return _ended(visit, PAYMENTS_UNREACHABLE, 503)
+        # Only a PaymentIntent that could not be made releases the hold; one that could not be
+        # re-read leaves the times held until the hold runs out. Say what is true now.
+        held = _still_held(visit, change_id)
+        return _ended(visit, PAYMENTS_AWAY_HELD if held else PAYMENTS_UNREACHABLE, 503)
     if isinstance(exc, ConfigError):
         log.error("manage page: payments are not set up: %s", exc)
         return _ended(visit, PAYMENTS_NOT_SET_UP, 503)
@@ -150,7 +160,7 @@ def payment_page(
         step = service.payment_step(db, settings, _gateway(settings), change.id)
         return _after(visit, step)
     except (PaymentError, ConfigError) as exc:
-        return _problem(visit, exc)
+        return _problem(visit, change.id, exc)
 
 
 @router.post("/m/{token}/pay/{change_id}")
@@ -191,10 +201,10 @@ def pay(
         try:
             step = service.payment_step(db, settings, gateway, change.id)
         except (PaymentError, ConfigError) as again:
-            return _problem(visit, again)
+            return _problem(visit, change.id, again)
         return _pay_page(visit, step, problem=f"{PAYMENT_DECLINED} ({exc.message})", status=402)
     except (PaymentError, ConfigError) as exc:
-        return _problem(visit, exc)
+        return _problem(visit, change.id, exc)
     log.info(
         "manage page: booking %s: change %s payment %s", visit.booking.id, change.id, step.state
     )
@@ -216,5 +226,5 @@ def payment_return(
         if step.intent_id and step.state is StepState.PAY:
             step = service.settle(db, settings, _gateway(settings), step.intent_id)
     except (PaymentError, ConfigError) as exc:
-        return _problem(visit, exc)
+        return _problem(visit, change.id, exc)
     return _after(visit, step)

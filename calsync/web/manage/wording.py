@@ -39,6 +39,11 @@ PAYMENTS_UNREACHABLE = (
     "The payment service could not be reached, so nothing was charged and your sessions were "
     "not changed; the times you chose were released. Please try again in a few minutes."
 )
+PAYMENTS_AWAY_HELD = (
+    "The payment service could not be reached just now, so nothing was charged and your "
+    "sessions were not changed. The times you chose stay held for you until the hold runs "
+    "out: please try again shortly."
+)
 PAYMENT_UNCONFIRMED = (
     "We could not confirm the payment with the payment service. Your chosen times stay held "
     "while we check; we'll email you once we know whether it went through. Please do not pay "
