@@ -87,6 +87,7 @@ from calsync.store.models import (
     ChangeStatus,
     HistoryAction,
     Owner,
+    RescheduleRequest,
     SessionStatus,
     utcnow,
 )
@@ -472,6 +473,18 @@ def carry_out(
     owner = session.get(Owner, booking.owner_id)
     assert owner is not None
     notices.queue_change(session, settings, booking, owner, change, receipt)
+
+
+def recorded_counts_allowance(session: Session, change: Change) -> bool:
+    """``Plan.counts_allowance`` of a change recorded earlier (a paid one, carried out when the
+    payment lands), from what recording it stored: a customer's own move counts, one the owner
+    asked for does not (recording it marked the owner's reschedule request used by it)."""
+    if change.actor is not Actor.CUSTOMER:
+        return False
+    granted = session.scalars(
+        select(RescheduleRequest.id).where(RescheduleRequest.change_id == change.id).limit(1)
+    ).first()
+    return granted is None
 
 
 def _details(item: ChangeItem) -> dict[str, object]:

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from calsync.bookings.apply import apply_change
-from calsync.bookings.changes import carry_out
+from calsync.bookings.changes import carry_out, recorded_counts_allowance
 from calsync.bookings.held import lock_owner
 from calsync.bookings.paid_changes import stripe_key
 from calsync.config import Settings
@@ -392,7 +392,12 @@ def settle(
                 change.next_attempt_at = now
                 receipt = f"paid {paid}, Stripe payment {intent_id}"
                 carry_out(
-                    session, settings, booking, change, counts_allowance=True, receipt=receipt
+                    session,
+                    settings,
+                    booking,
+                    change,
+                    counts_allowance=recorded_counts_allowance(session, change),
+                    receipt=receipt,
                 )
                 apply_it = True
             else:

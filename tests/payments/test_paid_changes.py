@@ -31,6 +31,7 @@ from calsync.store.models import (
     OutboxMessage,
     PaymentKind,
     PaymentState,
+    RescheduleRequest,
     SessionStatus,
 )
 from tests.bookings.test_changes import Setup
@@ -512,3 +513,34 @@ def test_an_intent_for_another_change_is_refunded_not_applied(
     ]
     refunds = [p for p in service.payments_of(db, booking.id) if p.kind is PaymentKind.REFUND]
     assert [(p.state, p.amount) for p in refunds] == [(PaymentState.SUCCEEDED, 999)]
+
+
+@pytest.mark.parametrize("owner_asked", [False, True])
+def test_a_paid_move_counts_against_the_allowance_as_the_plan_said(
+    db: Database,
+    paid_settings: Settings,
+    gateway: StripeGateway,
+    radicale_server: ServerProcess,
+    owner_asked: bool,
+) -> None:
+    setup = _setup(db, paid_settings, radicale_server, FEE)
+    booking, moves, outcome = _start_two_of_three(setup, paid_settings)
+    if owner_asked:
+        # A move the owner asked for (a used reschedule request) never counts against the
+        # customer's allowance, even if it carried a fee.
+        with db.writing() as session:
+            session.add(
+                RescheduleRequest(
+                    booking_id=booking.id,
+                    session_ids=list(moves),
+                    token_hash="0" * 64,
+                    expires_at=booking.sessions[0].start,
+                    used_at=booking.sessions[0].start,
+                    change_id=outcome.change.id,
+                )
+            )
+    paid = service.pay(db, paid_settings, gateway, outcome.change.id, "pm_card_visa")
+    assert paid.state is StepState.PAID
+    counts = {s.id: s.reschedule_count for s in get_booking(db, booking.id).sessions}
+    expected = 0 if owner_asked else 1
+    assert [counts[sid] for sid in moves] == [expected, expected]
