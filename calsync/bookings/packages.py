@@ -450,13 +450,15 @@ def _write_events(
         def failed(session: Session) -> None:
             stored = session.get(Booking, booking.id)
             assert stored is not None
+            # persist may run this again after a commit whose answer was lost: one line only.
+            if stored.status is not BookingStatus.FAILED:
+                stored.history.append(
+                    BookingChange(
+                        actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": error}
+                    )
+                )
             stored.status = BookingStatus.FAILED
             stored.token_hash = stored.token_encrypted = None
-            stored.history.append(
-                BookingChange(
-                    actor=Actor.SYSTEM, action=HistoryAction.FAILED, details={"error": error}
-                )
-            )
             outbox.drop(session, booking_id=booking.id)
             for booked, item in left:
                 leftover = session.get(BookedSession, booked.id)

@@ -27,6 +27,7 @@ from calsync.store.models import (
     BookingStatus,
     CalendarConnection,
     CalendarRole,
+    HistoryAction,
     OutboxStatus,
 )
 from calsync.sync import connections as services
@@ -149,3 +150,40 @@ def test_an_event_left_without_an_etag_is_left_alone(
             session.scalars(select(BookedSession.href).where(BookedSession.href.is_not(None))).all()
             == []
         )
+
+
+def test_a_failed_booking_recorded_twice_has_one_failed_line(
+    db: Database, settings: Settings, radicale_server: ServerProcess, monkeypatch: Any
+) -> None:
+    """``Database.persist`` runs its work again when the database's answer was lost, which may
+    be after the first run committed. A fault a real database does not produce on cue: the
+    work is run (and committed) once more right after the first commit."""
+    url = radicale_server.new_calendar()
+    services.add_owner(db, name="Coach", email=OWNER, timezone="Europe/Berlin")
+    (calendar,) = services.add_caldav_calendar(
+        db, settings, services.CalDAVRequest(OWNER, url, role=CalendarRole.BOTH)
+    )
+    save_event_type(db, coaching(booking_calendar_id=calendar.id))
+    booking_poller(db, settings).sync_now()
+    monday = next_monday()
+    request = BookingRequest(
+        "coaching", "Zoë", "zoe@example.org", (at(monday, 9), at(monday, 11)), "UTC"
+    )
+    persist = db.persist
+
+    def twice(work: Callable[[Any], Any], **kwargs: Any) -> Any:
+        persist(work, **kwargs)
+        return persist(work, **kwargs)
+
+    monkeypatch.setattr(db, "persist", twice)
+    factory = server_goes_down_after_one_event(radicale_server, open_provider(settings))
+    try:
+        with pytest.raises(CalendarWriteFailed):
+            book(db, settings, request, provider_factory=factory)
+    finally:
+        radicale_server.start()
+    with db.reading() as session:
+        (booking,) = session.scalars(select(Booking)).all()
+        assert booking.status is BookingStatus.FAILED
+        failed = [h for h in booking.history if h.action is HistoryAction.FAILED]
+    assert len(failed) == 1
