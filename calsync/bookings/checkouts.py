@@ -9,6 +9,7 @@ checkout's request, which frees the held times in its own transaction.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -28,6 +29,9 @@ from calsync.policy.types import Slot
 from calsync.store.db import Database
 from calsync.store.models import Actor, Checkout, CheckoutHold, utcnow
 from calsync.sync.providers import ProviderFactory, open_provider
+
+#: The ``request`` entry holding the random bytes of the checkout's Stripe keys.
+STRIPE_NONCE = "stripe_nonce"
 
 
 def request_data(request: BookingRequest) -> dict[str, object]:
@@ -106,7 +110,8 @@ def hold_package(
         checkout = Checkout(
             owner_id=fresh.owner_id,
             event_type_id=fresh.id,
-            request=request_data(request),
+            # Random bytes for its Stripe keys, chosen once (payments/checkout.py charge_key).
+            request=request_data(request) | {STRIPE_NONCE: secrets.token_hex(8)},
             amount=amount,
             currency=currency.lower(),
             submit_key=request.idempotency_key,

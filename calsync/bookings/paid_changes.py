@@ -31,14 +31,16 @@ from calsync.store.models import (
 )
 
 
-def stripe_key(settings: Settings, what: str) -> str:
+def stripe_key(settings: Settings, what: str, nonce: str | None = None) -> str:
     """A new idempotency key for Stripe, stored on its row when the row is made (retries reuse
     the stored key): this installation's own (two installations may share one Stripe account),
     calsync's ids for whoever reads Stripe's log, e.g. ``calsync-<ns>-change-12-charge-1-<r>``,
     and random bytes, because ids count from 1 again after a database reset and Stripe keeps a
-    key for 24 hours: the same key would answer with the old database's intent or refund."""
+    key for 24 hours: the same key would answer with the old database's intent or refund.
+    ``nonce``: random bytes a row without a key column stored when it was made (a checkout),
+    so its keys can be made again the same."""
     namespace = installation_namespace(settings.require_secret_key())
-    return f"calsync-{namespace}-{what}-{secrets.token_hex(8)}"
+    return f"calsync-{namespace}-{what}-{nonce or secrets.token_hex(8)}"
 
 
 def hold(

@@ -23,7 +23,7 @@ from enum import StrEnum
 from sqlalchemy import select
 
 from calsync.bookings import links
-from calsync.bookings.checkouts import request_of
+from calsync.bookings.checkouts import STRIPE_NONCE, request_of
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
 from calsync.bookings.held import lock_owner
 from calsync.bookings.packages import (
@@ -36,7 +36,7 @@ from calsync.bookings.packages import (
 from calsync.bookings.paid_changes import stripe_key
 from calsync.config import Settings
 from calsync.payments.errors import PaymentDeclined, PaymentError, PaymentsUnavailable
-from calsync.payments.gateway import IntentStatus, StripeGateway
+from calsync.payments.gateway import Intent, IntentStatus, StripeGateway
 from calsync.policy.money import minor_text
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -63,6 +63,10 @@ NOT_BOOKED = (
 EXPIRED = "The times were held for you but not paid in time; they are free again."
 #: A checkout paid this long ago and still not booked was left by a process that stopped.
 STUCK_AFTER = timedelta(minutes=5)
+MISMATCH = (
+    "The payment did not match this booking, so nothing was booked and it is being refunded in "
+    "full. Please choose your times again."
+)
 UNREACHABLE = "The payment service could not be reached, so the times were released."
 
 
@@ -122,8 +126,26 @@ def _step(checkout: Checkout, secret: str | None = None) -> CheckoutStep:
     )
 
 
-def _key(settings: Settings, checkout: Checkout) -> str:
-    return stripe_key(settings, f"checkout-{checkout.id}-charge-{checkout.attempt}")
+def _nonce(checkout: Checkout) -> str:
+    """The random bytes chosen when the checkout was made (ids repeat after a database reset,
+    and Stripe keeps a key 24 hours); a checkout made before they were stored gets bytes
+    from its own submit key and creation time, which are fixed too."""
+    stored = (checkout.request or {}).get(STRIPE_NONCE)
+    if stored:
+        return str(stored)
+    made = f"{checkout.submit_key}|{checkout.created_at.isoformat()}".encode()
+    return hashlib.sha256(made).hexdigest()[:16]
+
+
+def charge_key(settings: Settings, checkout: Checkout) -> str:
+    """The idempotency key of the checkout's current charge: the same on every retry."""
+    what = f"checkout-{checkout.id}-charge-{checkout.attempt}"
+    return stripe_key(settings, what, _nonce(checkout))
+
+
+def refund_key(settings: Settings, checkout: Checkout) -> str:
+    """The idempotency key of the checkout's one refund: the same on every retry."""
+    return stripe_key(settings, f"checkout-{checkout.id}-refund", _nonce(checkout))
 
 
 def checkout_step(
@@ -141,7 +163,7 @@ def checkout_step(
             return _step(checkout)
         expired = checkout.expires_at <= now
         intent_id = checkout.stripe_id
-        amount, currency, key = checkout.amount, checkout.currency, _key(settings, checkout)
+        amount, currency, key = checkout.amount, checkout.currency, charge_key(settings, checkout)
         event_type_id = checkout.event_type_id
     if expired:
         release(db, checkout_id, EXPIRED)
@@ -264,12 +286,18 @@ def settle(
         lock_owner(session, checkout.owner_id)
         session.refresh(checkout)
         state = checkout.state
-        if state is CheckoutState.HOLDING:
+        mismatch = _mismatch(intent, checkout)
+        if state is CheckoutState.HOLDING and mismatch is None:
             checkout.state = state = CheckoutState.PAID  # the worker no longer expires it
         request = request_of(checkout, intent_id, _receipt(checkout, intent_id))
         amount, currency = checkout.amount, checkout.currency
-        charge_key = _key(settings, checkout)
-    if state is CheckoutState.EXPIRED:
+        paid_key = charge_key(settings, checkout)
+    if mismatch is not None and state is not CheckoutState.BOOKED:
+        # Not the payment this checkout asked for (a key Stripe still remembered from before a
+        # database reset answers with an old intent): never booked, what it took goes back.
+        log.error("intent %s does not match checkout %s: %s", intent_id, checkout_id, mismatch)
+        _refund(db, settings, gateway, checkout_id, intent_id, intent.amount, MISMATCH)
+    elif state is CheckoutState.EXPIRED:
         _refund(db, settings, gateway, checkout_id, intent_id, amount, LATE)
     elif state is CheckoutState.PAID:
         try:
@@ -291,9 +319,19 @@ def settle(
                 db, settings, gateway, checkout_id, intent_id, amount, NOT_BOOKED.format(why=why)
             )
         else:
-            _booked(db, checkout_id, result, intent_id, amount, currency, charge_key)
+            _booked(db, checkout_id, result, intent_id, amount, currency, paid_key)
     step = _read(db, checkout_id)
     return step, booked_result(db, settings, step)
+
+
+def _mismatch(intent: Intent, checkout: Checkout) -> str | None:
+    """Why ``intent`` is not the charge ``checkout`` asked for, or None when it is."""
+    if intent.metadata.get("calsync_checkout_id") != str(checkout.id):
+        return f"it is for checkout {intent.metadata.get('calsync_checkout_id')}, not {checkout.id}"
+    if (intent.amount, intent.currency.upper()) != (checkout.amount, checkout.currency.upper()):
+        took, asked = (intent.amount, intent.currency), (checkout.amount, checkout.currency)
+        return f"it is for {took}, not {asked}"
+    return None
 
 
 def _receipt(checkout: Checkout, intent_id: str) -> str:
@@ -367,7 +405,10 @@ def pay_refund(
     intent_id: str,
     amount: int,
 ) -> None:
-    key = stripe_key(settings, f"checkout-{checkout_id}-refund")
+    with db.reading() as session:
+        found = session.get(Checkout, checkout_id)
+        assert found is not None
+        key = refund_key(settings, found)
     try:
         refund = gateway.refund(intent_id, amount, key, {"calsync_checkout_id": str(checkout_id)})
     except PaymentError as exc:

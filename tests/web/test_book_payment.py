@@ -289,3 +289,52 @@ def test_an_embedded_page_keeps_stripe_allowed_on_its_payment_step(
     policy = step.headers["content-security-policy"]
     assert f"script-src 'self' {payment_settings.api_base}" in policy
     assert "frame-ancestors https://coach.example" in policy
+
+
+def test_a_checkout_s_stripe_key_is_kept_so_a_retry_makes_no_second_intent(
+    paid_shop: Shop, client: TestClient
+) -> None:
+    _to_payment_step(client, three_days())
+    held = _checkout(paid_shop)
+    assert held.stripe_id
+    # The create's answer was lost (calsync never stored the intent), twice: each retry must
+    # carry the same stored key, so Stripe answers with the first intent, not a second one.
+    # localstripe ignores idempotency keys, so the keys sent are recorded (nothing else).
+    sent: list[str] = []
+
+    class Recording(StripeGateway):
+        def create_intent(self, amount, currency, metadata, idempotency_key):  # type: ignore[no-untyped-def]
+            sent.append(idempotency_key)
+            return super().create_intent(amount, currency, metadata, idempotency_key)
+
+    assert paid_shop.settings.payments is not None
+    gateway = Recording.from_settings(paid_shop.settings.payments)
+    for _ in range(2):
+        with paid_shop.db.writing() as session:
+            session.get(Checkout, held.id).stripe_id = None  # type: ignore[union-attr]
+        checkout.checkout_step(paid_shop.db, paid_shop.settings, gateway, held.id)
+    first, again = sent
+    assert first == again and f"checkout-{held.id}-charge-1-" in first
+    # Random bytes chosen when the row was made: ids repeat after a database reset, keys not.
+    assert first == checkout.charge_key(paid_shop.settings, _checkout(paid_shop))
+    assert checkout.refund_key(paid_shop.settings, held) != first
+
+
+def test_an_intent_that_is_not_the_checkout_s_is_refunded_not_booked(
+    paid_shop: Shop, client: TestClient
+) -> None:
+    _to_payment_step(client, three_days())
+    held = _checkout(paid_shop)
+    gateway = checkout_gateway(paid_shop)
+    # What a key Stripe still remembered from before a database reset would answer with: an
+    # old intent, for another checkout and amount.
+    other = gateway.create_intent(999, "EUR", {"calsync_checkout_id": "77"}, f"test-{held.id}")
+    gateway.confirm_intent(other.id, "pm_card_visa")
+    with paid_shop.db.writing() as session:
+        session.get(Checkout, held.id).stripe_id = other.id  # type: ignore[union-attr]
+    step, result = checkout.settle(paid_shop.db, paid_shop.settings, gateway, other.id)
+    assert result is None and step.state is checkout.StepState.REFUNDED
+    assert bookings(paid_shop.db) == 0 and paid_shop.events() == {}
+    refunded = _checkout(paid_shop)
+    assert refunded.state is CheckoutState.REFUNDED and refunded.refund_id
+    assert [r.amount for r in gateway.refunds_of(other.id)] == [999]
