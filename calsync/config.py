@@ -161,6 +161,15 @@ class MailSettings(BaseModel):
     notify_owner_calendar_changes: bool = Field(
         True, description="Tell the customer when the owner moves or deletes a session."
     )
+    claim_seconds: int = Field(
+        300,
+        ge=30,
+        le=3600,
+        description=(
+            "How long a worker holds a message it is sending: a worker killed mid-send leaves "
+            "that message to another worker after this long. Longer than an SMTP send takes."
+        ),
+    )
 
 
 class GoogleSettings(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from calsync.bookings import changes
 from calsync.bookings.leftovers import remove_leftovers
@@ -42,13 +43,14 @@ def start_background(db: Database, settings: Settings) -> Poller:
     poller = booking_poller(db, settings)
     transport = transport_from_settings(settings.mail)
     box = outbox.sealing_box(settings)
+    claim = timedelta(seconds=settings.mail.claim_seconds)
     retry_pending = guarded(
         "applying pending changes",
         lambda: changes.apply_pending(db, settings, poller.open_provider),
     )
     deliver = guarded(
         "delivering the outbox",
-        lambda: outbox.deliver_due(db, transport, poller.worker_id, box),
+        lambda: outbox.deliver_due(db, transport, poller.worker_id, box, lease=claim),
     )
     clean_up = guarded(
         "removing what failed bookings left",

@@ -127,7 +127,12 @@ def _set_held(
 
 
 def claim(
-    db: Database, worker: str, *, now: datetime | None = None, limit: int = BATCH
+    db: Database,
+    worker: str,
+    *,
+    now: datetime | None = None,
+    limit: int = BATCH,
+    lease: timedelta = LEASE,
 ) -> list[int]:
     now = now or utcnow()
     with db.writing() as session:
@@ -135,7 +140,7 @@ def claim(
             session,
             OutboxMessage,
             now=now,
-            lease=LEASE,
+            lease=lease,
             limit=limit,
             where=[
                 OutboxMessage.status == OutboxStatus.READY,
@@ -147,9 +152,17 @@ def claim(
     return ids
 
 
-def deliver_due(db: Database, transport: MailTransport, worker: str, box: SecretBox) -> int:
+def deliver_due(
+    db: Database,
+    transport: MailTransport,
+    worker: str,
+    box: SecretBox,
+    *,
+    lease: timedelta = LEASE,
+) -> int:
     """Send what is due, up to ``BATCH`` messages (``box``: see ``sealing_box``); returns how
-    many were sent. Never raises for a delivery problem.
+    many were sent. Never raises for a delivery problem. ``lease``: how long each message is
+    held while it is sent (``mail.claim_seconds``).
 
     Messages are claimed one at a time, just before each is sent: a worker killed in the middle
     leaves only the message it was sending to wait out its claim, not the rest of a batch.
@@ -159,7 +172,7 @@ def deliver_due(db: Database, transport: MailTransport, worker: str, box: Secret
     _record_unrecorded(db)
     sent = 0
     for _ in range(BATCH):
-        claimed = claim(db, worker, limit=1)
+        claimed = claim(db, worker, limit=1, lease=lease)
         if not claimed:
             break
         (message_id,) = claimed
@@ -174,7 +187,7 @@ def deliver_due(db: Database, transport: MailTransport, worker: str, box: Secret
                 _record_unrecorded(db)
                 _release(db, [] if delivered else [message_id], worker)
             except SQLAlchemyError:
-                log.warning("could not give the message back; its claim expires in %s", LEASE)
+                log.warning("could not give the message back; its claim expires in %s", lease)
             raise
     return sent
 

@@ -31,7 +31,7 @@ from calsync.config import MailBackend, MailSettings, Settings, SmtpSecurity
 from calsync.notify import outbox
 from calsync.notify.transport import transport_from_settings
 from calsync.store.db import Database
-from calsync.store.models import Actor, CalendarRole, OutboxMessage, OutboxStatus
+from calsync.store.models import Actor, CalendarRole, OutboxMessage, OutboxStatus, utcnow
 from calsync.sync import connections as services
 from tests.conftest import make_settings
 from tests.support.itip_client import apply_message, calendar_parts, check_itip, stored_events
@@ -220,6 +220,21 @@ def test_a_worker_that_dies_mid_delivery_loses_nothing(
     assert recipients_of(mail_server.inbox.received) == Counter(
         {CUSTOMER: 1, OWNER: 1, **{s: 1 for s in STAKEHOLDERS}}
     )
+
+
+def test_a_dead_workers_message_goes_again_after_the_configured_claim(
+    db: Database, mail_settings: Settings, mail_server: MailServer, booked: Any
+) -> None:
+    claim = timedelta(seconds=mail_settings.mail.claim_seconds)
+    assert claim == timedelta(minutes=5)  # the default
+    short = timedelta(seconds=30)
+    held = outbox.claim(db, "dead-worker", limit=1, lease=short)
+    assert len(held) == 1
+    box = outbox.sealing_box(mail_settings)
+    transport = transport_from_settings(mail_settings.mail)
+    assert outbox.deliver_due(db, transport, "w2", box, lease=short) == 3  # not the held one
+    later = utcnow() + short + timedelta(seconds=1)
+    assert outbox.claim(db, "w2", now=later, lease=short) == held
 
 
 class ProcessKilled(BaseException):
