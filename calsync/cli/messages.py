@@ -16,10 +16,8 @@ The error tree the CLI catches (each layer draws its own part in its module docs
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
-from calsync.bookings.plan import Refusal, RefusalKind
-from calsync.policy.refusal import availability_command
+from calsync.bookings.owner_words import OwnerSpelling, owner_refusal
+from calsync.bookings.plan import Refusal
 
 
 def message(exc: Exception) -> str:
@@ -37,49 +35,18 @@ def message(exc: Exception) -> str:
     return str(exc)
 
 
+# How the command line spells what differs between the owner's faces.
+_SPELLING = OwnerSpelling(
+    force="--force",
+    force_verb="use",
+    stale="the booking changed meanwhile; nothing was changed, look at it again",
+    replay="this idempotency key was already sent with another change; use a new one",
+    sessions=" (--session)",
+    reason=" (--reason)",
+    no_event_type="move the event in your calendar",
+)
+
+
 def refusal_line(refusal: Refusal) -> str:
     """The change engine's refusal, for the owner at the command line."""
-    match refusal.kind:
-        case RefusalKind.STALE:
-            return "the booking changed meanwhile; nothing was changed, look at it again"
-        case RefusalKind.REPLAY_MISMATCH:
-            return "this idempotency key was already sent with another change; use a new one"
-        case RefusalKind.NO_SESSIONS:
-            return "choose at least one session (--session)"
-        case RefusalKind.NOT_IN_BOOKING:
-            return "a chosen session is not part of this booking"
-        case RefusalKind.INACTIVE:
-            return "this booking is no longer active"
-        case RefusalKind.NOT_ALLOWED:
-            return f"session {refusal.position}: {refusal.policy_reason}"
-        case RefusalKind.REASON_REQUIRED:
-            return "a reason is required (--reason)"
-        case RefusalKind.REASON_TOO_LONG:
-            return "keep the reason under 2,000 characters"
-        case RefusalKind.ALREADY_CANCELLED:
-            return "a chosen session is already cancelled"
-        case RefusalKind.NO_OFFSET:
-            return "new times need a UTC offset"
-        case RefusalKind.SAME_TIME:
-            return "two sessions cannot move to the same time"
-        case RefusalKind.OVERLAP:
-            return (
-                f"sessions {refusal.position} and {refusal.other_position} would overlap; "
-                "move them apart, or use --force"
-            )
-        case RefusalKind.PAST:
-            return f"session {refusal.position}: that time has already passed"
-        case RefusalKind.NO_EVENT_TYPE:
-            return "this booking's event type was deleted; move the event in your calendar"
-        case RefusalKind.TAKEN:
-            return f"session {refusal.position}'s new time is not free"
-        case RefusalKind.NOT_OFFERED:
-            assert refusal.at is not None and refusal.zone is not None
-            zone = ZoneInfo(refusal.zone)
-            local = refusal.at.astimezone(zone)
-            command = availability_command(refusal.event_type or "SLUG", local.date())
-            return (
-                f"session {refusal.position}: {local:%a %Y-%m-%d %H:%M} ({zone.key}) is "
-                f"{refusal.why_text}. See the free times with `{command}`, or move it anyway "
-                "with --force, which skips the busy, hours, notice and grid checks"
-            )
+    return owner_refusal(refusal, _SPELLING)

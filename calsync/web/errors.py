@@ -48,7 +48,6 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,8 +56,9 @@ from sqlalchemy.exc import OperationalError
 
 from calsync.bookings.changes import ChangeRefused, ReplayMismatch, StaleBooking, TimeTaken
 from calsync.bookings.event_types import AvailabilityUnknown, InvalidInput
+from calsync.bookings.owner_words import OwnerSpelling, owner_refusal
 from calsync.bookings.packages import SlotTaken
-from calsync.bookings.plan import ChangeField, Refusal, RefusalKind
+from calsync.bookings.plan import ChangeField, Refusal
 from calsync.calendars.errors import (
     AuthFailed,
     Conflict,
@@ -67,7 +67,6 @@ from calsync.calendars.errors import (
     ProviderError,
 )
 from calsync.config import ConfigError
-from calsync.policy.refusal import availability_command
 from calsync.policy.types import RulesError
 from calsync.store.db import DatabaseUnavailable
 from calsync.sync.connections import NotFoundError, ServiceError
@@ -235,55 +234,24 @@ _CHANGE_FIELDS = {
 _CANCEL_FIELDS = {ChangeField.SESSIONS: "session_ids", ChangeField.REASON: "reason"}
 
 
+# How the admin API spells what differs between the owner's faces.
+_SPELLING = OwnerSpelling(
+    force='"force": true',
+    force_verb="send",
+    stale=(
+        "this booking changed since you read it (expected_version is old); read it again and retry"
+    ),
+    replay="this idempotency_key was already sent with another request; use a new one",
+    sessions="",
+    reason="",
+    no_event_type="the owner must move it",
+    capitalise_policy=True,
+)
+
+
 def change_words(refusal: Refusal) -> str:
     """The API's sentence for a refusal of the change engine (the owner asked)."""
-    match refusal.kind:
-        case RefusalKind.STALE:
-            return (
-                "this booking changed since you read it (expected_version is old); read it "
-                "again and retry"
-            )
-        case RefusalKind.REPLAY_MISMATCH:
-            return "this idempotency_key was already sent with another request; use a new one"
-        case RefusalKind.NO_SESSIONS:
-            return "choose at least one session"
-        case RefusalKind.NOT_IN_BOOKING:
-            return "a chosen session is not part of this booking"
-        case RefusalKind.INACTIVE:
-            return "this booking is no longer active"
-        case RefusalKind.NOT_ALLOWED:
-            return f"Session {refusal.position}: {refusal.policy_reason}"
-        case RefusalKind.REASON_REQUIRED:
-            return "a reason is required"
-        case RefusalKind.REASON_TOO_LONG:
-            return "keep the reason under 2,000 characters"
-        case RefusalKind.ALREADY_CANCELLED:
-            return "a chosen session is already cancelled"
-        case RefusalKind.NO_OFFSET:
-            return "new times need a UTC offset"
-        case RefusalKind.SAME_TIME:
-            return "two sessions cannot move to the same time"
-        case RefusalKind.OVERLAP:
-            return (
-                f"sessions {refusal.position} and {refusal.other_position} would overlap; "
-                'move them apart, or send "force": true'
-            )
-        case RefusalKind.PAST:
-            return f"session {refusal.position}: that time has already passed"
-        case RefusalKind.NO_EVENT_TYPE:
-            return "this booking's event type was deleted; the owner must move it"
-        case RefusalKind.TAKEN:
-            return f"session {refusal.position}'s new time is not free"
-        case RefusalKind.NOT_OFFERED:
-            assert refusal.at is not None and refusal.zone is not None
-            zone = ZoneInfo(refusal.zone)
-            local = refusal.at.astimezone(zone)
-            command = availability_command(refusal.event_type or "SLUG", local.date())
-            return (
-                f"session {refusal.position}: {local:%a %Y-%m-%d %H:%M} ({zone.key}) is "
-                f"{refusal.why_text}. See the free times with `{command}`, or move it anyway "
-                'with "force": true, which skips the busy, hours, notice and grid checks'
-            )
+    return owner_refusal(refusal, _SPELLING)
 
 
 async def _change_refused(request: Request, exc: Exception) -> JSONResponse:
