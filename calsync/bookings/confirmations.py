@@ -8,27 +8,19 @@ that dropped the first one as a repeat would drop a copy too.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
 from calsync.bookings import notices
+from calsync.bookings.lookup import load_booking
 from calsync.config import Settings
 from calsync.store.db import Database
-from calsync.store.models import Actor, Booking, BookingChange, BookingStatus, HistoryAction
-from calsync.sync.connections import NotFoundError, ServiceError
+from calsync.store.models import Actor, BookingChange, BookingStatus, HistoryAction
+from calsync.sync.connections import ServiceError
 
 
 def resend_confirmation(db: Database, settings: Settings, booking_id: str) -> str:
     """Queue the confirmation again; the address it goes to. Raises NotFoundError, and
     ServiceError for a booking that is not active or whose link is revoked."""
     with db.writing() as session:
-        booking = session.scalars(
-            select(Booking)
-            .options(selectinload(Booking.sessions), selectinload(Booking.owner))
-            .where(Booking.id == booking_id)
-        ).one_or_none()
-        if booking is None:
-            raise NotFoundError(f"no booking {booking_id}")
+        booking = load_booking(session, booking_id)
         if booking.status is not BookingStatus.ACTIVE:
             raise ServiceError(
                 f"booking {booking_id} is {booking.status.value}: there is nothing to confirm"

@@ -21,7 +21,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from calsync.bookings import links, notices
 from calsync.bookings.calendar_writes import patch_event
@@ -36,6 +36,7 @@ from calsync.bookings.event_types import (
 )
 from calsync.bookings.held import event_zone, lock_owner, release_checkout
 from calsync.bookings.live_check import live_busy
+from calsync.bookings.lookup import load_booking
 from calsync.bookings.reschedule_requests import end_with_link
 from calsync.calendars.base import CalendarItem
 from calsync.calendars.errors import Conflict, NotFound, ProviderError
@@ -64,7 +65,7 @@ from calsync.store.models import (
     utcnow,
 )
 from calsync.sync import fresh_busy
-from calsync.sync.connections import NotFoundError, ServiceError, check_timezone
+from calsync.sync.connections import ServiceError, check_timezone
 from calsync.sync.providers import ProviderFactory, open_provider
 
 log = logging.getLogger(__name__)
@@ -488,18 +489,7 @@ def _write_events(
 
 def get_booking(db: Database, booking_id: str) -> Booking:
     with db.reading() as session:
-        booking = session.scalars(
-            select(Booking)
-            .options(
-                selectinload(Booking.sessions),
-                selectinload(Booking.history),
-                selectinload(Booking.owner),
-            )
-            .where(Booking.id == booking_id)
-        ).one_or_none()
-    if booking is None:
-        raise NotFoundError(f"no booking {booking_id!r}")
-    return booking
+        return load_booking(session, booking_id, with_history=True)
 
 
 def relink(

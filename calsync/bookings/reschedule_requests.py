@@ -30,9 +30,10 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from calsync.bookings.links import TOKEN_BYTES, current_link
+from calsync.bookings.lookup import load_booking
 from calsync.config import Settings
 from calsync.notify import outbox
 from calsync.notify.compose import installation_namespace
@@ -44,7 +45,6 @@ from calsync.notify.reschedule_request import (
 from calsync.store.db import Database
 from calsync.store.models import (
     Actor,
-    Booking,
     BookingChange,
     BookingStatus,
     HistoryAction,
@@ -129,17 +129,6 @@ def request_url(manage_url: str, token: str, session_ids: Sequence[int]) -> str:
     return f"{manage_url}?{urlencode(query)}"
 
 
-def _load(session: Session, booking_id: str) -> Booking:
-    booking = session.scalars(
-        select(Booking)
-        .options(selectinload(Booking.sessions), selectinload(Booking.owner))
-        .where(Booking.id == booking_id)
-    ).one_or_none()
-    if booking is None:
-        raise NotFoundError(f"no booking {booking_id}")
-    return booking
-
-
 def _end_open(session: Session, booking_id: str, now: datetime) -> list[int]:
     """Revoke the booking's open requests; their ids."""
     ended = []
@@ -180,7 +169,7 @@ def request_reschedule(
     if len(set(session_ids)) != len(session_ids):
         raise ServiceError("a session is named twice")
     with db.writing() as session:
-        booking = _load(session, booking_id)
+        booking = load_booking(session, booking_id)
         mine = {s.id: s for s in booking.sessions}
         unknown = [sid for sid in session_ids if sid not in mine]
         if unknown:
@@ -272,7 +261,7 @@ def revoke_request(
     NotFoundError for an unknown booking or request, ServiceError when none is open."""
     now = now or utcnow()
     with db.writing() as session:
-        booking = _load(session, booking_id)
+        booking = load_booking(session, booking_id)
         if request_id is not None:
             row = session.get(RescheduleRequest, request_id)
             if row is None or row.booking_id != booking_id:
@@ -305,7 +294,7 @@ def requests_of(db: Database, booking_id: str, *, now: datetime | None = None) -
     """The booking's requests, newest first, with where each stands."""
     now = now or utcnow()
     with db.reading() as session:
-        booking = _load(session, booking_id)
+        booking = load_booking(session, booking_id)
         position = {s.id: s.position for s in booking.sessions}
         rows = session.scalars(
             select(RescheduleRequest)

@@ -217,4 +217,4 @@ def test_request_reschedule_revoke_and_resend_confirmation_from_the_command_line
     subjects = [m["subject"] for m in outbox]
     assert subjects.count("Coach asks you to choose a new time: Coaching") == 2
     assert subjects.count("Your 2 sessions are confirmed: Coaching") == 2  # booked, resent
-    assert "no booking nope" in cli.fails("booking", "resend-confirmation", "nope")
+    assert "no booking 'nope'" in cli.fails("booking", "resend-confirmation", "nope")
