@@ -111,6 +111,14 @@ class WebSettings(BaseModel):
         description="Sites that may embed the booking page in a frame, e.g. "
         "['https://coach.example']; empty: no site may (the default).",
     )
+    availability_threads: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="How many availability reads (the admin API's slots) one web process "
+        "computes at once; more requests wait their turn. The work is CPU-bound Python, so "
+        "more threads than cores only add contention.",
+    )
     allow_private_caldav: bool = Field(
         False,
         description="Let owners connect (and sync now) CalDAV servers at loopback, private, "

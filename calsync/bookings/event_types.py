@@ -8,7 +8,7 @@ turns an event type plus the mirror of its conflict calendars into free slots.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -259,11 +259,12 @@ def save_event_type(
     return get_event_type(db, saved_id)
 
 
-def load_event_type(session: Session, key: int | str) -> EventType:
+def load_event_type(session: Session, key: int | str, *, with_owner: bool = True) -> EventType:
     # The owner comes in the same query (one row each); the conflict calendars in a second.
-    query = select(EventType).options(
-        joinedload(EventType.owner), selectinload(EventType.conflict_calendars)
-    )
+    # ``with_owner=False`` for callers that stay in the transaction and need only the rules.
+    query = select(EventType).options(selectinload(EventType.conflict_calendars))
+    if with_owner:
+        query = query.options(joinedload(EventType.owner))
     query = query.where(EventType.id == key if isinstance(key, int) else EventType.slug == key)
     event_type = session.scalars(query).one_or_none()
     if event_type is None:
@@ -323,6 +324,77 @@ def find_slots(
     AvailabilityUnknown while a conflict calendar has never been synced (offering slots then
     could double-book the owner).
     """
+    with db.reading() as session:
+        return slots_of(
+            session,
+            event_type,
+            start,
+            end,
+            now=now or utcnow(),
+            ignore=ignore,
+            extra_booked=extra_booked,
+        )
+
+
+@dataclass(frozen=True)
+class OpenTimes:
+    """An event type's free slots in a window, read in one transaction."""
+
+    event_type: EventType
+    start: datetime
+    end: datetime
+    slots: list[Slot]
+
+
+def open_times(
+    db: Database,
+    event_type_id: int,
+    window_of: Callable[[EventType], tuple[datetime, datetime]],
+) -> OpenTimes:
+    """``find_slots`` for an event type known by its id, in one read transaction (the hot path
+    of the availability API); ``window_of`` gives the window once the event type is known,
+    since its zone and horizon shape it."""
+    with db.reading() as session:
+        event_type = load_event_type(session, event_type_id, with_owner=False)
+        start, end = window_of(event_type)
+        slots = slots_of(session, event_type, start, end, now=utcnow())
+        return OpenTimes(event_type, start, end, slots)
+
+
+def slots_of(
+    session: Session,
+    event_type: EventType,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    ignore: Collection[str] = frozenset(),
+    extra_booked: Sequence[Span] = (),
+) -> list[Slot]:
+    """``find_slots`` within the caller's transaction."""
+    check_window(event_type, start, end)
+    calendars = conflict_calendars(session, event_type)
+    unsynced = [c for c in calendars if c.last_success_at is None]
+    if unsynced:
+        names = ", ".join(f"{c.id} ({c.display_name or c.url})" for c in unsynced)
+        raise AvailabilityUnknown(
+            f"calendar {names} has not been synced yet, so free times are not known: "
+            "run `calsync sync --once` or wait for the worker"
+        )
+    return slots_within(
+        session,
+        event_type,
+        start,
+        end,
+        now=now,
+        ignore=ignore,
+        extra_booked=extra_booked,
+        calendar_ids=[c.id for c in calendars],
+    )
+
+
+def check_window(event_type: EventType, start: datetime, end: datetime) -> None:
+    """InvalidInput for a window without a zone, reversed, or longer than the horizon."""
     if start.tzinfo is None or end.tzinfo is None:
         raise InvalidInput([("start", "give times with a UTC offset or a time zone")])
     if end <= start:
@@ -336,25 +408,6 @@ def find_slots(
                     "(the booking horizon) at a time",
                 )
             ]
-        )
-    with db.reading() as session:
-        calendars = conflict_calendars(session, event_type)
-        unsynced = [c for c in calendars if c.last_success_at is None]
-        if unsynced:
-            names = ", ".join(f"{c.id} ({c.display_name or c.url})" for c in unsynced)
-            raise AvailabilityUnknown(
-                f"calendar {names} has not been synced yet, so free times are not known: "
-                "run `calsync sync --once` or wait for the worker"
-            )
-        return slots_within(
-            session,
-            event_type,
-            start,
-            end,
-            now=now or utcnow(),
-            ignore=ignore,
-            extra_booked=extra_booked,
-            calendar_ids=[c.id for c in calendars],
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import String, bindparam, cast, literal, select, text, union_all
 from sqlalchemy.orm import Session
 
 from calsync.policy.types import Span
@@ -43,41 +43,48 @@ def lock_owner(session: Session, owner_id: int) -> None:
         )
 
 
-def booked_spans(session: Session, owner_id: int, start: datetime, end: datetime) -> list[Span]:
-    """Sessions of the owner's active bookings overlapping [start, end), keyed by their UID."""
-    rows = session.execute(
-        select(BookedSession.start, BookedSession.end, BookedSession.uid)
-        .join(Booking, Booking.id == BookedSession.booking_id)
-        .where(
-            Booking.owner_id == owner_id,
-            Booking.status == BookingStatus.ACTIVE,
-            BookedSession.status != SessionStatus.CANCELLED,
-            BookedSession.start < end,
-            BookedSession.end > start,
-        )
-    )
+# One statement for everything that holds an owner's time, built once: building it per call
+# was a fifth of the availability API's CPU. Each part overlaps [:start, :end).
+_HELD_TIMES = union_all(
+    select(BookedSession.start, BookedSession.end, BookedSession.uid)
+    .join(Booking, Booking.id == BookedSession.booking_id)
+    .where(
+        Booking.owner_id == bindparam("owner_id"),
+        Booking.status == BookingStatus.ACTIVE,
+        BookedSession.status != SessionStatus.CANCELLED,
+        BookedSession.start < bindparam("end"),
+        BookedSession.end > bindparam("start"),
+    ),
     # Times held for a reschedule awaiting payment are as taken as a booked session.
-    holds = session.execute(
-        select(PaymentHold.start, PaymentHold.end, PaymentHold.uid).where(
-            PaymentHold.owner_id == owner_id,
-            PaymentHold.released_at.is_(None),
-            PaymentHold.start < end,
-            PaymentHold.end > start,
-        )
-    )
+    select(PaymentHold.start, PaymentHold.end, PaymentHold.uid).where(
+        PaymentHold.owner_id == bindparam("owner_id"),
+        PaymentHold.released_at.is_(None),
+        PaymentHold.start < bindparam("end"),
+        PaymentHold.end > bindparam("start"),
+    ),
     # And so are the times held for a booking page checkout while the customer pays.
-    checkouts = session.execute(
-        select(CheckoutHold.start, CheckoutHold.end, CheckoutHold.id)
-        .join(Checkout, Checkout.id == CheckoutHold.checkout_id)
-        .where(
-            CheckoutHold.owner_id == owner_id,
-            Checkout.released_at.is_(None),
-            CheckoutHold.start < end,
-            CheckoutHold.end > start,
-        )
+    select(
+        CheckoutHold.start,
+        CheckoutHold.end,
+        literal("checkout-hold-") + cast(CheckoutHold.id, String),
     )
-    spans = [Span(s, e, uid) for s, e, uid in [*rows, *holds]]
-    return spans + [Span(s, e, f"checkout-hold-{i}") for s, e, i in checkouts]
+    .join(Checkout, Checkout.id == CheckoutHold.checkout_id)
+    .where(
+        CheckoutHold.owner_id == bindparam("owner_id"),
+        Checkout.released_at.is_(None),
+        CheckoutHold.start < bindparam("end"),
+        CheckoutHold.end > bindparam("start"),
+    ),
+)
+
+
+def booked_spans(session: Session, owner_id: int, start: datetime, end: datetime) -> list[Span]:
+    """Sessions of the owner's active bookings overlapping [start, end), keyed by their UID,
+    and the times held for payments (reschedules, checkouts) as if booked."""
+    rows = session.connection().execute(
+        _HELD_TIMES, {"owner_id": owner_id, "start": start, "end": end}
+    )
+    return [Span(s, e, uid) for s, e, uid in rows]
 
 
 def release_checkout(session: Session, checkout_id: int, now: datetime) -> None:

@@ -77,10 +77,16 @@ def missing_sqlite_file(url: str) -> Path | None:
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool: dict[str, int] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # As many pooled connections as on PostgreSQL, so a busy web process reuses them
+            # instead of opening (and configuring) new ones.
+            pool = {"pool_size": 10, "max_overflow": 10}
+        # No pre-ping: a connection to a file cannot go stale, and the ping is one more
+        # statement per transaction.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
         )
         _configure_sqlite(engine)
         return engine

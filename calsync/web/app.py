@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
@@ -124,6 +124,7 @@ def create_app(
         poller = booking_poller(database, settings)
         background = start_background(database, settings) if run_poller else None
         app.state.db = database
+        app.state.availability_limiter = CapacityLimiter(settings.web.availability_threads)
         app.state.poller = poller
         app.state.metrics_registry = scrape_registry(database)
         # uvicorn's access log writes every path: manage tokens are replaced by a short hash.

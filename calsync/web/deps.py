@@ -20,17 +20,17 @@ _bearer = HTTPBearer(
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_poller(request: Request) -> Poller:
+async def get_poller(request: Request) -> Poller:
     poller: Poller = request.app.state.poller
     return poller
 

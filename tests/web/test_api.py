@@ -21,6 +21,7 @@ import pytest
 
 from calsync.config import Settings
 from calsync.store.db import Database
+from calsync.web.api.event_type_schemas import AvailabilityOut
 from calsync.web.app import create_app
 from tests.conftest import make_settings
 from tests.support.servers import PASSWORD, USER, ServerProcess
@@ -513,6 +514,21 @@ def test_availability_is_read_and_written_in_the_zone_asked_for(api: TestClient)
         "end": "must be after start"
     }
     assert api.get("/api/event-types/9999/availability").status_code == 404
+
+
+def test_availability_answer_is_the_documented_model_byte_for_byte(api: TestClient) -> None:
+    # The route writes its JSON by hand (for speed); it must stay what AvailabilityOut says.
+    api.post("/api/owners", json=OWNER)
+    event_type = api.post("/api/event-types", json=event_type_body()).json()
+    url = f"/api/event-types/{event_type['id']}/availability"
+    monday = next_monday(weeks_ahead=2)
+    for tz in (None, "Asia/Kathmandu", "UTC"):
+        params = {"start": monday.isoformat(), "end": (monday + timedelta(days=6)).isoformat()}
+        answer = api.get(url, params=params | ({"tz": tz} if tz else {}))
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        model = AvailabilityOut.model_validate_json(answer.content)
+        assert model.slots, "the week has free slots"
+        assert answer.content == model.model_dump_json().encode()
 
 
 def test_numbers_and_dates_out_of_range_are_field_errors_not_crashes(api: TestClient) -> None:
