@@ -39,7 +39,7 @@ from calsync.calendars.base import (
 from calsync.calendars.caldav.wire import (
     BAD_DATA,
     CALDAV,
-    MAX_SYNC_ROUNDS,
+    MAX_SYNC_PAGES,
     MULTIGET_BATCH,
     PROPFIND_ETAGS,
     PROPFIND_TIMEZONE,
@@ -49,11 +49,14 @@ from calsync.calendars.caldav.wire import (
     XML_HEAD,
     Boundary,
     Reply,
+    SyncPage,
     SyncUnusable,
     href_of,
     new_client,
     object_name,
     propfind_results,
+    sync_body,
+    sync_page,
     tzid,
     without_credentials,
 )
@@ -151,61 +154,66 @@ class CalDAVProvider(CalendarProvider):
 
     def _sync(self, cursor: Cursor | None) -> tuple[dict[Href, ETag | None], set[Href], Cursor]:
         """The sync-collection listing since ``cursor``: changed hrefs with their ETags, removed
-        hrefs, and the new token. Follows truncated (507) replies until complete."""
+        hrefs, and the new token. Follows truncated (507) replies while the token moves on.
+
+        The REPORT is sent and its XML checked by caldav; the members are read by
+        ``sync_page`` (caldav's ``get_objects_by_sync_token`` made an object and several URL
+        objects per member: over a second for a 2,000-event first sync)."""
         listed: dict[Href, ETag | None] = {}
         deleted: set[Href] = set()
         token = cursor
-        for _round in range(MAX_SYNC_ROUNDS):
-            with self._boundary("asking for changes (sync-collection)"):
-                try:
-                    # disable_fallback: otherwise caldav hides a rejected token behind a full
-                    # listing with a fake token that later returns everything again.
-                    result = self._calendar.get_objects_by_sync_token(
-                        token, load_objects=False, disable_fallback=True
-                    )
-                except dav_error.RateLimitError:
-                    raise
-                except dav_error.DAVError as exc:
-                    raise self._sync_refused(exc, token) from exc
-                except (OSError, NotImplementedError):
-                    raise  # network and login problems: translated by the boundary
-                except Exception as exc:
-                    # caldav could not make sense of the answer (e.g. an HTML page that
-                    # happens to be well-formed XML). The ETag listing either works, then
-                    # it is the safer way to poll this server, or raises the real problem.
-                    log.warning(
-                        "%s: unreadable sync-collection answer: %r",
-                        self.url,
-                        exc,
-                        exc_info=log.isEnabledFor(logging.DEBUG),
-                    )
-                    raise SyncUnusable from exc
-                # caldav's URL.canonical() is slow (thousands of objects on a first sync), and
-                # only needed when the answer reports deletions.
-                deleted_urls = result.deleted_urls
-                for obj in result:
-                    href = href_of(str(obj.url))
-                    if href == self._path or href.endswith("/"):
-                        continue  # the collection itself (iCloud) or a sub-collection
-                    if deleted_urls and obj.url.canonical() in deleted_urls:
-                        deleted.add(href)
-                        listed.pop(href, None)
-                    else:
-                        listed[href] = obj.props.get("{DAV:}getetag")
-                        deleted.discard(href)
-            new_token = result.sync_token
-            if not new_token:
+        for _page in range(MAX_SYNC_PAGES):
+            page = self._sync_page(token)
+            for href, etag, removed in page.members:
+                if href == self._path or href.endswith("/"):
+                    continue  # the collection itself (iCloud) or a sub-collection
+                if removed:
+                    deleted.add(href)
+                    listed.pop(href, None)
+                else:
+                    listed[href] = etag
+                    deleted.discard(href)
+            if not page.token:
                 # A 2xx without a token: not a real sync-collection answer (a plain web
                 # server, or a proxy answering for it). The listing will tell.
                 raise SyncUnusable
-            if not result.truncated:
-                return listed, deleted, new_token
-            # caldav already followed the 507 pages it could; go on while the token moves.
-            if new_token == token:
-                break
-            token = new_token
+            if not page.truncated:
+                return listed, deleted, page.token
+            if page.token == token:
+                break  # truncated without moving on: it never ends
+            token = page.token
         log.warning("%s: sync-collection stays truncated, listing ETags instead", self.url)
         raise SyncUnusable
+
+    def _sync_page(self, token: Cursor | None) -> SyncPage:
+        """One sync-collection REPORT since ``token``, read; raises as ``_sync_refused`` says,
+        SyncUnusable for an answer that is not one."""
+        with self._boundary("asking for changes (sync-collection)"):
+            try:
+                response = self._client.report(self.url, sync_body(token), depth=1)
+                # The statuses caldav raised on when it sent the REPORT (DAVObject._query).
+                if response.status == 404:
+                    raise dav_error.error_from_response(dav_error.NotFoundError, response)
+                if response.status >= 400:
+                    raise dav_error.error_from_response(dav_error.ReportError, response)
+                return sync_page(response, self._path)
+            except dav_error.RateLimitError:
+                raise
+            except dav_error.DAVError as exc:
+                raise self._sync_refused(exc, token) from exc
+            except (OSError, NotImplementedError, SyncUnusable):
+                raise  # network and login problems: translated by the boundary
+            except Exception as exc:
+                # caldav could not make sense of the answer (e.g. an HTML page that
+                # happens to be well-formed XML). The ETag listing either works, then
+                # it is the safer way to poll this server, or raises the real problem.
+                log.warning(
+                    "%s: unreadable sync-collection answer: %r",
+                    self.url,
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+                raise SyncUnusable from exc
 
     def _sync_refused(self, exc: dav_error.DAVError, token: Cursor | None) -> Exception:
         """CursorExpired for a rejected token, SyncUnusable when the server cannot sync, else
