@@ -349,7 +349,7 @@ class _ObjectReader:
             with self._invalid_on_error("Unusable event"):
                 event, timing = events[0], self.timings[0]
                 if self._blocks(event, timing):
-                    span = self._span(event, timing)
+                    span = self._span(_dtstart(event), timing)
                     if span[0] < span[1] and span[0] < end and span[1] > start:
                         found.add(span)
             return [Interval(span_start, span_end) for span_start, span_end in sorted(found)]
@@ -358,15 +358,15 @@ class _ObjectReader:
         with self._invalid_on_error("Cannot expand the recurrence"):
             query = CalendarQuery(self.calendar, components=("VEVENT",))
             occurrences = self._occurrences(query, query_start, query_end)
-            for count, occurrence in enumerate(occurrences):
+            for count, (begins, source) in enumerate(occurrences):
                 if count >= _MAX_OCCURRENCES:
                     raise InvalidCalendarData(
                         f"More than {_MAX_OCCURRENCES} occurrences up to {end}", href=self.href
                     )
-                timing = self.timings[int(str(occurrence[_SOURCE]))]
-                if not self._blocks(occurrence, timing):
+                timing = self.timings[int(str(source[_SOURCE]))]
+                if not self._blocks(source, timing):
                     continue
-                span = self._span(occurrence, timing)
+                span = self._span(begins, timing)
                 if span[0] < span[1] and span[0] < end and span[1] > start:
                     found.add(span)
         return [Interval(span_start, span_end) for span_start, span_end in sorted(found)]
@@ -374,9 +374,11 @@ class _ObjectReader:
     @staticmethod
     def _occurrences(
         query: CalendarQuery, start: datetime, end: datetime
-    ) -> Iterator[icalendar.Event]:
+    ) -> Iterator[tuple[date, icalendar.Component]]:
         """Occurrences one at a time (``between`` would build the whole list first), each
-        step of the recurrence within the object's CPU budget."""
+        step of the recurrence within the object's CPU budget. Each is its start and the VEVENT
+        it comes from (the master, or the override that replaces it): the properties judged
+        (STATUS, TRANSP, attendees, the ``_SOURCE`` mark) are that VEVENT's own."""
         budget = _CpuBudget(_MAX_CPU_SECONDS)
         for series in query.series:
             steps = series.between(start, end)
@@ -385,7 +387,7 @@ class _ObjectReader:
                     occurrence = next(steps, None)
                 if occurrence is None:
                     break
-                yield occurrence.as_component(query.keep_recurrence_attributes)
+                yield occurrence.start, _source_of(occurrence, query)
 
     # -- preparing the parsed calendar for expansion -------------------------------------
 
@@ -597,8 +599,8 @@ class _ObjectReader:
         ]
         return bool(answers) and all(answer == "DECLINED" for answer in answers)
 
-    def _span(self, occurrence: icalendar.Component, timing: _Timing) -> tuple[datetime, datetime]:
-        wall = self._wall(_dtstart(occurrence))
+    def _span(self, starts_at: date, timing: _Timing) -> tuple[datetime, datetime]:
+        wall = self._wall(starts_at)
         begins = to_utc(wall)
         period_end = timing.periods.get(begins)
         if period_end is not None:
@@ -682,6 +684,20 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def _source_of(occurrence: Any, query: CalendarQuery) -> icalendar.Component:
+    """The VEVENT an occurrence of recurring_ical_events comes from, as parsed.
+
+    Its ``as_component`` copies that VEVENT for every occurrence only to set the times, which
+    ``_span`` takes from ``occurrence.start`` (the copy was a third of a series' expansion).
+    The VEVENT is its adapter's; should a later version keep it elsewhere, the copy is used.
+    """
+    component = getattr(getattr(occurrence, "_adapter", None), "_component", None)
+    if isinstance(component, icalendar.Component):
+        return component
+    copied: icalendar.Component = occurrence.as_component(query.keep_recurrence_attributes)
+    return copied
 
 
 def _dtstart(event: icalendar.Component) -> date:
