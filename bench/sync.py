@@ -389,6 +389,23 @@ def recording_factory(settings: Settings, log: PollLog) -> Callable[..., Calenda
                 log.received.append(traffic.received)
 
         provider.changes = timed_changes  # type: ignore[method-assign]
+        # A first sync asks for its items as they arrive (calsync before issue 14 had no
+        # changes_arriving: its polls all went through ``changes``).
+        arriving = getattr(provider, "changes_arriving", None)
+        if arriving is not None:
+
+            def timed_arriving(
+                cursor: Cursor | None, known: Mapping[Href, ETag], *args: Any
+            ) -> Delta:
+                started = time.perf_counter()
+                try:
+                    return arriving(cursor, known, *args)  # type: ignore[no-any-return]
+                finally:
+                    log.fetch_seconds.append(time.perf_counter() - started)
+                    log.requests.append(provider.request_count)
+                    log.received.append(traffic.received)
+
+            provider.changes_arriving = timed_arriving  # type: ignore[method-assign]
         return provider
 
     return factory

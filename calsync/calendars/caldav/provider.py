@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape
@@ -37,6 +38,7 @@ from calsync.calendars.base import (
     Href,
 )
 from calsync.calendars.caldav.wire import (
+    ARRIVING_BATCH,
     BAD_DATA,
     CALDAV,
     MAX_SYNC_PAGES,
@@ -68,6 +70,9 @@ from calsync.calendars.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Where ``changes_arriving`` hands each REPORT's items over, None for ``changes``.
+Arrived = Callable[[Sequence[CalendarItem]], None] | None
 
 
 class CalDAVProvider(CalendarProvider):
@@ -126,12 +131,31 @@ class CalDAVProvider(CalendarProvider):
     # -- polling ------------------------------------------------------------------------------
 
     def changes(self, cursor: Cursor | None, known: Mapping[Href, ETag]) -> Delta:
+        return self._changes(cursor, known, None)
+
+    def changes_arriving(
+        self,
+        cursor: Cursor | None,
+        known: Mapping[Href, ETag],
+        arrived: Callable[[Sequence[CalendarItem]], None],
+    ) -> Delta:
+        """``changes``, handing over the items of each calendar-multiget REPORT while the
+        next one is on its way (a large delta is read in ``ARRIVING_BATCH`` parts)."""
+
+        def new_ones(items: Sequence[CalendarItem]) -> None:
+            arrived([item for item in items if known.get(item.href) != item.etag])
+
+        return self._changes(cursor, known, new_ones)
+
+    def _changes(
+        self, cursor: Cursor | None, known: Mapping[Href, ETag], arrived: Arrived
+    ) -> Delta:
         if not self._use_sync:
-            return self._listing_delta(known)
+            return self._listing_delta(known, arrived)
         try:
             listed, deleted, token = self._sync(cursor)
         except SyncUnusable:
-            delta = self._listing_delta(known)
+            delta = self._listing_delta(known, arrived)
             # Only now that listing worked: a 403 on both is an access problem, raised above.
             log.info("%s: sync-collection unusable, polling by ETag listing", self.url)
             self._use_sync = False
@@ -147,7 +171,7 @@ class CalDAVProvider(CalendarProvider):
             else sorted(h for h in deleted if h in known)
         )
         wanted = [h for h, etag in listed.items() if etag is None or known.get(h) != etag]
-        items, gone = self._multiget(wanted)
+        items, gone = self._multiget(wanted, arrived)
         removed += [h for h in gone if h in known and h not in removed]
         upserted = [item for item in items if known.get(item.href) != item.etag]
         return Delta(upserted=upserted, removed=removed, cursor=token, full=full)
@@ -235,7 +259,7 @@ class CalDAVProvider(CalendarProvider):
         # missing rights: the ETag listing that follows raises AuthFailed in that case.
         return SyncUnusable()
 
-    def _listing_delta(self, known: Mapping[Href, ETag]) -> Delta:
+    def _listing_delta(self, known: Mapping[Href, ETag], arrived: Arrived = None) -> Delta:
         """A full delta from an ETag listing (PROPFIND Depth 1), for servers without sync."""
         reply = self._propfind(self.url, PROPFIND_ETAGS, 1, "listing the calendar's events")
         listed: dict[Href, ETag | None] = {}
@@ -246,46 +270,68 @@ class CalDAVProvider(CalendarProvider):
                 continue
             listed[href] = result.properties.get("{DAV:}getetag")
         wanted = [h for h, etag in listed.items() if etag is None or known.get(h) != etag]
-        items, gone = self._multiget(wanted)
+        items, gone = self._multiget(wanted, arrived)
         removed = [h for h in known if h not in listed or h in gone]
         upserted = [item for item in items if known.get(item.href) != item.etag]
         return Delta(upserted=upserted, removed=removed, cursor=None, full=True)
 
-    def _multiget(self, hrefs: list[Href]) -> tuple[list[CalendarItem], list[Href]]:
+    def _multiget(
+        self, hrefs: list[Href], arrived: Arrived = None
+    ) -> tuple[list[CalendarItem], list[Href]]:
         """Data and ETags of ``hrefs`` in calendar-multiget REPORTs; also the hrefs now gone.
+        With ``arrived``, each REPORT's items are handed to it while the next REPORT is sent
+        and answered on a helper thread (the server works while the caller does).
 
         Built here rather than with ``Calendar.multiget``: caldav 3.6 fails with a TypeError
         when one href of the batch was deleted meanwhile (a 404 inside the 207).
         """
+        size = MULTIGET_BATCH if arrived is None else ARRIVING_BATCH
+        batches = [hrefs[start : start + size] for start in range(0, len(hrefs), size)]
         items: list[CalendarItem] = []
         gone: list[Href] = []
-        for start in range(0, len(hrefs), MULTIGET_BATCH):
-            batch = hrefs[start : start + MULTIGET_BATCH]
-            body = (
-                f'{XML_HEAD}<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{CALDAV}">'
-                "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
-                + "".join(f"<D:href>{escape(h)}</D:href>" for h in batch)
-                + "</C:calendar-multiget>"
-            )
-            doing = "reading changed events (calendar-multiget)"
-            with self._boundary(doing):
-                # No Depth header: RFC 4791 section 7.9 says not to send one with multiget.
-                response = self._client.report(self.url, body, depth=None)
-                if response.status != 207:
-                    raise self._boundary.status_error(response.status, doing, self.url)
-                results = response.parse_calendar_query()
-            returned = set()
-            for result in results:
-                href = href_of(result.href)
-                returned.add(href)
-                if result.status == 404 or result.calendar_data is None:
-                    gone.append(href)
-                elif result.etag is None:
-                    items.append(self.get(href))  # a server without getetag in REPORTs
-                else:
-                    items.append(CalendarItem(href, result.etag, result.calendar_data))
-            gone += [h for h in batch if h not in returned]
+        doing = "reading changed events (calendar-multiget)"
+        with ThreadPoolExecutor(1, thread_name_prefix="multiget") as helper:
+            pending: Future[list[Any]] | None = None
+            for number, batch in enumerate(batches):
+                with self._boundary(doing):
+                    if pending is None:
+                        results = self._multiget_report(batch, doing)
+                    else:
+                        results = pending.result()
+                pending = None
+                batch_items: list[CalendarItem] = []
+                returned = set()
+                for result in results:
+                    href = href_of(result.href)
+                    returned.add(href)
+                    if result.status == 404 or result.calendar_data is None:
+                        gone.append(href)
+                    elif result.etag is None:
+                        batch_items.append(self.get(href))  # a server without getetag in REPORTs
+                    else:
+                        batch_items.append(CalendarItem(href, result.etag, result.calendar_data))
+                gone += [h for h in batch if h not in returned]
+                items += batch_items
+                if arrived is not None:
+                    # Only now: this thread's own requests (the GETs above) are done.
+                    if number + 1 < len(batches):
+                        pending = helper.submit(self._multiget_report, batches[number + 1], doing)
+                    arrived(batch_items)
         return items, gone
+
+    def _multiget_report(self, batch: list[Href], doing: str) -> list[Any]:
+        """One calendar-multiget REPORT, read (caldav's CalendarQueryResult each)."""
+        body = (
+            f'{XML_HEAD}<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{CALDAV}">'
+            "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+            + "".join(f"<D:href>{escape(h)}</D:href>" for h in batch)
+            + "</C:calendar-multiget>"
+        )
+        # No Depth header: RFC 4791 section 7.9 says not to send one with multiget.
+        response = self._client.report(self.url, body, depth=None)
+        if response.status != 207:
+            raise self._boundary.status_error(response.status, doing, self.url)
+        return list(response.parse_calendar_query())
 
     # -- single objects -----------------------------------------------------------------------
 

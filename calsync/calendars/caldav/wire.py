@@ -55,6 +55,9 @@ HOME_SET = f"{{{CALDAV}}}calendar-home-set"
 #: Objects per calendar-multiget REPORT: one request for any usual poll, bounded bodies for a
 #: first sync of a very large calendar.
 MULTIGET_BATCH = 1000
+#: Objects per calendar-multiget REPORT when the caller works on each part as it arrives
+#: (``changes_arriving``): small enough that little of the server's time is left unshared.
+ARRIVING_BATCH = 250
 #: Truncated (507) sync-collection pages followed before giving up on sync and listing ETags
 #: instead: the 10 rounds of caldav's 100 pages each that calsync followed when caldav read them.
 MAX_SYNC_PAGES = 1000
