@@ -3,7 +3,9 @@
 Polling is built for few requests: an incremental poll is one ``sync-collection`` REPORT
 (RFC 6578) asking only for ETags, plus one ``calendar-multiget`` REPORT for the objects whose
 ETag the caller does not know yet. A server without sync support is polled by ETag listing
-(PROPFIND Depth 1) instead, with the same multiget.
+(PROPFIND Depth 1) instead, with the same multiget. A full read for a caller that works on the
+items as they arrive (``changes_arriving``, a first sync) asks for them 250 at a time, each
+REPORT sent while the caller works on the previous one's items.
 
 Writes are conditional PUT/DELETE requests sent through the ``DAVClient``'s low-level
 ``request`` method, so the bytes calsync built are stored as they are: caldav's ``save()`` would
@@ -182,7 +184,7 @@ class CalDAVProvider(CalendarProvider):
 
         The REPORT is sent and its XML checked by caldav; the members are read by
         ``sync_page`` (caldav's ``get_objects_by_sync_token`` made an object and several URL
-        objects per member: over a second for a 2,000-event first sync)."""
+        objects per member: ~0.3 s of CPU for a 2,000-event first sync)."""
         listed: dict[Href, ETag | None] = {}
         deleted: set[Href] = set()
         token = cursor
