@@ -20,7 +20,7 @@ interval  a half-open [start, end) span of aware UTC datetimes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
@@ -90,6 +90,20 @@ class CalendarProvider(abc.ABC):
         Raises CursorExpired when the cursor is rejected; the caller then calls again with
         ``cursor=None`` and the same ``known`` map, which yields a full, reconciled delta.
         """
+
+    def changes_arriving(
+        self,
+        cursor: Cursor | None,
+        known: Mapping[Href, ETag],
+        arrived: Callable[[Sequence[CalendarItem]], None],
+    ) -> Delta:
+        """``changes``, also handing its upserted items to ``arrived`` part by part, as they
+        are read, so the caller can work on them while the provider waits for the rest (the
+        CalDAV provider reads a large delta in several requests). Every upserted item is
+        handed over once; raises as ``changes``. By default all at once, at the end."""
+        delta = self.changes(cursor, known)
+        arrived(delta.upserted)
+        return delta
 
     @abc.abstractmethod
     def get(self, href: Href) -> CalendarItem:

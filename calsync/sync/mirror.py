@@ -64,6 +64,50 @@ def expand_item(
     return ExpandedItem(item.href, item.etag, uid, data, intervals)
 
 
+class EarlyExpansion:
+    """Items expanded as the provider hands them over (``changes_arriving``), while it waits
+    for the rest, over ``window``: the poll's window is only known after the fetch (it is
+    read from the clock then), so ``window`` reaches further than any the poll can end with.
+
+    ``expand`` then narrows such an expansion to the poll's window, which is what expanding
+    over that window gives: ``read_object`` keeps each busy interval that overlaps its window,
+    whole, and works each out apart from the window. An item that could not be read is left
+    to ``expand_item`` (its problem and warning are the window's own)."""
+
+    def __init__(self, window: Interval, rules: BusyRules) -> None:
+        self.window = window
+        self.rules = rules
+        self._expanded: dict[Href, tuple[CalendarItem, str | None, list[Interval], str]] = {}
+
+    def arrived(self, items: Iterable[CalendarItem]) -> None:
+        for item in items:
+            try:
+                uid, intervals = read_object(
+                    item.data, self.window.start, self.window.end, self.rules, href=item.href
+                )
+            except InvalidCalendarData:
+                continue
+            self._expanded[item.href] = (item, uid, intervals, redact_link_tokens(item.data))
+
+    def expand(
+        self, item: CalendarItem, window: Interval, rules: BusyRules, *, calendar: str
+    ) -> ExpandedItem:
+        """``expand_item(item, window, rules, calendar=calendar)``, from the early expansion
+        of this very item when ``window`` lies within the early one."""
+        early = self._expanded.get(item.href)
+        if (
+            early is None
+            or early[0] is not item
+            or rules != self.rules
+            or window.start < self.window.start
+            or window.end > self.window.end
+        ):
+            return expand_item(item, window, rules, calendar=calendar)
+        _item, uid, intervals, data = early
+        inside = [i for i in intervals if i.start < window.end and i.end > window.start]
+        return ExpandedItem(item.href, item.etag, uid, data, inside)
+
+
 def known_etags(session: Session, connection_id: int) -> dict[Href, ETag]:
     rows = session.execute(
         select(MirroredEvent.href, MirroredEvent.etag).where(

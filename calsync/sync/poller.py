@@ -33,7 +33,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Table, Update, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
+from calsync.calendars.base import CalendarItem, CalendarProvider, Delta, Interval
 from calsync.calendars.errors import AuthFailed, CursorExpired, GrantRevoked, ProviderError
 from calsync.config import Settings
 from calsync.notify import owner_notices
@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 # from the stored data when the horizon has moved on by this much.
 LOOKBACK = timedelta(days=1)
 REEXPAND_AFTER = timedelta(hours=12)
+# How much further than the window at its start a full read expands the items it gets, so
+# that the window at its end (read from the clock then) lies inside: longer reads expand again.
+EARLY_SLACK = timedelta(hours=1)
 
 Progress = Callable[[str, int, int], None]
 
@@ -358,24 +361,16 @@ class Poller:
     ) -> Fetched:
         if progress:
             progress("fetching", 0, 0)
+        rules = mirror.rules_for(connection)
+        # A full read (a first sync) comes in parts: each is expanded while the next is read.
+        guess, _ = self._window(connection, self.clock())
+        early = mirror.EarlyExpansion(Interval(guess.start, guess.end + EARLY_SLACK), rules)
         try:
-            delta = provider.changes(connection.cursor, known)
+            delta = _changes(provider, connection.cursor, known, early)
         except CursorExpired:
             log.info("calendar %s: sync cursor expired, doing a full resync", name)
-            delta = provider.changes(None, known)
-        now = self.clock()
-        horizon_end = now + timedelta(days=self.sync.horizon_days)
-        rules = mirror.rules_for(connection)
-        reexpand = (
-            connection.expanded_until is None
-            or connection.expanded_until < horizon_end - REEXPAND_AFTER
-        )
-        if reexpand:
-            window = Interval(now - LOOKBACK, horizon_end + REEXPAND_AFTER)
-        else:
-            assert connection.expanded_from is not None
-            assert connection.expanded_until is not None
-            window = Interval(connection.expanded_from, connection.expanded_until)
+            delta = _changes(provider, None, known, early)
+        window, reexpand = self._window(connection, self.clock())
         items: list[CalendarItem] = list(delta.upserted)
         if reexpand:
             # Items not in the delta are re-expanded from their stored text over the new window.
@@ -388,7 +383,7 @@ class Poller:
                 ]
         expanded = []
         for done, item in enumerate(items, start=1):
-            expanded.append(mirror.expand_item(item, window, rules, calendar=name))
+            expanded.append(early.expand(item, window, rules, calendar=name))
             if progress and (done % 100 == 0 or done == len(items)):
                 progress("expanding", done, len(items))
         return Fetched(
@@ -400,6 +395,18 @@ class Poller:
             window,
             reexpand,
         )
+
+    def _window(self, connection: CalendarConnection, now: datetime) -> tuple[Interval, bool]:
+        """The window a poll at ``now`` expands over, and whether that is a new one (the
+        horizon moved on, or a first sync): the stored items are then expanded again."""
+        horizon_end = now + timedelta(days=self.sync.horizon_days)
+        if (
+            connection.expanded_until is None
+            or connection.expanded_until < horizon_end - REEXPAND_AFTER
+        ):
+            return Interval(now - LOOKBACK, horizon_end + REEXPAND_AFTER), True
+        assert connection.expanded_from is not None
+        return Interval(connection.expanded_from, connection.expanded_until), False
 
     def _store(
         self,
@@ -733,6 +740,19 @@ def _table(model: type[Base]) -> Table:
 
 _UNCHANGED_STORE = _unchanged_store()
 _RUN_INSERT = insert(_table(SyncRun))
+
+
+def _changes(
+    provider: CalendarProvider,
+    cursor: str | None,
+    known: Mapping[str, str],
+    early: mirror.EarlyExpansion,
+) -> Delta:
+    """The provider's delta; a full one (no cursor) handed to ``early`` as it arrives (by a
+    ``CalendarProvider``: a stand-in with only ``changes``, as tests inject, is read whole)."""
+    if cursor is None and isinstance(provider, CalendarProvider):
+        return provider.changes_arriving(None, known, early.arrived)
+    return provider.changes(cursor, known)
 
 
 def _unchanged(connection: CalendarConnection, fetched: Fetched) -> bool:

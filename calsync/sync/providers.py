@@ -7,7 +7,6 @@ from collections.abc import Callable
 from calsync.calendars.base import CalendarProvider
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.errors import AuthFailed, GrantRevoked
-from calsync.calendars.google import account as google_connect
 from calsync.config import Settings
 from calsync.secretbox import SecretBox, SecretKeyMismatch
 from calsync.store.models import CalendarConnection, ProviderKind
@@ -34,6 +33,10 @@ def open_provider(settings: Settings) -> ProviderFactory:
                 timeout=settings.sync.request_timeout_seconds,
             )
         if connection.provider is ProviderKind.GOOGLE:
+            # Imported here: Google's client libraries take ~0.1 s to import, which every
+            # process that polls only CalDAV calendars (`calsync sync`) would pay for.
+            from calsync.calendars.google import account as google_connect
+
             # The stored secret is the owner's OAuth grant (see ``google_connect``).
             if password is None:
                 raise GrantRevoked(

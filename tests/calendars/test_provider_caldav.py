@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import pytest
 
 from calsync.calendars.base import Cursor, Delta
+from calsync.calendars.caldav import provider as caldav_provider
 from calsync.calendars.caldav.discovery import discover_calendars
 from calsync.calendars.caldav.provider import CalDAVProvider
 from calsync.calendars.errors import (
@@ -377,12 +378,17 @@ class ScriptedCalDAV(http.server.BaseHTTPRequestHandler):
 
     ``mode = "paged"`` truncates every sync-collection reply after one change (507, RFC 6578
     3.6); ``"stuck"`` truncates without ever moving the token on; ``"no-sync"`` answers
-    sync-collection with 501. PUT stores a rewritten copy and answers without an ETag, as a
-    server that changes what it was given should (RFC 4791 5.3.4).
+    sync-collection with 501; ``"propstat-error"`` fails one member's propstat (500);
+    ``"foreign-507"`` sends a 507 for an href that is not the calendar; ``"removals"`` answers
+    any token with removed members (404), one also listed as changed; ``"failing-multiget"``
+    fails every calendar-multiget after the first (500). PUT stores a rewritten copy and
+    answers without an ETag, as a server that changes what it was given should (RFC 4791
+    5.3.4).
     """
 
     mode = "paged"
     writes = 0
+    multigets = 0
     events: ClassVar[dict[str, tuple[str, str]]] = {
         f"e{i}.ics": (f'"etag-{i}"', make_ics(f"e{i}")) for i in range(3)
     }
@@ -396,6 +402,11 @@ class ScriptedCalDAV(http.server.BaseHTTPRequestHandler):
 
     def do_REPORT(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        if "calendar-multiget" in body and self.mode == "failing-multiget":
+            type(self).multigets += 1
+            if self.multigets > 1:
+                self._empty(500)
+                return
         if "calendar-multiget" in body:
             parts = []
             for href in re.findall(r"<(?:\w+:)?href>([^<]+)</", body):
@@ -412,6 +423,30 @@ class ScriptedCalDAV(http.server.BaseHTTPRequestHandler):
             )
         elif self.mode == "no-sync":
             self._empty(501)
+        elif self.mode == "propstat-error":
+            self._multistatus(
+                self._response("/cal/e0.ics", '<D:getetag>"etag-0"</D:getetag>')
+                + "<D:response><D:href>/cal/e1.ics</D:href><D:propstat><D:prop><D:getetag/>"
+                "</D:prop><D:status>HTTP/1.1 500 Internal Server Error</D:status></D:propstat>"
+                "</D:response><D:sync-token>tok-1</D:sync-token>"
+            )
+        elif self.mode == "foreign-507":
+            self._multistatus(
+                self._response("/cal/e0.ics", '<D:getetag>"etag-0"</D:getetag>')
+                + "<D:response><D:href>/elsewhere/</D:href>"
+                "<D:status>HTTP/1.1 507 Insufficient Storage</D:status></D:response>"
+                "<D:sync-token>tok-1</D:sync-token>"
+            )
+        elif self.mode == "removals" and "sync-token>tok-" in body:
+            # e0 removed; e1 listed both as removed and as changed (as Cyrus does).
+            self._multistatus(
+                "<D:response><D:href>/cal/e0.ics</D:href>"
+                "<D:status>HTTP/1.1 404 Not Found</D:status></D:response>"
+                "<D:response><D:href>/cal/e1.ics</D:href>"
+                "<D:status>HTTP/1.1 404 Not Found</D:status></D:response>"
+                + self._response("/cal/e1.ics", '<D:getetag>"etag-1"</D:getetag>')
+                + "<D:sync-token>tok-9</D:sync-token>"
+            )
         else:
             match = re.search(r"sync-token>tok-(\d+)<", body)
             done = int(match.group(1)) if match else 0
@@ -541,3 +576,59 @@ def test_put_answered_without_etag_reads_back(scripted: tuple[str, type[Scripted
     etag = provider.update(item.href, make_ics("new", "moved"), item.etag)
     assert etag == handler.events["new.ics"][0] != item.etag
     assert provider.request_count == 4
+
+
+@pytest.mark.parametrize("mode", ["propstat-error", "foreign-507"])
+def test_a_sync_answer_with_failures_falls_back_to_etag_listing(
+    scripted: tuple[str, type[ScriptedCalDAV]], mode: str
+) -> None:
+    url, handler = scripted
+    handler.mode = mode
+    provider = CalDAVProvider(url)
+    delta = provider.changes(None, {})
+    assert sorted(i.href for i in delta.upserted) == ["/cal/e0.ics", "/cal/e1.ics", "/cal/e2.ics"]
+    assert (delta.cursor, delta.full) == (None, True)
+    assert not provider.uses_sync_collection
+
+
+def test_removed_members_of_a_sync_answer(scripted: tuple[str, type[ScriptedCalDAV]]) -> None:
+    url, handler = scripted
+    handler.mode = "removals"
+    known = {f"/cal/e{i}.ics": handler.events[f"e{i}.ics"][0] for i in range(3)}
+    known["/cal/e1.ics"] = '"etag-before"'
+    delta = CalDAVProvider(url).changes("tok-3", known)
+    assert delta.removed == ["/cal/e0.ics"]
+    assert [(i.href, i.etag) for i in delta.upserted] == [("/cal/e1.ics", '"etag-1"')]
+    assert (delta.cursor, delta.full) == ("tok-9", False)
+
+
+def test_items_arrive_in_parts(caldav_calendar: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(caldav_provider, "ARRIVING_BATCH", 2)
+    provider = CalDAVProvider(caldav_calendar)
+    items = [provider.create(u, make_ics(u)) for u in (uid(), uid(), uid(), uid(), uid())]
+    known = {items[0].href: items[0].etag}  # already mirrored: not handed over again
+    parts: list[list[str]] = []
+    before = provider.request_count
+    delta = provider.changes_arriving(
+        None, known, lambda part: parts.append([i.href for i in part])
+    )
+    assert [len(part) for part in parts] == [2, 2]
+    assert [href for part in parts for href in part] == [i.href for i in delta.upserted]
+    assert provider.request_count - before == 1 + 2  # sync-collection, two multigets
+    whole = CalDAVProvider(caldav_calendar).changes(None, known)
+    assert {(i.href, i.etag, i.data) for i in whole.upserted} == {
+        (i.href, i.etag, i.data) for i in delta.upserted
+    }
+    assert (delta.removed, delta.cursor is not None) == (whole.removed, True)
+
+
+def test_a_failing_later_part_is_reported(
+    scripted: tuple[str, type[ScriptedCalDAV]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(caldav_provider, "ARRIVING_BATCH", 1)
+    url, handler = scripted
+    handler.mode = "failing-multiget"
+    parts: list[int] = []
+    with pytest.raises(Unavailable, match="HTTP 500"):
+        CalDAVProvider(url).changes_arriving(None, {}, lambda part: parts.append(len(part)))
+    assert parts == [1]  # the first part came before the second REPORT failed

@@ -15,9 +15,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
 
 import icalendar
 from caldav.davclient import DAVClient
+from caldav.elements import cdav, dav
 from caldav.lib import error as dav_error
 from caldav.lib.http_sync import requests as http
 from lxml import etree
@@ -53,9 +55,12 @@ HOME_SET = f"{{{CALDAV}}}calendar-home-set"
 #: Objects per calendar-multiget REPORT: one request for any usual poll, bounded bodies for a
 #: first sync of a very large calendar.
 MULTIGET_BATCH = 1000
-#: Truncated sync-collection rounds followed by this module (caldav follows up to 100 pages
-#: inside each round) before giving up on sync and listing ETags instead.
-MAX_SYNC_ROUNDS = 10
+#: Objects per calendar-multiget REPORT when the caller works on each part as it arrives
+#: (``changes_arriving``): small enough that little of the server's time is left unshared.
+ARRIVING_BATCH = 250
+#: Truncated (507) sync-collection pages followed before giving up on sync and listing ETags
+#: instead: the 10 rounds of caldav's 100 pages each that calsync followed when caldav read them.
+MAX_SYNC_PAGES = 1000
 
 XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>'
 PROPFIND_ETAGS = (
@@ -256,6 +261,75 @@ def propfind_results(
             url=url,
         )
     return results
+
+
+def sync_body(token: str | None) -> str:
+    """A sync-collection REPORT (RFC 6578) asking for the ETags changed since ``token`` (all
+    members without one); the body caldav's ``get_objects_by_sync_token`` sends."""
+    return (
+        f'{XML_HEAD}<D:sync-collection xmlns:D="DAV:" xmlns:C="{CALDAV}">'
+        f"<D:sync-token>{escape(token or '')}</D:sync-token><D:sync-level>1</D:sync-level>"
+        "<D:prop><D:getetag/></D:prop></D:sync-collection>"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPage:
+    """One sync-collection answer: each member's href (``href_of`` spelling) with its ETag,
+    None for a removed member; the new token; whether the server truncated the answer."""
+
+    members: list[tuple[Href, str | None, bool]]  # href, ETag, removed
+    token: str | None
+    truncated: bool
+
+
+# The properties caldav reads from a sync-collection answer (it checks all three).
+_SYNC_PROPS = [dav.GetEtag(), cdav.CalendarData(), cdav.ScheduleTag()]
+
+
+def sync_page(response: Any, collection: Href) -> SyncPage:
+    """Read one sync-collection answer (caldav's ``DAVResponse`` of the REPORT to
+    ``collection``) as caldav's ``get_objects_by_sync_token`` did, without building a caldav
+    object and URLs per member (~0.3 s of CPU for 2,000 members).
+
+    caldav still parses and checks the XML (``expand_simple_props``: a failed propstat or an
+    unexpected status raises its ``ResponseError``). A member is removed when its response has a
+    404 status and no ETag (RFC 6578 3.2; Cyrus lists a member both ways, with an ETag when it
+    changed). A 507 marker for another href than ``collection`` raises ``SyncUnusable``.
+    """
+    found = response.expand_simple_props(_SYNC_PROPS)
+    statuses: dict[str, str | None] = response.statuses
+    members = []
+    for raw_href, props in found.items():
+        etag = props.get(dav.GetEtag.tag)
+        status = statuses.get(raw_href)
+        removed = etag is None and status is not None and _status_code(status) == 404
+        members.append((_member_href(raw_href, collection), etag, removed))
+    marker = response.sync_truncated_href
+    if marker is not None and unquote(_member_href(marker, collection)).rstrip("/") != unquote(
+        collection
+    ).rstrip("/"):
+        # RFC 6578 3.6 marks truncation with a 507 for the request URL; one for another href
+        # is a failure caldav raised on.
+        raise SyncUnusable(f"sync-collection: 507 Insufficient Storage for {marker}")
+    return SyncPage(members, response.sync_token, marker is not None)
+
+
+def _member_href(raw_href: str, collection: Href) -> Href:
+    """The ``href_of`` spelling of an href caldav's parser returned (decoded), spelled again
+    the way caldav's objects had it: quoted, and joined to the collection when relative."""
+    path = quote(raw_href)
+    if not path.startswith("/"):
+        path = collection + path
+    return href_of(path)
+
+
+def _status_code(status: str) -> int:
+    """The code of a status line ("HTTP/1.1 404 Not Found"); 200 when there is none, as caldav."""
+    parts = status.split()
+    if len(parts) >= 2 and parts[1].isdigit():
+        return int(parts[1])
+    return 200
 
 
 def tzid(calendar_timezone: Any) -> str | None:
