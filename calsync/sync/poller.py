@@ -54,7 +54,7 @@ from calsync.store.models import (
 )
 from calsync.sync import mirror
 from calsync.sync.connections import ServiceError
-from calsync.sync.providers import ProviderFactory, open_provider
+from calsync.sync.providers import ProviderFactory, ProviderOpener, open_provider
 
 log = logging.getLogger(__name__)
 
@@ -691,6 +691,8 @@ class Poller:
                 )
         except Exception:  # the database may be gone at shutdown; the leases then expire
             log.warning("could not give back this worker's leases; they expire by themselves")
+        if isinstance(self.open_provider, ProviderOpener):
+            self.open_provider.close()  # the kept-alive CalDAV connections
 
 
 def _unchanged_store() -> Update:

@@ -1,9 +1,10 @@
 """The CalDAV provider: one calendar collection on any CalDAV server, through ``caldav`` 3.x.
 
 Polling is built for few requests: an incremental poll is one ``sync-collection`` REPORT
-(RFC 6578) asking only for ETags, plus one ``calendar-multiget`` REPORT for the objects whose
-ETag the caller does not know yet. A server without sync support is polled by ETag listing
-(PROPFIND Depth 1) instead, with the same multiget.
+(RFC 6578) asking only for ETags (sent and read by hand: ``sync_report``), plus one
+``calendar-multiget`` REPORT for the objects whose ETag the caller does not know yet. A
+server without sync support is polled by ETag listing (PROPFIND Depth 1) instead, with the
+same multiget.
 
 Writes are conditional PUT/DELETE requests sent through the ``DAVClient``'s low-level
 ``request`` method, so the bytes calsync built are stored as they are: caldav's ``save()`` would
@@ -11,6 +12,9 @@ bump SEQUENCE and may search by UID first (calsync manages SEQUENCE itself).
 
 hrefs are URL paths, percent-encoded one canonical way (``/alice/cal/a%40b.ics``), whichever
 spelling the server used in a given answer.
+
+A provider made with a ``ClientPool`` takes its client from it and gives it back on
+``close()``, so the polls of one server and login reuse one client and its connection.
 
 Every exception from caldav, niquests and lxml is translated into the ``ProviderError`` tree
 by ``caldav_wire.Boundary``; discovery of an account's calendars is in ``caldav_discovery``.
@@ -26,6 +30,7 @@ from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape
 
 from caldav.lib import error as dav_error
+from caldav.lib.http_sync import requests as http
 
 from calsync.calendars.base import (
     UID,
@@ -36,10 +41,18 @@ from calsync.calendars.base import (
     ETag,
     Href,
 )
+from calsync.calendars.caldav.sync_report import (
+    SYNC_HEADERS,
+    SyncPage,
+    SyncRefused,
+    Unreadable,
+    parse_sync_page,
+    sync_body,
+)
 from calsync.calendars.caldav.wire import (
     BAD_DATA,
     CALDAV,
-    MAX_SYNC_ROUNDS,
+    MAX_SYNC_PAGES,
     MULTIGET_BATCH,
     PROPFIND_ETAGS,
     PROPFIND_TIMEZONE,
@@ -48,6 +61,8 @@ from calsync.calendars.caldav.wire import (
     VALID_SYNC_TOKEN,
     XML_HEAD,
     Boundary,
+    ClientPool,
+    CountedClient,
     Reply,
     SyncUnusable,
     href_of,
@@ -83,6 +98,7 @@ class CalDAVProvider(CalendarProvider):
         password: str | None = None,
         timeout: float = 30.0,
         use_sync_collection: bool = True,
+        pool: ClientPool | None = None,
     ) -> None:
         url, username, password = without_credentials(url, username, password)
         self.url = url if url.endswith("/") else url + "/"
@@ -92,24 +108,22 @@ class CalDAVProvider(CalendarProvider):
         self._timezone: str | None = None
         self._timezone_read = False
         self._boundary = Boundary(self.url, timeout, username)
-        self._request_count = 0
-        with self._boundary("connecting"):
-            self._client = new_client(self.url, username, password, timeout)
-            # caldav leaves DAVClient.calendar unannotated.
-            self._calendar = self._client.calendar(url=self.url)  # type: ignore[no-untyped-call]
-        # Count at the session, below caldav: that also sees its internal auth retries.
-        session_request = self._client.session.request
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self._request_count += 1
-            return session_request(*args, **kwargs)
-
-        self._client.session.request = counted  # type: ignore[method-assign]
+        self._pool = pool
+        self._key = ClientPool.key(self.url, username, password, timeout)
+        counted = pool.take(self._key) if pool is not None else None
+        # A client from the pool may hold a connection the server has closed meanwhile.
+        self._reused = counted is not None
+        if counted is None:
+            with self._boundary("connecting"):
+                counted = CountedClient(new_client(self.url, username, password, timeout))
+        self._counted = counted
+        self._client = counted.client
+        self._requests_before = counted.requests
 
     @property
     def request_count(self) -> int:
         """HTTP requests this provider has sent so far."""
-        return self._request_count
+        return self._counted.requests - self._requests_before
 
     @property
     def uses_sync_collection(self) -> bool:
@@ -117,6 +131,10 @@ class CalDAVProvider(CalendarProvider):
         return self._use_sync
 
     def close(self) -> None:
+        if self._pool is not None and not self._boundary.failed:
+            self._pool.give_back(self._key, self._counted)
+            self._pool = None
+            return
         with contextlib.suppress(Exception):
             self._client.close()
 
@@ -155,76 +173,91 @@ class CalDAVProvider(CalendarProvider):
         listed: dict[Href, ETag | None] = {}
         deleted: set[Href] = set()
         token = cursor
-        for _round in range(MAX_SYNC_ROUNDS):
-            with self._boundary("asking for changes (sync-collection)"):
-                try:
-                    # disable_fallback: otherwise caldav hides a rejected token behind a full
-                    # listing with a fake token that later returns everything again.
-                    result = self._calendar.get_objects_by_sync_token(
-                        token, load_objects=False, disable_fallback=True
-                    )
-                except dav_error.RateLimitError:
-                    raise
-                except dav_error.DAVError as exc:
-                    raise self._sync_refused(exc, token) from exc
-                except (OSError, NotImplementedError):
-                    raise  # network and login problems: translated by the boundary
-                except Exception as exc:
-                    # caldav could not make sense of the answer (e.g. an HTML page that
-                    # happens to be well-formed XML). The ETag listing either works, then
-                    # it is the safer way to poll this server, or raises the real problem.
-                    log.warning(
-                        "%s: unreadable sync-collection answer: %r",
-                        self.url,
-                        exc,
-                        exc_info=log.isEnabledFor(logging.DEBUG),
-                    )
-                    raise SyncUnusable from exc
-                # caldav's URL.canonical() is slow (thousands of objects on a first sync), and
-                # only needed when the answer reports deletions.
-                deleted_urls = result.deleted_urls
-                for obj in result:
-                    href = href_of(str(obj.url))
-                    if href == self._path or href.endswith("/"):
-                        continue  # the collection itself (iCloud) or a sub-collection
-                    if deleted_urls and obj.url.canonical() in deleted_urls:
-                        deleted.add(href)
-                        listed.pop(href, None)
-                    else:
-                        listed[href] = obj.props.get("{DAV:}getetag")
-                        deleted.discard(href)
-            new_token = result.sync_token
-            if not new_token:
+        for _page in range(MAX_SYNC_PAGES):
+            page = self._sync_page(token)
+            for href, etag in page.listed.items():  # a later page wins
+                listed[href] = etag
+                deleted.discard(href)
+            for href in page.deleted:
+                deleted.add(href)
+                listed.pop(href, None)
+            if not page.token:
                 # A 2xx without a token: not a real sync-collection answer (a plain web
                 # server, or a proxy answering for it). The listing will tell.
                 raise SyncUnusable
-            if not result.truncated:
-                return listed, deleted, new_token
-            # caldav already followed the 507 pages it could; go on while the token moves.
-            if new_token == token:
-                break
-            token = new_token
+            if not page.truncated:
+                return listed, deleted, page.token
+            if page.token == token:
+                break  # truncated without moving on: following it would never end
+            token = page.token
         log.warning("%s: sync-collection stays truncated, listing ETags instead", self.url)
         raise SyncUnusable
 
-    def _sync_refused(self, exc: dav_error.DAVError, token: Cursor | None) -> Exception:
+    def _sync_page(self, token: Cursor | None) -> SyncPage:
+        """One sync-collection REPORT, sent and read by hand (``sync_report``): caldav's
+        request and response objects cost more than the request itself on an idle poll."""
+        body = sync_body(token)
+        with self._boundary("asking for changes (sync-collection)"):
+            response = self._report(body)
+            status = response.status_code or 0
+            dav_error.raise_if_rate_limited(status, self.url, response.headers.get("Retry-After"))
+            content = response.content or b""
+        if status not in (200, 207):
+            refusal = SyncRefused(status, content)
+            raise self._sync_refused(refusal, token) from refusal
+        try:
+            return parse_sync_page(content, self._path)
+        except Unreadable as exc:
+            # An answer that is no multistatus (e.g. an HTML page). The ETag listing either
+            # works, then it is the safer way to poll this server, or raises the real problem.
+            log.warning("%s: unreadable sync-collection answer: %s", self.url, exc)
+            raise SyncUnusable from exc
+
+    def _report(self, body: bytes) -> Any:
+        """The REPORT through the client's session (its login, timeout and certificates)."""
+        client = self._client
+        headers: dict[Any, Any] = {**client.headers, **SYNC_HEADERS}
+
+        def send() -> Any:
+            return client.session.request(
+                "REPORT",
+                self.url,
+                data=body,
+                headers=headers,
+                auth=client.auth,
+                timeout=client.timeout,
+                verify=client.ssl_verify_cert,
+                cert=client.ssl_cert,
+            )
+
+        reused, self._reused = self._reused, False
+        try:
+            return send()
+        except http.exceptions.ConnectionError as exc:
+            # A kept-alive connection the server closed while it sat in the pool: asking
+            # again on a new one is safe, a REPORT changes nothing. (A timeout is not retried.)
+            if not reused or isinstance(exc, http.exceptions.Timeout):
+                raise
+            return send()
+
+    def _sync_refused(self, refusal: SyncRefused, token: Cursor | None) -> Exception:
         """CursorExpired for a rejected token, SyncUnusable when the server cannot sync, else
         the translated error."""
-        status = exc.status
+        status = refusal.status
         # Radicale answers a bad token with 403, Xandikos 412, others 409; not all of them
         # name the precondition. (Without a token there is nothing to expire.)
         if token is not None and (
-            VALID_SYNC_TOKEN in exc.preconditions or status in (403, 409, 412)
+            VALID_SYNC_TOKEN in refusal.preconditions or status in (403, 409, 412)
         ):
             return CursorExpired(
                 f"The CalDAV server at {self.url} no longer accepts calsync's sync token; "
                 "calsync will re-read the whole calendar.",
                 url=self.url,
             )
-        if status in (401, 404) or (status is not None and status >= 500 and status != 501):
-            return self._boundary.translate(exc, "asking for changes", self.url)
-        # 400/403/405/501... or no status (caldav's own "not supported"). A 403 may also mean
-        # missing rights: the ETag listing that follows raises AuthFailed in that case.
+        if status in (401, 404) or (status >= 500 and status != 501):
+            return self._boundary.status_error(status, "asking for changes", self.url)
+        # 400/403/405/501... A 403 may also mean missing rights: the ETag listing that follows
+        # raises AuthFailed in that case.
         return SyncUnusable()
 
     def _listing_delta(self, known: Mapping[Href, ETag]) -> Delta:

@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,9 +55,11 @@ HOME_SET = f"{{{CALDAV}}}calendar-home-set"
 #: Objects per calendar-multiget REPORT: one request for any usual poll, bounded bodies for a
 #: first sync of a very large calendar.
 MULTIGET_BATCH = 1000
-#: Truncated sync-collection rounds followed by this module (caldav follows up to 100 pages
-#: inside each round) before giving up on sync and listing ETags instead.
-MAX_SYNC_ROUNDS = 10
+#: Truncated sync-collection pages followed (while the token moves on) before giving up on
+#: sync and listing ETags instead.
+MAX_SYNC_PAGES = 1000
+#: Idle clients (each with its kept-alive connection) a ``ClientPool`` keeps at most.
+POOL_IDLE = 32
 
 XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>'
 PROPFIND_ETAGS = (
@@ -134,13 +138,91 @@ def new_client(url: str, username: str | None, password: str | None, timeout: fl
     )
 
 
+class CountedClient:
+    """A DAVClient and the HTTP requests its session has sent: counted at the session, below
+    caldav, so that caldav's internal auth retries are seen too."""
+
+    def __init__(self, client: DAVClient) -> None:
+        self.client = client
+        self.requests = 0
+        session_request = client.session.request
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.requests += 1
+            return session_request(*args, **kwargs)
+
+        client.session.request = counted  # type: ignore[method-assign]
+
+
+ClientKey = tuple[str, str | None, str | None, float]
+
+
+class ClientPool:
+    """Clients given back by closed providers, for the next provider of the same server and
+    login: a poll then reuses the client and its kept-alive connection instead of building
+    both anew. A client serves one provider at a time. Keyed by origin *and* login, and its
+    cookies are cleared when it comes back, so nothing of one account reaches another or a
+    later poll. At most ``max_idle`` clients wait; the longest idle is closed first."""
+
+    def __init__(self, max_idle: int = POOL_IDLE) -> None:
+        self._max_idle = max_idle
+        self._idle: OrderedDict[ClientKey, list[CountedClient]] = OrderedDict()
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(url: str, username: str | None, password: str | None, timeout: float) -> ClientKey:
+        return ("{0.scheme}://{0.netloc}".format(urlsplit(url)), username, password, timeout)
+
+    def take(self, key: ClientKey) -> CountedClient | None:
+        """An idle client for ``key``, or None (the caller makes one)."""
+        with self._lock:
+            idle = self._idle.get(key)
+            if not idle:
+                return None
+            client = idle.pop()
+            if not idle:
+                del self._idle[key]
+            self._count -= 1
+            return client
+
+    def give_back(self, key: ClientKey, client: CountedClient) -> None:
+        client.client.session.cookies.clear()
+        evicted: list[CountedClient] = []
+        with self._lock:
+            self._idle.setdefault(key, []).append(client)
+            self._idle.move_to_end(key)
+            self._count += 1
+            while self._count > self._max_idle:
+                oldest_key, oldest = next(iter(self._idle.items()))
+                evicted.append(oldest.pop(0))
+                if not oldest:
+                    del self._idle[oldest_key]
+                self._count -= 1
+        for stale in evicted:
+            with contextlib.suppress(Exception):
+                stale.client.close()
+
+    def close(self) -> None:
+        """Close every idle client (and its connections)."""
+        with self._lock:
+            idle = [client for clients in self._idle.values() for client in clients]
+            self._idle.clear()
+            self._count = 0
+        for client in idle:
+            with contextlib.suppress(Exception):
+                client.client.close()
+
+
 class Boundary:
-    """Translates third-party exceptions into ProviderError for one server URL."""
+    """Translates third-party exceptions into ProviderError for one server URL. ``failed``
+    tells whether it translated any (the connection may then be in a bad state)."""
 
     def __init__(self, url: str, timeout: float, username: str | None) -> None:
         self.url = url
         self.timeout = timeout
         self.username = username
+        self.failed = False
 
     @contextlib.contextmanager
     def __call__(self, doing: str, url: str | None = None) -> Iterator[None]:
@@ -149,6 +231,7 @@ class Boundary:
         except (ProviderError, SyncUnusable):
             raise
         except Exception as exc:
+            self.failed = True
             raise self.translate(exc, doing, url or self.url) from exc
 
     def translate(self, exc: Exception, doing: str, url: str) -> ProviderError:
