@@ -498,7 +498,7 @@ class Poller:
         for the result. With ``defer_run`` the run record is kept for the tick to write with
         the others of its batch (``_flush_runs``)."""
         now = self.clock()
-        with self.db.writing() as session:
+        with self.db.writing_core() as session:
             problems = session.execute(
                 _UNCHANGED_STORE,
                 {
