@@ -3,8 +3,8 @@
 A tick claims due calendars with a database lease, polls them on a thread pool, and stores
 each delta together with its new cursor in one transaction that first checks the lease is
 still ours (a fence: a worker that stalled past its lease must not overwrite the work of the
-worker that took over). APScheduler only drives the ticks; its job store lives in memory and
-is never shared between processes.
+worker that took over). A ``Beat`` thread runs the ticks: the next when the last one ended
+and the beat came, never two at once.
 
 The poller knows calendars, not bookings: what bookings do with a stored poll (an owner's own
 move or delete of a booked event, adopting new matching events) comes in as ``PollHooks``
@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Table, Update, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
@@ -154,7 +153,8 @@ class Poller:
         self.clock = clock
         # Made by the first tick: a request-time refresh uses a Poller without any thread.
         self._pool: ThreadPoolExecutor | None = None
-        self._scheduler: BackgroundScheduler | None = None
+        self._beats: list[Beat] = []
+        self._stopping = threading.Event()
         self.on_result: Callable[[PollResult], None] | None = None
         # Run records of the tick's unchanged polls, written together after the batch.
         self._runs: list[dict[str, object]] = []
@@ -606,9 +606,10 @@ class Poller:
                 if self.on_result:
                     self.on_result(result)
             results += batch
-            if len(batch) < self.sync.max_parallel_polls:
+            if len(batch) < self.sync.max_parallel_polls or self._stopping.is_set():
                 return results
-            # Stop before the next beat, so the scheduler never finds this tick still running.
+            # Stop about at the next beat, so that the worker's other jobs and a shutdown do
+            # not wait behind a long run of batches.
             now = time.monotonic()
             if now - began + (now - batch_began) >= self.sync.tick_seconds:
                 return results
@@ -658,28 +659,24 @@ class Poller:
                 return PollResult(connection_id, SyncOutcome.FAILED, error=repr(exc))
 
     def start(self, extra_jobs: Iterable[tuple[str, Callable[[], object]]] = ()) -> None:
-        """Run ticks in the background; ``extra_jobs`` (id, function) run on the same beat."""
-        self._scheduler = BackgroundScheduler(timezone="UTC")
-        for job_id, function in [("calsync-poll-tick", self.tick), *extra_jobs]:
-            self._scheduler.add_job(
-                function,
-                "interval",
-                seconds=self.sync.tick_seconds,
-                id=job_id,
-                replace_existing=True,
-                coalesce=True,
-                max_instances=1,
-                next_run_time=utcnow(),
-            )
-        self._scheduler.start()
+        """Run ticks in the background; ``extra_jobs`` (name, function) run on the same beat,
+        each in its own thread (``Beat``)."""
+        self._stopping.clear()
+        self._beats = [
+            Beat(name, function, self.sync.tick_seconds, self._stopping)
+            for name, function in [("calsync-poll-tick", self.tick), *extra_jobs]
+        ]
+        for beat in self._beats:
+            beat.start()
 
     def stop(self) -> None:
         """Stop claiming, let the polls in flight finish (each bounded by the request timeout;
         each gives its lease back), then give back any lease still held, so no calendar waits
         out ``lease_seconds`` for a worker that stopped cleanly."""
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
+        self._stopping.set()
+        for beat in self._beats:
+            beat.join()
+        self._beats = []
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         try:
@@ -693,6 +690,36 @@ class Poller:
             log.warning("could not give back this worker's leases; they expire by themselves")
         if isinstance(self.open_provider, ProviderOpener):
             self.open_provider.close()  # the kept-alive CalDAV connections
+
+
+class Beat(threading.Thread):
+    """Runs ``job`` every ``seconds`` in its own thread until ``stopping`` is set.
+
+    A run that takes longer than the beat is never overlapped or queued behind: the next run
+    starts when it ends, and the beats it missed are dropped (an interval scheduler would
+    instead skip them with a warning each). The job should not raise; if it does, the error
+    is logged and the next beat runs anyway."""
+
+    def __init__(
+        self, name: str, job: Callable[[], object], seconds: float, stopping: threading.Event
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.job = job
+        self.seconds = seconds
+        self.stopping = stopping
+
+    def run(self) -> None:
+        due = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                self.job()
+            except Exception:
+                log.exception("%s failed; will run again at the next beat", self.name)
+            due += self.seconds
+            now = time.monotonic()
+            if due < now:  # ran past the beat: go on at once, and keep time from here
+                due = now
+            self.stopping.wait(due - now)
 
 
 def _unchanged_store() -> Update:
