@@ -164,28 +164,39 @@ class Poller:
 
     def claim_due(self, limit: int, only: Iterable[int] | None = None) -> list[int]:
         """Lease up to ``limit`` calendars that are due (or, with ``only``, those if free)."""
-        now = self.clock()
         with self.db.writing() as session:
-            if only is None:
-                # A revoked Google grant cannot come back by itself: polling waits for the
-                # owner to connect again (an explicit `calsync sync --calendar` still tries).
-                where = [
-                    CalendarConnection.next_poll_at <= now,
-                    CalendarConnection.status != ConnectionStatus.NEEDS_RECONNECT,
-                ]
-            else:
-                where = [CalendarConnection.id.in_(list(only))]
-            ids = leases.claim(
-                session,
-                CalendarConnection,
-                now=now,
-                lease=timedelta(seconds=self.sync.lease_seconds),
-                limit=limit,
-                where=where,
-                order_by=[CalendarConnection.next_poll_at],
-                owner=self.worker_id,
-            )
+            return self._claim(session, limit, only)
+
+    def _claim(self, session: Session, limit: int, only: Iterable[int] | None) -> list[int]:
+        now = self.clock()
+        if only is None:
+            # A revoked Google grant cannot come back by itself: polling waits for the
+            # owner to connect again (an explicit `calsync sync --calendar` still tries).
+            where = [
+                CalendarConnection.next_poll_at <= now,
+                CalendarConnection.status != ConnectionStatus.NEEDS_RECONNECT,
+            ]
+        else:
+            where = [CalendarConnection.id.in_(list(only))]
+        ids = leases.claim(
+            session,
+            CalendarConnection,
+            now=now,
+            lease=timedelta(seconds=self.sync.lease_seconds),
+            limit=limit,
+            where=where,
+            order_by=[CalendarConnection.next_poll_at],
+            owner=self.worker_id,
+        )
         return ids
+
+    def _claim_loaded(self, limit: int) -> list[CalendarConnection]:
+        """``claim_due`` and ``_load_many`` in one transaction (one less per batch)."""
+        with self.db.writing() as session:
+            ids = self._claim(session, limit, None)
+            if not ids:
+                return []
+            return self._loaded(session, ids)
 
     def _holds_lease(self, session: Session, connection_id: int) -> CalendarConnection | None:
         return session.scalars(
@@ -281,15 +292,19 @@ class Poller:
     def _load_many(self, connection_ids: Sequence[int]) -> list[CalendarConnection]:
         """The connections (detached, with their owners), in one query, in the given order."""
         with self.db.reading() as session:
-            found = {
-                connection.id: connection
-                for connection in session.scalars(
-                    select(CalendarConnection)
-                    .options(joinedload(CalendarConnection.owner))
-                    .where(CalendarConnection.id.in_(list(connection_ids)))
-                )
-            }
-            session.expunge_all()
+            return self._loaded(session, connection_ids)
+
+    @staticmethod
+    def _loaded(session: Session, connection_ids: Sequence[int]) -> list[CalendarConnection]:
+        found = {
+            connection.id: connection
+            for connection in session.scalars(
+                select(CalendarConnection)
+                .options(joinedload(CalendarConnection.owner))
+                .where(CalendarConnection.id.in_(list(connection_ids)))
+            )
+        }
+        session.expunge_all()
         return [found[cid] for cid in connection_ids if cid in found]
 
     def _poll(
@@ -618,15 +633,15 @@ class Poller:
         """One batch: claim, read the connections in one query, poll them in parallel, write
         the run records of the unchanged ones in one statement."""
         try:
-            ids = self.claim_due(self.sync.max_parallel_polls)
-            if not ids:
+            connections = self._claim_loaded(self.sync.max_parallel_polls)
+            if not connections:
                 return []
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     self.sync.max_parallel_polls, thread_name_prefix="poll"
                 )
             try:
-                return list(self._pool.map(self._poll_safely, self._load_many(ids)))
+                return list(self._pool.map(self._poll_safely, connections))
             finally:
                 self._flush_runs()
         except Exception as exc:

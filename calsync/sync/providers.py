@@ -18,6 +18,8 @@ from calsync.secretbox import SecretBox, SecretKeyMismatch
 from calsync.store.models import CalendarConnection, ProviderKind
 
 ProviderFactory = Callable[[CalendarConnection], CalendarProvider]
+#: Decrypted passwords a pooled opener keeps (by their ciphertext) before starting afresh.
+PASSWORDS_KEPT = 4096
 
 
 class ProviderOpener:
@@ -27,16 +29,28 @@ class ProviderOpener:
         self.settings = settings
         self.pool = ClientPool() if pooled else None
         self._box: SecretBox | None = None
+        self._passwords: dict[str, str] = {}
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
 
     def _decrypt(self, connection: CalendarConnection) -> str:
-        assert connection.secret_encrypted is not None
-        if self._box is None:
-            self._box = SecretBox(self.settings.require_secret_key())
-        return self._box.decrypt(connection.secret_encrypted)
+        secret = connection.secret_encrypted
+        assert secret is not None
+        if self.pool is None:
+            return SecretBox(self.settings.require_secret_key()).decrypt(secret)
+        # A pooled opener polls the same calendars again and again: decrypt each secret once
+        # (its clients hold the passwords anyway).
+        password = self._passwords.get(secret)
+        if password is None:
+            if self._box is None:
+                self._box = SecretBox(self.settings.require_secret_key())
+            password = self._box.decrypt(secret)
+            if len(self._passwords) >= PASSWORDS_KEPT:
+                self._passwords.clear()
+            self._passwords[secret] = password
+        return password
 
     def __call__(self, connection: CalendarConnection) -> CalendarProvider:
         settings = self.settings

@@ -108,6 +108,7 @@ class CalDAVProvider(CalendarProvider):
         self._timezone_read = False
         self._boundary = Boundary(self.url, timeout, username)
         self._pool = pool
+        self._closed = False
         self._key = ClientPool.key(self.url, username, password, timeout)
         counted = pool.take(self._key) if pool is not None else None
         if counted is None:
@@ -128,9 +129,11 @@ class CalDAVProvider(CalendarProvider):
         return self._use_sync
 
     def close(self) -> None:
+        if self._closed:
+            return  # (a pooled client may be another provider's by now)
+        self._closed = True
         if self._pool is not None and not self._boundary.failed:
             self._pool.give_back(self._key, self._counted)
-            self._pool = None
             return
         with contextlib.suppress(Exception):
             self._client.close()
