@@ -29,7 +29,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Table, Update, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Interval
@@ -156,9 +167,9 @@ class Poller:
         self._beats: list[Beat] = []
         self._stopping = threading.Event()
         self.on_result: Callable[[PollResult], None] | None = None
-        # Run records of the tick's unchanged polls, written together after the batch.
-        self._runs: list[dict[str, object]] = []
-        self._runs_lock = threading.Lock()
+        # The batch's unchanged polls, stored together after it (``_store_unchanged_batch``).
+        self._unstored: list[_Unstored] = []
+        self._unstored_lock = threading.Lock()
 
     # -- leases -------------------------------------------------------------------------
 
@@ -253,7 +264,8 @@ class Poller:
             result, fetched = self._poll(
                 connection_id, progress, mirror_only=mirror_only, loaded=loaded
             )
-        metrics.POLLS.labels(result.outcome.value).inc()
+        if not isinstance(result, _Deferred):  # counted once stored, with its final outcome
+            metrics.POLLS.labels(result.outcome.value).inc()
         metrics.POLL_DURATION.observe(time.perf_counter() - began)
         return result, fetched
 
@@ -335,17 +347,30 @@ class Poller:
             return self._record_failure(connection.id, started, exc), None
         result = None
         if not mirror_only and _unchanged(connection, fetched):
-            result = self._store_unchanged(
-                connection, started, fetched, defer_run=loaded is not None
-            )
-        arrived: list[str] = []
+            if loaded is not None:
+                # A tick's poll: stored with the rest of its batch, in one transaction.
+                with self._unstored_lock:
+                    self._unstored.append(_Unstored(connection, started, self.clock(), fetched))
+                return _Deferred(connection.id, SyncOutcome.OK, full=fetched.full), fetched
+            result = self._store_unchanged(connection, started, fetched)
         if result is None:
-            result, arrived = self._store(connection, started, fetched, mirror_only=mirror_only)
+            result = self._store_and_adopt(connection, started, fetched, mirror_only=mirror_only)
+        return result, fetched
+
+    def _store_and_adopt(
+        self,
+        connection: CalendarConnection,
+        started: datetime,
+        fetched: Fetched,
+        *,
+        mirror_only: bool,
+    ) -> PollResult:
+        result, arrived = self._store(connection, started, fetched, mirror_only=mirror_only)
         if arrived and connection.adopt is not AdoptionRule.OFF and self.hooks is not None:
             # Only what this poll (or a request's since the last one) brought in: the
             # existing events are adopted by `calsync adopt`.
             self._adopt(connection.id, arrived)
-        return result, fetched
+        return result
 
     def _adopt(self, connection_id: int, hrefs: list[str]) -> None:
         assert self.hooks is not None
@@ -497,12 +522,7 @@ class Poller:
         return result, arrived
 
     def _store_unchanged(
-        self,
-        connection: CalendarConnection,
-        started: datetime,
-        fetched: Fetched,
-        *,
-        defer_run: bool,
+        self, connection: CalendarConnection, started: datetime, fetched: Fetched
     ) -> PollResult | None:
         """Store a poll that changed nothing in one statement; None when it cannot be (the
         lease was lost, or a request's poll left notes to follow up): ``_store`` then does.
@@ -510,46 +530,79 @@ class Poller:
         The update is its own fence: it matches only while we hold the lease, the calendar is
         still healthy (so its ``last_error``, which counts unreadable events, stays true: the
         mirror did not change) and no follow-up notes wait. It also reads the unreadable count
-        for the result. With ``defer_run`` the run record is kept for the tick to write with
-        the others of its batch (``_flush_runs``)."""
-        now = self.clock()
+        for the result."""
         with self.db.writing_core() as session:
-            problems = session.execute(
-                _UNCHANGED_STORE,
-                {
-                    "connection": connection.id,
-                    "worker": self.worker_id,
-                    "new_cursor": fetched.cursor,
-                    "now": now,
-                    "next_at": self._next_poll(now, 0),
-                },
-            ).scalar()
+            problems = self._update_unchanged(session, connection.id, fetched, self.clock())
             if problems is None:
                 return None
-            run = {
-                "connection_id": connection.id,
-                "worker": self.worker_id,
-                "started_at": started,
-                "finished_at": self.clock(),
-                "outcome": SyncOutcome.OK,
-                "full": fetched.full,
-                "upserted": 0,
-                "removed": 0,
-            }
-            if defer_run:
-                with self._runs_lock:
-                    self._runs.append(run)
-            else:
-                session.execute(_RUN_INSERT, [run])
+            session.execute(
+                _RUN_INSERT, [self._run_record(connection.id, started, self.clock(), fetched)]
+            )
         return PollResult(connection.id, SyncOutcome.OK, full=fetched.full, problems=problems)
 
-    def _flush_runs(self) -> None:
-        """Write the run records the tick's unchanged polls left, in one statement."""
-        with self._runs_lock:
-            runs, self._runs = self._runs, []
-        if runs:
-            with self.db.writing() as session:
+    def _store_unchanged_batch(self) -> dict[int, PollResult]:
+        """Store the batch's unchanged polls as ``_store_unchanged`` does, all in one
+        transaction with their run records in one statement (a transaction per poll cost more
+        than the poll's own statement); those the fence turns away take ``_store``. Their
+        results by calendar."""
+        with self._unstored_lock:
+            polls, self._unstored = self._unstored, []
+        if not polls:
+            return {}
+        results: dict[int, PollResult] = {}
+        turned_away: list[_Unstored] = []
+        with self.db.writing_core() as session:
+            runs = []
+            for poll in polls:
+                cid = poll.connection.id
+                problems = self._update_unchanged(session, cid, poll.fetched, self.clock())
+                if problems is None:
+                    turned_away.append(poll)
+                    continue
+                runs.append(self._run_record(cid, poll.started, poll.finished, poll.fetched))
+                results[cid] = PollResult(
+                    cid, SyncOutcome.OK, full=poll.fetched.full, problems=problems
+                )
+            if runs:
                 session.execute(_RUN_INSERT, runs)
+        for poll in turned_away:
+            with log_context(calendar_id=poll.connection.id):
+                results[poll.connection.id] = self._store_and_adopt(
+                    poll.connection, poll.started, poll.fetched, mirror_only=False
+                )
+        for result in results.values():
+            metrics.POLLS.labels(result.outcome.value).inc()
+        return results
+
+    def _update_unchanged(
+        self, session: Connection, connection_id: int, fetched: Fetched, now: datetime
+    ) -> int | None:
+        """The fenced update of an unchanged poll; the unreadable count, None if fenced out."""
+        problems: int | None = session.execute(
+            _UNCHANGED_STORE,
+            {
+                "connection": connection_id,
+                "worker": self.worker_id,
+                "new_cursor": fetched.cursor,
+                "now": now,
+                "next_at": self._next_poll(now, 0),
+            },
+        ).scalar()
+        return problems
+
+    def _run_record(
+        self, connection_id: int, started: datetime, finished: datetime, fetched: Fetched
+    ) -> dict[str, object]:
+        return {
+            "connection_id": connection_id,
+            "worker": self.worker_id,
+            "started_at": started,
+            "finished_at": finished,
+            "outcome": SyncOutcome.OK,
+            "full": fetched.full,
+            "upserted": 0,
+            "removed": 0,
+        }
 
     def _record_failure(self, connection_id: int, started: datetime, exc: Exception) -> PollResult:
         if isinstance(exc, ProviderError):
@@ -641,9 +694,10 @@ class Poller:
                     self.sync.max_parallel_polls, thread_name_prefix="poll"
                 )
             try:
-                return list(self._pool.map(self._poll_safely, connections))
+                results = list(self._pool.map(self._poll_safely, connections))
             finally:
-                self._flush_runs()
+                stored = self._store_unchanged_batch()
+            return [stored.get(result.connection_id, result) for result in results]
         except Exception as exc:
             if unreachable(exc):  # a restart: one line per tick until it is back
                 log.warning("poller tick: the database cannot be reached; will try again")
@@ -705,6 +759,21 @@ class Poller:
             log.warning("could not give back this worker's leases; they expire by themselves")
         if isinstance(self.open_provider, ProviderOpener):
             self.open_provider.close()  # the kept-alive CalDAV connections
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred(PollResult):
+    """The result of a tick's unchanged poll until its batch is stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Unstored:
+    """A tick's unchanged poll, waiting for the end of its batch to be stored."""
+
+    connection: CalendarConnection
+    started: datetime
+    finished: datetime
+    fetched: Fetched
 
 
 class Beat(threading.Thread):
