@@ -21,6 +21,7 @@ from calsync.store.db import Database
 from calsync.store.models import (
     CalendarConnection,
     ConnectionStatus,
+    MirrorFollowUp,
     ProviderKind,
     SyncOutcome,
     SyncRun,
@@ -335,3 +336,43 @@ def test_a_tick_longer_than_the_beat_is_not_overlapped_and_the_next_tick_runs(
     assert "maximum number of running instances" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert calendars.connection(cid).lease_owner is None
+
+
+def test_an_unchanged_tick_poll_turned_away_by_the_fence_takes_the_full_path(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    # A tick stores its unchanged polls together after the batch; one whose lease was taken
+    # meanwhile, or whose calendar has a request's notes waiting, is stored the full way.
+    (noted, noted_calendar), (stolen, _) = calendars.add(), calendars.add()
+    worker = calendars.poller(settings, clock, "w1")
+    assert {r.outcome for r in worker.tick()} == {SyncOutcome.OK}
+    clock.advance(seconds=settings.sync.poll_interval_seconds)
+    # A customer's request polls `noted` first: it stores the mirror and leaves notes.
+    noted_calendar.owner_put("b", event("b", START + timedelta(hours=3)))
+    request = calendars.poller(settings, clock, "request")
+    assert request.claim_due(1, only=[noted]) == [noted]
+    assert request.poll_mirror_only(noted)[0].outcome is SyncOutcome.OK
+    # While the worker polls `stolen`, its lease goes to another worker.
+    real_factory = calendars.factory()
+
+    def stealing(connection: CalendarConnection) -> CalendarProvider:
+        if connection.id == stolen:
+            with calendars.db.writing() as session:
+                session.get_one(CalendarConnection, stolen).lease_owner = "thief"
+        return real_factory(connection)
+
+    worker.open_provider = stealing
+    results = {r.connection_id: r for r in worker.tick()}
+    assert (results[noted].outcome, results[noted].upserted) == (SyncOutcome.OK, 0)
+    assert results[stolen].outcome is SyncOutcome.LEASE_LOST
+    with calendars.db.reading() as session:
+        assert session.scalars(select(MirrorFollowUp)).all() == []  # the notes were used
+        runs = session.scalars(select(SyncRun).where(SyncRun.worker == "w1")).all()
+    assert sorted((r.connection_id, r.outcome) for r in runs) == [
+        (noted, SyncOutcome.OK),
+        (noted, SyncOutcome.OK),
+        (stolen, SyncOutcome.LEASE_LOST),
+        (stolen, SyncOutcome.OK),
+    ]
+    assert calendars.connection(noted).lease_owner is None
+    assert calendars.connection(stolen).lease_owner == "thief"
