@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, S
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy import (
@@ -567,8 +568,15 @@ class Poller:
                 session.execute(_RUN_INSERT, runs)
         for poll in turned_away:
             with log_context(calendar_id=poll.connection.id):
-                results[poll.connection.id] = self._store_and_adopt(
-                    poll.connection, poll.started, poll.fetched, mirror_only=False
+                results[poll.connection.id] = self._safely(
+                    poll.connection.id,
+                    partial(
+                        self._store_and_adopt,
+                        poll.connection,
+                        poll.started,
+                        poll.fetched,
+                        mirror_only=False,
+                    ),
                 )
         for result in results.values():
             metrics.POLLS.labels(result.outcome.value).inc()
@@ -683,8 +691,8 @@ class Poller:
                 return results
 
     def _tick_batch(self) -> list[PollResult]:
-        """One batch: claim, read the connections in one query, poll them in parallel, write
-        the run records of the unchanged ones in one statement."""
+        """One batch: claim and read the connections in one transaction, poll them in
+        parallel, store the unchanged ones together in another."""
         try:
             connections = self._claim_loaded(self.sync.max_parallel_polls)
             if not connections:
@@ -706,9 +714,12 @@ class Poller:
             return []
 
     def _poll_safely(self, connection: CalendarConnection) -> PollResult:
-        connection_id = connection.id
+        return self._safely(connection.id, lambda: self._poll_loaded(connection))
+
+    def _safely(self, connection_id: int, poll: Callable[[], PollResult]) -> PollResult:
+        """``poll()``, or when it raises, the failure recorded on the calendar."""
         try:
-            return self._poll_loaded(connection)
+            return poll()
         except Exception as exc:
             # A bug or database hiccup in one calendar's poll must not stop the others. The
             # failure is recorded on the calendar when the database lets us; otherwise the
