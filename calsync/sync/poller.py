@@ -75,6 +75,10 @@ LOOKBACK = timedelta(days=1)
 REEXPAND_AFTER = timedelta(hours=12)
 
 Progress = Callable[[str, int, int], None]
+#: Calendars a tick's batch claims, in rounds of ``max_parallel_polls``. More would hold the
+#: last calendars' leases longer before their polls start (a round of polls that all time out
+#: takes ``request_timeout_seconds``; the lease is ``lease_seconds``, 4 times that by default).
+BATCH_ROUNDS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,7 @@ class Poller:
         # Made by the first tick: a request-time refresh uses a Poller without any thread.
         self._pool: ThreadPoolExecutor | None = None
         self._beats: list[Beat] = []
+        self._batch_size = self.sync.max_parallel_polls * BATCH_ROUNDS
         self._stopping = threading.Event()
         self.on_result: Callable[[PollResult], None] | None = None
         # The batch's unchanged polls, stored together after it (``_store_unchanged_batch``).
@@ -672,7 +677,11 @@ class Poller:
 
         One batch per tick would cap a worker at ``max_parallel_polls`` calendars per
         ``tick_seconds`` (4 per 5 s with the defaults: under one poll a second), far below what
-        it can do; the time bound keeps the worker's other jobs and its shutdown prompt."""
+        it can do; the time bound keeps the worker's other jobs and its shutdown prompt.
+
+        A batch is ``BATCH_ROUNDS`` times ``max_parallel_polls`` calendars: its claim, read and
+        store are shared by more polls, and a thread that is done takes the batch's next
+        calendar instead of waiting for the slowest poll of its round."""
         began = time.monotonic()
         results: list[PollResult] = []
         while True:
@@ -682,7 +691,7 @@ class Poller:
                 if self.on_result:
                     self.on_result(result)
             results += batch
-            if len(batch) < self.sync.max_parallel_polls or self._stopping.is_set():
+            if len(batch) < self._batch_size or self._stopping.is_set():
                 return results
             # Stop about at the next beat, so that the worker's other jobs and a shutdown do
             # not wait behind a long run of batches.
@@ -694,7 +703,7 @@ class Poller:
         """One batch: claim and read the connections in one transaction, poll them in
         parallel, store the unchanged ones together in another."""
         try:
-            connections = self._claim_loaded(self.sync.max_parallel_polls)
+            connections = self._claim_loaded(self._batch_size)
             if not connections:
                 return []
             if self._pool is None:
