@@ -7,6 +7,7 @@ than the request itself. Used by ``CalDAVProvider``; nothing here sends a reques
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
@@ -26,8 +27,18 @@ _STATUS = "{DAV:}status"
 _PROPSTAT = "{DAV:}propstat"
 _ETAG = "{DAV:}prop/{DAV:}getetag"
 _TOKEN = "{DAV:}sync-token"
-# No entities, no network, no DTD: the answer comes from a server calsync does not control.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+_parsers = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """This thread's parser (an lxml parser must not be used by two threads at once). No
+    entities, no network, no DTD: the answer comes from a server calsync does not control."""
+    parser: etree.XMLParser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True
+        )
+    return parser
 
 
 def sync_body(token: str | None) -> bytes:
@@ -82,7 +93,7 @@ def parse_sync_page(content: bytes, collection: Href) -> SyncPage:
     twice counts as its last entry; one reported removed and also given an ETag (Cyrus lists
     some both ways) counts as changed, as caldav reads it. Raises ``Unreadable``."""
     try:
-        root = etree.fromstring(content, _PARSER)
+        root = etree.fromstring(content, _parser())
     except etree.XMLSyntaxError as exc:
         raise Unreadable(str(exc)) from exc
     if root.tag != _MULTISTATUS:
