@@ -17,6 +17,7 @@ from calsync.notify import outbox
 from calsync.notify.transport import transport_from_settings
 from calsync.store.db import Database, unreachable
 from calsync.sync.poller import Poller
+from calsync.sync.providers import open_provider
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def guarded(what: str, job: Callable[[], object]) -> Callable[[], None]:
 
 def start_background(db: Database, settings: Settings) -> Poller:
     """Start polling and retrying in background threads; stop with ``.stop()``."""
-    poller = booking_poller(db, settings)
+    # The worker lives long: its polls reuse CalDAV clients (closed by ``poller.stop()``).
+    poller = booking_poller(db, settings, provider_factory=open_provider(settings, pooled=True))
     transport = transport_from_settings(settings.mail)
     box = outbox.sealing_box(settings)
     claim = timedelta(seconds=settings.mail.claim_seconds)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -107,6 +107,7 @@ class Database:
             else self.engine
         )
         self._writing = sessionmaker(writer, expire_on_commit=False)
+        self._writer = writer
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -119,6 +120,13 @@ class Database:
         """A transaction that will write; on SQLite it holds the write lock from the start."""
         with self._writing.begin() as session:
             yield session
+
+    @contextmanager
+    def writing_core(self) -> Iterator[Connection]:
+        """``writing()`` for Core statements only: a bare connection, without the ORM session's
+        bookkeeping (for statements run once per poll)."""
+        with self._writer.begin() as connection:
+            yield connection
 
     def persist(
         self,

@@ -3,8 +3,8 @@
 A tick claims due calendars with a database lease, polls them on a thread pool, and stores
 each delta together with its new cursor in one transaction that first checks the lease is
 still ours (a fence: a worker that stalled past its lease must not overwrite the work of the
-worker that took over). APScheduler only drives the ticks; its job store lives in memory and
-is never shared between processes.
+worker that took over). A ``Beat`` thread runs the ticks: the next when the last one ended
+and the beat came, never two at once.
 
 The poller knows calendars, not bookings: what bookings do with a stored poll (an owner's own
 move or delete of a booked event, adopting new matching events) comes in as ``PollHooks``
@@ -27,10 +27,21 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, S
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import Table, Update, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, joinedload
 
 from calsync.calendars.base import CalendarItem, CalendarProvider, Delta, Interval
@@ -54,7 +65,7 @@ from calsync.store.models import (
 )
 from calsync.sync import mirror
 from calsync.sync.connections import ServiceError
-from calsync.sync.providers import ProviderFactory, open_provider
+from calsync.sync.providers import ProviderFactory, ProviderOpener, open_provider
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +78,10 @@ REEXPAND_AFTER = timedelta(hours=12)
 EARLY_SLACK = timedelta(hours=1)
 
 Progress = Callable[[str, int, int], None]
+#: Calendars a tick's batch claims, in rounds of ``max_parallel_polls``. More would hold the
+#: last calendars' leases longer before their polls start (a round of polls that all time out
+#: takes ``request_timeout_seconds``; the lease is ``lease_seconds``, 4 times that by default).
+BATCH_ROUNDS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,38 +172,51 @@ class Poller:
         self.clock = clock
         # Made by the first tick: a request-time refresh uses a Poller without any thread.
         self._pool: ThreadPoolExecutor | None = None
-        self._scheduler: BackgroundScheduler | None = None
+        self._beats: list[Beat] = []
+        self._batch_size = self.sync.max_parallel_polls * BATCH_ROUNDS
+        self._stopping = threading.Event()
         self.on_result: Callable[[PollResult], None] | None = None
-        # Run records of the tick's unchanged polls, written together after the batch.
-        self._runs: list[dict[str, object]] = []
-        self._runs_lock = threading.Lock()
+        # The batch's unchanged polls, stored together after it (``_store_unchanged_batch``).
+        self._unstored: list[_Unstored] = []
+        self._unstored_lock = threading.Lock()
 
     # -- leases -------------------------------------------------------------------------
 
     def claim_due(self, limit: int, only: Iterable[int] | None = None) -> list[int]:
         """Lease up to ``limit`` calendars that are due (or, with ``only``, those if free)."""
-        now = self.clock()
         with self.db.writing() as session:
-            if only is None:
-                # A revoked Google grant cannot come back by itself: polling waits for the
-                # owner to connect again (an explicit `calsync sync --calendar` still tries).
-                where = [
-                    CalendarConnection.next_poll_at <= now,
-                    CalendarConnection.status != ConnectionStatus.NEEDS_RECONNECT,
-                ]
-            else:
-                where = [CalendarConnection.id.in_(list(only))]
-            ids = leases.claim(
-                session,
-                CalendarConnection,
-                now=now,
-                lease=timedelta(seconds=self.sync.lease_seconds),
-                limit=limit,
-                where=where,
-                order_by=[CalendarConnection.next_poll_at],
-                owner=self.worker_id,
-            )
+            return self._claim(session, limit, only)
+
+    def _claim(self, session: Session, limit: int, only: Iterable[int] | None) -> list[int]:
+        now = self.clock()
+        if only is None:
+            # A revoked Google grant cannot come back by itself: polling waits for the
+            # owner to connect again (an explicit `calsync sync --calendar` still tries).
+            where = [
+                CalendarConnection.next_poll_at <= now,
+                CalendarConnection.status != ConnectionStatus.NEEDS_RECONNECT,
+            ]
+        else:
+            where = [CalendarConnection.id.in_(list(only))]
+        ids = leases.claim(
+            session,
+            CalendarConnection,
+            now=now,
+            lease=timedelta(seconds=self.sync.lease_seconds),
+            limit=limit,
+            where=where,
+            order_by=[CalendarConnection.next_poll_at],
+            owner=self.worker_id,
+        )
         return ids
+
+    def _claim_loaded(self, limit: int) -> list[CalendarConnection]:
+        """``claim_due`` and ``_load_many`` in one transaction (one less per batch)."""
+        with self.db.writing() as session:
+            ids = self._claim(session, limit, None)
+            if not ids:
+                return []
+            return self._loaded(session, ids)
 
     def _holds_lease(self, session: Session, connection_id: int) -> CalendarConnection | None:
         return session.scalars(
@@ -245,7 +273,8 @@ class Poller:
             result, fetched = self._poll(
                 connection_id, progress, mirror_only=mirror_only, loaded=loaded
             )
-        metrics.POLLS.labels(result.outcome.value).inc()
+        if not isinstance(result, _Deferred):  # counted once stored, with its final outcome
+            metrics.POLLS.labels(result.outcome.value).inc()
         metrics.POLL_DURATION.observe(time.perf_counter() - began)
         return result, fetched
 
@@ -284,15 +313,19 @@ class Poller:
     def _load_many(self, connection_ids: Sequence[int]) -> list[CalendarConnection]:
         """The connections (detached, with their owners), in one query, in the given order."""
         with self.db.reading() as session:
-            found = {
-                connection.id: connection
-                for connection in session.scalars(
-                    select(CalendarConnection)
-                    .options(joinedload(CalendarConnection.owner))
-                    .where(CalendarConnection.id.in_(list(connection_ids)))
-                )
-            }
-            session.expunge_all()
+            return self._loaded(session, connection_ids)
+
+    @staticmethod
+    def _loaded(session: Session, connection_ids: Sequence[int]) -> list[CalendarConnection]:
+        found = {
+            connection.id: connection
+            for connection in session.scalars(
+                select(CalendarConnection)
+                .options(joinedload(CalendarConnection.owner))
+                .where(CalendarConnection.id.in_(list(connection_ids)))
+            )
+        }
+        session.expunge_all()
         return [found[cid] for cid in connection_ids if cid in found]
 
     def _poll(
@@ -323,17 +356,30 @@ class Poller:
             return self._record_failure(connection.id, started, exc), None
         result = None
         if not mirror_only and _unchanged(connection, fetched):
-            result = self._store_unchanged(
-                connection, started, fetched, defer_run=loaded is not None
-            )
-        arrived: list[str] = []
+            if loaded is not None:
+                # A tick's poll: stored with the rest of its batch, in one transaction.
+                with self._unstored_lock:
+                    self._unstored.append(_Unstored(connection, started, self.clock(), fetched))
+                return _Deferred(connection.id, SyncOutcome.OK, full=fetched.full), fetched
+            result = self._store_unchanged(connection, started, fetched)
         if result is None:
-            result, arrived = self._store(connection, started, fetched, mirror_only=mirror_only)
+            result = self._store_and_adopt(connection, started, fetched, mirror_only=mirror_only)
+        return result, fetched
+
+    def _store_and_adopt(
+        self,
+        connection: CalendarConnection,
+        started: datetime,
+        fetched: Fetched,
+        *,
+        mirror_only: bool,
+    ) -> PollResult:
+        result, arrived = self._store(connection, started, fetched, mirror_only=mirror_only)
         if arrived and connection.adopt is not AdoptionRule.OFF and self.hooks is not None:
             # Only what this poll (or a request's since the last one) brought in: the
             # existing events are adopted by `calsync adopt`.
             self._adopt(connection.id, arrived)
-        return result, fetched
+        return result
 
     def _adopt(self, connection_id: int, hrefs: list[str]) -> None:
         assert self.hooks is not None
@@ -489,12 +535,7 @@ class Poller:
         return result, arrived
 
     def _store_unchanged(
-        self,
-        connection: CalendarConnection,
-        started: datetime,
-        fetched: Fetched,
-        *,
-        defer_run: bool,
+        self, connection: CalendarConnection, started: datetime, fetched: Fetched
     ) -> PollResult | None:
         """Store a poll that changed nothing in one statement; None when it cannot be (the
         lease was lost, or a request's poll left notes to follow up): ``_store`` then does.
@@ -502,46 +543,86 @@ class Poller:
         The update is its own fence: it matches only while we hold the lease, the calendar is
         still healthy (so its ``last_error``, which counts unreadable events, stays true: the
         mirror did not change) and no follow-up notes wait. It also reads the unreadable count
-        for the result. With ``defer_run`` the run record is kept for the tick to write with
-        the others of its batch (``_flush_runs``)."""
-        now = self.clock()
-        with self.db.writing() as session:
-            problems = session.execute(
-                _UNCHANGED_STORE,
-                {
-                    "connection": connection.id,
-                    "worker": self.worker_id,
-                    "new_cursor": fetched.cursor,
-                    "now": now,
-                    "next_at": self._next_poll(now, 0),
-                },
-            ).scalar()
+        for the result."""
+        with self.db.writing_core() as session:
+            problems = self._update_unchanged(session, connection.id, fetched, self.clock())
             if problems is None:
                 return None
-            run = {
-                "connection_id": connection.id,
-                "worker": self.worker_id,
-                "started_at": started,
-                "finished_at": self.clock(),
-                "outcome": SyncOutcome.OK,
-                "full": fetched.full,
-                "upserted": 0,
-                "removed": 0,
-            }
-            if defer_run:
-                with self._runs_lock:
-                    self._runs.append(run)
-            else:
-                session.execute(_RUN_INSERT, [run])
+            session.execute(
+                _RUN_INSERT, [self._run_record(connection.id, started, self.clock(), fetched)]
+            )
         return PollResult(connection.id, SyncOutcome.OK, full=fetched.full, problems=problems)
 
-    def _flush_runs(self) -> None:
-        """Write the run records the tick's unchanged polls left, in one statement."""
-        with self._runs_lock:
-            runs, self._runs = self._runs, []
-        if runs:
-            with self.db.writing() as session:
+    def _store_unchanged_batch(self) -> dict[int, PollResult]:
+        """Store the batch's unchanged polls as ``_store_unchanged`` does, all in one
+        transaction with their run records in one statement (a transaction per poll cost more
+        than the poll's own statement); those the fence turns away take ``_store``. Their
+        results by calendar."""
+        with self._unstored_lock:
+            polls, self._unstored = self._unstored, []
+        if not polls:
+            return {}
+        results: dict[int, PollResult] = {}
+        turned_away: list[_Unstored] = []
+        with self.db.writing_core() as session:
+            runs = []
+            for poll in polls:
+                cid = poll.connection.id
+                problems = self._update_unchanged(session, cid, poll.fetched, self.clock())
+                if problems is None:
+                    turned_away.append(poll)
+                    continue
+                runs.append(self._run_record(cid, poll.started, poll.finished, poll.fetched))
+                results[cid] = PollResult(
+                    cid, SyncOutcome.OK, full=poll.fetched.full, problems=problems
+                )
+            if runs:
                 session.execute(_RUN_INSERT, runs)
+        for poll in turned_away:
+            with log_context(calendar_id=poll.connection.id):
+                results[poll.connection.id] = self._safely(
+                    poll.connection.id,
+                    partial(
+                        self._store_and_adopt,
+                        poll.connection,
+                        poll.started,
+                        poll.fetched,
+                        mirror_only=False,
+                    ),
+                )
+        for result in results.values():
+            metrics.POLLS.labels(result.outcome.value).inc()
+        return results
+
+    def _update_unchanged(
+        self, session: Connection, connection_id: int, fetched: Fetched, now: datetime
+    ) -> int | None:
+        """The fenced update of an unchanged poll; the unreadable count, None if fenced out."""
+        problems: int | None = session.execute(
+            _UNCHANGED_STORE,
+            {
+                "connection": connection_id,
+                "worker": self.worker_id,
+                "new_cursor": fetched.cursor,
+                "now": now,
+                "next_at": self._next_poll(now, 0),
+            },
+        ).scalar()
+        return problems
+
+    def _run_record(
+        self, connection_id: int, started: datetime, finished: datetime, fetched: Fetched
+    ) -> dict[str, object]:
+        return {
+            "connection_id": connection_id,
+            "worker": self.worker_id,
+            "started_at": started,
+            "finished_at": finished,
+            "outcome": SyncOutcome.OK,
+            "full": fetched.full,
+            "upserted": 0,
+            "removed": 0,
+        }
 
     def _record_failure(self, connection_id: int, started: datetime, exc: Exception) -> PollResult:
         if isinstance(exc, ProviderError):
@@ -603,7 +684,11 @@ class Poller:
 
         One batch per tick would cap a worker at ``max_parallel_polls`` calendars per
         ``tick_seconds`` (4 per 5 s with the defaults: under one poll a second), far below what
-        it can do; the time bound keeps the worker's other jobs and its shutdown prompt."""
+        it can do; the time bound keeps the worker's other jobs and its shutdown prompt.
+
+        A batch is ``BATCH_ROUNDS`` times ``max_parallel_polls`` calendars: its claim, read and
+        store are shared by more polls, and a thread that is done takes the batch's next
+        calendar instead of waiting for the slowest poll of its round."""
         began = time.monotonic()
         results: list[PollResult] = []
         while True:
@@ -613,28 +698,30 @@ class Poller:
                 if self.on_result:
                     self.on_result(result)
             results += batch
-            if len(batch) < self.sync.max_parallel_polls:
+            if len(batch) < self._batch_size or self._stopping.is_set():
                 return results
-            # Stop before the next beat, so the scheduler never finds this tick still running.
+            # Stop about at the next beat, so that the worker's other jobs and a shutdown do
+            # not wait behind a long run of batches.
             now = time.monotonic()
             if now - began + (now - batch_began) >= self.sync.tick_seconds:
                 return results
 
     def _tick_batch(self) -> list[PollResult]:
-        """One batch: claim, read the connections in one query, poll them in parallel, write
-        the run records of the unchanged ones in one statement."""
+        """One batch: claim and read the connections in one transaction, poll them in
+        parallel, store the unchanged ones together in another."""
         try:
-            ids = self.claim_due(self.sync.max_parallel_polls)
-            if not ids:
+            connections = self._claim_loaded(self._batch_size)
+            if not connections:
                 return []
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     self.sync.max_parallel_polls, thread_name_prefix="poll"
                 )
             try:
-                return list(self._pool.map(self._poll_safely, self._load_many(ids)))
+                results = list(self._pool.map(self._poll_safely, connections))
             finally:
-                self._flush_runs()
+                stored = self._store_unchanged_batch()
+            return [stored.get(result.connection_id, result) for result in results]
         except Exception as exc:
             if unreachable(exc):  # a restart: one line per tick until it is back
                 log.warning("poller tick: the database cannot be reached; will try again")
@@ -643,9 +730,12 @@ class Poller:
             return []
 
     def _poll_safely(self, connection: CalendarConnection) -> PollResult:
-        connection_id = connection.id
+        return self._safely(connection.id, lambda: self._poll_loaded(connection))
+
+    def _safely(self, connection_id: int, poll: Callable[[], PollResult]) -> PollResult:
+        """``poll()``, or when it raises, the failure recorded on the calendar."""
         try:
-            return self._poll_loaded(connection)
+            return poll()
         except Exception as exc:
             # A bug or database hiccup in one calendar's poll must not stop the others. The
             # failure is recorded on the calendar when the database lets us; otherwise the
@@ -665,28 +755,24 @@ class Poller:
                 return PollResult(connection_id, SyncOutcome.FAILED, error=repr(exc))
 
     def start(self, extra_jobs: Iterable[tuple[str, Callable[[], object]]] = ()) -> None:
-        """Run ticks in the background; ``extra_jobs`` (id, function) run on the same beat."""
-        self._scheduler = BackgroundScheduler(timezone="UTC")
-        for job_id, function in [("calsync-poll-tick", self.tick), *extra_jobs]:
-            self._scheduler.add_job(
-                function,
-                "interval",
-                seconds=self.sync.tick_seconds,
-                id=job_id,
-                replace_existing=True,
-                coalesce=True,
-                max_instances=1,
-                next_run_time=utcnow(),
-            )
-        self._scheduler.start()
+        """Run ticks in the background; ``extra_jobs`` (name, function) run on the same beat,
+        each in its own thread (``Beat``)."""
+        self._stopping.clear()
+        self._beats = [
+            Beat(name, function, self.sync.tick_seconds, self._stopping)
+            for name, function in [("calsync-poll-tick", self.tick), *extra_jobs]
+        ]
+        for beat in self._beats:
+            beat.start()
 
     def stop(self) -> None:
         """Stop claiming, let the polls in flight finish (each bounded by the request timeout;
         each gives its lease back), then give back any lease still held, so no calendar waits
         out ``lease_seconds`` for a worker that stopped cleanly."""
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
+        self._stopping.set()
+        for beat in self._beats:
+            beat.join()
+        self._beats = []
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         try:
@@ -698,6 +784,53 @@ class Poller:
                 )
         except Exception:  # the database may be gone at shutdown; the leases then expire
             log.warning("could not give back this worker's leases; they expire by themselves")
+        if isinstance(self.open_provider, ProviderOpener):
+            self.open_provider.close()  # the kept-alive CalDAV connections
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred(PollResult):
+    """The result of a tick's unchanged poll until its batch is stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Unstored:
+    """A tick's unchanged poll, waiting for the end of its batch to be stored."""
+
+    connection: CalendarConnection
+    started: datetime
+    finished: datetime
+    fetched: Fetched
+
+
+class Beat(threading.Thread):
+    """Runs ``job`` every ``seconds`` in its own thread until ``stopping`` is set.
+
+    A run that takes longer than the beat is never overlapped or queued behind: the next run
+    starts when it ends, and the beats it missed are dropped (an interval scheduler would
+    instead skip them with a warning each). The job should not raise; if it does, the error
+    is logged and the next beat runs anyway."""
+
+    def __init__(
+        self, name: str, job: Callable[[], object], seconds: float, stopping: threading.Event
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.job = job
+        self.seconds = seconds
+        self.stopping = stopping
+
+    def run(self) -> None:
+        due = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                self.job()
+            except Exception:
+                log.exception("%s failed; will run again at the next beat", self.name)
+            due += self.seconds
+            now = time.monotonic()
+            if due < now:  # ran past the beat: go on at once, and keep time from here
+                due = now
+            self.stopping.wait(due - now)
 
 
 def _unchanged_store() -> Update:

@@ -24,6 +24,7 @@ from calsync.calendars.base import Cursor, Delta
 from calsync.calendars.caldav import provider as caldav_provider
 from calsync.calendars.caldav.discovery import discover_calendars
 from calsync.calendars.caldav.provider import CalDAVProvider
+from calsync.calendars.caldav.wire import ClientPool
 from calsync.calendars.errors import (
     AuthFailed,
     Conflict,
@@ -235,6 +236,39 @@ def test_outage_then_recovery(caldav_server: ServerProcess) -> None:
         caldav_server.start()
     delta = provider.changes(first.cursor, {item.href: item.etag})
     assert (delta.upserted, delta.removed, delta.full) == ([], [], False)
+
+
+def test_pooled_client_is_reused_and_outlives_a_server_restart(
+    caldav_server: ServerProcess,
+) -> None:
+    pool = ClientPool()
+    url = caldav_server.new_calendar()
+    first = CalDAVProvider(url, timeout=5, pool=pool)
+    cursor = first.changes(None, {}).cursor
+    first.close()
+    second = CalDAVProvider(url, timeout=5, pool=pool)
+    try:
+        assert second._client is first._client  # the same client, and its connection
+        assert second.request_count == 0  # counted per provider, not per client
+        # The kept-alive connection dies with the server; the next poll still gets through.
+        caldav_server.stop()
+        caldav_server.start()
+        delta = second.changes(cursor, {})
+        assert (delta.upserted, delta.removed, delta.full) == ([], [], False)
+        assert second.request_count == 1
+    finally:
+        second.close()
+        pool.close()
+
+
+def test_a_client_that_failed_is_not_pooled() -> None:
+    pool = ClientPool()
+    url = f"http://127.0.0.1:{free_port()}/alice/cal/"
+    provider = CalDAVProvider(url, timeout=1, pool=pool)
+    with pytest.raises(Unavailable):
+        provider.changes("tok", {})
+    provider.close()
+    assert pool.take(ClientPool.key(url, None, None, 1)) is None
 
 
 # -- failures are translated ----------------------------------------------------------------------

@@ -3,6 +3,9 @@ leases and their fence, backoff after failures, cursor expiry, and the moving ho
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -18,12 +21,13 @@ from calsync.store.db import Database
 from calsync.store.models import (
     CalendarConnection,
     ConnectionStatus,
+    MirrorFollowUp,
     ProviderKind,
     SyncOutcome,
     SyncRun,
 )
 from calsync.sync import connections as services
-from calsync.sync.poller import Poller
+from calsync.sync.poller import Poller, PollResult
 
 START = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -286,3 +290,89 @@ def test_unchanged_poll_still_reports_unreadable_events(
     (unchanged,) = poller.tick()
     assert first.problems == unchanged.problems == 1
     assert "1 event(s) could not be read" in (calendars.connection(cid).last_error or "")
+
+
+def test_a_tick_longer_than_the_beat_is_not_overlapped_and_the_next_tick_runs(
+    calendars: Calendars, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    beat = 0.05
+    quick = settings.model_copy(
+        update={"sync": settings.sync.model_copy(update={"tick_seconds": beat})}
+    )
+    cid, calendar = calendars.add()
+    calendar.owner_put("a", event("a", START + timedelta(hours=2)))
+    poller = booking_poller(
+        calendars.db, quick, worker_id="w1", provider_factory=calendars.factory()
+    )
+    ticks: list[list[PollResult]] = []
+    running = [0, 0]  # now, at most
+    lock = threading.Lock()
+    two_more = threading.Event()
+    real_tick = poller.tick
+
+    def tick() -> list[PollResult]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        if not ticks:
+            time.sleep(4 * beat)  # the first tick runs past three beats
+        results = real_tick()
+        with lock:
+            running[0] -= 1
+            ticks.append(results)
+        if len(ticks) >= 3:
+            two_more.set()
+        return results
+
+    poller.tick = tick  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG)
+    poller.start()
+    try:
+        assert two_more.wait(timeout=30)
+    finally:
+        poller.stop()
+    assert running[1] == 1  # never two ticks at once
+    assert [r.connection_id for r in ticks[0]] == [cid]  # the slow tick polled the calendar
+    assert "maximum number of running instances" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert calendars.connection(cid).lease_owner is None
+
+
+def test_an_unchanged_tick_poll_turned_away_by_the_fence_takes_the_full_path(
+    calendars: Calendars, settings: Settings, clock: Clock
+) -> None:
+    # A tick stores its unchanged polls together after the batch; one whose lease was taken
+    # meanwhile, or whose calendar has a request's notes waiting, is stored the full way.
+    (noted, noted_calendar), (stolen, _) = calendars.add(), calendars.add()
+    worker = calendars.poller(settings, clock, "w1")
+    assert {r.outcome for r in worker.tick()} == {SyncOutcome.OK}
+    clock.advance(seconds=settings.sync.poll_interval_seconds)
+    # A customer's request polls `noted` first: it stores the mirror and leaves notes.
+    noted_calendar.owner_put("b", event("b", START + timedelta(hours=3)))
+    request = calendars.poller(settings, clock, "request")
+    assert request.claim_due(1, only=[noted]) == [noted]
+    assert request.poll_mirror_only(noted)[0].outcome is SyncOutcome.OK
+    # While the worker polls `stolen`, its lease goes to another worker.
+    real_factory = calendars.factory()
+
+    def stealing(connection: CalendarConnection) -> CalendarProvider:
+        if connection.id == stolen:
+            with calendars.db.writing() as session:
+                session.get_one(CalendarConnection, stolen).lease_owner = "thief"
+        return real_factory(connection)
+
+    worker.open_provider = stealing
+    results = {r.connection_id: r for r in worker.tick()}
+    assert (results[noted].outcome, results[noted].upserted) == (SyncOutcome.OK, 0)
+    assert results[stolen].outcome is SyncOutcome.LEASE_LOST
+    with calendars.db.reading() as session:
+        assert session.scalars(select(MirrorFollowUp)).all() == []  # the notes were used
+        runs = session.scalars(select(SyncRun).where(SyncRun.worker == "w1")).all()
+    assert sorted((r.connection_id, r.outcome) for r in runs) == [
+        (noted, SyncOutcome.OK),
+        (noted, SyncOutcome.OK),
+        (stolen, SyncOutcome.LEASE_LOST),
+        (stolen, SyncOutcome.OK),
+    ]
+    assert calendars.connection(noted).lease_owner is None
+    assert calendars.connection(stolen).lease_owner == "thief"

@@ -1,11 +1,12 @@
 """The CalDAV provider: one calendar collection on any CalDAV server, through ``caldav`` 3.x.
 
 Polling is built for few requests: an incremental poll is one ``sync-collection`` REPORT
-(RFC 6578) asking only for ETags, plus one ``calendar-multiget`` REPORT for the objects whose
-ETag the caller does not know yet. A server without sync support is polled by ETag listing
-(PROPFIND Depth 1) instead, with the same multiget. A full read for a caller that works on the
-items as they arrive (``changes_arriving``, a first sync) asks for them 250 at a time, each
-REPORT sent while the caller works on the previous one's items.
+(RFC 6578) asking only for ETags (sent and read by hand: ``sync_report``), plus one
+``calendar-multiget`` REPORT for the objects whose ETag the caller does not know yet. A
+server without sync support is polled by ETag listing (PROPFIND Depth 1) instead, with the
+same multiget. A full read for a caller that works on the items as they arrive
+(``changes_arriving``, a first sync) asks for them 250 at a time, each REPORT sent while the
+caller works on the previous one's items.
 
 Writes are conditional PUT/DELETE requests sent through the ``DAVClient``'s low-level
 ``request`` method, so the bytes calsync built are stored as they are: caldav's ``save()`` would
@@ -13,6 +14,9 @@ bump SEQUENCE and may search by UID first (calsync manages SEQUENCE itself).
 
 hrefs are URL paths, percent-encoded one canonical way (``/alice/cal/a%40b.ics``), whichever
 spelling the server used in a given answer.
+
+A provider made with a ``ClientPool`` takes its client from it and gives it back on
+``close()``, so the polls of one server and login reuse one client and its connection.
 
 Every exception from caldav, niquests and lxml is translated into the ``ProviderError`` tree
 by ``caldav_wire.Boundary``; discovery of an account's calendars is in ``caldav_discovery``.
@@ -39,6 +43,14 @@ from calsync.calendars.base import (
     ETag,
     Href,
 )
+from calsync.calendars.caldav.sync_report import (
+    SYNC_HEADERS,
+    SyncPage,
+    SyncRefused,
+    Unreadable,
+    parse_sync_page,
+    sync_body,
+)
 from calsync.calendars.caldav.wire import (
     ARRIVING_BATCH,
     BAD_DATA,
@@ -52,15 +64,14 @@ from calsync.calendars.caldav.wire import (
     VALID_SYNC_TOKEN,
     XML_HEAD,
     Boundary,
+    ClientPool,
+    CountedClient,
     Reply,
-    SyncPage,
     SyncUnusable,
     href_of,
     new_client,
     object_name,
     propfind_results,
-    sync_body,
-    sync_page,
     tzid,
     without_credentials,
 )
@@ -93,6 +104,7 @@ class CalDAVProvider(CalendarProvider):
         password: str | None = None,
         timeout: float = 30.0,
         use_sync_collection: bool = True,
+        pool: ClientPool | None = None,
     ) -> None:
         url, username, password = without_credentials(url, username, password)
         self.url = url if url.endswith("/") else url + "/"
@@ -102,24 +114,21 @@ class CalDAVProvider(CalendarProvider):
         self._timezone: str | None = None
         self._timezone_read = False
         self._boundary = Boundary(self.url, timeout, username)
-        self._request_count = 0
-        with self._boundary("connecting"):
-            self._client = new_client(self.url, username, password, timeout)
-            # caldav leaves DAVClient.calendar unannotated.
-            self._calendar = self._client.calendar(url=self.url)  # type: ignore[no-untyped-call]
-        # Count at the session, below caldav: that also sees its internal auth retries.
-        session_request = self._client.session.request
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self._request_count += 1
-            return session_request(*args, **kwargs)
-
-        self._client.session.request = counted  # type: ignore[method-assign]
+        self._pool = pool
+        self._closed = False
+        self._key = ClientPool.key(self.url, username, password, timeout)
+        counted = pool.take(self._key) if pool is not None else None
+        if counted is None:
+            with self._boundary("connecting"):
+                counted = CountedClient(new_client(self.url, username, password, timeout))
+        self._counted = counted
+        self._client = counted.client
+        self._requests_before = counted.requests
 
     @property
     def request_count(self) -> int:
         """HTTP requests this provider has sent so far."""
-        return self._request_count
+        return self._counted.requests - self._requests_before
 
     @property
     def uses_sync_collection(self) -> bool:
@@ -127,6 +136,12 @@ class CalDAVProvider(CalendarProvider):
         return self._use_sync
 
     def close(self) -> None:
+        if self._closed:
+            return  # (a pooled client may be another provider's by now)
+        self._closed = True
+        if self._pool is not None and not self._boundary.failed:
+            self._pool.give_back(self._key, self._counted)
+            return
         with contextlib.suppress(Exception):
             self._client.close()
 
@@ -182,23 +197,20 @@ class CalDAVProvider(CalendarProvider):
         """The sync-collection listing since ``cursor``: changed hrefs with their ETags, removed
         hrefs, and the new token. Follows truncated (507) replies while the token moves on.
 
-        The REPORT is sent and its XML checked by caldav; the members are read by
-        ``sync_page`` (caldav's ``get_objects_by_sync_token`` made an object and several URL
-        objects per member: ~0.3 s of CPU for a 2,000-event first sync)."""
+        Each REPORT is sent and read by ``_sync_page`` (caldav's ``get_objects_by_sync_token``
+        made an object and several URL objects per member: ~0.3 s of CPU for a 2,000-event
+        first sync, and most of an unchanged poll's)."""
         listed: dict[Href, ETag | None] = {}
         deleted: set[Href] = set()
         token = cursor
         for _page in range(MAX_SYNC_PAGES):
             page = self._sync_page(token)
-            for href, etag, removed in page.members:
-                if href == self._path or href.endswith("/"):
-                    continue  # the collection itself (iCloud) or a sub-collection
-                if removed:
-                    deleted.add(href)
-                    listed.pop(href, None)
-                else:
-                    listed[href] = etag
-                    deleted.discard(href)
+            for href, etag in page.listed.items():  # a later page wins
+                listed[href] = etag
+                deleted.discard(href)
+            for href in page.deleted:
+                deleted.add(href)
+                listed.pop(href, None)
             if not page.token:
                 # A 2xx without a token: not a real sync-collection answer (a plain web
                 # server, or a proxy answering for it). The listing will tell.
@@ -206,59 +218,67 @@ class CalDAVProvider(CalendarProvider):
             if not page.truncated:
                 return listed, deleted, page.token
             if page.token == token:
-                break  # truncated without moving on: it never ends
+                break  # truncated without moving on: following it would never end
             token = page.token
         log.warning("%s: sync-collection stays truncated, listing ETags instead", self.url)
         raise SyncUnusable
 
     def _sync_page(self, token: Cursor | None) -> SyncPage:
-        """One sync-collection REPORT since ``token``, read; raises as ``_sync_refused`` says,
-        SyncUnusable for an answer that is not one."""
+        """One sync-collection REPORT, sent and read by hand (``sync_report``): caldav's
+        request and response objects cost more than the request itself on an idle poll."""
+        body = sync_body(token)
         with self._boundary("asking for changes (sync-collection)"):
-            try:
-                response = self._client.report(self.url, sync_body(token), depth=1)
-                # The statuses caldav raised on when it sent the REPORT (DAVObject._query).
-                if response.status == 404:
-                    raise dav_error.error_from_response(dav_error.NotFoundError, response)
-                if response.status >= 400:
-                    raise dav_error.error_from_response(dav_error.ReportError, response)
-                return sync_page(response, self._path)
-            except dav_error.RateLimitError:
-                raise
-            except dav_error.DAVError as exc:
-                raise self._sync_refused(exc, token) from exc
-            except (OSError, NotImplementedError, SyncUnusable):
-                raise  # network and login problems: translated by the boundary
-            except Exception as exc:
-                # caldav could not make sense of the answer (e.g. an HTML page that
-                # happens to be well-formed XML). The ETag listing either works, then
-                # it is the safer way to poll this server, or raises the real problem.
-                log.warning(
-                    "%s: unreadable sync-collection answer: %r",
-                    self.url,
-                    exc,
-                    exc_info=log.isEnabledFor(logging.DEBUG),
-                )
-                raise SyncUnusable from exc
+            response = self._report(body)
+            status = response.status_code or 0
+            dav_error.raise_if_rate_limited(status, self.url, response.headers.get("Retry-After"))
+            content = response.content or b""
+        if status not in (200, 207):
+            refusal = SyncRefused(status, content)
+            raise self._sync_refused(refusal, token) from refusal
+        try:
+            return parse_sync_page(content, self._path)
+        except Unreadable as exc:
+            # An answer that is no multistatus (e.g. an HTML page). The ETag listing either
+            # works, then it is the safer way to poll this server, or raises the real problem.
+            log.warning("%s: unreadable sync-collection answer: %s", self.url, exc)
+            raise SyncUnusable from exc
 
-    def _sync_refused(self, exc: dav_error.DAVError, token: Cursor | None) -> Exception:
+    def _report(self, body: bytes) -> Any:
+        """The REPORT through the client's session (its login, timeout and certificates)."""
+        client = self._client
+        headers: dict[Any, Any] = {**client.headers, **SYNC_HEADERS}
+
+        # A kept-alive connection from the pool that the server closed meanwhile is noticed
+        # by urllib3 before it is used (tested with a server restart): no retry needed here.
+        return client.session.request(
+            "REPORT",
+            self.url,
+            data=body,
+            headers=headers,
+            auth=client.auth,
+            timeout=client.timeout,
+            verify=client.ssl_verify_cert,
+            cert=client.ssl_cert,
+        )
+
+    def _sync_refused(self, refusal: SyncRefused, token: Cursor | None) -> Exception:
         """CursorExpired for a rejected token, SyncUnusable when the server cannot sync, else
         the translated error."""
-        status = exc.status
+        status = refusal.status
         # Radicale answers a bad token with 403, Xandikos 412, others 409; not all of them
         # name the precondition. (Without a token there is nothing to expire.)
         if token is not None and (
-            VALID_SYNC_TOKEN in exc.preconditions or status in (403, 409, 412)
+            VALID_SYNC_TOKEN in refusal.preconditions or status in (403, 409, 412)
         ):
             return CursorExpired(
                 f"The CalDAV server at {self.url} no longer accepts calsync's sync token; "
                 "calsync will re-read the whole calendar.",
                 url=self.url,
             )
-        if status in (401, 404) or (status is not None and status >= 500 and status != 501):
-            return self._boundary.translate(exc, "asking for changes", self.url)
-        # 400/403/405/501... or no status (caldav's own "not supported"). A 403 may also mean
-        # missing rights: the ETag listing that follows raises AuthFailed in that case.
+        if status in (401, 404) or (status >= 500 and status != 501):
+            return self._boundary.status_error(status, "asking for changes", self.url)
+        # 400/403/405/501... A 403 may also mean missing rights: the ETag listing that follows
+        # raises AuthFailed in that case.
         return SyncUnusable()
 
     def _listing_delta(self, known: Mapping[Href, ETag], arrived: Arrived = None) -> Delta:

@@ -11,15 +11,15 @@ import contextlib
 import hashlib
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
-from xml.sax.saxutils import escape
 
 import icalendar
 from caldav.davclient import DAVClient
-from caldav.elements import cdav, dav
 from caldav.lib import error as dav_error
 from caldav.lib.http_sync import requests as http
 from lxml import etree
@@ -58,9 +58,11 @@ MULTIGET_BATCH = 1000
 #: Objects per calendar-multiget REPORT when the caller works on each part as it arrives
 #: (``changes_arriving``): small enough that little of the server's time is left unshared.
 ARRIVING_BATCH = 250
-#: Truncated (507) sync-collection pages followed before giving up on sync and listing ETags
-#: instead: the 10 rounds of caldav's 100 pages each that calsync followed when caldav read them.
+#: Truncated sync-collection pages followed (while the token moves on) before giving up on
+#: sync and listing ETags instead.
 MAX_SYNC_PAGES = 1000
+#: Idle clients (each with its kept-alive connection) a ``ClientPool`` keeps at most.
+POOL_IDLE = 32
 
 XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>'
 PROPFIND_ETAGS = (
@@ -139,13 +141,91 @@ def new_client(url: str, username: str | None, password: str | None, timeout: fl
     )
 
 
+class CountedClient:
+    """A DAVClient and the HTTP requests its session has sent: counted at the session, below
+    caldav, so that caldav's internal auth retries are seen too."""
+
+    def __init__(self, client: DAVClient) -> None:
+        self.client = client
+        self.requests = 0
+        session_request = client.session.request
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.requests += 1
+            return session_request(*args, **kwargs)
+
+        client.session.request = counted  # type: ignore[method-assign]
+
+
+ClientKey = tuple[str, str | None, str | None, float]
+
+
+class ClientPool:
+    """Clients given back by closed providers, for the next provider of the same server and
+    login: a poll then reuses the client and its kept-alive connection instead of building
+    both anew. A client serves one provider at a time. Keyed by origin *and* login, and its
+    cookies are cleared when it comes back, so nothing of one account reaches another or a
+    later poll. At most ``max_idle`` clients wait; the longest idle is closed first."""
+
+    def __init__(self, max_idle: int = POOL_IDLE) -> None:
+        self._max_idle = max_idle
+        self._idle: OrderedDict[ClientKey, list[CountedClient]] = OrderedDict()
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(url: str, username: str | None, password: str | None, timeout: float) -> ClientKey:
+        return ("{0.scheme}://{0.netloc}".format(urlsplit(url)), username, password, timeout)
+
+    def take(self, key: ClientKey) -> CountedClient | None:
+        """An idle client for ``key``, or None (the caller makes one)."""
+        with self._lock:
+            idle = self._idle.get(key)
+            if not idle:
+                return None
+            client = idle.pop()
+            if not idle:
+                del self._idle[key]
+            self._count -= 1
+            return client
+
+    def give_back(self, key: ClientKey, client: CountedClient) -> None:
+        client.client.session.cookies.clear()
+        evicted: list[CountedClient] = []
+        with self._lock:
+            self._idle.setdefault(key, []).append(client)
+            self._idle.move_to_end(key)
+            self._count += 1
+            while self._count > self._max_idle:
+                oldest_key, oldest = next(iter(self._idle.items()))
+                evicted.append(oldest.pop(0))
+                if not oldest:
+                    del self._idle[oldest_key]
+                self._count -= 1
+        for stale in evicted:
+            with contextlib.suppress(Exception):
+                stale.client.close()
+
+    def close(self) -> None:
+        """Close every idle client (and its connections)."""
+        with self._lock:
+            idle = [client for clients in self._idle.values() for client in clients]
+            self._idle.clear()
+            self._count = 0
+        for client in idle:
+            with contextlib.suppress(Exception):
+                client.client.close()
+
+
 class Boundary:
-    """Translates third-party exceptions into ProviderError for one server URL."""
+    """Translates third-party exceptions into ProviderError for one server URL. ``failed``
+    tells whether it translated any (the connection may then be in a bad state)."""
 
     def __init__(self, url: str, timeout: float, username: str | None) -> None:
         self.url = url
         self.timeout = timeout
         self.username = username
+        self.failed = False
 
     @contextlib.contextmanager
     def __call__(self, doing: str, url: str | None = None) -> Iterator[None]:
@@ -154,6 +234,7 @@ class Boundary:
         except (ProviderError, SyncUnusable):
             raise
         except Exception as exc:
+            self.failed = True
             raise self.translate(exc, doing, url or self.url) from exc
 
     def translate(self, exc: Exception, doing: str, url: str) -> ProviderError:
@@ -261,75 +342,6 @@ def propfind_results(
             url=url,
         )
     return results
-
-
-def sync_body(token: str | None) -> str:
-    """A sync-collection REPORT (RFC 6578) asking for the ETags changed since ``token`` (all
-    members without one); the body caldav's ``get_objects_by_sync_token`` sends."""
-    return (
-        f'{XML_HEAD}<D:sync-collection xmlns:D="DAV:" xmlns:C="{CALDAV}">'
-        f"<D:sync-token>{escape(token or '')}</D:sync-token><D:sync-level>1</D:sync-level>"
-        "<D:prop><D:getetag/></D:prop></D:sync-collection>"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SyncPage:
-    """One sync-collection answer: each member's href (``href_of`` spelling) with its ETag,
-    None for a removed member; the new token; whether the server truncated the answer."""
-
-    members: list[tuple[Href, str | None, bool]]  # href, ETag, removed
-    token: str | None
-    truncated: bool
-
-
-# The properties caldav reads from a sync-collection answer (it checks all three).
-_SYNC_PROPS = [dav.GetEtag(), cdav.CalendarData(), cdav.ScheduleTag()]
-
-
-def sync_page(response: Any, collection: Href) -> SyncPage:
-    """Read one sync-collection answer (caldav's ``DAVResponse`` of the REPORT to
-    ``collection``) as caldav's ``get_objects_by_sync_token`` did, without building a caldav
-    object and URLs per member (~0.3 s of CPU for 2,000 members).
-
-    caldav still parses and checks the XML (``expand_simple_props``: a failed propstat or an
-    unexpected status raises its ``ResponseError``). A member is removed when its response has a
-    404 status and no ETag (RFC 6578 3.2; Cyrus lists a member both ways, with an ETag when it
-    changed). A 507 marker for another href than ``collection`` raises ``SyncUnusable``.
-    """
-    found = response.expand_simple_props(_SYNC_PROPS)
-    statuses: dict[str, str | None] = response.statuses
-    members = []
-    for raw_href, props in found.items():
-        etag = props.get(dav.GetEtag.tag)
-        status = statuses.get(raw_href)
-        removed = etag is None and status is not None and _status_code(status) == 404
-        members.append((_member_href(raw_href, collection), etag, removed))
-    marker = response.sync_truncated_href
-    if marker is not None and unquote(_member_href(marker, collection)).rstrip("/") != unquote(
-        collection
-    ).rstrip("/"):
-        # RFC 6578 3.6 marks truncation with a 507 for the request URL; one for another href
-        # is a failure caldav raised on.
-        raise SyncUnusable(f"sync-collection: 507 Insufficient Storage for {marker}")
-    return SyncPage(members, response.sync_token, marker is not None)
-
-
-def _member_href(raw_href: str, collection: Href) -> Href:
-    """The ``href_of`` spelling of an href caldav's parser returned (decoded), spelled again
-    the way caldav's objects had it: quoted, and joined to the collection when relative."""
-    path = quote(raw_href)
-    if not path.startswith("/"):
-        path = collection + path
-    return href_of(path)
-
-
-def _status_code(status: str) -> int:
-    """The code of a status line ("HTTP/1.1 404 Not Found"); 200 when there is none, as caldav."""
-    parts = status.split()
-    if len(parts) >= 2 and parts[1].isdigit():
-        return int(parts[1])
-    return 200
 
 
 def tzid(calendar_timezone: Any) -> str | None:
