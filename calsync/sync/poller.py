@@ -3,8 +3,8 @@
 A tick claims due calendars with a database lease, polls them on a thread pool, and stores
 each delta together with its new cursor in one transaction that first checks the lease is
 still ours (a fence: a worker that stalled past its lease must not overwrite the work of the
-worker that took over). A ``Beat`` thread runs the ticks: the next when the last one ended
-and the beat came, never two at once.
+worker that took over). APScheduler drives the ticks, each run scheduling the next, so two
+never overlap; its job store lives in memory and is never shared between processes.
 
 The poller knows calendars, not bookings: what bookings do with a stored poll (an owner's own
 move or delete of a booked event, adopting new matching events) comes in as ``PollHooks``
@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import (
     Connection,
     Table,
@@ -172,7 +173,7 @@ class Poller:
         self.clock = clock
         # Made by the first tick: a request-time refresh uses a Poller without any thread.
         self._pool: ThreadPoolExecutor | None = None
-        self._beats: list[Beat] = []
+        self._scheduler: BackgroundScheduler | None = None
         self._batch_size = self.sync.max_parallel_polls * BATCH_ROUNDS
         self._stopping = threading.Event()
         self.on_result: Callable[[PollResult], None] | None = None
@@ -755,24 +756,49 @@ class Poller:
                 return PollResult(connection_id, SyncOutcome.FAILED, error=repr(exc))
 
     def start(self, extra_jobs: Iterable[tuple[str, Callable[[], object]]] = ()) -> None:
-        """Run ticks in the background; ``extra_jobs`` (name, function) run on the same beat,
-        each in its own thread (``Beat``)."""
+        """Run ticks in the background; ``extra_jobs`` (name, function) run on the same beat."""
         self._stopping.clear()
-        self._beats = [
-            Beat(name, function, self.sync.tick_seconds, self._stopping)
-            for name, function in [("calsync-poll-tick", self.tick), *extra_jobs]
-        ]
-        for beat in self._beats:
-            beat.start()
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        for name, function in [("calsync-poll-tick", self.tick), *extra_jobs]:
+            self._schedule(self._scheduler, name, function, utcnow())
+        self._scheduler.start()
+
+    def _schedule(
+        self,
+        scheduler: BackgroundScheduler,
+        name: str,
+        function: Callable[[], object],
+        when: datetime,
+    ) -> None:
+        """One run of ``function`` at ``when``, which schedules the next when it ends.
+
+        Not an interval job: APScheduler would find a run that outlasts the beat (a batch of
+        first syncs) still going, skip that beat and log a warning each time. Here the next run
+        starts a beat after this one began, or at once when this one took longer.
+        """
+
+        def run() -> None:
+            began = utcnow()
+            try:
+                function()
+            finally:
+                if not self._stopping.is_set():
+                    due = began + timedelta(seconds=self.sync.tick_seconds)
+                    self._schedule(scheduler, name, function, max(due, utcnow()))
+
+        # However late the scheduler's thread gets to it, the run is still wanted.
+        scheduler.add_job(
+            run, "date", run_date=when, id=name, replace_existing=True, misfire_grace_time=None
+        )
 
     def stop(self) -> None:
         """Stop claiming, let the polls in flight finish (each bounded by the request timeout;
         each gives its lease back), then give back any lease still held, so no calendar waits
         out ``lease_seconds`` for a worker that stopped cleanly."""
         self._stopping.set()
-        for beat in self._beats:
-            beat.join()
-        self._beats = []
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         try:
@@ -801,36 +827,6 @@ class _Unstored:
     started: datetime
     finished: datetime
     fetched: Fetched
-
-
-class Beat(threading.Thread):
-    """Runs ``job`` every ``seconds`` in its own thread until ``stopping`` is set.
-
-    A run that takes longer than the beat is never overlapped or queued behind: the next run
-    starts when it ends, and the beats it missed are dropped (an interval scheduler would
-    instead skip them with a warning each). The job should not raise; if it does, the error
-    is logged and the next beat runs anyway."""
-
-    def __init__(
-        self, name: str, job: Callable[[], object], seconds: float, stopping: threading.Event
-    ) -> None:
-        super().__init__(name=name, daemon=True)
-        self.job = job
-        self.seconds = seconds
-        self.stopping = stopping
-
-    def run(self) -> None:
-        due = time.monotonic()
-        while not self.stopping.is_set():
-            try:
-                self.job()
-            except Exception:
-                log.exception("%s failed; will run again at the next beat", self.name)
-            due += self.seconds
-            now = time.monotonic()
-            if due < now:  # ran past the beat: go on at once, and keep time from here
-                due = now
-            self.stopping.wait(due - now)
 
 
 def _unchanged_store() -> Update:

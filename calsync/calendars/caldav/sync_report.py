@@ -110,16 +110,22 @@ def parse_sync_page(content: bytes, collection: Href) -> SyncPage:
             if status == 507:
                 page.truncated = True
             continue
+        if status == 507:
+            # RFC 6578 3.6 marks truncation on the collection only; caldav raised on any other.
+            raise Unreadable(f"507 Insufficient Storage for {href}")
         if href.endswith("/"):
             continue  # a sub-collection
-        if status == 507:
-            raise Unreadable(f"507 Insufficient Storage for the member {href}")
         etag: ETag | None = None
         for propstat in response.iterfind(_PROPSTAT):
-            if _code(propstat.findtext(_STATUS)) == 200:
+            code = _code(propstat.findtext(_STATUS))
+            if code == 200:
                 found = propstat.findtext(_ETAG)
                 if found:
                     etag = found
+            elif code != 404:
+                # A server failing on a member's properties: the ETag listing is the safer
+                # way to read this calendar (caldav raised on it too).
+                raise Unreadable(f"{code} for the properties of {href}")
         if status == 404 and etag is None:
             page.deleted.add(href)
             page.listed.pop(href, None)
