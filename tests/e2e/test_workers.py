@@ -57,6 +57,9 @@ class Workers:
             "CALSYNC_SYNC__POLL_JITTER_SECONDS": "0.2",
             "CALSYNC_SYNC__TICK_SECONDS": "0.2",
             "CALSYNC_SYNC__LEASE_SECONDS": "3",
+            # A batch claims 2 × this many calendars: fewer than the 6 of the tests below, so
+            # one worker cannot take them all at every tick and both workers poll.
+            "CALSYNC_SYNC__MAX_PARALLEL_POLLS": "2",
         }
         self.tmp_path = tmp_path
         self.processes: list[subprocess.Popen[bytes]] = []
