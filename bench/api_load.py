@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from calsync.calendars.base import Interval
 from calsync.config import Settings
 from calsync.demo.embedded import free_port
 from calsync.policy.types import TimeRange
-from calsync.store.db import Database
+from calsync.store.db import MIGRATIONS, Database
 from calsync.store.models import CalendarConnection, ConnectionStatus, ProviderKind, utcnow
 from calsync.sync import connections as services
 from calsync.sync import mirror
@@ -136,6 +137,28 @@ def seed(database_url: str, first_day: date) -> int:
         db.dispose()
 
 
+def database_for(package_root: Path, database: Path) -> str:
+    """A copy of ``database`` at the schema of the calsync package under ``package_root``,
+    which refuses to serve a database newer than its own migrations: downgraded with this
+    calsync's migrations, which only drop what the older package never read."""
+    versions = package_root / "calsync" / "store" / "migrations" / "versions"
+    newest = max(path.name.split("_", 1)[0] for path in versions.glob("0*.py"))
+    copy = database.with_name(f"{database.stem}-{newest}.db")
+    shutil.copyfile(database, copy)
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    db = Database(f"sqlite:///{copy}")
+    try:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["engine"] = db.engine
+        command.downgrade(config, newest)
+    finally:
+        db.dispose()
+    return f"sqlite:///{copy}"
+
+
 # -- the server -----------------------------------------------------------------------------------
 
 
@@ -155,9 +178,22 @@ class Server:
             env["PYTHONPATH"] = os.pathsep.join(
                 filter(None, [str(package_root), os.environ.get("PYTHONPATH")])
             )
+        # Started outside the checkout: `python -c` puts its working directory first on
+        # sys.path, which would import this checkout's calsync whatever PYTHONPATH says.
+        where = subprocess.run(
+            [sys.executable, "-c", "import calsync; print(calsync.__file__)"],
+            env=env,
+            cwd=log.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        if package_root is not None and not where.startswith(str(package_root)):
+            raise RuntimeError(f"the other calsync was not picked up: {where}")
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", SERVE, str(self.port)],
+                cwd=log.parent,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -294,7 +330,8 @@ def run() -> list[tuple[str, str]]:
             if label != "now" and root is None:
                 rows.append(("before", f"skipped: commit {BASELINE} not available (git)"))
                 continue
-            server = Server(database_url, Path(tmp) / f"server-{len(rows)}.log", root)
+            served = database_url if root is None else database_for(root, Path(tmp) / "bench.db")
+            server = Server(served, Path(tmp) / f"server-{len(rows)}.log", root)
             try:
                 server.wait_until_ready()
                 measured = load(server, event_type_id, first_day)

@@ -112,7 +112,7 @@ class WebSettings(BaseModel):
         "['https://coach.example']; empty: no site may (the default).",
     )
     availability_threads: int = Field(
-        4,
+        2,
         ge=1,
         le=64,
         description="How many availability reads (the admin API's slots) one web process "

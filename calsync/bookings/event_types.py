@@ -430,11 +430,12 @@ def slots_within(
     ``extra_busy`` adds busy time the mirror does not hold (``live_check``);
     ``calendar_ids``: the conflict calendars, when the caller has read them already.
     """
+    rules = rules_of(event_type)
     busy, booked = taken_spans(
-        session, event_type, start, end, calendar_ids, with_uids=bool(ignore)
+        session, event_type, start, end, calendar_ids, with_uids=bool(ignore), rules=rules
     )
     return free_slots(
-        rules_of(event_type),
+        rules,
         busy=[*busy, *extra_busy],
         booked=[*booked, *extra_booked],
         now=now,
@@ -452,12 +453,13 @@ def taken_spans(
     calendar_ids: Sequence[int] | None = None,
     *,
     with_uids: bool = True,
+    rules: AvailabilityRules | None = None,
 ) -> tuple[list[Span], list[Span]]:
     """Busy spans (conflict calendars; ``calendar_ids`` when the caller has read them) and
     booked spans (our sessions) that can touch a slot in [start, end), from what this
     transaction sees. ``with_uids=False`` leaves the busy spans' UIDs out (None) when no
-    session is to be ignored."""
-    rules = rules_of(event_type)
+    session is to be ignored; ``rules``: the event type's, when the caller has them."""
+    rules = rules or rules_of(event_type)
     # Anything that could touch a slot inside the window, buffers included.
     reach_start, reach_end = start - rules.buffer_before, end + rules.buffer_after
     if calendar_ids is None:
