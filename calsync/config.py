@@ -70,7 +70,7 @@ class SyncSettings(BaseModel):
         5.0, gt=0, description="How often a worker looks for due calendars."
     )
     max_parallel_polls: int = Field(
-        4, ge=1, le=64, description="Calendars polled at once per worker."
+        8, ge=1, le=64, description="Calendars polled at once per worker."
     )
     max_backoff_seconds: float = Field(
         3600.0, ge=1, description="Longest wait after repeated failures."
