@@ -81,9 +81,7 @@ _HELD_TIMES = union_all(
 def booked_spans(session: Session, owner_id: int, start: datetime, end: datetime) -> list[Span]:
     """Sessions of the owner's active bookings overlapping [start, end), keyed by their UID,
     and the times held for payments (reschedules, checkouts) as if booked."""
-    rows = session.connection().execute(
-        _HELD_TIMES, {"owner_id": owner_id, "start": start, "end": end}
-    )
+    rows = session.execute(_HELD_TIMES, {"owner_id": owner_id, "start": start, "end": end})
     return [Span(s, e, uid) for s, e, uid in rows]
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, Sized
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -83,6 +83,9 @@ Progress = Callable[[str, int, int], None]
 #: last calendars' leases longer before their polls start (a round of polls that all time out
 #: takes ``request_timeout_seconds``; the lease is ``lease_seconds``, 4 times that by default).
 BATCH_ROUNDS = 2
+#: How long the unchanged polls a batch has done wait to be stored while another of its polls
+#: is still running.
+FLUSH_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,20 +568,26 @@ class Poller:
             return {}
         results: dict[int, PollResult] = {}
         turned_away: list[_Unstored] = []
-        with self.db.writing_core() as session:
-            runs = []
-            for poll in polls:
-                cid = poll.connection.id
-                problems = self._update_unchanged(session, cid, poll.fetched, self.clock())
-                if problems is None:
-                    turned_away.append(poll)
-                    continue
-                runs.append(self._run_record(cid, poll.started, poll.finished, poll.fetched))
-                results[cid] = PollResult(
-                    cid, SyncOutcome.OK, full=poll.fetched.full, problems=problems
-                )
-            if runs:
-                session.execute(_RUN_INSERT, runs)
+        try:
+            with self.db.writing_core() as session:
+                runs = []
+                for poll in polls:
+                    cid = poll.connection.id
+                    problems = self._update_unchanged(session, cid, poll.fetched, self.clock())
+                    if problems is None:
+                        turned_away.append(poll)
+                        continue
+                    runs.append(self._run_record(cid, poll.started, poll.finished, poll.fetched))
+                    results[cid] = PollResult(
+                        cid, SyncOutcome.OK, full=poll.fetched.full, problems=problems
+                    )
+                if runs:
+                    session.execute(_RUN_INSERT, runs)
+        except Exception:
+            # One failed transaction must not lose the whole batch: each poll is stored (or
+            # its failure recorded) on its own, as it would have been without batching.
+            log.warning("storing a batch of unchanged polls failed; storing them one by one")
+            results, turned_away = {}, polls
         for poll in turned_away:
             with log_context(calendar_id=poll.connection.id):
                 results[poll.connection.id] = self._safely(
@@ -718,10 +727,19 @@ class Poller:
                 self._pool = ThreadPoolExecutor(
                     self.sync.max_parallel_polls, thread_name_prefix="poll"
                 )
+            futures = [self._pool.submit(self._poll_safely, c) for c in connections]
+            stored: dict[int, PollResult] = {}
             try:
-                results = list(self._pool.map(self._poll_safely, connections))
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, FLUSH_SECONDS, FIRST_COMPLETED)
+                    # Stored as they gather, and whenever a slow poll keeps the batch open:
+                    # the polls done hold leases that run out (``lease_seconds``).
+                    if not done or len(self._unstored) >= self.sync.max_parallel_polls:
+                        stored |= self._store_unchanged_batch()
             finally:
-                stored = self._store_unchanged_batch()
+                stored |= self._store_unchanged_batch()
+            results = [future.result() for future in futures]
             return [stored.get(result.connection_id, result) for result in results]
         except Exception as exc:
             if unreachable(exc):  # a restart: one line per tick until it is back
@@ -786,9 +804,18 @@ class Poller:
                     due = began + timedelta(seconds=self.sync.tick_seconds)
                     self._schedule(scheduler, name, function, max(due, utcnow()))
 
-        # However late the scheduler's thread gets to it, the run is still wanted.
+        # However late the scheduler's thread gets to it, the run is still wanted. Two
+        # instances: APScheduler counts this run as running until just after it returns, and
+        # would skip (and so drop for good) a next run due at once; two never overlap, since
+        # the next is only added as this one ends.
         scheduler.add_job(
-            run, "date", run_date=when, id=name, replace_existing=True, misfire_grace_time=None
+            run,
+            "date",
+            run_date=when,
+            id=name,
+            replace_existing=True,
+            misfire_grace_time=None,
+            max_instances=2,
         )
 
     def stop(self) -> None:

@@ -46,12 +46,30 @@ def test_changes_removals_and_token() -> None:
 
 
 def test_a_member_both_removed_and_changed_counts_as_changed() -> None:
-    # Cyrus lists some members both ways; the later entry wins within a page.
+    # Cyrus lists some members both ways; any entry with an ETag makes it changed.
     both = member("/cal/a.ics", '"2"', status="HTTP/1.1 404 Not Found")
     page = parse_sync_page(
         answer(member("/cal/a.ics", status="HTTP/1.1 404 Not Found"), both), "/cal"
     )
     assert (page.listed, page.deleted) == ({"/cal/a.ics": '"2"'}, set())
+
+
+def test_a_member_changed_then_listed_removed_still_counts_as_changed() -> None:
+    # The other order Cyrus may use: the ETag entry first, then a bare 404.
+    both = member("/cal/a.ics", '"2"', status="HTTP/1.1 404 Not Found")
+    page = parse_sync_page(
+        answer(both, member("/cal/a.ics", status="HTTP/1.1 404 Not Found")), "/cal"
+    )
+    assert (page.listed, page.deleted) == ({"/cal/a.ics": '"2"'}, set())
+
+
+@pytest.mark.parametrize("collection", ["/cal/", "/cal"])
+def test_relative_hrefs_are_read_against_the_collection(collection: str) -> None:
+    page = parse_sync_page(
+        answer(member("a.ics", '"1"'), member("gone.ics", status="HTTP/1.1 404 Not Found")),
+        collection,
+    )
+    assert (page.listed, page.deleted) == ({"/cal/a.ics": '"1"'}, {"/cal/gone.ics"})
 
 
 def test_a_404_only_in_the_propstat_is_listed_without_etag() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
 from xml.sax.saxutils import escape
 
 from caldav.lib.error import parse_preconditions
@@ -90,8 +91,8 @@ def parse_sync_page(content: bytes, collection: Href) -> SyncPage:
     """Read one sync-collection answer for the collection at ``collection`` (its href).
 
     The collection itself (iCloud lists it) and sub-collections are left out. A member listed
-    twice counts as its last entry; one reported removed and also given an ETag (Cyrus lists
-    some both ways) counts as changed, as caldav reads it. Raises ``Unreadable``."""
+    twice counts as changed with its last ETag if any entry gave one (Cyrus lists some both
+    ways, removed and changed), as caldav read it. Raises ``Unreadable``."""
     try:
         root = etree.fromstring(content, _parser())
     except etree.XMLSyntaxError as exc:
@@ -104,7 +105,8 @@ def parse_sync_page(content: bytes, collection: Href) -> SyncPage:
         href_text = response.findtext(_HREF)
         if not href_text:
             continue
-        href = href_of(href_text.strip())
+        # Relative hrefs are relative to the collection (caldav joined them to its URL).
+        href = href_of(urljoin(base + "/", href_text.strip()))
         status = _code(response.findtext(_STATUS))
         if href.rstrip("/") == base:
             if status == 507:
@@ -127,10 +129,13 @@ def parse_sync_page(content: bytes, collection: Href) -> SyncPage:
                 # way to read this calendar (caldav raised on it too).
                 raise Unreadable(f"{code} for the properties of {href}")
         if status == 404 and etag is None:
-            page.deleted.add(href)
-            page.listed.pop(href, None)
+            # Removed, unless another entry of this page gave it an ETag (Cyrus lists some
+            # members both ways, in either order): any ETag means changed, as caldav read it.
+            if page.listed.get(href) is None:
+                page.deleted.add(href)
+                page.listed.pop(href, None)
         else:
-            page.listed[href] = etag
+            page.listed[href] = etag if etag is not None else page.listed.get(href)
             page.deleted.discard(href)
     token = root.findtext(_TOKEN)
     page.token = token.strip() if token and token.strip() else None
