@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -144,7 +144,13 @@ def database_for(package_root: Path, database: Path) -> str:
     versions = package_root / "calsync" / "store" / "migrations" / "versions"
     newest = max(path.name.split("_", 1)[0] for path in versions.glob("0*.py"))
     copy = database.with_name(f"{database.stem}-{newest}.db")
-    shutil.copyfile(database, copy)
+    # SQLite's own backup: a plain file copy would miss what is still in the -wal file.
+    source, target = sqlite3.connect(database), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
