@@ -59,6 +59,29 @@ class Cli:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
+    def coach(
+        self, owner: str, calendar_url: str, *event_type_options: str, name: str = "Coach"
+    ) -> None:
+        """``init``; ``owner`` (Europe/Berlin) with ``calendar_url`` as calendar 1 for conflicts
+        and bookings; the event type ``coaching``, 60 minutes booked into it, plus
+        ``event_type_options``: the set-up every booking test from the command line starts with."""
+        self.ok("init")
+        self.ok("owner", "add", "--name", name, "--email", owner, "--timezone", "Europe/Berlin")
+        self.ok("calendar", "add", "--owner", owner, "--caldav", calendar_url, "--role", "both")
+        self.ok(
+            "event-type",
+            "add",
+            "--owner",
+            owner,
+            "--slug",
+            "coaching",
+            "--duration",
+            "60",
+            "--booking-calendar",
+            "1",
+            *event_type_options,
+        )
+
     def fails(self, *args: str, env: dict[str, str] | None = None) -> str:
         result = self.run(*args, env=env)
         assert result.returncode == 1, (result.stdout, result.stderr)

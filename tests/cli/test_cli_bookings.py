@@ -26,30 +26,7 @@ def test_book_show_move_and_cancel_from_the_command_line(
     tmp_path: Path, database_url: str, radicale_server: ServerProcess
 ) -> None:
     cli = Cli(tmp_path, database_url)
-    cli.ok("init")
-    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
-    cli.ok(
-        "calendar",
-        "add",
-        "--owner",
-        OWNER,
-        "--caldav",
-        radicale_server.new_calendar(),
-        "--role",
-        "both",
-    )
-    cli.ok(
-        "event-type",
-        "add",
-        "--owner",
-        OWNER,
-        "--slug",
-        "coaching",
-        "--duration",
-        "60",
-        "--booking-calendar",
-        "1",
-    )
+    cli.coach(OWNER, radicale_server.new_calendar())
     today = datetime.now(BERLIN).date()
     monday = today + timedelta(days=7 - today.weekday())
     booked = json.loads(
@@ -140,24 +117,7 @@ def test_request_reschedule_revoke_and_resend_confirmation_from_the_command_line
     tmp_path: Path, database_url: str, radicale_server: ServerProcess
 ) -> None:
     cli = Cli(tmp_path, database_url)
-    cli.ok("init")
-    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
-    calendar = radicale_server.new_calendar()
-    cli.ok("calendar", "add", "--owner", OWNER, "--caldav", calendar, "--role", "both")
-    cli.ok(
-        "event-type",
-        "add",
-        "--owner",
-        OWNER,
-        "--slug",
-        "coaching",
-        "--duration",
-        "60",
-        "--booking-calendar",
-        "1",
-        "--reschedule",
-        "never",
-    )
+    cli.coach(OWNER, radicale_server.new_calendar(), "--reschedule", "never")
     today = datetime.now(BERLIN).date()
     monday = today + timedelta(days=7 - today.weekday())
     booked = json.loads(

@@ -76,26 +76,8 @@ def test_the_owner_moves_a_session_of_a_cli_booking_in_the_console(
 
     # The owner's setup and the customer's booking, with the command line.
     cli = Cli(tmp_path, database_url)
-    cli.ok("init")
-    cli.ok(
-        "owner", "add", "--name", "Coach Carter", "--email", OWNER, "--timezone", "Europe/Berlin"
-    )
     calendar_url = radicale_server.new_calendar()
-    cli.ok("calendar", "add", "--owner", OWNER, "--caldav", calendar_url, "--role", "both")
-    cli.ok(
-        "event-type",
-        "add",
-        "--owner",
-        OWNER,
-        "--slug",
-        "coaching",
-        "--duration",
-        "60",
-        "--booking-calendar",
-        "1",
-        "--reschedule",
-        "never",
-    )
+    cli.coach(OWNER, calendar_url, "--reschedule", "never", name="Coach Carter")
     today = datetime.now(BERLIN).date()
     monday = today + timedelta(days=7 - today.weekday())
     booked = json.loads(

@@ -37,34 +37,7 @@ def test_a_paid_booking_cancelled_from_the_cli_is_refunded_and_listed(
             f'webhook_secret_env = "{payment_settings.webhook_secret_env}"\n'
             f'api_base = "{payment_settings.api_base}"\n'
         )
-    cli.ok("init")
-    cli.ok("owner", "add", "--name", "Coach", "--email", OWNER, "--timezone", "Europe/Berlin")
-    cli.ok(
-        "calendar",
-        "add",
-        "--owner",
-        OWNER,
-        "--caldav",
-        radicale_server.new_calendar(),
-        "--role",
-        "both",
-    )
-    cli.ok(
-        "event-type",
-        "add",
-        "--owner",
-        OWNER,
-        "--slug",
-        "coaching",
-        "--duration",
-        "60",
-        "--booking-calendar",
-        "1",
-        "--price",
-        "90",
-        "--cancel-refund",
-        "50%",
-    )
+    cli.coach(OWNER, radicale_server.new_calendar(), "--price", "90", "--cancel-refund", "50%")
     gateway = StripeGateway.from_settings(payment_settings)
     paid = gateway.create_intent(9000, "EUR", {}, f"cli-{tmp_path.name}")
     gateway.confirm_intent(paid.id, "pm_card_visa")
